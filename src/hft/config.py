@@ -1,0 +1,77 @@
+"""Settings, frozen, read once from ``HFT_*`` environment variables.
+
+Defaults are the local stack: everything lives under ``./var`` of the working directory. Secrets never
+appear here with a default; they come from the environment only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and how the pipeline behaves.
+
+    Attributes:
+        home: root of all local state (``HFT_HOME``, default ``./var``).
+        lake_root: the Parquet lake; a local path or a Spark/pyarrow URI such as ``s3a://bucket/lake``
+            (``HFT_LAKE_ROOT``, default ``<home>/lake``). Clean bars live under ``<lake_root>/bars``,
+            features under ``<lake_root>/features``, rejected batches under ``<lake_root>/quarantine``.
+        tickers: the default universe (``HFT_TICKERS``, comma-separated).
+        interval: default bar interval (``HFT_INTERVAL``, ``1m``).
+        max_gap_minutes: largest gap between consecutive bars of one session that validation accepts
+            (``HFT_MAX_GAP_MINUTES``, 60).
+        spark_master: master for Spark jobs (``HFT_SPARK_MASTER``, ``local[*]``).
+        log_level: ``HFT_LOG_LEVEL`` (INFO).
+    """
+
+    home: Path = field(default_factory=lambda: Path(_env("HFT_HOME", "var")).absolute())
+    lake_root: str = ""
+    tickers: tuple[str, ...] = ()
+    interval: str = "1m"
+    max_gap_minutes: int = 60
+    spark_master: str = "local[*]"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        home = Path(_env("HFT_HOME", "var")).absolute()
+        return cls(
+            home=home,
+            lake_root=_env("HFT_LAKE_ROOT", str(home / "lake")),
+            tickers=tuple(
+                t.strip().upper() for t in _env("HFT_TICKERS", "AAA,BBB,CCC,DDD").split(",") if t.strip()
+            ),
+            interval=_env("HFT_INTERVAL", "1m"),
+            max_gap_minutes=int(_env("HFT_MAX_GAP_MINUTES", "60")),
+            spark_master=_env("HFT_SPARK_MASTER", "local[*]"),
+            log_level=_env("HFT_LOG_LEVEL", "INFO"),
+        )
+
+    @property
+    def bars_root(self) -> str:
+        return join_uri(self.lake_root, "bars")
+
+    @property
+    def features_root(self) -> str:
+        return join_uri(self.lake_root, "features")
+
+    @property
+    def quarantine_root(self) -> str:
+        return join_uri(self.lake_root, "quarantine")
+
+
+def join_uri(root: str, *parts: str) -> str:
+    """Join path parts onto a local path or a URI (``s3a://b/x`` + ``y`` -> ``s3a://b/x/y``)."""
+    out = str(root).rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out

@@ -1,0 +1,176 @@
+"""numpy/pandas implementation of :mod:`hft.features.definitions` (single process).
+
+The reference the Spark job is tested against, and the engine of the streaming path's per-ticker state.
+Windows are evaluated exactly (two-pass, no running sums) so results are comparable to 1e-9.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from hft.data.calendar import minutes_since_open, session_date
+from hft.features.definitions import (
+    GK_CO_WEIGHT,
+    LN2,
+    SESSION_MINUTES,
+    FeatureSpec,
+    yang_zhang_k,
+)
+from hft.schemas import Interval, coerce_bars
+
+_CHUNK = 1 << 20  # rows per block when reducing windows, bounds memory at ~CHUNK * w * 8 bytes
+
+
+def _rolling(x: np.ndarray, pos: np.ndarray, w: int, reduce) -> np.ndarray:
+    """``reduce`` over the last ``w`` values ending at each row, NaN unless the window is full and
+    inside one group (``pos`` = index of the row inside its group). NaN inputs propagate."""
+    n = len(x)
+    out = np.full(n, np.nan)
+    if n < w:
+        return out
+    for start in range(w - 1, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        view = sliding_window_view(x[start - (w - 1) : stop], w)
+        out[start:stop] = reduce(view)
+    out[pos < w - 1] = np.nan
+    return out
+
+
+def _mean(v: np.ndarray) -> np.ndarray:
+    return v.mean(axis=-1)
+
+
+def _sum(v: np.ndarray) -> np.ndarray:
+    return v.sum(axis=-1)
+
+
+def _var(v: np.ndarray) -> np.ndarray:
+    return v.var(axis=-1, ddof=1)
+
+
+def _lag(x: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
+    out = np.full(len(x), np.nan)
+    out[k:] = x[:-k]
+    out[pos < k] = np.nan
+    return out
+
+
+def _sqrt_pos(x: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.where(np.isnan(x), np.nan, np.maximum(x, 0.0)))
+
+
+def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FeatureSpec()) -> pd.DataFrame:
+    """Feature table for canonical ``bars`` (any number of tickers, one or more intraday intervals).
+
+    Returns :meth:`FeatureSpec.output_columns`, one row per bar that has a label, sorted by
+    (ticker, interval, ts). ``date`` is the New York session date (``datetime.date``).
+    """
+    bars = coerce_bars(bars)
+    for interval in bars["interval"].unique():
+        spec.horizon_bars(interval)  # raises for daily bars or an uneven horizon
+    df = bars.sort_values(["ticker", "interval", "ts"], kind="stable").reset_index(drop=True)
+    n = len(df)
+    if n == 0:
+        return _empty(spec)
+
+    ts = df["ts"]
+    date = session_date(ts)
+    group = pd.MultiIndex.from_arrays([df["ticker"], df["interval"], date]).factorize()[0]
+    starts = np.r_[True, group[1:] != group[:-1]]
+    start_idx = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    pos = np.arange(n) - start_idx
+
+    o, h, lo, c = (df[col].to_numpy(np.float64) for col in ("open", "high", "low", "close"))
+    v = df["volume"].to_numpy(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prev_c = _lag(c, pos, 1)
+        r1 = np.log(c / prev_c)
+        gap = np.log(o / prev_c)
+        hl = np.log(h / lo)
+        co = np.log(c / o)
+        rs = np.log(h / c) * np.log(h / o) + np.log(lo / c) * np.log(lo / o)
+        gk = 0.5 * hl * hl - GK_CO_WEIGHT * co * co
+        tr = np.where(np.isnan(prev_c), h - lo, np.maximum(h, prev_c) - np.minimum(lo, prev_c))
+
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k in spec.return_lags:
+            out[f"ret_{k}"] = np.log(c / _lag(c, pos, k))
+        for w in spec.vol_windows:
+            out[f"rv_{w}"] = _sqrt_pos(_rolling(r1 * r1, pos, w, _sum))
+        for w in spec.vol_windows:
+            out[f"parkinson_{w}"] = _sqrt_pos(_rolling(hl * hl, pos, w, _sum) / (4.0 * LN2 * w))
+        for w in spec.vol_windows:
+            out[f"garman_klass_{w}"] = _sqrt_pos(_rolling(gk, pos, w, _mean))
+        for w in spec.vol_windows:
+            out[f"rogers_satchell_{w}"] = _sqrt_pos(_rolling(rs, pos, w, _mean))
+        for w in spec.vol_windows:
+            k_yz = yang_zhang_k(w)
+            var_gap = _rolling(gap, pos, w, _var)
+            var_co = _rolling(co, pos, w, _var)
+            mean_rs = _rolling(rs, pos, w, _mean)
+            # gap needs a previous close: the window is complete only from the (w+1)-th bar on.
+            out[f"yang_zhang_{w}"] = _sqrt_pos(var_gap + k_yz * var_co + (1.0 - k_yz) * mean_rs)
+        for w in spec.vol_windows:
+            out[f"atr_{w}"] = _rolling(tr, pos, w, _mean) / c
+        out["hl_range"] = hl
+        wv = spec.volume_window
+        v_mean = _rolling(v, pos, wv, _mean)
+        v_std = np.sqrt(_rolling(v, pos, wv, _var))
+        safe_std = np.where(v_std > 0, v_std, 1.0)
+        out["volume_z"] = np.where(np.isnan(v_std), np.nan, np.where(v_std > 0, (v - v_mean) / safe_std, 0.0))
+        angle = 2.0 * np.pi * minutes_since_open(ts) / SESSION_MINUTES
+        out["tod_sin"] = np.sin(angle)
+        out["tod_cos"] = np.cos(angle)
+
+    fwd_close = _future_close(df, spec)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fwd_ret = np.log(fwd_close / c)
+    table = pd.DataFrame(
+        {
+            "ticker": df["ticker"].to_numpy(),
+            "ts": ts.to_numpy(),
+            "date": date,
+            "interval": df["interval"].to_numpy(),
+            "close": c,
+            "volume": df["volume"].to_numpy(),
+            **out,
+            "fwd_ret": fwd_ret,
+            "label": (fwd_close > c).astype(np.int32),
+        }
+    )
+    table["ts"] = pd.to_datetime(table["ts"], utc=True)
+    return table.loc[~np.isnan(fwd_close), spec.output_columns()].reset_index(drop=True)
+
+
+def _future_close(df: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
+    """Close of the same ticker's bar stamped exactly ``horizon`` later, NaN where there is none.
+
+    ``df`` is sorted by (ticker, interval, ts): one sorted int64 key (series code, epoch micros) and a
+    binary search find every match at once.
+    """
+    series = pd.MultiIndex.from_arrays([df["ticker"], df["interval"]]).factorize()[0].astype(np.int64)
+    micros = df["ts"].dt.as_unit("us").astype("int64").to_numpy()
+    secs = (micros - micros.min()) // 1_000_000  # < 2**42 s for any real span
+    key = (series << np.int64(42)) + secs
+    horizon_s = np.int64(spec.horizon_minutes * 60)
+    target = key + horizon_s
+    idx = np.searchsorted(key, target)
+    idx_clipped = np.minimum(idx, len(key) - 1)
+    found = (idx < len(key)) & (key[idx_clipped] == target)
+    found &= (micros % 1_000_000) == 0  # whole-second stamps only (bars are minute-aligned)
+    return np.where(found, df["close"].to_numpy(np.float64)[idx_clipped], np.nan)
+
+
+def _empty(spec: FeatureSpec) -> pd.DataFrame:
+    frame = pd.DataFrame({col: pd.Series(dtype=np.float64) for col in spec.output_columns()})
+    frame["ticker"] = frame["ticker"].astype(object)
+    frame["interval"] = frame["interval"].astype(object)
+    frame["date"] = frame["date"].astype(object)
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    frame["volume"] = frame["volume"].astype(np.int64)
+    frame["label"] = frame["label"].astype(np.int32)
+    return frame

@@ -1,0 +1,120 @@
+"""Spark implementation of :mod:`hft.features.definitions`: ``DataFrame -> DataFrame``.
+
+Only built-in Spark SQL functions (no Python UDFs), so executors need nothing but the JVM. Every window is
+``partitionBy(ticker, interval, date).orderBy(ts_us)``: one shuffle and one sort for the whole table.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from hft.data.calendar import EXCHANGE_TZ
+from hft.features.definitions import (
+    GK_CO_WEIGHT,
+    LN2,
+    SESSION_MINUTES,
+    FeatureSpec,
+    yang_zhang_k,
+)
+
+
+def _session_window():
+    return Window.partitionBy("ticker", "interval", "date").orderBy("ts_us")
+
+
+def _rows(w: int):
+    return _session_window().rowsBetween(-(w - 1), Window.currentRow)
+
+
+def _full(col: str, w: int, value: Column) -> Column:
+    """``value`` where all ``w`` inputs ``col`` of the window exist, else null."""
+    return F.when(F.count(col).over(_rows(w)) == w, value)
+
+
+def _sqrt_pos(value: Column) -> Column:
+    return F.sqrt(F.greatest(value, F.lit(0.0)))
+
+
+def add_session_columns(bars: DataFrame) -> DataFrame:
+    """Add ``date`` (New York session date) and ``ts_us`` (epoch microseconds, the window order)."""
+    local = F.from_utc_timestamp("ts", EXCHANGE_TZ)
+    return bars.withColumn("date", F.to_date(local)).withColumn("ts_us", F.unix_micros("ts"))
+
+
+def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> DataFrame:
+    """Feature table of canonical ``bars`` (columns of :data:`hft.schemas.BAR_SPARK_DDL`).
+
+    Same rows and values as :func:`hft.features.reference.compute_features`: only bars with a label.
+    """
+    sw = _session_window()
+    df = add_session_columns(bars)
+    prev_c = F.lag("close", 1).over(sw)
+    df = (
+        df.withColumn("prev_close", prev_c)
+        .withColumn("r1", F.log(F.col("close") / F.col("prev_close")))
+        .withColumn("gap", F.log(F.col("open") / F.col("prev_close")))
+        .withColumn("hl", F.log(F.col("high") / F.col("low")))
+        .withColumn("co", F.log(F.col("close") / F.col("open")))
+        .withColumn(
+            "rs",
+            F.log(F.col("high") / F.col("close")) * F.log(F.col("high") / F.col("open"))
+            + F.log(F.col("low") / F.col("close")) * F.log(F.col("low") / F.col("open")),
+        )
+        .withColumn("gk", 0.5 * F.col("hl") * F.col("hl") - GK_CO_WEIGHT * F.col("co") * F.col("co"))
+        .withColumn(
+            "tr",
+            F.when(F.col("prev_close").isNull(), F.col("high") - F.col("low")).otherwise(
+                F.greatest("high", "prev_close") - F.least("low", "prev_close")
+            ),
+        )
+        .withColumn("r1_sq", F.col("r1") * F.col("r1"))
+        .withColumn("hl_sq", F.col("hl") * F.col("hl"))
+        .withColumn("v", F.col("volume").cast("double"))
+    )
+
+    features: dict[str, Column] = {}
+    for k in spec.return_lags:
+        features[f"ret_{k}"] = F.log(F.col("close") / F.lag("close", k).over(sw))
+    for w in spec.vol_windows:
+        features[f"rv_{w}"] = _full("r1_sq", w, _sqrt_pos(F.sum("r1_sq").over(_rows(w))))
+    for w in spec.vol_windows:
+        features[f"parkinson_{w}"] = _full(
+            "hl_sq", w, _sqrt_pos(F.sum("hl_sq").over(_rows(w)) / (4.0 * LN2 * w))
+        )
+    for w in spec.vol_windows:
+        features[f"garman_klass_{w}"] = _full("gk", w, _sqrt_pos(F.avg("gk").over(_rows(w))))
+    for w in spec.vol_windows:
+        features[f"rogers_satchell_{w}"] = _full("rs", w, _sqrt_pos(F.avg("rs").over(_rows(w))))
+    for w in spec.vol_windows:
+        k_yz = yang_zhang_k(w)
+        yz = (
+            F.var_samp("gap").over(_rows(w))
+            + k_yz * F.var_samp("co").over(_rows(w))
+            + (1.0 - k_yz) * F.avg("rs").over(_rows(w))
+        )
+        features[f"yang_zhang_{w}"] = _full("gap", w, _sqrt_pos(yz))
+    for w in spec.vol_windows:
+        features[f"atr_{w}"] = _full("tr", w, F.avg("tr").over(_rows(w)) / F.col("close"))
+    features["hl_range"] = F.col("hl")
+    wv = spec.volume_window
+    v_std = F.stddev_samp("v").over(_rows(wv))
+    features["volume_z"] = _full(
+        "v", wv, F.when(v_std > 0, (F.col("v") - F.avg("v").over(_rows(wv))) / v_std).otherwise(F.lit(0.0))
+    )
+    local = F.from_utc_timestamp("ts", EXCHANGE_TZ)
+    minutes = (F.hour(local) * 60 + F.minute(local) + F.second(local) / 60.0 - 570).cast("double")
+    angle = minutes * (2.0 * math.pi / SESSION_MINUTES)
+    features["tod_sin"] = F.sin(angle)
+    features["tod_cos"] = F.cos(angle)
+
+    horizon_us = spec.horizon_minutes * 60 * 1_000_000
+    fwd_close = F.first("close").over(sw.rangeBetween(horizon_us, horizon_us))
+    df = df.select("*", *(col.alias(name) for name, col in features.items()), fwd_close.alias("fwd_close"))
+    df = df.where(F.col("fwd_close").isNotNull())
+    df = df.withColumn("fwd_ret", F.log(F.col("fwd_close") / F.col("close"))).withColumn(
+        "label", (F.col("fwd_close") > F.col("close")).cast("int")
+    )
+    return df.select(*spec.output_columns())

@@ -1,0 +1,123 @@
+"""Record layouts shared by every part of the system.
+
+A *bar* is one OHLCV candle of one ticker. Every source returns bars as a pandas DataFrame with exactly
+:data:`BAR_COLUMNS`, in that order, typed as :data:`BAR_ARROW_SCHEMA`, timestamps in UTC marking the bar's
+*start*. Past ``hft.data.sources`` nothing knows a vendor format.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql.types import StructType
+
+
+class Interval(str, enum.Enum):
+    """Bar length. The value is the yfinance spelling."""
+
+    M1 = "1m"
+    M5 = "5m"
+    D1 = "1d"
+
+    @property
+    def minutes(self) -> int:
+        return {"1m": 1, "5m": 5, "1d": 390}[self.value]
+
+    @property
+    def intraday(self) -> bool:
+        return self is not Interval.D1
+
+    @classmethod
+    def parse(cls, value: "str | Interval") -> "Interval":
+        if isinstance(value, Interval):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            allowed = ", ".join(i.value for i in cls)
+            raise ValueError(f"unknown interval {value!r}; expected one of: {allowed}") from None
+
+
+BAR_COLUMNS: tuple[str, ...] = ("ticker", "ts", "interval", "open", "high", "low", "close", "volume")
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+
+BAR_ARROW_SCHEMA = pa.schema(
+    [
+        pa.field("ticker", pa.string(), nullable=False),
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("interval", pa.string(), nullable=False),
+        pa.field("open", pa.float64(), nullable=False),
+        pa.field("high", pa.float64(), nullable=False),
+        pa.field("low", pa.float64(), nullable=False),
+        pa.field("close", pa.float64(), nullable=False),
+        pa.field("volume", pa.int64(), nullable=False),
+    ]
+)
+
+#: Spark DDL of a bar row (timestamps are Spark TIMESTAMP, i.e. UTC instants).
+BAR_SPARK_DDL = (
+    "ticker STRING, ts TIMESTAMP, interval STRING, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume BIGINT"
+)
+
+
+def bar_spark_schema() -> "StructType":
+    from pyspark.sql.types import StructType
+
+    return StructType.fromDDL(BAR_SPARK_DDL)
+
+
+class SchemaError(ValueError):
+    """A frame does not have the bar layout."""
+
+
+def empty_bars() -> pd.DataFrame:
+    return BAR_ARROW_SCHEMA.empty_table().to_pandas()
+
+
+def coerce_bars(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` in the canonical bar layout (column order, dtypes, UTC timestamps).
+
+    Raises :class:`SchemaError` naming the missing columns or the column that cannot be converted.
+    Values are not judged here (that is validation's job); only their types are.
+    """
+    missing = [c for c in BAR_COLUMNS if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"bars are missing column(s): {', '.join(missing)}")
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    out["ticker"] = frame["ticker"].astype(str).to_numpy()
+    ts = frame["ts"]
+    try:
+        ts = pd.to_datetime(ts, utc=True)
+    except (ValueError, TypeError) as exc:
+        raise SchemaError(f"column 'ts' is not a timestamp: {exc}") from None
+    out["ts"] = ts.dt.as_unit("us").to_numpy() if hasattr(ts, "dt") else ts
+    out["ts"] = pd.to_datetime(out["ts"], utc=True).dt.as_unit("us")
+    out["interval"] = frame["interval"].astype(str).to_numpy()
+    for col in PRICE_COLUMNS:
+        try:
+            out[col] = pd.to_numeric(frame[col], errors="raise").astype(np.float64).to_numpy()
+        except (ValueError, TypeError) as exc:
+            raise SchemaError(f"column {col!r} is not numeric: {exc}") from None
+    try:
+        vol = pd.to_numeric(frame["volume"], errors="raise")
+    except (ValueError, TypeError) as exc:
+        raise SchemaError(f"column 'volume' is not numeric: {exc}") from None
+    if vol.isna().any():
+        # Keep nulls visible to validation instead of inventing a volume.
+        out["volume"] = vol.astype("Int64").to_numpy()
+    else:
+        if not np.all(np.isfinite(vol.to_numpy(dtype=float))) or not np.all(np.mod(vol.to_numpy(dtype=float), 1) == 0):
+            raise SchemaError("column 'volume' must hold whole numbers")
+        out["volume"] = vol.astype(np.int64).to_numpy()
+    return out
+
+
+def bars_to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """Canonical bars as an Arrow table with :data:`BAR_ARROW_SCHEMA`."""
+    return pa.Table.from_pandas(coerce_bars(frame), schema=BAR_ARROW_SCHEMA, preserve_index=False)
