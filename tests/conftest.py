@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hft.config import SPARK_LOCAL_CONF, SPARK_LOCAL_ENV
 from hft.data.calendar import session_bounds, trading_days
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -59,14 +60,17 @@ def bars_factory():
 def spark():
     """One local[1] Spark session for the whole run (UTC, tiny shuffles, no UI)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.update(SPARK_LOCAL_ENV)
     from pyspark.sql import SparkSession
 
+    builder = SparkSession.builder
+    for key, value in SPARK_LOCAL_CONF.items():
+        builder = builder.config(key, value)
     session = (
-        SparkSession.builder.master("local[1]")
+        builder.master("local[1]")
         .appName("hft-tests")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
         .config("spark.driver.memory", "1g")
         .getOrCreate()
     )

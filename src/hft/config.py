@@ -69,6 +69,17 @@ class Settings:
         return join_uri(self.lake_root, "quarantine")
 
 
+#: Spark settings for jobs on this machine: driver and UI bound to loopback only, no UI for batch jobs.
+SPARK_LOCAL_CONF: dict[str, str] = {
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.ui.enabled": "false",
+    # A local lake has hundreds of small partitions: list them on the driver, not with a Spark job.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
+}
+SPARK_LOCAL_ENV: dict[str, str] = {"SPARK_LOCAL_IP": "127.0.0.1"}
+
+
 def join_uri(root: str, *parts: str) -> str:
     """Join path parts onto a local path or a URI (``s3a://b/x`` + ``y`` -> ``s3a://b/x/y``)."""
     out = str(root).rstrip("/")

@@ -91,13 +91,11 @@ def coerce_bars(frame: pd.DataFrame) -> pd.DataFrame:
         raise SchemaError(f"bars are missing column(s): {', '.join(missing)}")
     out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
     out["ticker"] = frame["ticker"].astype(str).to_numpy()
-    ts = frame["ts"]
     try:
-        ts = pd.to_datetime(ts, utc=True)
+        ts = pd.to_datetime(frame["ts"], utc=True)
     except (ValueError, TypeError) as exc:
         raise SchemaError(f"column 'ts' is not a timestamp: {exc}") from None
-    out["ts"] = ts.dt.as_unit("us").to_numpy() if hasattr(ts, "dt") else ts
-    out["ts"] = pd.to_datetime(out["ts"], utc=True).dt.as_unit("us")
+    out["ts"] = ts.dt.as_unit("us").reset_index(drop=True)
     out["interval"] = frame["interval"].astype(str).to_numpy()
     for col in PRICE_COLUMNS:
         try:

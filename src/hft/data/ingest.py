@@ -11,12 +11,14 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from hft.config import join_uri
+from hft.data.calendar import EXCHANGE_TZ
 from hft.data.lake import BarLake, Quarantine, filesystem
 from hft.data.sources.base import BarSource, SourceError
 from hft.data.validation import ValidationReport, validate_bars
@@ -54,6 +56,16 @@ class IngestResult:
             "bars_quarantined": self.quarantined,
             "tickers_rejected": list(self.rejected_tickers),
         }
+
+
+def session_range(start: date, end: date) -> tuple[datetime, datetime]:
+    """New York session dates ``[start, end]`` (inclusive) as a UTC ``[start, end)`` datetime range
+    (New York midnights, so extended hours are covered too)."""
+    if start > end:
+        raise SourceError(f"start {start} is after end {end}")
+    lo = datetime.combine(start, datetime.min.time(), ZoneInfo(EXCHANGE_TZ))
+    hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), ZoneInfo(EXCHANGE_TZ))
+    return lo.astimezone(timezone.utc), hi.astimezone(timezone.utc)
 
 
 def _utc(value: datetime) -> datetime:
@@ -148,3 +160,29 @@ def ingest(
     lake = BarLake(lake_root) if incremental else None
     bars = fetch_bars(source, tickers, start, end, interval, lake=lake)
     return store(bars, lake_root, max_gap_minutes, extended_hours, label=source.name)
+
+
+def stage_session(source_name: str, tickers: Sequence[str], day: date, interval: str, lake_root: str) -> str | None:
+    """Fetch one New York session date from a named source into staging; None when it is no trading day.
+
+    The orchestrator's ingest step: returns the staging URI to hand to :func:`store_staged`.
+    """
+    from hft.data.calendar import is_trading_day
+    from hft.data.sources import make_source
+
+    if not is_trading_day(day):
+        log.info("%s is not a trading day: nothing to ingest", day)
+        return None
+    start, end = session_range(day, day)
+    bars = fetch_bars(make_source(source_name), tickers, start, end, Interval.parse(interval))
+    uri = stage(bars, lake_root, label=f"{source_name}-{day.isoformat()}")
+    log.info("staged %d bars at %s", len(bars), uri, extra={"hft": {"bars_fetched": len(bars)}})
+    return uri
+
+
+def store_staged(uri: str, lake_root: str, max_gap_minutes: int = 60) -> IngestResult:
+    """Validate a staged file into the lake/quarantine, then delete the staging file."""
+    result = store(read_staged(uri), lake_root, max_gap_minutes, label="staged")
+    fs, path = filesystem(uri)
+    fs.delete_file(path)
+    return result

@@ -118,3 +118,52 @@ def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> Data
         "label", (F.col("fwd_close") > F.col("close")).cast("int")
     )
     return df.select(*spec.output_columns())
+
+
+class NoBarsError(ValueError):
+    """The lake holds no bars for what the job was asked to process."""
+
+
+def read_bars(
+    spark,
+    bars_root: str,
+    interval: str,
+    start=None,
+    end=None,
+    tickers=None,
+) -> DataFrame:
+    """Canonical bars from the lake's ``bars/`` tree (hive partitions), filtered by session date
+    ``[start, end]`` and tickers with partition pruning."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import AnalysisException
+
+    path = f"{bars_root.rstrip('/')}/interval={interval}"
+    try:
+        df = spark.read.option("basePath", bars_root).parquet(path)
+    except (AnalysisException, Py4JJavaError) as exc:
+        raise NoBarsError(f"no {interval} bars under {bars_root} ({str(exc).splitlines()[0]})") from None
+    if start is not None:
+        df = df.where(F.col("date") >= F.lit(start))
+    if end is not None:
+        df = df.where(F.col("date") <= F.lit(end))
+    if tickers:
+        df = df.where(F.col("ticker").isin([t.upper() for t in tickers]))
+    return df.select(
+        F.col("ticker").cast("string"),
+        F.col("ts"),
+        F.col("interval").cast("string"),
+        "open", "high", "low", "close",
+        F.col("volume").cast("long"),
+    )
+
+
+def write_features(features: DataFrame, output: str) -> None:
+    """Write the feature table partitioned by interval, ticker and date, replacing only the partitions
+    present in ``features`` (re-running a day rewrites that day and nothing else)."""
+    (
+        features.repartition("interval", "ticker", "date")
+        .write.mode("overwrite")
+        .option("partitionOverwriteMode", "dynamic")
+        .partitionBy("interval", "ticker", "date")
+        .parquet(output)
+    )

@@ -38,10 +38,11 @@ bars drift down. The windows run across session boundaries; the overnight gap is
 * Prices are rounded to cents (open/close first; high/low then widened to contain them), never below 0.01.
   Start prices are log-uniform in ``start_price_range``.
 
-Determinism: the frame is a pure function of (config, tickers, interval, the trading days in range) and
-of the ``[start, end)`` window. A ticker's path depends on the seed, its own name, the interval, the first
-trading day and the number of bars in range, and the market factor; it does not depend on which other
-tickers were requested.
+Determinism: the frame is a pure function of (config, tickers, interval, ``[start, end)``). A ticker's path
+depends on the config, its own name, the interval, the first trading day and the number of bars of the
+trading days in range (the market factor depends on the same, less the name); it does not depend on which
+other tickers were requested, so large requests are simulated in groups of tickers to bound memory.
+Fetching ``[a, c)`` is not the concatenation of ``[a, b)`` and ``[b, c)``: each request is its own path.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ _MEAN_ABS_X = 0.8  # about E|x| of a unit-variance innovation; sets the |return|
 _MAX_ABS_X_FOR_VOLUME = 10.0
 _MARKET_STREAM = 0x4D4B54  # seed-sequence key of the shared market factor
 _MIN_PRICE = 0.01
+_MAX_CELLS_PER_CHUNK = 4_000_000  # bars x tickers simulated at once; bounds peak memory
 
 
 @dataclass(frozen=True)
@@ -166,8 +168,11 @@ class SyntheticSource(BarSource):
         keep = (grid.ts >= lo) & (grid.ts < hi) if grid is not None else np.zeros(0, dtype=bool)
         if not keep.any():
             raise SourceError(f"synthetic: no NYSE trading session between {lo.isoformat()} and {hi.isoformat()}")
-        columns = _simulate(self.config, grid, names, step, days[0])
-        frame = _to_frame(columns, grid, names, step, keep)
+        frames = [
+            _to_frame(_simulate(self.config, grid, chunk, step, days[0]), grid, chunk, step, keep)
+            for chunk in _chunks(names, max(1, _MAX_CELLS_PER_CHUNK // len(grid.ts)))
+        ]
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         log.info("synthetic: %d %s bars for %d ticker(s) from %s to %s", len(frame), step.value, len(names), lo, hi)
         return frame
 
@@ -179,9 +184,14 @@ def _check_tickers(tickers: Sequence[str]) -> list[str]:
     if not tickers:
         raise SourceError("synthetic: no tickers requested")
     for ticker in tickers:
-        if not isinstance(ticker, str) or not TICKER_PATTERN.match(ticker):
+        if not isinstance(ticker, str) or not TICKER_PATTERN.fullmatch(ticker):
             raise SourceError(f"synthetic: invalid ticker {ticker!r} (expected e.g. 'AAPL', 'BRK.B')")
     return sorted(set(tickers))
+
+
+def _chunks(names: list[str], size: int) -> list[list[str]]:
+    """Consecutive groups of at most ``size`` tickers (paths do not depend on the grouping)."""
+    return [names[i : i + size] for i in range(0, len(names), size)]
 
 
 def _utc(moment: datetime | date | str) -> pd.Timestamp:
@@ -260,68 +270,85 @@ def _bridge_extremes(
     return high, low
 
 
-def _simulate(
-    config: SyntheticConfig, grid: _Grid, tickers: list[str], step: Interval, first_day: date
-) -> dict[str, np.ndarray]:
-    """OHLCV arrays of shape (bars, tickers)."""
+@dataclass(frozen=True)
+class _Draws:
+    """All random numbers of one request, arrays of shape (bars or sessions, tickers)."""
+
+    eps: np.ndarray  # unit-variance one-factor innovations per bar
+    night: np.ndarray  # unit-variance one-factor innovations per session (overnight gap)
+    jumps: np.ndarray  # log-jump per bar (mostly zero)
+    uniforms: np.ndarray  # (2, bars, tickers) uniforms in (0, 1] for the high and the low
+    volume_noise: np.ndarray  # standard normal per bar
+    log_start: np.ndarray  # log first open per ticker
+
+
+def _draw(config: SyntheticConfig, grid: _Grid, tickers: list[str], step: Interval, first_day: date) -> _Draws:
+    """Random numbers: a shared market stream plus one independent stream per ticker name."""
     n_bars, n_days, n_tickers = len(grid.ts), len(grid.session_starts), len(tickers)
-    rho = config.market_beta_corr
     market = _rng(config, _MARKET_STREAM, step, first_day)
     factor = _student_t(market, config.t_dof, n_bars)[:, None]
     factor_night = _student_t(market, config.t_dof, n_days)[:, None]
 
-    eps = np.empty((n_bars, n_tickers))
-    night = np.empty((n_days, n_tickers))
+    own = np.empty((n_bars, n_tickers))
+    own_night = np.empty((n_days, n_tickers))
     jumps = np.zeros((n_bars, n_tickers))
-    uniforms = np.empty((3, n_bars, n_tickers))
+    uniforms = np.empty((2, n_bars, n_tickers))
+    noise = np.empty((n_bars, n_tickers))
     log_start = np.empty(n_tickers)
     low_price, high_price = np.log(config.start_price_range)
     for k, ticker in enumerate(tickers):
         rng = _rng(config, _ticker_key(ticker), step, first_day)
         log_start[k] = rng.uniform(low_price, high_price)
-        eps[:, k] = _student_t(rng, config.t_dof, n_bars)
-        night[:, k] = _student_t(rng, config.t_dof, n_days)
+        own[:, k] = _student_t(rng, config.t_dof, n_bars)
+        own_night[:, k] = _student_t(rng, config.t_dof, n_days)
         hit = rng.random(n_days) < config.jump_prob_per_day
         where = grid.session_starts + rng.integers(0, grid.session_lengths)
         size = rng.normal(0.0, config.jump_scale, n_days)
         jumps[where[hit], k] = size[hit]
-        uniforms[:, :, k] = 1.0 - rng.random((3, n_bars))  # in (0, 1]
-    eps = np.sqrt(rho) * factor + np.sqrt(1.0 - rho) * eps
-    night = np.sqrt(rho) * factor_night + np.sqrt(1.0 - rho) * night
+        uniforms[:, :, k] = 1.0 - rng.random((2, n_bars))
+        noise[:, k] = rng.standard_normal(n_bars)
+    rho = config.market_beta_corr
+    return _Draws(
+        eps=np.sqrt(rho) * factor + np.sqrt(1.0 - rho) * own,
+        night=np.sqrt(rho) * factor_night + np.sqrt(1.0 - rho) * own_night,
+        jumps=jumps,
+        uniforms=uniforms,
+        volume_noise=noise,
+        log_start=log_start,
+    )
 
-    variance = _garch_variance(eps, config.garch_alpha, config.garch_beta)
-    intraday_var = config.annual_vol**2 * (1.0 - config.overnight_var_share) / _TRADING_DAYS_PER_YEAR
-    shape = _u_shape(grid.position, _VOL_SMILE) if step.intraday else np.ones(n_bars)
-    sigma = np.sqrt(intraday_var * grid.minutes / _REGULAR_SESSION_MINUTES)[:, None] * shape[:, None]
-    sigma = sigma * np.sqrt(variance)
-    x = _mean_reverting(eps + jumps / sigma, config.predictability)
+
+def _simulate(
+    config: SyntheticConfig, grid: _Grid, tickers: list[str], step: Interval, first_day: date
+) -> dict[str, np.ndarray]:
+    """OHLCV arrays of shape (bars, tickers)."""
+    draws = _draw(config, grid, tickers, step, first_day)
+    variance = _garch_variance(draws.eps, config.garch_alpha, config.garch_beta)
+    per_day = config.annual_vol**2 / _TRADING_DAYS_PER_YEAR
+    intraday_var = per_day * (1.0 - config.overnight_var_share)
+    shape = _u_shape(grid.position, _VOL_SMILE) if step.intraday else np.ones(len(grid.ts))
+    sigma = (np.sqrt(intraday_var * grid.minutes / _REGULAR_SESSION_MINUTES) * shape)[:, None] * np.sqrt(variance)
+    x = _mean_reverting(draws.eps + draws.jumps / sigma, config.predictability)
     returns = sigma * x
 
-    gap = np.zeros((n_bars, n_tickers))
-    gap[grid.session_starts[1:]] = night[1:] * np.sqrt(config.annual_vol**2 * config.overnight_var_share / 252)
-    log_close = log_start + np.cumsum(returns + gap, axis=0)
-    log_open = np.vstack([log_start[None, :], log_close[:-1]]) + gap
-    log_high, log_low = _bridge_extremes(log_open, log_close, sigma**2, uniforms[0], uniforms[1])
-    volume = _volume(config, grid, step, x, variance, uniforms[2])
+    gap = np.zeros_like(returns)
+    gap[grid.session_starts[1:]] = draws.night[1:] * np.sqrt(per_day * config.overnight_var_share)
+    log_close = draws.log_start + np.cumsum(returns + gap, axis=0)
+    log_open = np.vstack([draws.log_start[None, :], log_close[:-1]]) + gap
+    log_high, log_low = _bridge_extremes(log_open, log_close, sigma**2, draws.uniforms[0], draws.uniforms[1])
+    volume = _volume(config, grid, step, x, variance, draws.volume_noise)
     return _round_prices(log_open, log_high, log_low, log_close) | {"volume": volume}
 
 
 def _volume(
-    config: SyntheticConfig, grid: _Grid, step: Interval, x: np.ndarray, variance: np.ndarray, uniform: np.ndarray
+    config: SyntheticConfig, grid: _Grid, step: Interval, x: np.ndarray, variance: np.ndarray, noise: np.ndarray
 ) -> np.ndarray:
     """Positive integer volumes, higher at the session edges and on large or volatile bars."""
     shape = _u_shape(grid.position, _VOLUME_SMILE) if step.intraday else np.ones(len(grid.ts))
     base = (config.mean_volume * grid.minutes * shape)[:, None]
     activity = 0.5 + 0.5 * np.minimum(np.abs(x), _MAX_ABS_X_FOR_VOLUME) / _MEAN_ABS_X
-    noise = np.exp(_VOLUME_NOISE * _normal_from_uniform(uniform) - 0.5 * _VOLUME_NOISE**2)
-    return np.maximum(1, np.rint(base * activity * np.sqrt(variance) * noise)).astype(np.int64)
-
-
-def _normal_from_uniform(uniform: np.ndarray) -> np.ndarray:
-    """Standard normal quantiles of uniforms in (0, 1]."""
-    from scipy.special import ndtri
-
-    return ndtri(np.clip(uniform, 1e-12, 1.0 - 1e-12))
+    lognormal = np.exp(_VOLUME_NOISE * noise - 0.5 * _VOLUME_NOISE**2)
+    return np.maximum(1, np.rint(base * activity * np.sqrt(variance) * lognormal)).astype(np.int64)
 
 
 def _round_prices(

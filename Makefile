@@ -1,0 +1,29 @@
+# The two commands of the README:
+#   make demo   set up what is missing, then run the pipeline end to end on the synthetic market
+#   make test   set up what is missing, then run every test
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export GX_ANALYTICS_ENABLED := False
+export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
+
+.PHONY: setup demo test test-fast bench-features clean
+
+setup:
+	@bash infra/setup.sh
+
+demo: setup
+	$(VENV)/bin/hft demo
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+# Unit tests only (no Airflow end-to-end run).
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not integration"
+
+bench-features: setup
+	$(VENV)/bin/python bench/features.py
+
+clean:
+	rm -rf var build .pytest_cache

@@ -1,0 +1,265 @@
+"""The ``hft`` command.
+
+    hft ingest    fetch bars from a source, validate them, store them in the lake (or quarantine)
+    hft features  run the Spark volatility-features job on the lake (spark-submit)
+    hft lake      show what the lake holds
+    hft demo      synthetic ingest -> validation -> Spark features, then a summary
+
+User mistakes end with a one-line ``error: ...`` on stderr and exit status 2; a batch that fails validation
+ends with exit status 1 after saying which expectations failed on how many rows. Logs are ECS JSON on
+stderr (``--log-level`` or ``HFT_LOG_LEVEL``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from hft.config import SPARK_LOCAL_CONF, SPARK_LOCAL_ENV, Settings, join_uri
+
+log = logging.getLogger("hft.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEMO_START, DEMO_END = date(2024, 1, 2), date(2024, 3, 28)
+
+
+class UserError(Exception):
+    """A mistake in what the user asked; reported in one line, no traceback."""
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _tickers(value: str) -> list[str]:
+    out = [t.strip().upper() for t in value.split(",") if t.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError("no tickers given")
+    return out
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def repo_root() -> Path:
+    """Folder holding ``jobs/`` and ``dags/`` (``HFT_REPO_ROOT``, else the checkout this package is in)."""
+    env = os.environ.get("HFT_REPO_ROOT")
+    return Path(env) if env else Path(__file__).resolve().parents[2]
+
+
+def spark_submit_command(job: str, job_args: list[str], master: str) -> list[str]:
+    """``spark-submit`` of a ``jobs/`` script with the project's Python on driver and executors."""
+    binary = Path(sys.executable).with_name("spark-submit")
+    submit = str(binary) if binary.exists() else shutil.which("spark-submit")
+    if not submit:
+        raise UserError("spark-submit not found: run `make setup` (it installs pyspark into .venv)")
+    script = repo_root() / "jobs" / job
+    if not script.exists():
+        raise UserError(f"job script not found: {script} (set HFT_REPO_ROOT to the checkout)")
+    return [
+        submit, "--master", master,
+        "--conf", f"spark.pyspark.python={sys.executable}",
+        "--conf", "spark.sql.session.timeZone=UTC",
+        "--conf", "spark.ui.showConsoleProgress=false",
+        *(arg for key, value in SPARK_LOCAL_CONF.items() for arg in ("--conf", f"{key}={value}")),
+        str(script), *job_args,
+    ]
+
+
+def run_spark_job(job: str, job_args: list[str], master: str) -> None:
+    cmd = spark_submit_command(job, job_args, master)
+    env = {**os.environ, **SPARK_LOCAL_ENV, "PYSPARK_PYTHON": sys.executable}
+    log.info("running %s", " ".join(cmd))
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        # spark-submit sends the Python driver's output to stdout; the job's last word is "error: ...".
+        lines = (proc.stdout + "\n" + proc.stderr).splitlines()
+        tail = [line for line in lines if line.startswith("error:")]
+        detail = tail[-1][len("error: "):] if tail else "\n".join(proc.stderr.splitlines()[-15:])
+        raise UserError(f"spark job {job} failed (exit {proc.returncode}): {detail}")
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from hft.data.ingest import fetch_bars, session_range, store
+    from hft.data.lake import BarLake
+    from hft.data.sources import make_source
+    from hft.schemas import Interval
+
+    interval = Interval.parse(args.interval)
+    options: dict = {}
+    if args.source == "files":
+        if not args.path:
+            raise UserError("--source files needs --path (a CSV/Parquet file or folder)")
+        options = {"paths": args.path, "regular_session_only": not args.extended_hours}
+    elif args.source == "yfinance":
+        options = {"regular_session_only": not args.extended_hours}
+    elif args.source == "synthetic" and args.seed is not None:
+        options = {"seed": args.seed}
+    source = make_source(args.source, **options)
+    start, end = session_range(args.start, args.end)
+    lake_root = args.lake or settings.lake_root
+    with tqdm(total=2, desc=f"ingest {args.source}", unit="step", disable=not sys.stderr.isatty()) as bar:
+        bars = fetch_bars(source, args.tickers, start, end, interval, lake=BarLake(lake_root) if args.incremental else None)
+        bar.update()
+        result = store(bars, lake_root, settings.max_gap_minutes, args.extended_hours, label=args.source)
+        bar.update()
+    _out(
+        f"fetched {result.fetched} bars: {result.stored_new} new, {result.stored_updated} updated, "
+        f"{result.stored_unchanged} unchanged, {result.quarantined} quarantined -> {lake_root}"
+    )
+    if not result.ok:
+        _out(f"validation failed: {result.report.summary()}")
+        for where in result.quarantine_locations:
+            _out(f"quarantined batch and report: {where}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
+    lake_root = args.lake or settings.lake_root
+    job_args = ["--input", join_uri(lake_root, "bars"), "--output", args.output or join_uri(lake_root, "features"),
+                "--interval", args.interval]
+    if args.start:
+        job_args += ["--start", args.start.isoformat()]
+    if args.end:
+        job_args += ["--end", args.end.isoformat()]
+    if args.tickers:
+        job_args += ["--tickers", ",".join(args.tickers)]
+    started = time.monotonic()
+    run_spark_job("volatility_features.py", job_args, args.master or settings.spark_master)
+    _out(f"features written to {job_args[3]} in {time.monotonic() - started:.1f}s")
+    return EXIT_OK
+
+
+def cmd_lake(args: argparse.Namespace, settings: Settings) -> int:
+    from hft.data.lake import BarLake, Quarantine
+
+    lake_root = args.lake or settings.lake_root
+    lake = BarLake(lake_root)
+    parts = lake.partitions(args.interval)
+    by_ticker: dict[str, list[date]] = {}
+    for ticker, day in parts:
+        by_ticker.setdefault(ticker, []).append(day)
+    _out(f"lake {lake_root} ({args.interval}): {len(parts)} partition(s)")
+    for ticker, days in sorted(by_ticker.items()):
+        _out(f"  {ticker:<8} {len(days):>4} session(s) {min(days)} .. {max(days)}")
+    batches = Quarantine(lake_root).batches()
+    _out(f"quarantine: {len(batches)} batch(es)")
+    for name in batches:
+        _out(f"  {name}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Synthetic market -> validation -> lake -> Spark features -> summary."""
+    import pandas as pd
+
+    from hft.features import FeatureSpec
+
+    lake_root = args.lake or settings.lake_root
+    tickers = list(settings.tickers)
+    t0 = time.monotonic()
+    _out(f"[1/3] ingest: synthetic {','.join(tickers)} 1m bars, {DEMO_START} .. {DEMO_END} -> {lake_root}")
+    ingest_args = argparse.Namespace(
+        source="synthetic", path=None, tickers=tickers, start=DEMO_START, end=DEMO_END, interval="1m",
+        incremental=False, extended_hours=False, lake=lake_root, seed=None,
+    )
+    if cmd_ingest(ingest_args, settings) != EXIT_OK:
+        return EXIT_FAILED
+    _out("[2/3] features: spark-submit jobs/volatility_features.py")
+    feat_args = argparse.Namespace(lake=lake_root, output=None, interval="1m", start=None, end=None,
+                                   tickers=None, master=args.master)
+    cmd_features(feat_args, settings)
+    _out("[3/3] summary")
+    features = pd.read_parquet(join_uri(lake_root, "features", "interval=1m"))
+    spec = FeatureSpec()
+    complete = features.dropna(subset=spec.feature_names())
+    summary = features.groupby("ticker", observed=True).agg(
+        rows=("label", "size"), sessions=("date", "nunique"), up_share=("label", "mean"),
+        rv_30_median=("rv_30", "median"), yang_zhang_30_median=("yang_zhang_30", "median"),
+    )
+    _out(summary.to_string(float_format=lambda v: f"{v:.5f}"))
+    _out(
+        f"feature table: {len(features)} rows x {len(spec.feature_names())} features, "
+        f"{len(complete)} rows with every feature; label up-share {features['label'].mean():.3f}; "
+        f"total {time.monotonic() - t0:.1f}s"
+    )
+    return EXIT_OK
+
+
+# -- parser --------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR (default HFT_LOG_LEVEL or INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ingest", help="fetch, validate and store bars")
+    p.add_argument("--source", choices=["synthetic", "yfinance", "files"], default="synthetic")
+    p.add_argument("--path", nargs="+", help="files source: CSV/Parquet files or folders (yfinance layout)")
+    p.add_argument("--tickers", type=_tickers, required=True, help="comma-separated, e.g. SPY,QQQ")
+    p.add_argument("--start", type=_date, required=True, help="first session date YYYY-MM-DD")
+    p.add_argument("--end", type=_date, required=True, help="last session date YYYY-MM-DD (inclusive)")
+    p.add_argument("--interval", default="1m", choices=["1m", "5m", "1d"])
+    p.add_argument("--incremental", action="store_true", help="fetch only bars newer than the lake holds")
+    p.add_argument("--extended-hours", action="store_true", help="keep pre/post-market bars")
+    p.add_argument("--seed", type=int, help="synthetic source seed")
+    p.add_argument("--lake", help="lake root (default HFT_LAKE_ROOT)")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("features", help="run the Spark volatility-features job")
+    p.add_argument("--interval", default="1m", choices=["1m", "5m"])
+    p.add_argument("--start", type=_date)
+    p.add_argument("--end", type=_date)
+    p.add_argument("--tickers", type=_tickers)
+    p.add_argument("--master", help="Spark master (default HFT_SPARK_MASTER or local[*])")
+    p.add_argument("--lake", help="lake root (default HFT_LAKE_ROOT)")
+    p.add_argument("--output", help="feature table root (default <lake>/features)")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("lake", help="list partitions and quarantined batches")
+    p.add_argument("--interval", default="1m", choices=["1m", "5m", "1d"])
+    p.add_argument("--lake", help="lake root (default HFT_LAKE_ROOT)")
+    p.set_defaults(func=cmd_lake)
+
+    p = sub.add_parser("demo", help="synthetic ingest -> validation -> Spark features -> summary")
+    p.add_argument("--master", default="local[*]")
+    p.add_argument("--lake", help="lake root (default HFT_LAKE_ROOT)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hft.data.sources.base import SourceError
+    from hft.observability.logging import configure_logging
+    from hft.schemas import SchemaError
+
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    configure_logging(args.log_level or settings.log_level, service=f"hft-{args.command}")
+    try:
+        return args.func(args, settings)
+    except (UserError, SourceError, SchemaError, FileNotFoundError, PermissionError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The `hft` command: help, happy paths, and one-line errors for user mistakes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hft.cli import main
+from hft.data.lake import BarLake, Quarantine
+
+HFT = str(Path(sys.executable).with_name("hft"))
+
+
+def run(*args, env=None):
+    return subprocess.run([HFT, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_cli_help_lists_subcommands():
+    proc = run("--help")
+    assert proc.returncode == 0
+    for cmd in ("ingest", "features", "lake", "demo"):
+        assert cmd in proc.stdout
+
+
+def test_cli_ingest_synthetic_stores_bars_and_logs_ecs_json(tmp_path):
+    proc = run("ingest", "--source", "synthetic", "--tickers", "AAA,BBB", "--start", "2024-03-07",
+               "--end", "2024-03-08", "--lake", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "fetched 1560 bars: 1560 new" in proc.stdout
+    assert len(BarLake(str(tmp_path)).read("1m")) == 1560
+    ecs = [line for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert any('"bars_new":1560' in line.replace(" ", "") and '"ecs.version"' in line for line in ecs)
+
+
+def test_cli_ingest_rerun_reports_nothing_new(tmp_path):
+    args = ("ingest", "--tickers", "AAA", "--start", "2024-03-07", "--end", "2024-03-07", "--lake", str(tmp_path))
+    assert run(*args).returncode == 0
+    proc = run(*args)
+    assert proc.returncode == 0 and "0 new, 0 updated, 390 unchanged" in proc.stdout
+
+
+def test_cli_ingest_bad_file_is_quarantined_with_exit_1_and_lake_kept(tmp_path, bars_factory, capsys):
+    good = bars_factory(tickers=("AAA",), start="2024-03-07", end="2024-03-07")
+    assert main(["ingest", "--tickers", "AAA", "--start", "2024-03-07", "--end", "2024-03-07",
+                 "--lake", str(tmp_path)]) == 0
+    before = BarLake(str(tmp_path)).read("1m")
+    csv = tmp_path / "AAA.csv"
+    local = pd.to_datetime(good["ts"], utc=True).dt.tz_convert("America/New_York")
+    pd.DataFrame({"Datetime": local, "Open": good["open"], "High": good["low"] - 1, "Low": good["low"],
+                  "Close": good["close"], "Volume": good["volume"], "Dividends": 0, "Stock Splits": 0}).to_csv(csv, index=False)
+    capsys.readouterr()
+    code = main(["ingest", "--source", "files", "--path", str(csv), "--tickers", "AAA", "--start", "2024-03-07",
+                 "--end", "2024-03-07", "--lake", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "validation failed" in out and "expect_column_pair_values_a_to_be_greater_than_b(high,low): 390 row(s)" in out
+    assert len(Quarantine(str(tmp_path)).batches()) == 1
+    pd.testing.assert_frame_equal(BarLake(str(tmp_path)).read("1m"), before)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ingest", "--tickers", "AAA", "--start", "2024-03-08", "--end", "2024-03-07"], "is after"),
+        (["ingest", "--tickers", "AAA", "--start", "2024-03-09", "--end", "2024-03-10"], "trading"),
+        (["ingest", "--source", "files", "--tickers", "AAA", "--start", "2024-03-07", "--end", "2024-03-07"], "--path"),
+        (["ingest", "--source", "files", "--path", "/nonexistent/x.csv", "--tickers", "AAA", "--start", "2024-03-07",
+          "--end", "2024-03-07"], "/nonexistent/x.csv"),
+        (["ingest", "--tickers", "not a ticker!", "--start", "2024-03-07", "--end", "2024-03-07"], "ticker"),
+    ],
+    ids=["reversed_dates", "weekend_only", "files_without_path", "missing_file", "bad_ticker"],
+)
+def test_cli_user_mistake_gives_one_line_error_and_exit_2(tmp_path, args, message):
+    proc = run(*args, "--lake", str(tmp_path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_bad_date_format_is_usage_error():
+    proc = run("ingest", "--tickers", "AAA", "--start", "March 7", "--end", "2024-03-07")
+    assert proc.returncode == 2 and "not a date" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.integration
+def test_cli_features_runs_spark_job_and_rerun_is_idempotent(tmp_path):
+    assert run("ingest", "--tickers", "AAA,BBB", "--start", "2024-03-07", "--end", "2024-03-08",
+               "--lake", str(tmp_path)).returncode == 0
+    proc = run("features", "--lake", str(tmp_path), "--master", "local[2]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    features = pd.read_parquet(tmp_path / "features" / "interval=1m")
+    assert len(features) == 4 * (390 - 5)
+    # Re-running one date rewrites that date only: same rows, no duplicates.
+    proc = run("features", "--lake", str(tmp_path), "--master", "local[2]", "--start", "2024-03-08", "--end", "2024-03-08")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = pd.read_parquet(tmp_path / "features" / "interval=1m")
+    assert len(again) == len(features)
+
+
+@pytest.mark.integration
+def test_cli_features_on_empty_lake_fails_clearly(tmp_path):
+    proc = run("features", "--lake", str(tmp_path), "--master", "local[1]")
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no 1m bars" in errors[0], proc.stderr[-2000:]
