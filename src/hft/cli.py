@@ -202,6 +202,65 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _model_config(args: argparse.Namespace):
+    from hft.model.config import ModelConfig
+
+    overrides = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise UserError(f"--set expects NAME=VALUE, got {item!r}")
+        name, value = item.split("=", 1)
+        overrides[name.strip()] = value.strip()
+    try:
+        return ModelConfig.from_env().with_overrides(**overrides)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from hft.model.pipeline import train_and_register
+
+    config = _model_config(args)
+    features = args.features or join_uri(args.lake or settings.lake_root, "features")
+    outcome = train_and_register(
+        features, config, interval=args.interval, tracking_uri=args.tracking_uri,
+        promote_if_better=not args.no_promote, margin=args.margin, tickers=args.tickers,
+    )
+    _out(outcome.evaluation_table)
+    _out(f"registered hft-direction version {outcome.version} (run {outcome.run_id}) as challenger")
+    _out(f"gate: {outcome.gate_reason} -> {'promoted to champion' if outcome.promoted else 'champion unchanged'}")
+    return EXIT_OK
+
+
+def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
+    from hft.model import registry
+
+    if args.action == "list":
+        rows = registry.list_versions(args.tracking_uri)
+        if not rows:
+            _out("no registered versions of hft-direction")
+        for r in rows:
+            aliases = ",".join(r["aliases"]) or "-"
+            _out(f"v{r['version']:<4} {aliases:<22} holdout_auc={r['holdout_auc']} "
+                 f"beats_baselines={r['beats_all_baselines']} run={r['run_id']} {r['created']}")
+    elif args.action == "promote":
+        if not args.version:
+            raise UserError("model promote needs --version N")
+        if not args.force:
+            decision = registry.gate(args.version, args.margin, args.tracking_uri)
+            if not decision.promote:
+                _out(f"gate refused version {args.version}: {decision.reason} (use --force to override)")
+                return EXIT_FAILED
+            reason = decision.reason
+        else:
+            reason = "forced by operator"
+        changed = registry.promote(args.version, reason=reason, tracking_uri=args.tracking_uri)
+        _out(f"champion is version {args.version}" + ("" if changed else " (unchanged)"))
+    elif args.action == "rollback":
+        _out(f"champion rolled back to version {registry.rollback(args.tracking_uri)}")
+    return EXIT_OK
+
+
 # -- parser --------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -236,11 +295,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lake", help="lake root (default HFT_LAKE_ROOT)")
     p.set_defaults(func=cmd_lake)
 
+    p = sub.add_parser("train", help="train, evaluate, register (challenger) and gate the direction model")
+    p.add_argument("--features", help="feature table root (default <lake>/features)")
+    p.add_argument("--lake", help="lake root (default HFT_LAKE_ROOT)")
+    p.add_argument("--interval", default="1m", choices=["1m", "5m"])
+    p.add_argument("--tickers", type=_tickers)
+    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="model setting, e.g. epochs=10 (repeatable)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default MLFLOW_TRACKING_URI or sqlite under HFT_HOME)")
+    p.add_argument("--margin", type=float, default=0.0, help="AUC margin a challenger must beat the champion by")
+    p.add_argument("--no-promote", action="store_true", help="register as challenger only, skip the gate")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("model", help="list, promote or roll back registered models")
+    p.add_argument("action", choices=["list", "promote", "rollback"])
+    p.add_argument("--version", help="model version (promote)")
+    p.add_argument("--force", action="store_true", help="promote without the gate")
+    p.add_argument("--margin", type=float, default=0.0)
+    p.add_argument("--tracking-uri", help="MLflow tracking URI")
+    p.set_defaults(func=cmd_model)
+
     p = sub.add_parser("demo", help="synthetic ingest -> validation -> Spark features -> summary")
     p.add_argument("--master", default="local[*]")
     p.add_argument("--lake", help="lake root (default HFT_LAKE_ROOT)")
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _model_errors() -> tuple[type[Exception], ...]:
+    """Model-side user errors, imported only when the model package was used (TensorFlow is heavy)."""
+    if "hft.model" not in sys.modules:
+        return ()
+    from hft.model.dataset import DatasetError
+    from hft.model.network import WeightsFileError
+    from hft.model.registry import RegistryError
+
+    errors: list[type[Exception]] = [DatasetError, WeightsFileError, RegistryError]
+    try:
+        from mlflow.exceptions import MlflowException
+
+        errors.append(MlflowException)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, settings)
     except (UserError, SourceError, SchemaError, FileNotFoundError, PermissionError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    except _model_errors() as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:

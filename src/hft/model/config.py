@@ -1,0 +1,96 @@
+"""Every hyper-parameter of the direction model, in one frozen place.
+
+Defaults are what ``hft train`` uses; each field can be overridden from the command line
+(``hft train --set epochs=5 --set widths=16,32,64,128``) or from ``HFT_MODEL_<FIELD>`` variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network, training and evaluation settings.
+
+    Attributes:
+        architecture: ``mlp`` (4 dense layers of increasing width) or ``conv1d`` (over the last
+            ``lookback`` bars of the same ticker and session, then the dense stack).
+        widths: dense layer widths, increasing.
+        dropout, batch_norm: optional regularisation after each dense layer.
+        lookback, conv_filters, conv_kernel: the Conv1D variant's input window and layer.
+        learning_rate, batch_size, epochs, patience: Adam and early stopping on validation AUC.
+        folds: walk-forward folds inside the training period (each: train on everything before,
+            validate on the next block); the last fold's model is the one kept.
+        holdout_fraction: the latest share of sessions, never touched by training, for evaluation.
+        embargo_minutes: gap between training labels and any later evaluation block; at least the
+            label horizon so no training label window overlaps validation (purge + embargo).
+        bootstrap: resamples for the confidence intervals.
+        seed: makes training and bootstraps deterministic.
+    """
+
+    architecture: str = "mlp"
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    dropout: float = 0.1
+    batch_norm: bool = False
+    lookback: int = 16
+    conv_filters: int = 16
+    conv_kernel: int = 3
+    learning_rate: float = 1e-3
+    batch_size: int = 512
+    epochs: int = 30
+    patience: int = 4
+    folds: int = 3
+    holdout_fraction: float = 0.2
+    embargo_minutes: int = 5
+    bootstrap: int = 500
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ("mlp", "conv1d"):
+            raise ValueError(f"architecture must be mlp or conv1d, not {self.architecture!r}")
+        if len(self.widths) != 4 or any(w <= 0 for w in self.widths):
+            raise ValueError(f"widths must be 4 positive layer widths, got {self.widths}")
+        if list(self.widths) != sorted(self.widths):
+            raise ValueError(f"widths must increase layer by layer, got {self.widths}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("dropout must be in [0, 1)")
+        if not 0 < self.holdout_fraction < 1:
+            raise ValueError("holdout_fraction must be in (0, 1)")
+        if self.folds < 1 or self.epochs < 1 or self.batch_size < 1 or self.patience < 0:
+            raise ValueError("folds, epochs and batch_size must be positive, patience >= 0")
+        if self.lookback < 2 or self.conv_kernel > self.lookback:
+            raise ValueError("lookback must be >= 2 and >= conv_kernel")
+
+    def with_overrides(self, **values: str) -> "ModelConfig":
+        """A copy with fields set from strings (``"16,32,64,128"``, ``"true"``, ``"0.2"``)."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        parsed = {}
+        for name, raw in values.items():
+            if name not in fields:
+                raise ValueError(f"unknown model setting {name!r}; known: {', '.join(fields)}")
+            current = getattr(self, name)
+            try:
+                if isinstance(current, bool):
+                    if str(raw).lower() not in ("1", "0", "true", "false", "yes", "no"):
+                        raise ValueError(raw)
+                    parsed[name] = str(raw).lower() in ("1", "true", "yes")
+                elif isinstance(current, tuple):
+                    parsed[name] = tuple(int(v) for v in str(raw).split(",") if v.strip())
+                else:
+                    parsed[name] = type(current)(raw)
+            except ValueError:
+                raise ValueError(f"bad value for {name}: {raw!r}") from None
+        return dataclasses.replace(self, **parsed)
+
+    @classmethod
+    def from_env(cls) -> "ModelConfig":
+        prefix = "HFT_MODEL_"
+        values = {k[len(prefix):].lower(): v for k, v in os.environ.items() if k.startswith(prefix) and v}
+        return cls().with_overrides(**values)
+
+    def to_params(self) -> dict[str, str]:
+        """Flat string parameters for MLflow."""
+        return {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in dataclasses.asdict(self).items()}

@@ -1,0 +1,295 @@
+"""MLflow 3 tracking and registry for the direction model, and the promotion gate.
+
+* Every training run logs its parameters, per-fold metrics, holdout metrics with confidence intervals,
+  and artifacts: ``model_weights.h5``, ``features.json``, ``scaler.json``, ``evaluation.json``/``.txt``,
+  ``calibration.png``, ``holdout.parquet`` (features, labels, model probabilities), and the Keras model
+  (``mlflow.keras`` flavour, with signature and input example).
+* Only when all of that is logged is a version of the registered model ``hft-direction`` created and given
+  the alias ``challenger``. A failure before that leaves no version behind (the run is marked FAILED).
+* The gate (:func:`gate`) decides whether a version may become ``champion``: it must beat the current
+  champion's holdout AUC on the *same* holdout rows by ``margin``; with no champion yet, it must beat the
+  naive baselines (majority class, sign of last return: 95% CI of the AUC difference above zero) and must
+  not be significantly worse than logistic regression. Aliases, never the deprecated stages.
+* Promotions are recorded on the registered model (tag ``champion_history``), so ``rollback`` returns to the
+  previous champion. Every operation is idempotent: re-running it changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "hft-direction"
+EXPERIMENT = "hft-direction"
+CHAMPION, CHALLENGER = "champion", "challenger"
+NAIVE_BASELINES = ("majority_class", "last_return_sign")
+STRONG_BASELINES = ("logistic_regression",)
+
+
+class RegistryError(RuntimeError):
+    """The tracking server or registry cannot do what was asked; the message says why."""
+
+
+def default_tracking_uri() -> str:
+    home = Path(os.environ.get("HFT_HOME", "var")).absolute()
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+
+
+def _artifact_root(tracking_uri: str) -> str | None:
+    if tracking_uri.startswith("sqlite:///"):
+        return str(Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts")
+    return None  # a server decides
+
+
+def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast with a clear message when the tracking store cannot be used."""
+    if tracking_uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            requests.get(tracking_uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
+        except requests.RequestException as exc:
+            raise RegistryError(f"MLflow tracking server {tracking_uri} is unreachable: {exc.__class__.__name__}") from None
+    elif tracking_uri.startswith("sqlite:///"):
+        folder = Path(tracking_uri[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RegistryError(f"cannot create the MLflow store folder {folder}: {exc}") from None
+        if not os.access(folder, os.W_OK):
+            raise RegistryError(f"MLflow store folder {folder} is not writable")
+
+
+def client(tracking_uri: str | None = None):
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri or default_tracking_uri()
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _experiment_id(c, tracking_uri: str) -> str:
+    exp = c.get_experiment_by_name(EXPERIMENT)
+    if exp is not None:
+        return exp.experiment_id
+    return c.create_experiment(EXPERIMENT, artifact_location=_artifact_root(tracking_uri))
+
+
+@dataclass(frozen=True)
+class Registered:
+    run_id: str
+    version: str
+
+
+def _calibration_png(path: Path, calibration: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect")
+    ax.plot([c["predicted"] for c in calibration], [c["observed"] for c in calibration], marker="o", label="model")
+    ax.set_xlabel("predicted P(up)")
+    ax.set_ylabel("observed up-rate")
+    ax.set_title("holdout calibration")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def log_training(result, data: dict, tracking_uri: str | None = None) -> Registered:
+    """Log a :class:`hft.model.training.TrainResult` as one MLflow run, then register it as challenger."""
+    import mlflow
+    import mlflow.keras
+    from mlflow.models import infer_signature
+
+    from hft.model.network import save_weights_file
+    from hft.model.training import model_inputs
+
+    uri = tracking_uri or default_tracking_uri()
+    c = client(uri)
+    experiment_id = _experiment_id(c, uri)
+    ev = result.evaluation
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_params({**result.config.to_params(), **{k: str(v) for k, v in data.items()},
+                           "n_features": str(len(result.features)), "final_epochs": str(result.epochs),
+                           "train_rows": str(result.train_rows), "holdout_rows": str(ev.n)})
+        for fold in result.folds:
+            mlflow.log_metrics({f"fold_{k}": float(v) for k, v in fold.items() if k != "fold"}, step=fold["fold"])
+        mlflow.log_metrics({k: float(v) for k, v in ev.flat_metrics().items() if np.isfinite(v)})
+        mlflow.log_metric("beats_all_baselines", float(ev.beats_all_baselines))
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            save_weights_file(out / "model_weights.h5", result.model, result.config, result.features, result.scaler)
+            (out / "features.json").write_text(json.dumps(result.features, indent=1))
+            (out / "scaler.json").write_text(json.dumps({"mean": result.scaler.mean.tolist(), "scale": result.scaler.scale.tolist()}))
+            (out / "evaluation.json").write_text(json.dumps(ev.to_dict(), indent=1, default=float))
+            (out / "evaluation.txt").write_text(ev.table() + "\n")
+            _calibration_png(out / "calibration.png", ev.calibration)
+            hold = result.holdout[["ticker", "ts", "date", *result.features, "label"]].copy()
+            hold["date"] = hold["date"].astype(str)
+            hold.assign(model_proba=result.holdout_proba).to_parquet(out / "holdout.parquet", index=False)
+            mlflow.log_artifacts(tmp)
+        x, _ = model_inputs(result.holdout.head(64), result.features, result.config, result.scaler)
+        sample = x[:5]
+        signature = infer_signature(sample, np.asarray(result.model(sample, training=False)))
+        info = mlflow.keras.log_model(result.model, name="model", signature=signature, input_example=sample)
+        try:
+            version = mlflow.register_model(info.model_uri, MODEL_NAME, tags={"run_id": run.info.run_id}).version
+        except Exception as exc:  # noqa: BLE001 - any registry failure ends the run as FAILED, nothing half-made
+            raise RegistryError(f"registering {MODEL_NAME} failed: {exc}") from exc
+        try:
+            c.set_model_version_tag(MODEL_NAME, version, "holdout_auc", f"{ev.scores['model']['auc'].value:.6f}")
+            c.set_model_version_tag(MODEL_NAME, version, "beats_all_baselines", str(ev.beats_all_baselines))
+            c.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
+        except Exception as exc:  # noqa: BLE001 - undo the half-made version, then report
+            c.delete_model_version(MODEL_NAME, version)
+            raise RegistryError(f"finishing {MODEL_NAME} version {version} failed, version removed: {exc}") from exc
+    log.info("registered %s version %s (run %s) as %s", MODEL_NAME, version, run.info.run_id, CHALLENGER,
+             extra={"hft": {"model_version": version, "run_id": run.info.run_id}})
+    return Registered(run.info.run_id, str(version))
+
+
+def _alias_version(c, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(c.get_model_version_by_alias(MODEL_NAME, alias).version)
+    except MlflowException:
+        return None
+
+
+def weights_path(c, version: str, dst: str | None = None) -> Path:
+    """Download a version's ``model_weights.h5`` (from its training run) and return the local path."""
+    import mlflow
+
+    mv = c.get_model_version(MODEL_NAME, version)
+    run_id = mv.run_id or (mv.tags or {}).get("run_id")
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model_weights.h5", dst_path=dst))
+
+
+def holdout_of(c, version: str) -> pd.DataFrame:
+    import mlflow
+
+    mv = c.get_model_version(MODEL_NAME, version)
+    path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path="holdout.parquet")
+    return pd.read_parquet(path)
+
+
+def evaluation_of(c, version: str) -> dict:
+    import mlflow
+
+    mv = c.get_model_version(MODEL_NAME, version)
+    return json.loads(mlflow.artifacts.load_text(f"runs:/{mv.run_id}/evaluation.json"))
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    version: str
+    promote: bool
+    reason: str
+    champion: str | None
+
+
+def gate(version: str, margin: float = 0.0, tracking_uri: str | None = None) -> GateDecision:
+    """Decide whether ``version`` may become champion (see the module docstring)."""
+    from hft.model.evaluation import auc
+    from hft.model.fast import FastPredictor
+
+    c = client(tracking_uri)
+    current = _alias_version(c, CHAMPION)
+    if current == str(version):
+        return GateDecision(str(version), False, f"version {version} is already champion", current)
+    ev = evaluation_of(c, version)
+    if current is None:
+        comps = {x["baseline"]: x for x in ev["comparisons"]}
+        failed = [b for b in NAIVE_BASELINES if not comps.get(b, {}).get("beats")]
+        worse = [b for b in STRONG_BASELINES if b in comps and comps[b]["auc_diff"]["high"] < 0]
+        if failed or worse:
+            why = "; ".join([f"does not beat {b}" for b in failed] + [f"significantly worse than {b}" for b in worse])
+            return GateDecision(str(version), False, f"first model rejected: {why}", None)
+        return GateDecision(str(version), True, "first model: beats the naive baselines, not worse than logistic regression", None)
+    hold = holdout_of(c, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        champ = FastPredictor.from_weights_file(weights_path(c, current, tmp))
+    missing = [f for f in champ.features if f not in hold.columns]
+    if missing:
+        return GateDecision(str(version), False, f"champion needs features the holdout lacks: {missing}", current)
+    y = hold["label"].to_numpy()
+    champ_auc = auc(y, champ.predict_proba(hold[champ.features].to_numpy(np.float64)))
+    chall_auc = auc(y, hold["model_proba"].to_numpy())
+    diff = chall_auc - champ_auc
+    ok = diff > margin
+    verdict = "beats" if ok else "does not beat"
+    reason = (f"challenger AUC {chall_auc:.4f} {verdict} champion v{current} AUC {champ_auc:.4f} "
+              f"on the same {len(y)} holdout rows by more than {margin:.4f} (difference {diff:+.4f})")
+    return GateDecision(str(version), ok, reason, current)
+
+
+def promote(version: str, reason: str = "manual", tracking_uri: str | None = None) -> bool:
+    """Point ``champion`` at ``version`` and record it. Returns False when it already was."""
+    c = client(tracking_uri)
+    c.get_model_version(MODEL_NAME, version)  # raises for an unknown version
+    current = _alias_version(c, CHAMPION)
+    if current == str(version):
+        return False
+    history = _history(c)
+    history.append({"version": str(version), "at": datetime.now(timezone.utc).isoformat(), "reason": reason})
+    c.set_registered_model_tag(MODEL_NAME, "champion_history", json.dumps(history[-50:]))
+    c.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
+    log.info("champion -> version %s (%s)", version, reason, extra={"hft": {"champion": str(version)}})
+    return True
+
+
+def _history(c) -> list[dict]:
+    rm = c.get_registered_model(MODEL_NAME)
+    return json.loads((rm.tags or {}).get("champion_history", "[]"))
+
+
+def rollback(tracking_uri: str | None = None) -> str:
+    """Move ``champion`` back to the previous champion; returns the version now champion."""
+    c = client(tracking_uri)
+    current = _alias_version(c, CHAMPION)
+    previous = [h["version"] for h in _history(c) if h["version"] != current]
+    if current is None or not previous:
+        raise RegistryError("nothing to roll back to: no earlier champion recorded")
+    target = previous[-1]
+    promote(target, reason=f"rollback from {current}", tracking_uri=tracking_uri)
+    return target
+
+
+def list_versions(tracking_uri: str | None = None) -> list[dict]:
+    """Every version with its aliases, holdout AUC and run id, newest first."""
+    from mlflow.exceptions import MlflowException
+
+    c = client(tracking_uri)
+    try:
+        versions = c.search_model_versions(f"name='{MODEL_NAME}'")
+    except MlflowException:
+        return []
+    out = []
+    for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        out.append({
+            "version": str(mv.version),
+            "aliases": list(mv.aliases or []),
+            "holdout_auc": (mv.tags or {}).get("holdout_auc"),
+            "beats_all_baselines": (mv.tags or {}).get("beats_all_baselines"),
+            "run_id": mv.run_id,
+            "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).isoformat(timespec="seconds"),
+        })
+    return out

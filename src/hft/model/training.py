@@ -1,0 +1,156 @@
+"""Leakage-free training: walk-forward folds with purge and embargo, a final refit, holdout evaluation.
+
+1. The latest ``holdout_fraction`` of sessions is put aside (purged at its boundary) and touched only once,
+   at the end, to evaluate the model and the baselines.
+2. Walk-forward folds over the remaining sessions: each fold fits the scaler on its training rows only,
+   trains with class weights and early stopping on its validation block, and records its metrics.
+3. The final model is refitted on every pre-holdout row for the mean best epoch count of the folds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from hft.model.config import ModelConfig
+from hft.model.dataset import DatasetError, holdout_split, walk_forward
+from hft.model.evaluation import Evaluation, auc, evaluate, log_loss
+from hft.model.network import Scaler, build_network
+
+log = logging.getLogger(__name__)
+
+
+def model_inputs(frame: pd.DataFrame, features: list[str], config: ModelConfig, scaler: Scaler):
+    """Scaled inputs for the network and the row positions they belong to.
+
+    ``mlp``: one row per bar. ``conv1d``: the last ``lookback`` rows of the same ticker and session
+    (rows without a full window are left out, so positions are returned explicitly).
+    """
+    x = scaler.transform(frame[features].to_numpy(np.float64))
+    if config.architecture == "mlp":
+        return x, np.arange(len(frame))
+    n = len(frame)
+    order = np.lexsort((frame["ts"].to_numpy(), frame["date"].astype(str).to_numpy(), frame["ticker"].to_numpy()))
+    keys = (frame["ticker"].astype(str) + "|" + frame["date"].astype(str)).to_numpy()[order]
+    starts = np.r_[True, keys[1:] != keys[:-1]]
+    start_idx = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    pos = np.arange(n) - start_idx
+    lb = config.lookback
+    ok = pos >= lb - 1
+    ends = np.flatnonzero(ok)
+    window = ends[:, None] + np.arange(-(lb - 1), 1)[None, :]
+    seq = x[order][window]
+    rows = order[ends]
+    back = np.argsort(rows, kind="stable")
+    return seq[back], rows[back]
+
+
+def class_weights(y: np.ndarray) -> dict[int, float]:
+    n, pos = len(y), float(y.sum())
+    return {0: n / (2.0 * (n - pos)), 1: n / (2.0 * pos)}
+
+
+def _fit(config: ModelConfig, x_tr, y_tr, x_va=None, y_va=None, epochs: int | None = None):
+    import keras
+
+    model = build_network(config, x_tr.shape[-1])
+    callbacks = []
+    if x_va is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True)
+        )
+    history = model.fit(
+        x_tr, y_tr,
+        validation_data=(x_va, y_va) if x_va is not None else None,
+        epochs=epochs or config.epochs,
+        batch_size=config.batch_size,
+        class_weight=class_weights(y_tr),
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
+    )
+    return model, history.history
+
+
+def predict(model, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    return np.asarray(model(x, training=False) if len(x) <= batch_size else model.predict(x, batch_size=batch_size, verbose=0)).reshape(-1)
+
+
+@dataclass
+class TrainResult:
+    model: object
+    config: ModelConfig
+    features: list[str]
+    scaler: Scaler
+    folds: list[dict]
+    evaluation: Evaluation
+    epochs: int
+    holdout: pd.DataFrame = field(repr=False)
+    holdout_proba: np.ndarray = field(repr=False)
+    train_rows: int = 0
+
+
+def baselines(train: pd.DataFrame, hold: pd.DataFrame, features: list[str], scaler: Scaler, seed: int) -> dict[str, np.ndarray]:
+    """Probabilities from the baselines, fitted on the training rows only."""
+    from sklearn.linear_model import LogisticRegression
+
+    y_tr = train["label"].to_numpy()
+    up = float(y_tr.mean())
+    sign_tr = np.sign(train["ret_1"].to_numpy()) if "ret_1" in train else np.zeros(len(train))
+    sign_ho = np.sign(hold["ret_1"].to_numpy()) if "ret_1" in hold else np.zeros(len(hold))
+    rate = {s: float(y_tr[sign_tr == s].mean()) if (sign_tr == s).any() else up for s in (-1.0, 0.0, 1.0)}
+    logit = LogisticRegression(max_iter=500, class_weight="balanced", random_state=seed)
+    logit.fit(scaler.transform(train[features].to_numpy(np.float64)), y_tr)
+    return {
+        "majority_class": np.full(len(hold), up),
+        "last_return_sign": np.array([rate[s] for s in sign_ho]),
+        "logistic_regression": logit.predict_proba(scaler.transform(hold[features].to_numpy(np.float64)))[:, 1],
+    }
+
+
+def train(frame: pd.DataFrame, features: list[str], config: ModelConfig = ModelConfig()) -> TrainResult:
+    """Train and evaluate on a prepared feature table (see :func:`hft.model.dataset.prepare`)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+
+    outer = holdout_split(frame, config.holdout_fraction, config.embargo_minutes)
+    pre = frame.iloc[outer.train].reset_index(drop=True)
+    hold = frame.iloc[outer.valid].reset_index(drop=True)
+    if len(pre) == 0:
+        raise DatasetError("no training rows before the holdout")
+    fold_results, best_epochs = [], []
+    for k, split in enumerate(walk_forward(pre, config.folds, config.embargo_minutes)):
+        tr, va = pre.iloc[split.train], pre.iloc[split.valid]
+        if tr["label"].nunique() < 2 or va["label"].nunique() < 2:
+            raise DatasetError(f"fold {k}: a single label class; need more sessions")
+        scaler = Scaler.fit(tr[features].to_numpy(np.float64))
+        x_tr, r_tr = model_inputs(tr, features, config, scaler)
+        x_va, r_va = model_inputs(va, features, config, scaler)
+        y_tr, y_va = tr["label"].to_numpy()[r_tr], va["label"].to_numpy()[r_va]
+        model, hist = _fit(config, x_tr, y_tr, x_va, y_va)
+        p = predict(model, x_va)
+        best = int(np.argmax(hist["val_auc"])) + 1
+        best_epochs.append(best)
+        fold_results.append({"fold": k, "train_rows": len(y_tr), "valid_rows": len(y_va), "best_epoch": best,
+                             "auc": auc(y_va, p), "log_loss": log_loss(y_va, p)})
+        log.info("fold %d: train %d rows, valid %d rows, AUC %.4f, best epoch %d", k, len(y_tr), len(y_va),
+                 fold_results[-1]["auc"], best)
+    epochs = max(1, int(round(float(np.mean(best_epochs)))))
+    scaler = Scaler.fit(pre[features].to_numpy(np.float64))
+    x_pre, r_pre = model_inputs(pre, features, config, scaler)
+    model, _ = _fit(config, x_pre, pre["label"].to_numpy()[r_pre], epochs=epochs)
+    x_ho, r_ho = model_inputs(hold, features, config, scaler)
+    hold = hold.iloc[r_ho].reset_index(drop=True)
+    proba = predict(model, x_ho)
+    preds = {"model": proba, **baselines(pre, hold, features, scaler, config.seed)}
+    evaluation = evaluate(hold["label"].to_numpy(), preds, resamples=config.bootstrap, seed=config.seed)
+    log.info("holdout evaluation\n%s", evaluation.table())
+    return TrainResult(model, config, features, scaler, fold_results, evaluation, epochs, hold, proba, len(r_pre))
