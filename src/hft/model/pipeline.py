@@ -1,5 +1,5 @@
-"""Train -> evaluate -> register -> gate -> promote, as one function shared by the CLI, the
-``jobs/train_model.py`` entry point and the ``model_training`` DAG."""
+"""Train -> evaluate -> register -> gate -> promote, shared by the CLI, ``jobs/train_model.py`` and the
+``model_training`` DAG (which runs the steps as separate tasks passing only ids)."""
 
 from __future__ import annotations
 
@@ -21,17 +21,15 @@ class TrainingOutcome:
     gate_reason: str
 
 
-def train_and_register(
+def train_step(
     features_path: str,
     config: ModelConfig = ModelConfig(),
     interval: str = "1m",
     tracking_uri: str | None = None,
-    promote_if_better: bool = True,
-    margin: float = 0.0,
     tickers: list[str] | None = None,
-) -> TrainingOutcome:
-    """Read the feature table, train with walk-forward validation, log and register the model as
-    ``challenger``, then (optionally) run the gate and promote it to ``champion``."""
+):
+    """Read the feature table, train with walk-forward validation, log the run and register the model
+    as ``challenger``. Returns (:class:`hft.model.registry.Registered`, the holdout evaluation)."""
     from hft.model import registry
     from hft.model.dataset import load_feature_table, prepare
     from hft.model.training import train
@@ -45,13 +43,32 @@ def train_and_register(
     data = {"features_path": features_path, "interval": interval, "rows": len(frame),
             "tickers": ",".join(sorted(frame["ticker"].unique())),
             "first_session": str(frame["date"].min()), "last_session": str(frame["date"].max())}
-    reg = registry.log_training(result, data, tracking_uri)
+    return registry.log_training(result, data, tracking_uri), result.evaluation
+
+
+def gate_and_promote(version: str, margin: float = 0.0, tracking_uri: str | None = None) -> tuple[bool, str]:
+    """Run the gate for ``version`` and move ``champion`` when it passes. Safe to re-run."""
+    from hft.model import registry
+
+    decision = registry.gate(version, margin, tracking_uri)
+    promoted = registry.promote(version, reason=decision.reason, tracking_uri=tracking_uri) if decision.promote else False
+    log.info("gate for version %s: %s -> %s", version, decision.reason, "promoted" if promoted else "champion unchanged",
+             extra={"hft": {"model_version": version, "promoted": promoted}})
+    return promoted, decision.reason
+
+
+def train_and_register(
+    features_path: str,
+    config: ModelConfig = ModelConfig(),
+    interval: str = "1m",
+    tracking_uri: str | None = None,
+    promote_if_better: bool = True,
+    margin: float = 0.0,
+    tickers: list[str] | None = None,
+) -> TrainingOutcome:
+    """All steps in one process (the CLI path)."""
+    reg, evaluation = train_step(features_path, config, interval, tracking_uri, tickers)
     promoted, reason = False, "gate not run"
     if promote_if_better:
-        decision = registry.gate(reg.version, margin, tracking_uri)
-        reason = decision.reason
-        if decision.promote:
-            promoted = registry.promote(reg.version, reason=decision.reason, tracking_uri=tracking_uri)
-        log.info("gate: %s -> %s", reason, "promoted" if promoted else "not promoted")
-    return TrainingOutcome(reg.run_id, reg.version, result.evaluation.table(),
-                           result.evaluation.beats_all_baselines, promoted, reason)
+        promoted, reason = gate_and_promote(reg.version, margin, tracking_uri)
+    return TrainingOutcome(reg.run_id, reg.version, evaluation.table(), evaluation.beats_all_baselines, promoted, reason)

@@ -148,9 +148,16 @@ def log_training(result, data: dict, tracking_uri: str | None = None) -> Registe
         x, _ = model_inputs(result.holdout.head(64), result.features, result.config, result.scaler)
         sample = x[:5]
         signature = infer_signature(sample, np.asarray(result.model(sample, training=False)))
-        info = mlflow.keras.log_model(result.model, name="model", signature=signature, input_example=sample)
+        with tempfile.TemporaryDirectory() as tmp:
+            # mlflow.keras.log_model(input_example=...) writes the example before creating its folder
+            # (MLflow 3.17); saving into an existing empty folder and logging it avoids that bug.
+            local = Path(tmp) / "model"
+            local.mkdir()
+            mlflow.keras.save_model(result.model, str(local), signature=signature, input_example=sample)
+            mlflow.log_artifacts(str(local), "model")
+        model_uri = f"runs:/{run.info.run_id}/model"
         try:
-            version = mlflow.register_model(info.model_uri, MODEL_NAME, tags={"run_id": run.info.run_id}).version
+            version = mlflow.register_model(model_uri, MODEL_NAME, tags={"run_id": run.info.run_id}).version
         except Exception as exc:  # noqa: BLE001 - any registry failure ends the run as FAILED, nothing half-made
             raise RegistryError(f"registering {MODEL_NAME} failed: {exc}") from exc
         try:
@@ -206,33 +213,41 @@ class GateDecision:
     champion: str | None
 
 
+def first_model_verdict(evaluation: dict) -> tuple[bool, str]:
+    """With no champion yet: beat the naive baselines, and be no significantly worse than the strong ones."""
+    comps = {x["baseline"]: x for x in evaluation["comparisons"]}
+    failed = [b for b in NAIVE_BASELINES if not comps.get(b, {}).get("beats")]
+    worse = [b for b in STRONG_BASELINES if b in comps and comps[b]["auc_diff"]["high"] < 0]
+    if failed or worse:
+        why = "; ".join([f"does not beat {b}" for b in failed] + [f"significantly worse than {b}" for b in worse])
+        return False, f"first model rejected: {why}"
+    return True, "first model: beats the naive baselines and is not significantly worse than logistic regression"
+
+
 def gate(version: str, margin: float = 0.0, tracking_uri: str | None = None) -> GateDecision:
     """Decide whether ``version`` may become champion (see the module docstring)."""
     from hft.model.evaluation import auc
     from hft.model.fast import FastPredictor
+    from hft.model.training import model_inputs
 
     c = client(tracking_uri)
     current = _alias_version(c, CHAMPION)
     if current == str(version):
         return GateDecision(str(version), False, f"version {version} is already champion", current)
-    ev = evaluation_of(c, version)
     if current is None:
-        comps = {x["baseline"]: x for x in ev["comparisons"]}
-        failed = [b for b in NAIVE_BASELINES if not comps.get(b, {}).get("beats")]
-        worse = [b for b in STRONG_BASELINES if b in comps and comps[b]["auc_diff"]["high"] < 0]
-        if failed or worse:
-            why = "; ".join([f"does not beat {b}" for b in failed] + [f"significantly worse than {b}" for b in worse])
-            return GateDecision(str(version), False, f"first model rejected: {why}", None)
-        return GateDecision(str(version), True, "first model: beats the naive baselines, not worse than logistic regression", None)
+        ok, why = first_model_verdict(evaluation_of(c, version))
+        return GateDecision(str(version), ok, why, None)
     hold = holdout_of(c, version)
     with tempfile.TemporaryDirectory() as tmp:
         champ = FastPredictor.from_weights_file(weights_path(c, current, tmp))
     missing = [f for f in champ.features if f not in hold.columns]
     if missing:
         return GateDecision(str(version), False, f"champion needs features the holdout lacks: {missing}", current)
-    y = hold["label"].to_numpy()
-    champ_auc = auc(y, champ.predict_proba(hold[champ.features].to_numpy(np.float64)))
-    chall_auc = auc(y, hold["model_proba"].to_numpy())
+    hold["date"] = hold["date"].astype(str)
+    x, rows = model_inputs(hold, champ.features, champ.config, scaler=None)  # the champion's own input shape
+    y = hold["label"].to_numpy()[rows]
+    champ_auc = auc(y, champ.predict_proba(x))
+    chall_auc = auc(y, hold["model_proba"].to_numpy()[rows])
     diff = chall_auc - champ_auc
     ok = diff > margin
     verdict = "beats" if ok else "does not beat"
@@ -257,7 +272,12 @@ def promote(version: str, reason: str = "manual", tracking_uri: str | None = Non
 
 
 def _history(c) -> list[dict]:
-    rm = c.get_registered_model(MODEL_NAME)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        rm = c.get_registered_model(MODEL_NAME)
+    except MlflowException:
+        return []
     return json.loads((rm.tags or {}).get("champion_history", "[]"))
 
 
@@ -280,13 +300,17 @@ def list_versions(tracking_uri: str | None = None) -> list[dict]:
     c = client(tracking_uri)
     try:
         versions = c.search_model_versions(f"name='{MODEL_NAME}'")
+        aliases = c.get_registered_model(MODEL_NAME).aliases or {}
     except MlflowException:
         return []
+    by_version: dict[str, list[str]] = {}
+    for alias, v in sorted(aliases.items()):
+        by_version.setdefault(str(v), []).append(alias)
     out = []
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
         out.append({
             "version": str(mv.version),
-            "aliases": list(mv.aliases or []),
+            "aliases": by_version.get(str(mv.version), []),
             "holdout_auc": (mv.tags or {}).get("holdout_auc"),
             "beats_all_baselines": (mv.tags or {}).get("beats_all_baselines"),
             "run_id": mv.run_id,

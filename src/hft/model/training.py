@@ -24,29 +24,34 @@ from hft.model.network import Scaler, build_network
 log = logging.getLogger(__name__)
 
 
-def model_inputs(frame: pd.DataFrame, features: list[str], config: ModelConfig, scaler: Scaler):
-    """Scaled inputs for the network and the row positions they belong to.
+def sequence_windows(frame: pd.DataFrame, lookback: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each row with ``lookback - 1`` earlier rows of the same ticker and session: the positions of
+    those rows and itself (oldest first), and the row's own position. Returned in frame order."""
+    n = len(frame)
+    order = np.lexsort((frame["ts"].to_numpy(), frame["date"].astype(str).to_numpy(), frame["ticker"].astype(str).to_numpy()))
+    keys = (frame["ticker"].astype(str) + "|" + frame["date"].astype(str)).to_numpy()[order]
+    starts = np.r_[True, keys[1:] != keys[:-1]] if n else np.zeros(0, bool)
+    start_idx = np.maximum.accumulate(np.where(starts, np.arange(n), 0)) if n else np.zeros(0, int)
+    pos = np.arange(n) - start_idx
+    ends = np.flatnonzero(pos >= lookback - 1)
+    windows = order[ends[:, None] + np.arange(-(lookback - 1), 1)[None, :]]
+    rows = order[ends]
+    back = np.argsort(rows, kind="stable")
+    return windows[back], rows[back]
+
+
+def model_inputs(frame: pd.DataFrame, features: list[str], config: ModelConfig, scaler: Scaler | None):
+    """Network inputs (scaled, unless ``scaler`` is None) and the row positions they belong to.
 
     ``mlp``: one row per bar. ``conv1d``: the last ``lookback`` rows of the same ticker and session
     (rows without a full window are left out, so positions are returned explicitly).
     """
-    x = scaler.transform(frame[features].to_numpy(np.float64))
+    raw = frame[features].to_numpy(np.float64)
+    x = scaler.transform(raw) if scaler is not None else raw
     if config.architecture == "mlp":
         return x, np.arange(len(frame))
-    n = len(frame)
-    order = np.lexsort((frame["ts"].to_numpy(), frame["date"].astype(str).to_numpy(), frame["ticker"].to_numpy()))
-    keys = (frame["ticker"].astype(str) + "|" + frame["date"].astype(str)).to_numpy()[order]
-    starts = np.r_[True, keys[1:] != keys[:-1]]
-    start_idx = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
-    pos = np.arange(n) - start_idx
-    lb = config.lookback
-    ok = pos >= lb - 1
-    ends = np.flatnonzero(ok)
-    window = ends[:, None] + np.arange(-(lb - 1), 1)[None, :]
-    seq = x[order][window]
-    rows = order[ends]
-    back = np.argsort(rows, kind="stable")
-    return seq[back], rows[back]
+    windows, rows = sequence_windows(frame, config.lookback)
+    return x[windows], rows
 
 
 def class_weights(y: np.ndarray) -> dict[int, float]:

@@ -1,0 +1,78 @@
+"""model_training: features ready -> train (MLflow run, registered as challenger) -> evaluate -> gate -> promote.
+
+Weekly after the close (Friday 23:00 UTC), on the whole feature table the ``market_data`` DAG maintains.
+Training is single-process Keras; the registry is MLflow (``MLFLOW_TRACKING_URI``, default sqlite under
+``HFT_HOME``). Model settings come from ``HFT_MODEL_<SETTING>`` variables (e.g. ``HFT_MODEL_EPOCHS=10``),
+the gate margin from ``HFT_PROMOTION_MARGIN`` (AUC, default 0). Tasks pass only the run id and version.
+Re-running is safe: a new run registers a new challenger version; the gate and promotion are idempotent.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import dag, task
+
+from hft.config import Settings  # light: no heavy imports at parse time
+
+
+@dag(
+    dag_id="model_training",
+    schedule="0 23 * * 5",
+    start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
+    tags=["hft", "model", "mlflow"],
+    doc_md=__doc__,
+)
+def model_training():
+    @task(retries=0)
+    def features_ready() -> str:
+        from hft.config import join_uri
+        from hft.model.dataset import load_feature_table, prepare
+
+        settings = Settings.from_env()
+        path = join_uri(settings.lake_root, "features")
+        frame, _ = prepare(load_feature_table(path, settings.interval))  # fails clearly when unusable
+        if frame["date"].nunique() < 5:
+            raise ValueError(f"only {frame['date'].nunique()} sessions of features at {path}; need at least 5")
+        return path
+
+    @task
+    def train(features_path: str) -> dict:
+        from hft.model.config import ModelConfig
+        from hft.model.pipeline import train_step
+
+        reg, _ = train_step(features_path, ModelConfig.from_env(), Settings.from_env().interval)
+        return {"run_id": reg.run_id, "version": reg.version}
+
+    @task
+    def evaluate(registered: dict) -> dict:
+        from hft.model import registry
+
+        ev = registry.evaluation_of(registry.client(), registered["version"])
+        return {**registered, "beats_all_baselines": ev["beats_all_baselines"],
+                "holdout_auc": ev["scores"]["model"]["auc"]["value"]}
+
+    @task
+    def gate(evaluated: dict) -> dict:
+        from hft.model import registry
+
+        decision = registry.gate(evaluated["version"], float(os.environ.get("HFT_PROMOTION_MARGIN", "0")))
+        return {**evaluated, "promote": decision.promote, "reason": decision.reason}
+
+    @task
+    def promote(decision: dict) -> str:
+        from hft.model import registry
+
+        if not decision["promote"]:
+            return f"champion unchanged: {decision['reason']}"
+        registry.promote(decision["version"], reason=decision["reason"])
+        return f"champion -> version {decision['version']}"
+
+    promote(gate(evaluate(train(features_ready()))))
+
+
+model_training()
