@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: setup demo test test-fast bench-features clean
+.PHONY: setup demo test test-fast bench-features bench-inference clean
 
 setup:
 	@bash infra/setup.sh
@@ -24,6 +24,9 @@ test-fast: setup
 
 bench-features: setup
 	$(VENV)/bin/python bench/features.py
+
+bench-inference: setup
+	$(VENV)/bin/python bench/inference.py
 
 clean:
 	rm -rf var build .pytest_cache

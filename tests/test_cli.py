@@ -109,3 +109,28 @@ def test_cli_features_on_empty_lake_fails_clearly(tmp_path):
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no 1m bars" in errors[0], proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--tracking-uri", "http://127.0.0.1:9"], "unreachable"),
+        (["train"], "no feature table"),
+        (["train", "--set", "widths=64,32,16,8"], "increase"),
+        (["train", "--set", "nonsense"], "NAME=VALUE"),
+        (["model", "promote"], "--version"),
+    ],
+    ids=["unreachable_tracking_server", "no_features", "decreasing_widths", "bad_setting", "promote_without_version"],
+)
+def test_cli_model_mistakes_give_one_line_error_and_exit_2(tmp_path, args, message):
+    proc = run(*args, env={"HFT_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": ""})
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlartifacts").exists()  # nothing half-written
+
+
+def test_cli_model_list_on_empty_registry(tmp_path):
+    proc = run("model", "list", env={"HFT_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": ""})
+    assert proc.returncode == 0 and "no registered versions" in proc.stdout

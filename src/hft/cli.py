@@ -174,18 +174,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     lake_root = args.lake or settings.lake_root
     tickers = list(settings.tickers)
     t0 = time.monotonic()
-    _out(f"[1/3] ingest: synthetic {','.join(tickers)} 1m bars, {DEMO_START} .. {DEMO_END} -> {lake_root}")
+    _out(f"[1/4] ingest: synthetic {','.join(tickers)} 1m bars, {DEMO_START} .. {DEMO_END} -> {lake_root}")
     ingest_args = argparse.Namespace(
         source="synthetic", path=None, tickers=tickers, start=DEMO_START, end=DEMO_END, interval="1m",
         incremental=False, extended_hours=False, lake=lake_root, seed=None,
     )
     if cmd_ingest(ingest_args, settings) != EXIT_OK:
         return EXIT_FAILED
-    _out("[2/3] features: spark-submit jobs/volatility_features.py")
+    _out("[2/4] features: spark-submit jobs/volatility_features.py")
     feat_args = argparse.Namespace(lake=lake_root, output=None, interval="1m", start=None, end=None,
                                    tickers=None, master=args.master)
     cmd_features(feat_args, settings)
-    _out("[3/3] summary")
+    _out("[3/4] feature summary")
     features = pd.read_parquet(join_uri(lake_root, "features", "interval=1m"))
     spec = FeatureSpec()
     complete = features.dropna(subset=spec.feature_names())
@@ -196,9 +196,16 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     _out(summary.to_string(float_format=lambda v: f"{v:.5f}"))
     _out(
         f"feature table: {len(features)} rows x {len(spec.feature_names())} features, "
-        f"{len(complete)} rows with every feature; label up-share {features['label'].mean():.3f}; "
-        f"total {time.monotonic() - t0:.1f}s"
+        f"{len(complete)} rows with every feature; label up-share {features['label'].mean():.3f}"
     )
+    _out("[4/4] model: train (walk-forward) -> MLflow run -> register challenger -> gate -> champion")
+    train_args = argparse.Namespace(
+        features=None, lake=lake_root, interval="1m", tickers=None, set=[], tracking_uri=None, margin=0.0,
+        no_promote=False,
+    )
+    cmd_train(train_args, settings)
+    cmd_model(argparse.Namespace(action="list", tracking_uri=None), settings)
+    _out(f"demo finished in {time.monotonic() - t0:.1f}s")
     return EXIT_OK
 
 
@@ -242,7 +249,7 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
         for r in rows:
             aliases = ",".join(r["aliases"]) or "-"
             _out(f"v{r['version']:<4} {aliases:<22} holdout_auc={r['holdout_auc']} "
-                 f"beats_baselines={r['beats_all_baselines']} run={r['run_id']} {r['created']}")
+                 f"beats_all_baselines={r['beats_all_baselines']} run={r['run_id']} {r['created']}")
     elif args.action == "promote":
         if not args.version:
             raise UserError("model promote needs --version N")
