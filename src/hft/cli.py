@@ -59,27 +59,29 @@ def repo_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2]
 
 
-def spark_submit_command(job: str, job_args: list[str], master: str) -> list[str]:
-    """``spark-submit`` of a ``jobs/`` script with the project's Python on driver and executors."""
+def spark_submit_command(script: str, job_args: list[str], master: str, jars: list[str] | None = None) -> list[str]:
+    """``spark-submit`` of a repository script (``jobs/x.py``, ``streaming/y.py``) with the project's Python
+    on driver and executors, bound to loopback."""
     binary = Path(sys.executable).with_name("spark-submit")
     submit = str(binary) if binary.exists() else shutil.which("spark-submit")
     if not submit:
         raise UserError("spark-submit not found: run `make setup` (it installs pyspark into .venv)")
-    script = repo_root() / "jobs" / job
-    if not script.exists():
-        raise UserError(f"job script not found: {script} (set HFT_REPO_ROOT to the checkout)")
+    path = repo_root() / script
+    if not path.exists():
+        raise UserError(f"script not found: {path} (set HFT_REPO_ROOT to the checkout)")
     return [
         submit, "--master", master,
+        *(["--jars", ",".join(jars)] if jars else []),
         "--conf", f"spark.pyspark.python={sys.executable}",
         "--conf", "spark.sql.session.timeZone=UTC",
         "--conf", "spark.ui.showConsoleProgress=false",
         *(arg for key, value in SPARK_LOCAL_CONF.items() for arg in ("--conf", f"{key}={value}")),
-        str(script), *job_args,
+        str(path), *job_args,
     ]
 
 
-def run_spark_job(job: str, job_args: list[str], master: str) -> None:
-    cmd = spark_submit_command(job, job_args, master)
+def run_spark_job(script: str, job_args: list[str], master: str) -> None:
+    cmd = spark_submit_command(script, job_args, master)
     env = {**os.environ, **SPARK_LOCAL_ENV, "PYSPARK_PYTHON": sys.executable}
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -88,7 +90,7 @@ def run_spark_job(job: str, job_args: list[str], master: str) -> None:
         lines = (proc.stdout + "\n" + proc.stderr).splitlines()
         tail = [line for line in lines if line.startswith("error:")]
         detail = tail[-1][len("error: "):] if tail else "\n".join(proc.stderr.splitlines()[-15:])
-        raise UserError(f"spark job {job} failed (exit {proc.returncode}): {detail}")
+        raise UserError(f"spark job {script} failed (exit {proc.returncode}): {detail}")
 
 
 # -- commands ------------------------------------------------------------------------------------------------
@@ -141,7 +143,7 @@ def cmd_features(args: argparse.Namespace, settings: Settings) -> int:
     if args.tickers:
         job_args += ["--tickers", ",".join(args.tickers)]
     started = time.monotonic()
-    run_spark_job("volatility_features.py", job_args, args.master or settings.spark_master)
+    run_spark_job("jobs/volatility_features.py", job_args, args.master or settings.spark_master)
     _out(f"features written to {job_args[3]} in {time.monotonic() - started:.1f}s")
     return EXIT_OK
 
@@ -268,6 +270,90 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _stack_config():
+    from hft.stack import StackConfig
+
+    return StackConfig.from_env()
+
+
+def stream_topics() -> dict:
+    """``market.bars``, its DLQ and ``predictions``: partitions and retention from the environment."""
+    from hft.stack import TopicSpec
+    from hft.streaming.messages import BARS_TOPIC, DLQ_TOPIC, PREDICTIONS_TOPIC
+
+    partitions = int(os.environ.get("HFT_BARS_PARTITIONS", "2"))
+    retention = int(os.environ.get("HFT_TOPIC_RETENTION_MS", str(7 * 86_400_000)))
+    return {
+        BARS_TOPIC: TopicSpec(partitions=partitions, retention_ms=retention),
+        DLQ_TOPIC: TopicSpec(partitions=1, retention_ms=4 * retention),
+        PREDICTIONS_TOPIC: TopicSpec(partitions=partitions, retention_ms=retention),
+    }
+
+
+def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
+    from hft import stack
+
+    config = _stack_config()
+    services = tuple(args.services.split(",")) if args.services else ("kafka", "redis", "mlflow")
+    if args.action == "up":
+        stack.up(config, services)
+        if "kafka" in services:
+            stack.ensure_topics(config.kafka_bootstrap, stream_topics())
+    elif args.action == "down":
+        stack.down(config, services)
+    elif args.action == "jars":
+        _out(",".join(stack.spark_kafka_jars()))
+        return EXIT_OK
+    healthy = True
+    for name, st in stack.status(config).items():
+        if name not in services:
+            continue
+        healthy &= st.healthy or args.action == "down"
+        _out(f"{name:<7} {'running' if st.running else 'stopped':<8} {'healthy' if st.healthy else '-':<8} "
+             f"pid={st.pid or '-'} {st.address} {st.detail or ''}".rstrip())
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
+def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
+    from hft.streaming import collectors
+
+    config = _stack_config()
+    bootstrap = args.bootstrap or config.kafka_bootstrap
+    if args.source == "yfinance":
+        messages = collectors.YFinancePoller(args.tickers, args.interval, poll_s=args.poll_s)
+    else:
+        if not (args.start and args.end):
+            raise UserError(f"collect {args.source} needs --start and --end")
+        if args.start > args.end:
+            raise UserError(f"--start {args.start} is after --end {args.end}")
+        if args.source == "replay":
+            messages = collectors.replay(args.lake or settings.lake_root, args.tickers, args.start, args.end, args.interval)
+        else:
+            messages = collectors.synthetic(args.tickers, args.start, args.end, args.interval)
+    result = collectors.publish(collectors.paced(messages, args.speed), bootstrap, source=args.source, limit=args.limit)
+    _out(f"{args.source}: {result.sent} bars sent, {result.failed} failed in {result.seconds:.1f}s")
+    return EXIT_OK if result.failed == 0 else EXIT_FAILED
+
+
+def stream_command(args: argparse.Namespace, config) -> list[str]:
+    from hft import stack
+
+    job_args = ["--bootstrap", config.kafka_bootstrap, "--redis", config.redis_url,
+                "--checkpoint", str(args.checkpoint or config.run_dir / "checkpoints" / "predict_stream"),
+                "--trigger", args.trigger, "--metrics-port", str(args.metrics_port),
+                "--stop-when-idle", str(args.stop_when_idle)]
+    if args.tickers:
+        job_args += ["--tickers", ",".join(args.tickers)]
+    return spark_submit_command("streaming/predict_stream.py", job_args, args.master, jars=stack.spark_kafka_jars())
+
+
+def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
+    cmd = stream_command(args, _stack_config())
+    env = {**os.environ, **SPARK_LOCAL_ENV, "PYSPARK_PYTHON": sys.executable, "OPENBLAS_NUM_THREADS": "1"}
+    log.info("running %s", " ".join(cmd))
+    return subprocess.run(cmd, env=env).returncode
+
+
 # -- parser --------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -320,6 +406,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=0.0)
     p.add_argument("--tracking-uri", help="MLflow tracking URI")
     p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("stack", help="start, stop or check the local Kafka, Redis and MLflow")
+    p.add_argument("action", choices=["up", "down", "status", "jars"])
+    p.add_argument("--services", help="comma-separated subset of kafka,redis,mlflow")
+    p.set_defaults(func=cmd_stack)
+
+    p = sub.add_parser("collect", help="publish bars to Kafka market.bars")
+    p.add_argument("source", choices=["replay", "synthetic", "yfinance"])
+    p.add_argument("--tickers", type=_tickers, required=True)
+    p.add_argument("--start", type=_date, help="first session date (replay, synthetic)")
+    p.add_argument("--end", type=_date, help="last session date (replay, synthetic)")
+    p.add_argument("--interval", default="1m", choices=["1m", "5m"])
+    p.add_argument("--speed", type=float, default=0.0, help="time multiplier (60: a minute of bars per second); 0: as fast as possible")
+    p.add_argument("--limit", type=int, help="stop after this many bars")
+    p.add_argument("--poll-s", type=float, default=60.0, help="yfinance polling period")
+    p.add_argument("--bootstrap", help="Kafka bootstrap (default: the local stack)")
+    p.add_argument("--lake", help="lake root for replay (default HFT_LAKE_ROOT)")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("stream", help="run the Spark streaming inference job (spark-submit)")
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--tickers", type=_tickers, help="universe; other tickers go to the DLQ")
+    p.add_argument("--trigger", default="1 second")
+    p.add_argument("--checkpoint", help="checkpoint folder (default <run dir>/checkpoints/predict_stream)")
+    p.add_argument("--metrics-port", type=int, default=9108)
+    p.add_argument("--stop-when-idle", type=float, default=0.0, help="stop after N seconds without input (0: run until killed)")
+    p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("demo", help="synthetic ingest -> validation -> Spark features -> summary")
     p.add_argument("--master", default="local[*]")

@@ -12,7 +12,7 @@ from hft.schemas import coerce_bars
 
 @pytest.fixture(scope="module")
 def clean():
-    from conftest import make_bars
+    from bar_fixtures import make_bars
 
     return coerce_bars(make_bars(tickers=("AAA", "BBB"), start="2024-03-07", end="2024-03-08"))
 

@@ -14,7 +14,7 @@ from hft.model.dataset import prepare
 from hft.model.fast import FastPredictor
 from hft.model.training import train
 
-from conftest import FAST
+from model_fixtures import FAST
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from hft.model.dataset import prepare
 from hft.model.network import build_network
 from hft.model.training import class_weights, model_inputs, train
 
-from conftest import FAST
+from model_fixtures import FAST
 
 
 def test_network_is_four_dense_layers_of_increasing_width_with_sigmoid_output():

@@ -62,11 +62,12 @@ def _sqrt_pos(x: np.ndarray) -> np.ndarray:
         return np.sqrt(np.where(np.isnan(x), np.nan, np.maximum(x, 0.0)))
 
 
-def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FeatureSpec()) -> pd.DataFrame:
+def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FeatureSpec(), labelled_only: bool = True) -> pd.DataFrame:
     """Feature table for canonical ``bars`` (any number of tickers, one or more intraday intervals).
 
-    Returns :meth:`FeatureSpec.output_columns`, one row per bar that has a label, sorted by
-    (ticker, interval, ts). ``date`` is the New York session date (``datetime.date``).
+    Returns :meth:`FeatureSpec.output_columns`, sorted by (ticker, interval, ts), one row per bar that has
+    a label, or, with ``labelled_only=False`` (live inference: the future is unknown), one row per bar with
+    ``fwd_ret`` NaN and ``label`` -1 where there is no label yet. ``date`` is the New York session date.
     """
     bars = coerce_bars(bars)
     for interval in bars["interval"].unique():
@@ -139,11 +140,12 @@ def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FeatureSpec()) -> p
             "volume": df["volume"].to_numpy(),
             **out,
             "fwd_ret": fwd_ret,
-            "label": (fwd_close > c).astype(np.int32),
+            "label": np.where(np.isnan(fwd_close), -1, fwd_close > c).astype(np.int32),
         }
     )
     table["ts"] = pd.to_datetime(table["ts"], utc=True)
-    return table.loc[~np.isnan(fwd_close), spec.output_columns()].reset_index(drop=True)
+    keep = ~np.isnan(fwd_close) if labelled_only else np.ones(n, bool)
+    return table.loc[keep, spec.output_columns()].reset_index(drop=True)
 
 
 def _future_close(df: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:

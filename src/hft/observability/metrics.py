@@ -1,0 +1,51 @@
+"""Prometheus metrics of the real-time path (prometheus-client). One definition per metric, here.
+
+Every process serves ``/metrics`` on 127.0.0.1 (:func:`serve`).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# collectors
+COLLECTOR_SENT = Counter("hft_collector_messages_sent_total", "Bars delivered to Kafka", ["source"])
+COLLECTOR_FAILED = Counter("hft_collector_messages_failed_total", "Bars Kafka did not accept", ["source"])
+
+# streaming job
+STREAM_IN = Counter("hft_stream_messages_in_total", "Messages read from market.bars")
+STREAM_REJECTED = Counter("hft_stream_messages_rejected_total", "Messages sent to the DLQ", ["reason"])
+STREAM_PREDICTIONS = Counter("hft_stream_predictions_total", "Predictions written to Redis")
+STREAM_BATCH_SECONDS = Histogram("hft_stream_batch_duration_seconds", "Micro-batch processing time", buckets=LATENCY_BUCKETS)
+STREAM_INFERENCE_SECONDS = Histogram("hft_stream_inference_latency_seconds", "Model inference time per batch", buckets=LATENCY_BUCKETS)
+STREAM_PREDICTION_AGE = Gauge("hft_stream_prediction_age_seconds", "Bar produced -> prediction written, last batch max")
+STREAM_MODEL_VERSION = Gauge("hft_stream_model_version", "Registered model version being served")
+
+
+def serve(port: int) -> None:
+    """Expose ``/metrics`` on 127.0.0.1:port (0 disables)."""
+    if port:
+        start_http_server(port, addr="127.0.0.1")
+
+
+def record_batch(result) -> None:
+    """Update the streaming metrics from a :class:`hft.streaming.processor.BatchResult`."""
+    import time
+
+    if result.skipped:
+        return
+    STREAM_IN.inc(result.messages)
+    for reason, count in result.rejected.items():
+        STREAM_REJECTED.labels(reason).inc(count)
+    STREAM_PREDICTIONS.inc(result.written)
+    STREAM_BATCH_SECONDS.observe(result.duration_s)
+    if result.predictions:
+        STREAM_INFERENCE_SECONDS.observe(result.inference_s)
+        produced = [p.produced_ns for p in result.predictions if p.produced_ns]
+        if produced:
+            STREAM_PREDICTION_AGE.set((time.time_ns() - min(produced)) / 1e9)
+        try:
+            STREAM_MODEL_VERSION.set(float(result.predictions[-1].model_version))
+        except ValueError:
+            pass

@@ -1,0 +1,1 @@
+"""Real-time path: Kafka message codec, per-ticker feature state, Redis prediction store, collectors."""

@@ -1,0 +1,62 @@
+"""The champion model for live inference, reloaded when the registry alias moves (no restart)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+
+log = logging.getLogger(__name__)
+
+
+class NoChampionError(RuntimeError):
+    """The registry has no ``champion`` version to serve."""
+
+
+class ChampionModel:
+    """Callable returning ``(FastPredictor, version)``; checks the alias at most every ``refresh_s``."""
+
+    def __init__(self, tracking_uri: str | None = None, alias: str = "champion", refresh_s: float = 5.0, clock=time.monotonic):
+        self.tracking_uri = tracking_uri
+        self.alias = alias
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self._checked = -float("inf")
+        self._version: str | None = None
+        self._predictor = None
+
+    def _alias_version(self, client) -> str | None:
+        from hft.model.registry import _alias_version
+
+        return _alias_version(client, self.alias)
+
+    def __call__(self):
+        now = self.clock()
+        if self._predictor is None or now - self._checked >= self.refresh_s:
+            self._checked = now
+            self._refresh()
+        return self._predictor, self._version
+
+    def _refresh(self) -> None:
+        from hft.model import registry
+        from hft.model.fast import FastPredictor
+
+        try:
+            client = registry.client(self.tracking_uri)
+            version = self._alias_version(client)
+        except Exception as exc:  # noqa: BLE001 - keep serving the loaded model if the registry blips
+            if self._predictor is None:
+                raise
+            log.warning("registry unreachable, keeping model version %s: %s", self._version, exc)
+            return
+        if version is None:
+            if self._predictor is None:
+                raise NoChampionError(f"no '{self.alias}' version of {registry.MODEL_NAME}: run `hft train` first")
+            return
+        if version == self._version:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            predictor = FastPredictor.from_weights_file(registry.weights_path(client, version, tmp))
+        log.info("serving %s version %s (was %s)", registry.MODEL_NAME, version, self._version,
+                 extra={"hft": {"model_version": version}})
+        self._predictor, self._version = predictor, version

@@ -1,0 +1,162 @@
+"""Kafka messages of the real-time path: an explicit, versioned JSON schema per topic.
+
+``market.bars`` (key = ticker)::
+
+    {"schema": "hft.bar", "version": 1, "ticker": "SPY", "interval": "1m",
+     "ts": "2024-03-08T14:30:00Z", "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 100,
+     "produced_ns": 1709908200000000000}
+
+``ts`` is the bar start (ISO-8601 UTC, or epoch milliseconds as an integer); ``produced_ns`` (optional) is
+the collector's wall clock when it sent the bar, for end-to-end latency.
+
+``market.bars.dlq`` (key = original key): ``{"schema": "hft.dlq", "version": 1, "reason": "...",
+"detail": "...", "topic", "partition", "offset", "key", "value"}`` with the original bytes kept
+(UTF-8 when possible, else base64 under ``value_b64``).
+
+``predictions`` (key = ticker): ``{"schema": "hft.prediction", "version": 1, "ticker", "interval", "ts",
+"probability", "model_version", "produced_ns", "predicted_ns"}``.
+
+:func:`decode_bar` accepts a message only when every check passes; otherwise it raises
+:class:`MessageError` with a machine-readable ``reason`` (the DLQ and the rejection metric use it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+BAR_SCHEMA, BAR_VERSION = "hft.bar", 1
+DLQ_SCHEMA, PREDICTION_SCHEMA = "hft.dlq", "hft.prediction"
+MAX_MESSAGE_BYTES = 4096
+TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
+INTERVALS = ("1m", "5m")
+MAX_PRICE = 1e7
+
+BARS_TOPIC, DLQ_TOPIC, PREDICTIONS_TOPIC = "market.bars", "market.bars.dlq", "predictions"
+
+
+class MessageError(ValueError):
+    """A message that cannot be processed; ``reason`` is a short stable code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class BarMessage:
+    ticker: str
+    interval: str
+    ts_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    produced_ns: int | None = None
+
+    @property
+    def ts(self) -> datetime:
+        return datetime.fromtimestamp(self.ts_ms / 1000, timezone.utc)
+
+
+def encode_bar(bar: BarMessage) -> bytes:
+    body = {"schema": BAR_SCHEMA, "version": BAR_VERSION, **asdict(bar)}
+    body["ts"] = body.pop("ts_ms")
+    if body["produced_ns"] is None:
+        del body["produced_ns"]
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _number(body: dict, name: str) -> float:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MessageError("invalid_field", f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise MessageError("non_finite", f"{name} is {value}")
+    return float(value)
+
+
+def _timestamp_ms(value) -> int:
+    if isinstance(value, bool):
+        raise MessageError("invalid_field", "ts must be ISO-8601 or epoch milliseconds")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise MessageError("invalid_field", f"ts is not ISO-8601: {value[:40]!r}") from None
+        if parsed.tzinfo is None:
+            raise MessageError("invalid_field", "ts has no timezone")
+        return int(parsed.timestamp() * 1000)
+    raise MessageError("invalid_field", "ts must be ISO-8601 or epoch milliseconds")
+
+
+def decode_bar(value: bytes | None, known_tickers: frozenset[str] | None = None) -> BarMessage:
+    """Parse and validate one ``market.bars`` message value."""
+    if value is None:
+        raise MessageError("empty", "message has no value")
+    if len(value) > MAX_MESSAGE_BYTES:
+        raise MessageError("oversized", f"{len(value)} bytes > {MAX_MESSAGE_BYTES}")
+    try:
+        body = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError("not_json", str(exc)[:200]) from None
+    if not isinstance(body, dict):
+        raise MessageError("not_json", "top-level value is not an object")
+    if body.get("schema") != BAR_SCHEMA:
+        raise MessageError("wrong_schema", f"schema {body.get('schema')!r} != {BAR_SCHEMA!r}")
+    if body.get("version") != BAR_VERSION:
+        raise MessageError("wrong_version", f"version {body.get('version')!r} != {BAR_VERSION}")
+    ticker = body.get("ticker")
+    if not isinstance(ticker, str) or not TICKER.match(ticker):
+        raise MessageError("invalid_field", f"bad ticker {ticker!r}")
+    if known_tickers is not None and ticker not in known_tickers:
+        raise MessageError("unknown_ticker", f"{ticker} is not in the configured universe")
+    interval = body.get("interval")
+    if interval not in INTERVALS:
+        raise MessageError("invalid_field", f"interval {interval!r} not in {INTERVALS}")
+    ts_ms = _timestamp_ms(body.get("ts"))
+    if ts_ms % 60_000:
+        raise MessageError("invalid_field", "ts is not on a minute boundary")
+    o, h, lo, c = (_number(body, k) for k in ("open", "high", "low", "close"))
+    if min(o, h, lo, c) <= 0 or max(o, h, lo, c) > MAX_PRICE:
+        raise MessageError("bad_price", f"prices must be in (0, {MAX_PRICE:g}]: o={o} h={h} l={lo} c={c}")
+    if h < max(o, c, lo) or lo > min(o, c):
+        raise MessageError("inconsistent_ohlc", f"high/low do not bound open/close: o={o} h={h} l={lo} c={c}")
+    volume = body.get("volume")
+    if isinstance(volume, bool) or not isinstance(volume, (int, float)) or not math.isfinite(volume) \
+            or volume < 0 or volume != int(volume):
+        raise MessageError("invalid_field", f"volume must be a whole number >= 0, got {volume!r}")
+    produced = body.get("produced_ns")
+    if produced is not None and (isinstance(produced, bool) or not isinstance(produced, int)):
+        raise MessageError("invalid_field", "produced_ns must be an integer")
+    return BarMessage(ticker, interval, ts_ms, o, h, lo, c, int(volume), produced)
+
+
+def dlq_record(reason: str, detail: str, topic: str, partition: int, offset: int, key: bytes | None,
+               value: bytes | None) -> bytes:
+    """The DLQ message for a rejected input, original bytes included."""
+    body = {"schema": DLQ_SCHEMA, "version": 1, "reason": reason, "detail": detail[:500], "topic": topic,
+            "partition": partition, "offset": offset, "key": key.decode("utf-8", "replace") if key else None}
+    if value is not None:
+        try:
+            body["value"] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            body["value_b64"] = base64.b64encode(value).decode()
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def prediction_record(ticker: str, interval: str, ts_ms: int, probability: float, model_version: str,
+                      produced_ns: int | None, predicted_ns: int) -> bytes:
+    return json.dumps({
+        "schema": PREDICTION_SCHEMA, "version": 1, "ticker": ticker, "interval": interval, "ts": ts_ms,
+        "probability": probability, "model_version": model_version, "produced_ns": produced_ns,
+        "predicted_ns": predicted_ns,
+    }, separators=(",", ":")).encode()

@@ -1,0 +1,142 @@
+"""Streaming inference: Kafka ``market.bars`` -> features -> champion model -> Redis (+ Kafka ``predictions``).
+
+Spark Structured Streaming, micro-batch. Each micro-batch (``foreachBatch``) is handed to
+:class:`hft.streaming.processor.BatchProcessor`: it validates every message (bad ones go to
+``market.bars.dlq`` with the reason), advances the per-ticker feature state (the same feature code as the
+batch job), runs the ``champion`` model from the MLflow registry (reloaded when the alias moves), and
+commits predictions and state to Redis atomically, keyed by ticker and bar time. Kafka offsets are
+checkpointed by Spark; a replayed batch is recognised by its id, so a kill -9 and restart loses and
+duplicates nothing.
+
+    spark-submit --master 'local[2]' --jars "$(hft stack jars)" streaming/predict_stream.py \\
+        --bootstrap 127.0.0.1:9092 --redis redis://127.0.0.1:6379/0 \\
+        --checkpoint var/run/checkpoints/predict_stream [--tickers AAA,BBB] [--trigger '1 second'] \\
+        [--metrics-port 9108] [--stop-when-idle 20]
+
+(``hft stream`` runs exactly this.) MLflow comes from ``MLFLOW_TRACKING_URI`` (default: the sqlite store
+under ``HFT_HOME``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+log = logging.getLogger("hft.streaming.predict_stream")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Kafka bars -> features -> champion model -> Redis")
+    p.add_argument("--bootstrap", default="127.0.0.1:9092")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--checkpoint", required=True, help="Spark checkpoint folder (offsets, commits)")
+    p.add_argument("--tickers", type=lambda s: [t.strip().upper() for t in s.split(",") if t.strip()],
+                   help="the universe; other tickers go to the DLQ as unknown")
+    p.add_argument("--trigger", default="1 second", help="micro-batch interval")
+    p.add_argument("--max-offsets", type=int, default=20000, help="max messages per micro-batch")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    p.add_argument("--model-refresh-s", type=float, default=5.0, help="how often to check the champion alias")
+    p.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics port on 127.0.0.1 (0: off)")
+    p.add_argument("--stop-when-idle", type=float, default=0, help="stop after this many seconds without input (0: never)")
+    p.add_argument("--starting-offsets", default="earliest", choices=["earliest", "latest"])
+    return p.parse_args(argv)
+
+
+def source(spark, args):
+    """Kafka ``market.bars``: key, value and their coordinates (no parsing here: bad bytes must reach the DLQ)."""
+    from hft.streaming.messages import BARS_TOPIC
+
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", args.bootstrap)
+        .option("subscribe", BARS_TOPIC)
+        .option("startingOffsets", args.starting_offsets)
+        .option("maxOffsetsPerTrigger", args.max_offsets)
+        .option("failOnDataLoss", "true")
+        .load()
+        .select("key", "value", "topic", "partition", "offset")
+    )
+
+
+def processor(args):
+    """The per-batch transform and sinks: DLQ, Redis, Kafka ``predictions``."""
+    from hft.observability.metrics import record_batch
+    from hft.streaming.champion import ChampionModel
+    from hft.streaming.kafka_io import TopicSink
+    from hft.streaming.messages import DLQ_TOPIC, PREDICTIONS_TOPIC
+    from hft.streaming.processor import BatchProcessor
+    from hft.streaming.store import RedisStore
+
+    model = ChampionModel(args.tracking_uri, refresh_s=args.model_refresh_s)
+    model()  # fail at start, clearly, when there is no champion
+    return BatchProcessor(
+        store=RedisStore.from_url(args.redis),
+        model=model,
+        dlq=TopicSink(args.bootstrap, DLQ_TOPIC, "hft-stream-dlq").send,
+        publish=TopicSink(args.bootstrap, PREDICTIONS_TOPIC, "hft-stream-predictions").send,
+        known_tickers=args.tickers,
+        on_result=record_batch,
+    )
+
+
+def sink(stream, proc, args):
+    from hft.streaming.processor import Record
+
+    def each_batch(df, batch_id: int) -> None:
+        records = [Record(r.key, r.value, r.partition, r.offset, r.topic) for r in df.collect()]
+        proc.process(batch_id, records)
+
+    return (
+        stream.writeStream.queryName("hft_predict_stream")
+        .foreachBatch(each_batch)
+        .option("checkpointLocation", args.checkpoint)
+        .trigger(processingTime=args.trigger)
+        .start()
+    )
+
+
+def wait(query, idle_s: float) -> None:
+    if not idle_s:
+        query.awaitTermination()
+        return
+    last_input = time.monotonic()
+    while query.isActive:
+        query.awaitTermination(1)
+        progress = query.lastProgress
+        if progress and progress.get("numInputRows", 0) > 0:
+            last_input = time.monotonic()
+        if time.monotonic() - last_input > idle_s:
+            log.info("no input for %.0fs, stopping", idle_s)
+            query.stop()
+    if query.exception():
+        raise RuntimeError(str(query.exception()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from hft.observability.logging import configure_logging
+    from hft.observability.metrics import serve
+
+    configure_logging(service="hft-predict-stream")
+    serve(args.metrics_port)
+    from pyspark.sql import SparkSession
+
+    from hft.streaming.champion import NoChampionError
+
+    spark = SparkSession.builder.appName("hft-predict-stream").getOrCreate()
+    try:
+        query = sink(source(spark, args), processor(args), args)
+        wait(query, args.stop_when_idle)
+        return 0
+    except NoChampionError as exc:
+        log.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
