@@ -2,6 +2,8 @@
 # Installs everything the project needs, idempotently; a second run only checks.
 #   - Debian packages: a Java 17+ runtime (Spark), python3.11 with venv
 #   - .venv with the exact lock (requirements.lock) and the hft package (editable)
+#   - the local stack (hft stack up): redis-server from Debian, Kafka broker jars in build/kafka-libs and
+#     Spark's Kafka connector jars in build/spark-jars, both fetched with Maven from infra/{kafka,spark}/pom.xml
 # Fails with a clear message when something cannot be installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,12 +48,71 @@ else
   echo "$want" > "$STAMP"
 fi
 
-# 4. Sanity: the versions CI tested (pyspark and pyspark-client share one folder and must match).
+# 4. Redis 7 for the local stack. `hft stack up` runs its own instance under var/run, so the Debian
+#    service must not start (it would take port 6379): services are blocked while the package installs
+#    (policy-rc.d, the Debian way), then the unit is disabled and stopped should it have started anyway.
+stop_debian_redis() {
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now redis-server >/dev/null 2>&1 || true
+  else
+    [ -x /etc/init.d/redis-server ] && { /etc/init.d/redis-server stop >/dev/null 2>&1 || true; }
+    command -v update-rc.d >/dev/null && { update-rc.d redis-server disable >/dev/null 2>&1 || true; }
+  fi
+  if [ -f /run/redis/redis-server.pid ] && kill -0 "$(cat /run/redis/redis-server.pid)" 2>/dev/null; then
+    kill "$(cat /run/redis/redis-server.pid)" 2>/dev/null || true
+  fi
+  return 0
+}
+if [ ! -x /usr/bin/redis-server ]; then
+  say "installing redis-server (the Debian service is left disabled: hft stack up runs its own)"
+  policy=/usr/sbin/policy-rc.d
+  if [ -e "$policy" ]; then
+    apt_install redis-server
+  else
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+    apt_install redis-server
+    rm -f "$policy"; trap - EXIT
+  fi
+  stop_debian_redis
+  [ -x /usr/bin/redis-server ] || die "redis-server installed but /usr/bin/redis-server is missing"
+fi
+
+# 5. Jars from Maven Central: the Kafka broker (KRaft) and Spark's Kafka connector (spark-submit --jars).
+#    A folder is fetched again only when its POM changed (the stamp holds the POM's hash).
+if ! command -v mvn >/dev/null; then
+  say "installing Maven"
+  apt_install maven
+fi
+fetch_jars() {  # POM OUT_DIR WHAT
+  local pom=$1 out=$2 what=$3 want log
+  want="$(sha256sum "$pom" | cut -d' ' -f1)"
+  if [ -f "$out/.pom-sha256" ] && [ "$(cat "$out/.pom-sha256")" = "$want" ] && ls "$out"/*.jar >/dev/null 2>&1; then
+    say "$what jars up to date ($out)"
+    return 0
+  fi
+  say "fetching $what jars into $out (mvn)"
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  # Maven resolves a relative outputDirectory against the POM's folder: pass an absolute one.
+  if ! log="$(mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$PWD/$out.tmp" 2>&1)"; then
+    printf '%s\n' "$log" >&2
+    rm -rf "$out.tmp"
+    die "mvn could not fetch the $what jars of $pom (see above)"
+  fi
+  ls "$out.tmp"/*.jar >/dev/null 2>&1 || die "mvn fetched no jar for $pom"
+  echo "$want" > "$out.tmp/.pom-sha256"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+fetch_jars infra/kafka/pom.xml build/kafka-libs "Kafka broker"
+fetch_jars infra/spark/pom.xml build/spark-jars "Spark Kafka connector"
+
+# 6. Sanity: the versions CI tested (pyspark and pyspark-client share one folder and must match).
 "$VENV/bin/python" - <<'PY' || die "environment check failed (see above)"
 import importlib.metadata as md
 import pyspark
 assert pyspark.__version__ == "4.2.0", f"pyspark {pyspark.__version__} != 4.2.0"
 assert md.version("pyspark-client") == pyspark.__version__, "pyspark-client and pyspark versions differ"
 import great_expectations, airflow, hft  # noqa: F401
+import confluent_kafka, redis  # noqa: F401  (local stack clients: hft.stack)
 PY
 say "ready"

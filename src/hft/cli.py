@@ -308,7 +308,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     for name, st in stack.status(config).items():
         if name not in services:
             continue
-        healthy &= st.healthy or args.action == "down"
+        healthy &= st.healthy or args.action != "up"  # `up` must end healthy; status/down only report
         _out(f"{name:<7} {'running' if st.running else 'stopped':<8} {'healthy' if st.healthy else '-':<8} "
              f"pid={st.pid or '-'} {st.address} {st.detail or ''}".rstrip())
     return EXIT_OK if healthy else EXIT_FAILED
@@ -463,13 +463,17 @@ def main(argv: list[str] | None = None) -> int:
     from hft.data.sources.base import SourceError
     from hft.observability.logging import configure_logging
     from hft.schemas import SchemaError
+    from hft.stack import StackError
+    from hft.streaming.champion import NoChampionError
+    from hft.streaming.kafka_io import DeliveryError
 
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
     configure_logging(args.log_level or settings.log_level, service=f"hft-{args.command}")
     try:
         return args.func(args, settings)
-    except (UserError, SourceError, SchemaError, FileNotFoundError, PermissionError) as exc:
+    except (UserError, SourceError, SchemaError, StackError, NoChampionError, DeliveryError, FileNotFoundError,
+            PermissionError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USAGE
     except _model_errors() as exc:

@@ -1,0 +1,33 @@
+"""The local stack: Kafka (KRaft, single node), Redis and the MLflow tracking server on 127.0.0.1.
+
+    from hft.stack import StackConfig, up, status, down, ensure_topics, TopicSpec
+
+    cfg = StackConfig.from_env()            # <HFT_HOME>/run, ports from HFT_*_PORT
+    up(cfg)                                 # idempotent; waits until each service is healthy
+    ensure_topics(cfg.kafka_bootstrap, {"bars": TopicSpec(partitions=4, retention_ms=86_400_000)})
+    status(cfg)["kafka"].healthy
+    down(cfg)
+
+Programs and jars come from ``make setup`` (infra/setup.sh): Kafka's jars in ``build/kafka-libs``,
+``/usr/bin/redis-server`` from Debian, MLflow from the venv. Logs: ``<run_dir>/<service>.log``.
+"""
+
+from hft.stack.config import SERVICES, StackConfig, StackError, repo_root
+from hft.stack.kafka import TopicSpec, ensure_topics, kafka_health
+from hft.stack.services import ServiceStatus, down, status, up
+from hft.stack.spark import spark_kafka_jars
+
+__all__ = [
+    "SERVICES",
+    "ServiceStatus",
+    "StackConfig",
+    "StackError",
+    "TopicSpec",
+    "down",
+    "ensure_topics",
+    "kafka_health",
+    "repo_root",
+    "spark_kafka_jars",
+    "status",
+    "up",
+]

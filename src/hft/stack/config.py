@@ -1,0 +1,110 @@
+"""Where the local stack lives and which ports it uses."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICES: tuple[str, ...] = ("kafka", "redis", "mlflow")
+HOST = "127.0.0.1"
+
+
+class StackError(Exception):
+    """The stack cannot do what was asked; the message says why and, where it can, what to do."""
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _port(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        port = int(raw)
+    except ValueError:
+        raise StackError(f"{name}={raw!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise StackError(f"{name}={port} is not a port number (1-65535)")
+    return port
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Ports, heap and folders of the local stack.
+
+    Attributes:
+        run_dir: data, configs, logs (``<service>.log``) and pid files (``<service>.pid``) of every service.
+        kafka_port: the broker's PLAINTEXT listener (clients).
+        kafka_controller_port: the KRaft controller listener.
+        redis_port, mlflow_port: as named.
+        kafka_heap: the broker JVM's ``-Xmx``.
+        home: ``HFT_HOME``; MLflow keeps ``mlflow.db`` and ``mlartifacts/`` here, where the CLI finds them
+            when ``MLFLOW_TRACKING_URI`` is unset. Defaults to the parent of ``run_dir``.
+    """
+
+    run_dir: Path
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    redis_port: int = 6379
+    mlflow_port: int = 5000
+    kafka_heap: str = "512m"
+    home: Path | None = None
+
+    def __post_init__(self) -> None:
+        run_dir = Path(self.run_dir).absolute()
+        object.__setattr__(self, "run_dir", run_dir)
+        object.__setattr__(self, "home", Path(self.home).absolute() if self.home is not None else run_dir.parent)
+        ports = {
+            "kafka_port": self.kafka_port,
+            "kafka_controller_port": self.kafka_controller_port,
+            "redis_port": self.redis_port,
+            "mlflow_port": self.mlflow_port,
+        }
+        if len(set(ports.values())) != len(ports):
+            raise StackError(f"two services share a port: {ports}")
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        """``HFT_HOME`` (default ``./var``; the run directory is ``<HFT_HOME>/run``), ``HFT_KAFKA_PORT``,
+        ``HFT_KAFKA_CONTROLLER_PORT``, ``HFT_REDIS_PORT``, ``HFT_MLFLOW_PORT``, ``HFT_KAFKA_HEAP``."""
+        home = Path(_env("HFT_HOME", "var")).absolute()
+        return cls(
+            run_dir=home / "run",
+            kafka_port=_port("HFT_KAFKA_PORT", 9092),
+            kafka_controller_port=_port("HFT_KAFKA_CONTROLLER_PORT", 9093),
+            redis_port=_port("HFT_REDIS_PORT", 6379),
+            mlflow_port=_port("HFT_MLFLOW_PORT", 5000),
+            kafka_heap=_env("HFT_KAFKA_HEAP", "512m"),
+            home=home,
+        )
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{HOST}:{self.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{HOST}:{self.redis_port}/0"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"http://{HOST}:{self.mlflow_port}"
+
+
+def repo_root() -> Path:
+    """The checkout holding ``infra/`` and ``build/`` (``HFT_REPO_ROOT``, else the one this package is in).
+
+    This file is ``<root>/src/hft/stack/config.py``: ``parents[3]`` is the root (an editable install keeps
+    ``__file__`` in the checkout).
+    """
+    env = os.environ.get("HFT_REPO_ROOT")
+    return Path(env).absolute() if env else Path(__file__).resolve().parents[3]
+
+
+def infra_file(*parts: str) -> Path:
+    path = repo_root().joinpath("infra", *parts)
+    if not path.is_file():
+        raise StackError(f"{path} not found (set HFT_REPO_ROOT to the checkout)")
+    return path

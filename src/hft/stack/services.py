@@ -1,0 +1,498 @@
+"""Start, stop and check the local services: Kafka (KRaft), Redis and the MLflow tracking server.
+
+Each service runs detached (its own session, so ``hft stack up`` can return) with everything under
+``run_dir``: ``<name>.pid``, ``<name>.log`` and its data (``kafka/``, ``redis/``; MLflow's database and
+artifacts are in ``HFT_HOME`` so the CLI sees the same runs). A pid file only counts when ``/proc/<pid>``
+still runs the expected program, so a stale file (crash, reboot, reused pid) is noticed and removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import string
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hft.stack import process
+from hft.stack.config import HOST, SERVICES, StackConfig, StackError, infra_file, repo_root
+from hft.stack.kafka import _ck, kafka_health
+
+log = logging.getLogger("hft.stack")
+
+SETUP_HINT = "run `make setup`"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What ``status`` knows about one service.
+
+    Attributes:
+        running: a process started by ``hft stack up`` (per its pid file) is alive.
+        healthy: the address answers the service's health check (Kafka metadata, Redis PING, MLflow /health).
+        pid: the running process, else None.
+        address: what clients use (bootstrap servers, Redis URL, MLflow URI).
+        detail: one line for people.
+    """
+
+    name: str
+    running: bool
+    healthy: bool
+    pid: int | None
+    address: str
+    detail: str
+
+
+# -- the services ----------------------------------------------------------------------------------------------
+class _Service:
+    name: str = ""
+    start_timeout: float = 60.0
+    stop_timeout: float = 30.0
+    port_env: str = ""
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+
+    # Paths.
+    @property
+    def pid_file(self) -> Path:
+        return self.config.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.config.run_dir / f"{self.name}.log"
+
+    # To fill in.
+    def ports(self) -> dict[str, int]:  # {env variable that moves it: port}
+        raise NotImplementedError
+
+    def address(self) -> str:
+        raise NotImplementedError
+
+    def markers(self) -> list[str]:
+        """Substrings of ``/proc/<pid>/cmdline`` that identify our process."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Prerequisites (programs, jars, templates): StackError naming the fix when one is missing."""
+        raise NotImplementedError
+
+    def prepare(self) -> tuple[list[str], Path]:
+        """Write configs and data folders; the argv and its working directory."""
+        raise NotImplementedError
+
+    def health(self) -> tuple[bool, str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        """The child's environment."""
+        env = dict(os.environ)
+        # Keep the JVM's global option variables out of Kafka's command line.
+        env.pop("JAVA_TOOL_OPTIONS", None)
+        env.pop("_JAVA_OPTIONS", None)
+        return env
+
+    # Shared.
+    def pid(self) -> int | None:
+        """The pid of our running process; a stale pid file is removed."""
+        pid = process.read_pid(self.pid_file)
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)  # unreadable: no use to anyone
+            return None
+        if process.matches(pid, self.markers()):
+            return pid
+        log.info("removing stale pid file %s (pid %d no longer runs %s)", self.pid_file, pid, self.name)
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def check_ports(self) -> None:
+        for env, port in self.ports().items():
+            if process.port_in_use(port):
+                raise StackError(
+                    f"{self.name}: port {HOST}:{port} is already in use by {process.port_owner(port)}; "
+                    f"stop it or pick another port with {env}=..."
+                )
+
+    def safe_health(self) -> tuple[bool, str]:
+        if not all(process.port_open(p) for p in self.ports().values()):
+            return False, "port not open"
+        try:
+            return self.health()
+        except StackError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a health check reports, never raises
+            return False, f"{type(e).__name__}: {e}"
+
+
+def _java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return str(Path(home) / "bin" / "java")
+    java = shutil.which("java")
+    if not java:
+        raise StackError(f"java not found (Kafka needs Java 17+): {SETUP_HINT}")
+    return java
+
+
+def _render(template: Path, target: Path, **values: object) -> None:
+    text = string.Template(template.read_text()).substitute({k: str(v) for k, v in values.items()})
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+
+
+def _cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as ``kafka-storage random-uuid``)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
+class Kafka(_Service):
+    name = "kafka"
+    start_timeout = 120.0
+    stop_timeout = 45.0
+
+    @property
+    def home(self) -> Path:
+        return self.config.run_dir / "kafka"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def properties(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def libs(self) -> Path:
+        return repo_root() / "build" / "kafka-libs"
+
+    def ports(self) -> dict[str, int]:
+        return {"HFT_KAFKA_PORT": self.config.kafka_port,
+                "HFT_KAFKA_CONTROLLER_PORT": self.config.kafka_controller_port}
+
+    def address(self) -> str:
+        return self.config.kafka_bootstrap
+
+    def markers(self) -> list[str]:
+        return ["kafka.Kafka", str(self.properties)]
+
+    def _jvm(self, heap: str) -> list[str]:
+        if not list(self.libs.glob("kafka_2.13-*.jar")):
+            raise StackError(f"Kafka jars not found in {self.libs}: {SETUP_HINT}")
+        return [
+            _java(), f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={infra_file('kafka', 'log4j2.xml')}",
+            # Kafka logs its own shutdown from a shutdown hook: log4j's hook must not close the log first.
+            "-Dlog4j2.shutdownHookEnabled=false",
+            f"-Dkafka.logs.dir={self.home / 'logs'}",
+            "-cp", f"{self.libs}/*",
+        ]
+
+    def check(self) -> None:
+        self._jvm(self.config.kafka_heap)
+        infra_file("kafka", "server.properties.template")
+        _ck()  # the health check needs confluent-kafka: fail before starting anything
+
+    def prepare(self) -> tuple[list[str], Path]:
+        jvm = self._jvm(self.config.kafka_heap)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _render(infra_file("kafka", "server.properties.template"), self.properties,
+                port=self.config.kafka_port, controller_port=self.config.kafka_controller_port,
+                log_dirs=self.data_dir)
+        if not (self.data_dir / "meta.properties").exists():
+            self._format()
+        return [*jvm, "kafka.Kafka", str(self.properties)], self.home
+
+    def _format(self) -> None:
+        """Format the KRaft storage once: a new cluster id, this node the single (standalone) voter."""
+        argv = [*self._jvm("256m"), "kafka.tools.StorageTool", "format", "--standalone", "--ignore-formatted",
+                "--cluster-id", _cluster_id(), "--config", str(self.properties)]
+        log.info("formatting Kafka storage in %s", self.data_dir)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=self.home)
+        with open(self.log_file, "a") as f:
+            f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} storage format (exit {proc.returncode})\n")
+            f.write(proc.stdout[-5000:] + proc.stderr[-5000:])
+        if proc.returncode != 0 or not (self.data_dir / "meta.properties").exists():
+            out = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+            raise StackError(
+                f"kafka: formatting the storage in {self.data_dir} failed (exit {proc.returncode}):\n{out}"
+            )
+
+    def health(self) -> tuple[bool, str]:
+        return kafka_health(self.config.kafka_bootstrap, timeout=3.0)
+
+
+class Redis(_Service):
+    name = "redis"
+    start_timeout = 30.0
+    stop_timeout = 20.0
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.run_dir / "redis"
+
+    def ports(self) -> dict[str, int]:
+        return {"HFT_REDIS_PORT": self.config.redis_port}
+
+    def address(self) -> str:
+        return self.config.redis_url
+
+    def markers(self) -> list[str]:
+        return ["redis-server"]  # Redis rewrites its title to 'redis-server 127.0.0.1:PORT'
+
+    def _binary(self) -> str:
+        for candidate in ("/usr/bin/redis-server", shutil.which("redis-server")):
+            if candidate and Path(candidate).exists():
+                return candidate
+        raise StackError(f"redis-server not found: {SETUP_HINT}")
+
+    def check(self) -> None:
+        self._binary()
+        infra_file("redis", "redis.conf.template")
+        _redis_module()
+
+    def prepare(self) -> tuple[list[str], Path]:
+        binary = self._binary()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "redis.conf"
+        _render(infra_file("redis", "redis.conf.template"), conf, port=self.config.redis_port, dir=self.data_dir)
+        return [binary, str(conf)], self.data_dir
+
+    def health(self) -> tuple[bool, str]:
+        redis = _redis_module()
+        client = redis.Redis(host=HOST, port=self.config.redis_port, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            if not client.ping():
+                return False, "PING not answered"
+            info = client.info("server")
+            return True, f"redis {info.get('redis_version', '?')}"
+        except redis.RedisError as e:
+            return False, f"PING failed: {e}"
+        finally:
+            client.close()
+
+
+def _redis_module():
+    try:
+        import redis
+    except ImportError:
+        raise StackError(f"python package redis is missing: {SETUP_HINT}") from None
+    return redis
+
+
+class MLflow(_Service):
+    name = "mlflow"
+    start_timeout = 180.0
+    stop_timeout = 20.0
+
+    @property
+    def db(self) -> Path:
+        return self.config.home / "mlflow.db"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.config.home / "mlartifacts"
+
+    def ports(self) -> dict[str, int]:
+        return {"HFT_MLFLOW_PORT": self.config.mlflow_port}
+
+    def address(self) -> str:
+        return self.config.mlflow_uri
+
+    def markers(self) -> list[str]:
+        return ["mlflow", "server", "--backend-store-uri"]
+
+    def _binary(self) -> Path:
+        binary = Path(sys.executable).parent / "mlflow"  # the venv's, not whatever PATH finds
+        if not binary.exists():
+            raise StackError(f"{binary} not found (mlflow is not installed in this environment): {SETUP_HINT}")
+        return binary
+
+    def check(self) -> None:
+        self._binary()
+
+    def prepare(self) -> tuple[list[str], Path]:
+        binary = self._binary()
+        self.config.home.mkdir(parents=True, exist_ok=True)
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(binary), "server", "--host", HOST, "--port", str(self.config.mlflow_port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{self.db}", "--default-artifact-root", str(self.artifacts),
+        ]
+        return argv, self.config.home
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        # MLflow 3's server otherwise starts a job runner and seven huey consumers (GenAI evaluation jobs,
+        # periodic trace tasks): ~2 GB of Python processes the pipeline never uses. Set it to true to have them.
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        return env
+
+    def health(self) -> tuple[bool, str]:
+        try:
+            with urllib.request.urlopen(f"{self.config.mlflow_uri}/health", timeout=3) as resp:
+                body = resp.read(100).decode(errors="replace").strip()
+                return resp.status == 200, f"/health: {resp.status} {body}"
+        except (urllib.error.URLError, OSError) as e:
+            return False, f"/health failed: {e}"
+
+
+_CLASSES: dict[str, type[_Service]] = {"kafka": Kafka, "redis": Redis, "mlflow": MLflow}
+
+
+def _services(config: StackConfig, names: Iterable[str]) -> list[_Service]:
+    names = list(dict.fromkeys(names))  # keep the order, drop repeats
+    unknown = [n for n in names if n not in _CLASSES]
+    if unknown:
+        raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+    return [_CLASSES[n](config) for n in names]
+
+
+# -- the API ---------------------------------------------------------------------------------------------------
+def up(config: StackConfig, services: Iterable[str] = SERVICES, timeout: float | None = None) -> dict[str, str]:
+    """Start the services that are not running and wait until each is healthy; idempotent.
+
+    A running, healthy service is left alone. ``timeout`` (seconds) overrides each service's own start
+    timeout. Returns ``{service: what happened}``. Raises StackError when a port is taken by something else, a
+    program or jar is missing (run ``make setup``), or a service dies or stays unhealthy while starting (with
+    the last lines of its log); a service that failed is stopped, the others are left running.
+    """
+    todo = _services(config, services)
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, str] = {}
+    started: dict[str, tuple[_Service, int, int, float]] = {}  # name -> (service, pid, log offset, t0)
+    waiting: dict[str, tuple[_Service, int]] = {}  # already running, not healthy yet
+    errors: list[str] = []
+    with process.locked(config.run_dir / ".stack.lock"):
+        to_start = []
+        for svc in todo:
+            pid = svc.pid()
+            if pid is None:
+                to_start.append(svc)
+                continue
+            ok, _ = svc.safe_health()
+            if ok:
+                result[svc.name] = f"already running (pid {pid}) at {svc.address()}"
+            else:
+                waiting[svc.name] = (svc, pid)
+        # Every check before the first start: a missing jar or a taken port starts nothing.
+        for svc in to_start:
+            svc.check()
+            svc.check_ports()
+        for svc in to_start:
+            offset = svc.log_file.stat().st_size if svc.log_file.exists() else 0
+            t0 = time.monotonic()  # Kafka's first start includes formatting its storage
+            try:
+                argv, cwd = svc.prepare()
+            except StackError as e:
+                errors.append(str(e))
+                continue
+            try:
+                pid = process.spawn(argv, svc.log_file, cwd=cwd, env=svc.env())
+            except OSError as e:
+                errors.append(f"{svc.name}: cannot run {argv[0]}: {e}")
+                continue
+            process.write_pid(svc.pid_file, pid)
+            log.info("started %s (pid %d): %s", svc.name, pid, " ".join(argv))
+            started[svc.name] = (svc, pid, offset, t0)
+
+        # Wait for all of them together: Kafka's JVM and MLflow's imports overlap.
+        pending = {n: (s, p, o, t) for n, (s, p, o, t) in started.items()}
+        pending.update({n: (s, p, 0, time.monotonic()) for n, (s, p) in waiting.items()})
+        while pending:
+            for name, (svc, pid, offset, t0) in list(pending.items()):
+                limit = timeout if timeout is not None else svc.start_timeout
+                if not process.alive(pid):
+                    svc.pid_file.unlink(missing_ok=True)
+                    errors.append(f"{name} exited while starting; last lines of {svc.log_file}:\n"
+                                  f"{_indent(process.tail(svc.log_file, 25, offset))}")
+                    del pending[name]
+                    continue
+                ok, detail = svc.safe_health()
+                if ok:
+                    if name in started:
+                        result[name] = f"started (pid {pid}) in {time.monotonic() - t0:.1f}s at {svc.address()}"
+                    else:
+                        result[name] = f"already running (pid {pid}) at {svc.address()}"
+                    del pending[name]
+                elif time.monotonic() - t0 > limit:
+                    if name in started:
+                        process.terminate(pid, svc.stop_timeout)
+                        svc.pid_file.unlink(missing_ok=True)
+                        what = "stopped it"
+                    else:
+                        what = "left it running; `hft stack down` stops it"
+                    errors.append(f"{name} (pid {pid}) not healthy after {limit:.0f}s ({detail}); {what}. "
+                                  f"Last lines of {svc.log_file}:\n{_indent(process.tail(svc.log_file, 25, offset))}")
+                    del pending[name]
+            if pending:
+                time.sleep(0.25)
+    if errors:
+        done = "; ".join(f"{k}: {v}" for k, v in result.items())
+        raise StackError("\n".join(errors) + (f"\n(ok: {done})" if done else ""))
+    return {svc.name: result[svc.name] for svc in todo}
+
+
+def down(config: StackConfig, services: Iterable[str] = SERVICES, timeout: float | None = None) -> dict[str, str]:
+    """Stop what ``up`` started: SIGTERM, then SIGKILL after a timeout; idempotent.
+
+    Only processes named by our pid files (and still running the expected program) are signalled; a service
+    on the same port that we did not start is left alone. Returns ``{service: what happened}``.
+    """
+    todo = _services(config, services)
+    result: dict[str, str] = {}
+    if not config.run_dir.exists():
+        return {svc.name: "not running" for svc in todo}
+    with process.locked(config.run_dir / ".stack.lock"):
+        for svc in reversed(todo):  # clients of Kafka (none here yet) before Kafka
+            pid = svc.pid()
+            if pid is None:
+                result[svc.name] = "not running"
+                continue
+            t0 = time.monotonic()
+            killed = process.terminate(pid, timeout if timeout is not None else svc.stop_timeout)
+            svc.pid_file.unlink(missing_ok=True)
+            how = "killed (SIGKILL after SIGTERM timed out)" if killed else "stopped"
+            result[svc.name] = f"{how} (pid {pid}) in {time.monotonic() - t0:.1f}s"
+            log.info("%s %s", svc.name, result[svc.name])
+    return {svc.name: result[svc.name] for svc in todo}
+
+
+def status(config: StackConfig) -> dict[str, ServiceStatus]:
+    """Running (our pid file names a live process) and healthy (the address answers) for each service."""
+    out: dict[str, ServiceStatus] = {}
+    for svc in _services(config, SERVICES):
+        pid = svc.pid() if config.run_dir.exists() else None
+        try:
+            healthy, detail = svc.safe_health()
+        except StackError as e:  # a client package is missing
+            healthy, detail = False, str(e)
+        if pid is not None:
+            detail = f"pid {pid}, {'healthy' if healthy else 'not healthy'}: {detail}"
+        else:
+            busy = [p for p in svc.ports().values() if process.port_in_use(p)]
+            if busy:
+                detail = (f"not started by hft stack, but port {busy[0]} is in use by {process.port_owner(busy[0])}"
+                          + (f" (answers: {detail})" if healthy else ""))
+            else:
+                detail = "not running"
+        out[svc.name] = ServiceStatus(svc.name, pid is not None, healthy, pid, svc.address(), detail)
+    return out
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines()) if text else "    (log is empty)"

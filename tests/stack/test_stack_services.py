@@ -1,0 +1,173 @@
+"""The real local stack (Kafka KRaft, Redis, MLflow) on free loopback ports, started once for this module."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from hft.stack import StackError, TopicSpec, ensure_topics, status, up
+from hft.stack.process import read_pid
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, make_stack_config):
+    cfg = make_stack_config(tmp_path_factory.mktemp("stack"))
+    from hft.stack import down
+
+    try:
+        t0 = time.monotonic()
+        first = up(cfg)
+        first["_seconds"] = f"{time.monotonic() - t0:.1f}"
+        yield cfg, first
+    finally:
+        down(cfg)
+
+
+def test_up_starts_every_service_healthy(stack):
+    cfg, first = stack
+    for name in ("kafka", "redis", "mlflow"):
+        assert first[name].startswith("started"), first
+        assert (cfg.run_dir / f"{name}.pid").is_file()
+        assert (cfg.run_dir / f"{name}.log").stat().st_size > 0
+    assert (cfg.run_dir / "kafka" / "data" / "meta.properties").is_file()
+    assert (cfg.run_dir / "redis" / "redis.conf").is_file()
+
+
+def test_up_is_idempotent(stack):
+    cfg = stack[0]
+    pids = {n: read_pid(cfg.run_dir / f"{n}.pid") for n in ("kafka", "redis", "mlflow")}
+    t0 = time.monotonic()
+    again = up(cfg)
+    assert time.monotonic() - t0 < 10
+    assert all(v.startswith("already running") for v in again.values()), again
+    assert {n: read_pid(cfg.run_dir / f"{n}.pid") for n in pids} == pids
+
+
+def test_status_reports_running_and_healthy(stack):
+    cfg = stack[0]
+    st = status(cfg)
+    assert set(st) == {"kafka", "redis", "mlflow"}
+    for name, s in st.items():
+        assert s.name == name
+        assert s.running and s.healthy, s
+        assert s.pid == read_pid(cfg.run_dir / f"{name}.pid")
+    assert st["kafka"].address == cfg.kafka_bootstrap
+    assert st["redis"].address == cfg.redis_url
+    assert st["mlflow"].address == cfg.mlflow_uri
+    assert "redis 7" in st["redis"].detail
+
+
+def test_ensure_topics_creates_with_partitions_and_retention(stack):
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    cfg = stack[0]
+    bars, state = f"bars-{uuid.uuid4().hex[:8]}", f"state-{uuid.uuid4().hex[:8]}"
+    specs = {bars: TopicSpec(partitions=3, retention_ms=3_600_000),
+             state: TopicSpec(partitions=1, retention_ms=-1, cleanup_policy="compact")}
+    assert ensure_topics(cfg.kafka_bootstrap, specs) == {bars: "created", state: "created"}
+
+    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
+    md = admin.list_topics(timeout=10)
+    assert len(md.topics[bars].partitions) == 3
+    assert len(md.topics[state].partitions) == 1
+    futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, t) for t in (bars, state)])
+    got = {res.name: {k: v.value for k, v in fut.result(timeout=10).items()} for res, fut in futures.items()}
+    assert got[bars]["retention.ms"] == "3600000"
+    assert got[bars]["cleanup.policy"] == "delete"
+    assert got[state]["retention.ms"] == "-1"
+    assert got[state]["cleanup.policy"] == "compact"
+
+    # Idempotent: existing topics are left as they are, even when the spec differs.
+    again = ensure_topics(cfg.kafka_bootstrap, {bars: TopicSpec(partitions=5, retention_ms=1000), state: specs[state]})
+    assert again == {bars: "exists (3 partitions, wanted 5)", state: "exists"}
+    assert len(admin.list_topics(timeout=10).topics[bars].partitions) == 3
+
+
+def test_topics_are_not_auto_created(stack):
+    from confluent_kafka import Producer
+
+    cfg = stack[0]
+    topic = f"stray-{uuid.uuid4().hex[:8]}"
+    errors = []
+    p = Producer({"bootstrap.servers": cfg.kafka_bootstrap, "message.timeout.ms": 3000,
+                  "topic.metadata.propagation.max.ms": 1000})
+    p.produce(topic, b"x", on_delivery=lambda err, msg: errors.append(err))
+    p.flush(10)
+    assert errors and errors[0] is not None
+    from confluent_kafka.admin import AdminClient
+
+    assert topic not in AdminClient({"bootstrap.servers": cfg.kafka_bootstrap}).list_topics(timeout=10).topics
+
+
+def test_kafka_produce_consume_round_trip(stack):
+    from confluent_kafka import Consumer, Producer
+
+    cfg = stack[0]
+    topic = f"roundtrip-{uuid.uuid4().hex[:8]}"
+    ensure_topics(cfg.kafka_bootstrap, {topic: TopicSpec(partitions=2, retention_ms=600_000)})
+    payload = json.dumps({"ticker": "AAA", "close": 101.25}).encode()
+    delivered = []
+    producer = Producer({"bootstrap.servers": cfg.kafka_bootstrap, "acks": "all"})
+    producer.produce(topic, key=b"AAA", value=payload, on_delivery=lambda err, msg: delivered.append((err, msg)))
+    assert producer.flush(15) == 0
+    assert delivered and delivered[0][0] is None
+
+    consumer = Consumer({"bootstrap.servers": cfg.kafka_bootstrap, "group.id": f"g-{topic}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        consumer.subscribe([topic])
+        deadline, msg = time.monotonic() + 30, None
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                break
+        assert msg is not None and msg.error() is None, "no message consumed within 30s"
+        assert (msg.key(), msg.value()) == (b"AAA", payload)
+    finally:
+        consumer.close()
+
+
+def test_redis_ping_and_append_only_file(stack):
+    import redis
+
+    cfg = stack[0]
+    client = redis.Redis.from_url(cfg.redis_url)
+    assert client.ping()
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+    assert client.config_get("bind")["bind"] == "127.0.0.1"
+    assert client.config_get("dir")["dir"] == str(cfg.run_dir / "redis")
+    client.set("hft:test", "1")
+    assert client.get("hft:test") == b"1"
+    client.close()
+
+
+def test_mlflow_server_answers(stack):
+    cfg = stack[0]
+    with urllib.request.urlopen(f"{cfg.mlflow_uri}/health", timeout=10) as resp:
+        assert resp.status == 200
+    search = f"{cfg.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=5"
+    with urllib.request.urlopen(search, timeout=30) as resp:
+        body = json.load(resp)
+    assert any(e["name"] == "Default" for e in body.get("experiments", []))
+    assert (cfg.home / "mlflow.db").is_file()
+
+
+def test_second_stack_on_the_same_ports_is_refused(stack, tmp_path):
+    """A second stack (another run dir) on the same ports must not start: the ports are someone else's."""
+    from dataclasses import replace
+
+    cfg = stack[0]
+    other = replace(cfg, run_dir=tmp_path / "run", home=tmp_path)
+    taken = rf"port 127.0.0.1:{cfg.redis_port} is already in use by pid \d+ \(.*redis-server"
+    with pytest.raises(StackError, match=taken):
+        up(other, ["redis"])
+    assert not (other.run_dir / "redis.pid").exists()
+    st = status(other)["redis"]
+    assert not st.running and st.healthy and "not started by hft stack" in st.detail

@@ -1,0 +1,115 @@
+"""hft.stack pieces that need no running service: configuration, topic specs, pid files, missing jars."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from hft.stack import SERVICES, StackConfig, StackError, TopicSpec, down, spark_kafka_jars, status, up
+from hft.stack.config import repo_root
+
+
+def test_config_defaults_and_addresses(monkeypatch, tmp_path):
+    for var in ("HFT_KAFKA_PORT", "HFT_KAFKA_CONTROLLER_PORT", "HFT_REDIS_PORT", "HFT_MLFLOW_PORT", "HFT_KAFKA_HEAP"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HFT_HOME", str(tmp_path / "home"))
+    cfg = StackConfig.from_env()
+    assert cfg.run_dir == tmp_path / "home" / "run"
+    assert cfg.home == tmp_path / "home"
+    assert (cfg.kafka_port, cfg.kafka_controller_port, cfg.redis_port, cfg.mlflow_port) == (9092, 9093, 6379, 5000)
+    assert cfg.kafka_heap == "512m"
+    assert cfg.kafka_bootstrap == "127.0.0.1:9092"
+    assert cfg.redis_url == "redis://127.0.0.1:6379/0"
+    assert cfg.mlflow_uri == "http://127.0.0.1:5000"
+
+
+def test_config_from_env_ports(monkeypatch, tmp_path):
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))
+    monkeypatch.setenv("HFT_KAFKA_PORT", "19092")
+    monkeypatch.setenv("HFT_REDIS_PORT", "16379")
+    monkeypatch.setenv("HFT_MLFLOW_PORT", "15000")
+    cfg = StackConfig.from_env()
+    assert cfg.kafka_bootstrap == "127.0.0.1:19092"
+    assert cfg.redis_url == "redis://127.0.0.1:16379/0"
+    assert cfg.mlflow_uri == "http://127.0.0.1:15000"
+    monkeypatch.setenv("HFT_REDIS_PORT", "redis")
+    with pytest.raises(StackError, match="HFT_REDIS_PORT"):
+        StackConfig.from_env()
+
+
+def test_config_relative_run_dir_is_made_absolute_and_home_defaults_to_its_parent(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = StackConfig(run_dir=Path("var/run"))
+    assert cfg.run_dir == tmp_path / "var" / "run"
+    assert cfg.home == tmp_path / "var"
+    with pytest.raises(StackError, match="share a port"):
+        StackConfig(run_dir=tmp_path, kafka_port=7000, redis_port=7000)
+
+
+def test_topic_spec_validation():
+    spec = TopicSpec(partitions=3, retention_ms=60_000)
+    assert spec.cleanup_policy == "delete"
+    assert spec.configs() == {"retention.ms": "60000", "cleanup.policy": "delete"}
+    assert TopicSpec(1, -1, "compact").configs()["retention.ms"] == "-1"
+    for bad in (dict(partitions=0, retention_ms=1), dict(partitions=1, retention_ms=0),
+                dict(partitions=1, retention_ms=1, cleanup_policy="keep")):
+        with pytest.raises(ValueError):
+            TopicSpec(**bad)
+
+
+def test_repo_root_is_the_checkout():
+    assert (repo_root() / "infra" / "setup.sh").is_file()
+    assert (repo_root() / "src" / "hft" / "stack" / "__init__.py").is_file()
+
+
+
+def test_unknown_service(tmp_path):
+    cfg = StackConfig(run_dir=tmp_path / "run", kafka_port=1, kafka_controller_port=2, redis_port=3, mlflow_port=4)
+    with pytest.raises(StackError, match="unknown service.*zookeeper"):
+        up(cfg, ["zookeeper"])
+    with pytest.raises(StackError, match="unknown service"):
+        down(cfg, ["zookeeper"])
+
+
+def test_stale_pid_file_is_ignored_and_removed(tmp_path):
+    cfg = StackConfig(run_dir=tmp_path / "run", kafka_port=1, kafka_controller_port=2, redis_port=3, mlflow_port=4)
+    cfg.run_dir.mkdir(parents=True)
+    # This test's own pid: alive, but not a redis-server (a reused pid).
+    (cfg.run_dir / "redis.pid").write_text(f"{os.getpid()}\n")
+    (cfg.run_dir / "kafka.pid").write_text("not a pid\n")
+    st = status(cfg)
+    assert set(st) == set(SERVICES)
+    assert not st["redis"].running and st["redis"].pid is None
+    assert not (cfg.run_dir / "redis.pid").exists()
+    assert down(cfg) == {"kafka": "not running", "redis": "not running", "mlflow": "not running"}
+
+
+def test_missing_jars_say_make_setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("HFT_REPO_ROOT", str(tmp_path / "bare-checkout"))
+    cfg = StackConfig(run_dir=tmp_path / "run", kafka_port=1, kafka_controller_port=2, redis_port=3, mlflow_port=4)
+    with pytest.raises(StackError, match=r"Kafka jars not found in .*build/kafka-libs: run `make setup`"):
+        up(cfg, ["kafka"])
+    assert not (cfg.run_dir / "kafka.pid").exists()
+    with pytest.raises(StackError, match=r"build/spark-jars .*run `make setup`"):
+        spark_kafka_jars()
+
+
+def test_spark_kafka_jars_are_the_connector_and_its_dependencies():
+    jars = spark_kafka_jars()
+    names = [Path(j).name for j in jars]
+    assert all(Path(j).is_absolute() and Path(j).is_file() for j in jars)
+    for prefix in ("spark-sql-kafka-0-10_2.13-4.2.0", "spark-token-provider-kafka-0-10_2.13-4.2.0",
+                   "kafka-clients-", "commons-pool2-"):
+        assert any(n.startswith(prefix) for n in names), names
+    # pyspark ships everything else: a second Scala/slf4j/lz4 on the classpath would only conflict.
+    assert len(jars) == 4, names
+
+
+def test_missing_mlflow_binary_says_make_setup(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "nowhere" / "python"))
+    cfg = StackConfig(run_dir=tmp_path / "run", kafka_port=1, kafka_controller_port=2, redis_port=3, mlflow_port=4)
+    with pytest.raises(StackError, match="make setup"):
+        up(cfg, ["mlflow"])
