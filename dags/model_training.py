@@ -3,7 +3,7 @@
 Weekly after the close (Friday 23:00 UTC), on the whole feature table the ``market_data`` DAG maintains.
 Training is single-process Keras; the registry is MLflow (``MLFLOW_TRACKING_URI``, default sqlite under
 ``HFT_HOME``). Model settings come from ``HFT_MODEL_<SETTING>`` variables (e.g. ``HFT_MODEL_EPOCHS=10``),
-the gate margin from ``HFT_PROMOTION_MARGIN`` (AUC, default 0). Tasks pass only the run id and version.
+the gate margin from ``HFT_PROMOTION_MARGIN`` (AUC, default 0.001). Tasks pass only the run id and version.
 Re-running is safe: a new run registers a new challenger version; the gate and promotion are idempotent.
 """
 
@@ -60,7 +60,7 @@ def model_training():
     def gate(evaluated: dict) -> dict:
         from hft.model import registry
 
-        decision = registry.gate(evaluated["version"], float(os.environ.get("HFT_PROMOTION_MARGIN", "0")))
+        decision = registry.gate(evaluated["version"], float(os.environ.get("HFT_PROMOTION_MARGIN", "0.001")))
         return {**evaluated, "promote": decision.promote, "reason": decision.reason}
 
     @task

@@ -97,13 +97,14 @@ def sink(stream, proc, args):
     )
 
 
-def wait(query, idle_s: float) -> None:
-    if not idle_s:
-        query.awaitTermination()
-        return
+def wait(query, idle_s: float, heartbeat) -> None:
+    """Run until stopped (or ``idle_s`` without input), refreshing the job's heartbeat in Redis."""
     last_input = time.monotonic()
     while query.isActive:
+        heartbeat()
         query.awaitTermination(1)
+        if not idle_s:
+            continue
         progress = query.lastProgress
         if progress and progress.get("numInputRows", 0) > 0:
             last_input = time.monotonic()
@@ -127,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
 
     spark = SparkSession.builder.appName("hft-predict-stream").getOrCreate()
     try:
-        query = sink(source(spark, args), processor(args), args)
-        wait(query, args.stop_when_idle)
+        proc = processor(args)
+        query = sink(source(spark, args), proc, args)
+        wait(query, args.stop_when_idle, proc.store.mark_running)
         return 0
     except NoChampionError as exc:
         log.error("%s", exc)

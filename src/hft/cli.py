@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from hft.config import SPARK_LOCAL_CONF, SPARK_LOCAL_ENV, Settings, join_uri
@@ -28,6 +28,7 @@ log = logging.getLogger("hft.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEMO_START, DEMO_END = date(2024, 1, 2), date(2024, 3, 28)
+DEMO_HELD_BACK = (date(2024, 4, 1), date(2024, 4, 2))  # never trained on; replayed through Kafka
 
 
 class UserError(Exception):
@@ -176,18 +177,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     lake_root = args.lake or settings.lake_root
     tickers = list(settings.tickers)
     t0 = time.monotonic()
-    _out(f"[1/4] ingest: synthetic {','.join(tickers)} 1m bars, {DEMO_START} .. {DEMO_END} -> {lake_root}")
+    _out(f"[1/5] ingest: synthetic {','.join(tickers)} 1m bars, {DEMO_START} .. {DEMO_END} -> {lake_root}")
     ingest_args = argparse.Namespace(
         source="synthetic", path=None, tickers=tickers, start=DEMO_START, end=DEMO_END, interval="1m",
         incremental=False, extended_hours=False, lake=lake_root, seed=None,
     )
     if cmd_ingest(ingest_args, settings) != EXIT_OK:
         return EXIT_FAILED
-    _out("[2/4] features: spark-submit jobs/volatility_features.py")
+    _out("[2/5] features: spark-submit jobs/volatility_features.py")
     feat_args = argparse.Namespace(lake=lake_root, output=None, interval="1m", start=None, end=None,
                                    tickers=None, master=args.master)
     cmd_features(feat_args, settings)
-    _out("[3/4] feature summary")
+    _out("[3/5] feature summary")
     features = pd.read_parquet(join_uri(lake_root, "features", "interval=1m"))
     spec = FeatureSpec()
     complete = features.dropna(subset=spec.feature_names())
@@ -200,15 +201,77 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         f"feature table: {len(features)} rows x {len(spec.feature_names())} features, "
         f"{len(complete)} rows with every feature; label up-share {features['label'].mean():.3f}"
     )
-    _out("[4/4] model: train (walk-forward) -> MLflow run -> register challenger -> gate -> champion")
+    _out("[4/5] model: train (walk-forward) -> MLflow run -> register challenger -> gate -> champion")
     train_args = argparse.Namespace(
-        features=None, lake=lake_root, interval="1m", tickers=None, set=[], tracking_uri=None, margin=0.0,
+        features=None, lake=lake_root, interval="1m", tickers=None, set=[], tracking_uri=None, margin=0.001,
         no_promote=False,
     )
     cmd_train(train_args, settings)
     cmd_model(argparse.Namespace(action="list", tracking_uri=None), settings)
+    _out(f"[5/5] streaming: held-back sessions {DEMO_HELD_BACK[0]}..{DEMO_HELD_BACK[1]} -> Kafka -> Spark -> Redis")
+    demo_stream(lake_root, tickers, settings)
     _out(f"demo finished in {time.monotonic() - t0:.1f}s")
     return EXIT_OK
+
+
+def demo_stream(lake_root: str, tickers: list[str], settings: Settings) -> None:
+    """Stack up, replay the held-back sessions through Kafka into the streaming job, report, stack down."""
+    import numpy as np
+
+    from hft import stack
+    from hft.streaming.store import RedisStore
+
+    held = argparse.Namespace(
+        source="synthetic", path=None, tickers=tickers, start=DEMO_HELD_BACK[0], end=DEMO_HELD_BACK[1],
+        interval="1m", incremental=False, extended_hours=False, lake=lake_root, seed=None,
+    )
+    if cmd_ingest(held, settings) != EXIT_OK:
+        raise UserError("held-back sessions failed validation")
+    import dataclasses
+
+    # The demo streams into its own run folder, wiped each time, so a re-run shows the same predictions.
+    config = _stack_config()
+    config = dataclasses.replace(config, run_dir=config.run_dir.parent / "demo-run")
+    services = ("kafka", "redis")
+    stack.down(config, services)
+    shutil.rmtree(config.run_dir, ignore_errors=True)
+    started = stack.up(config, services)
+    try:
+        for name, how in started.items():
+            _out(f"  {name}: {how}")
+        stack.ensure_topics(config.kafka_bootstrap, stream_topics())
+        store = RedisStore.from_url(config.redis_url)
+        before = store.r.xlen(store.stream_key)
+        stream = argparse.Namespace(master="local[2]", tickers=tickers, trigger="250 milliseconds",
+                                    checkpoint=str(config.run_dir / "checkpoints" / "predict_stream"),
+                                    metrics_port=0, stop_when_idle=10.0)
+        job = _stream_process(stream, config)
+        deadline = time.monotonic() + 180
+        while not store.running():
+            if job.poll() is not None or time.monotonic() > deadline:
+                raise UserError("the streaming job did not start (see its log above)")
+            time.sleep(0.5)
+        _out("  streaming job running; replaying at 3000x (50 minutes of market per second)")
+        collect = argparse.Namespace(source="replay", tickers=tickers, start=DEMO_HELD_BACK[0], end=DEMO_HELD_BACK[1],
+                                     interval="1m", speed=3000.0, limit=None, poll_s=60.0, bootstrap=None, lake=lake_root)
+        cmd_collect(collect, settings)
+        if job.wait() != 0:
+            raise UserError("the streaming job failed (see its log above)")
+        entries = store.stream()[before:]
+        lat = np.array([(int(e["written_ns"]) - int(e["produced_ns"])) / 1e6 for e in entries if e.get("produced_ns")])
+        if len(lat):
+            p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
+            _out(f"  {len(entries)} predictions in Redis; latency bar produced -> prediction in Redis: "
+                 f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, p99.9 {p999:.0f} ms")
+        for ticker in tickers:
+            latest = store.latest(ticker)
+            if latest:
+                bar = datetime.fromtimestamp(int(latest["bar_ts"]) / 1000, timezone.utc)
+                _out(f"  {ticker}: P(up in 5 min) = {float(latest['probability']):.3f} for the bar of "
+                     f"{bar:%Y-%m-%d %H:%M} UTC (model v{latest['model_version']})")
+    finally:
+        stack.down(config, services)
+        _out("  stack stopped")
 
 
 def _model_config(args: argparse.Namespace):
@@ -347,11 +410,16 @@ def stream_command(args: argparse.Namespace, config) -> list[str]:
     return spark_submit_command("streaming/predict_stream.py", job_args, args.master, jars=stack.spark_kafka_jars())
 
 
-def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
-    cmd = stream_command(args, _stack_config())
+def _stream_process(args: argparse.Namespace, config) -> subprocess.Popen:
+    """Start the streaming job; its output (Spark's and the driver's ECS logs) goes to our stderr."""
+    cmd = stream_command(args, config)
     env = {**os.environ, **SPARK_LOCAL_ENV, "PYSPARK_PYTHON": sys.executable, "OPENBLAS_NUM_THREADS": "1"}
     log.info("running %s", " ".join(cmd))
-    return subprocess.run(cmd, env=env).returncode
+    return subprocess.Popen(cmd, env=env, stdout=sys.stderr, stderr=sys.stderr)
+
+
+def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
+    return _stream_process(args, _stack_config()).wait()
 
 
 # -- parser --------------------------------------------------------------------------------------------------
@@ -395,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tickers", type=_tickers)
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="model setting, e.g. epochs=10 (repeatable)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default MLFLOW_TRACKING_URI or sqlite under HFT_HOME)")
-    p.add_argument("--margin", type=float, default=0.0, help="AUC margin a challenger must beat the champion by")
+    p.add_argument("--margin", type=float, default=0.001, help="AUC margin a challenger must beat the champion by")
     p.add_argument("--no-promote", action="store_true", help="register as challenger only, skip the gate")
     p.set_defaults(func=cmd_train)
 
@@ -403,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "promote", "rollback"])
     p.add_argument("--version", help="model version (promote)")
     p.add_argument("--force", action="store_true", help="promote without the gate")
-    p.add_argument("--margin", type=float, default=0.0)
+    p.add_argument("--margin", type=float, default=0.001)
     p.add_argument("--tracking-uri", help="MLflow tracking URI")
     p.set_defaults(func=cmd_model)
 

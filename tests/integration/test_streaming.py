@@ -73,8 +73,9 @@ def _train_champion(home: Path) -> None:
                                    datetime(2024, 1, 20, tzinfo=timezone.utc), "1m")
     frame, features = prepare(compute_features(bars))
     cfg = ModelConfig(epochs=1, folds=1, bootstrap=20, widths=(8, 16, 32, 64))
-    reg = registry.log_training(train(frame, features, cfg), {}, None)
-    registry.promote(reg.version, "test")
+    first = registry.log_training(train(frame, features, cfg), {}, None)
+    registry.promote(first.version, "test")
+    registry.log_training(train(frame, features, ModelConfig(epochs=1, folds=1, bootstrap=20, widths=(8, 16, 32, 64), seed=5)), {}, None)
 
 
 def _publish(config, messages, extra: list[tuple[bytes, bytes]] = ()):
@@ -88,9 +89,16 @@ def _publish(config, messages, extra: list[tuple[bytes, bytes]] = ()):
     return result
 
 
-def _stream_cmd(env, idle: float) -> list[str]:
+def _stream_cmd(env, idle: float, metrics_port: int = 0) -> list[str]:
     return [str(Path(sys.executable).with_name("hft")), "stream", "--master", "local[2]", "--tickers", ",".join(TICKERS),
-            "--trigger", "500 milliseconds", "--metrics-port", "0", "--stop-when-idle", str(idle)]
+            "--trigger", "500 milliseconds", "--metrics-port", str(metrics_port), "--stop-when-idle", str(idle)]
+
+
+def _metric(port: int, name: str) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name) and not line.startswith("#"))
 
 
 def _consume(config, topic: str, expect: int, timeout_s: float = 30.0) -> list[dict]:
@@ -145,6 +153,19 @@ def test_stream_predicts_every_bar_and_sends_bad_messages_to_dlq(env):
     for ticker in TICKERS:
         latest = store.latest(ticker)
         assert latest["model_version"] == "1" and 0 < float(latest["probability"]) < 1
+    # Through Kafka and Spark, each probability equals the champion applied to the batch features.
+    from hft.features.reference import compute_features
+    from hft.model import registry
+    from hft.model.fast import FastPredictor
+    from hft.streaming.state import bars_frame
+
+    champion = FastPredictor.from_weights_file(registry.weights_path(registry.client(), "1", str(env_vars["HFT_HOME"])))
+    feats = compute_features(bars_frame(messages), labelled_only=False).dropna(subset=champion.features)
+    expected = dict(zip(zip(feats["ticker"], feats["ts"].dt.as_unit("ms").astype("int64")),
+                        champion.predict_proba(feats[champion.features].to_numpy())))
+    got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in stream}
+    assert got.keys() == expected.keys()
+    assert max(abs(got[k] - expected[k]) for k in got) < 1e-9
     dlq = _consume(config, "market.bars.dlq", expect=len(bad))
     assert sorted(d["reason"] for d in dlq) == sorted(
         ["non_finite", "inconsistent_ohlc", "unknown_ticker", "wrong_version", "not_json", "oversized"])
@@ -152,23 +173,37 @@ def test_stream_predicts_every_bar_and_sends_bad_messages_to_dlq(env):
     assert len(predictions) == len(stream)
 
 
-def test_stream_kill_9_and_restart_loses_and_duplicates_nothing(env):
+def test_stream_reloads_champion_then_survives_kill_9_without_loss_or_duplicates(env):
     from hft.streaming import collectors
     from hft.streaming.store import RedisStore
 
     env_vars, config = env
     store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
     before = len(store.stream())
+    from hft.model import registry
+
     messages = collectors.synthetic(TICKERS, date(2024, 3, 11), date(2024, 3, 11))
-    job = subprocess.Popen(_stream_cmd(env_vars, idle=0), env=env_vars, stdout=subprocess.DEVNULL,
+    port = _free_port()
+    job = subprocess.Popen(_stream_cmd(env_vars, idle=0, metrics_port=port), env=env_vars, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        _publish(config, messages[:400])
+        _publish(config, messages[:300])
         deadline = time.monotonic() + 120
         while len(store.stream()) <= before and time.monotonic() < deadline:
             time.sleep(0.5)
         assert len(store.stream()) > before, "the job produced nothing before the kill"
-        _publish(config, messages[400:])
+        assert _metric(port, "hft_stream_predictions_total") > 0
+        assert _metric(port, "hft_stream_messages_in_total") >= 300
+        assert _metric(port, "hft_stream_model_version") == 1
+        # Move the champion alias: the running job must pick up version 2 without a restart.
+        registry.promote("2", "test reload")
+        time.sleep(6)  # longer than the job's alias refresh period (5 s)
+        _publish(config, messages[300:500])
+        deadline = time.monotonic() + 60
+        while not any(e["model_version"] == "2" for e in store.stream()[before:]) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert any(e["model_version"] == "2" for e in store.stream()[before:]), "champion reload not seen"
+        _publish(config, messages[500:])
         time.sleep(1.0)
     finally:
         os.killpg(job.pid, signal.SIGKILL)  # kill -9 the whole spark-submit tree mid-stream

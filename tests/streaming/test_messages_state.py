@@ -116,3 +116,23 @@ def test_streaming_features_equal_batch_features_in_small_batches(bars_factory):
         ok = ~np.isnan(x)
         np.testing.assert_allclose(y[ok], x[ok], rtol=1e-9, atol=1e-12, err_msg=col)
     assert len(got) == len(bars) and not math.isnan(got["rv_30"].iloc[-1])
+
+
+def test_paced_follows_bar_times_and_skips_closed_hours():
+    from hft.streaming.collectors import paced
+
+    t = {"now": 0.0}
+    sleeps = []
+
+    def sleep(s):
+        sleeps.append(round(s, 6))
+        t["now"] += s
+
+    base = 1709908200000
+    msgs = [BarMessage("AAA", "1m", base + k * 60_000, 1, 1, 1, 1, 1) for k in range(3)]
+    msgs.append(BarMessage("AAA", "1m", base + 18 * 3600_000, 1, 1, 1, 1, 1))  # next morning
+    assert list(paced(msgs, 60.0, sleep=sleep, clock=lambda: t["now"])) == msgs
+    assert sleeps == [1.0, 1.0, 5.0]  # a minute of bars per second; the night counts as 5 minutes
+    sleeps.clear()
+    list(paced(msgs, 0, sleep=sleep, clock=lambda: t["now"]))
+    assert sleeps == []

@@ -32,15 +32,22 @@ def messages_from_bars(bars: pd.DataFrame) -> list[BarMessage]:
     ]
 
 
-def paced(messages: Iterable[BarMessage], speed: float | None, sleep=time.sleep, clock=time.monotonic) -> Iterator[BarMessage]:
-    """Yield messages spaced like their bar times divided by ``speed`` (None or 0: as fast as possible)."""
-    first_ts = start = None
+def paced(messages: Iterable[BarMessage], speed: float | None, max_gap_ms: int = 5 * 60_000, sleep=time.sleep,
+          clock=time.monotonic) -> Iterator[BarMessage]:
+    """Yield messages spaced like their bar times divided by ``speed`` (None or 0: as fast as possible).
+
+    Gaps between bars longer than ``max_gap_ms`` of market time (nights, weekends, holidays) count as
+    ``max_gap_ms``, so a replay of several sessions does not sleep through the closed hours."""
+    market_ms = 0
+    last_ts = start = None
     for msg in messages:
         if speed:
-            if first_ts is None:
-                first_ts, start = msg.ts_ms, clock()
-            due = start + (msg.ts_ms - first_ts) / 1000.0 / speed
-            wait = due - clock()
+            if last_ts is None:
+                start = clock()
+            else:
+                market_ms += min(max(msg.ts_ms - last_ts, 0), max_gap_ms)
+            last_ts = msg.ts_ms
+            wait = start + market_ms / 1000.0 / speed - clock()
             if wait > 0:
                 sleep(wait)
         yield msg

@@ -85,6 +85,14 @@ class RedisStore:
     def _state_key(self, ticker: str, interval: str) -> str:
         return f"{self.p}:state:{interval}:{ticker}"
 
+    # -- liveness ------------------------------------------------------------------------------------------
+    def mark_running(self, ttl_s: int = 30) -> None:
+        """Heartbeat of the streaming job (``{p}:stream:heartbeat``, epoch ns, expires after ``ttl_s``)."""
+        self.r.set(f"{self.p}:stream:heartbeat", time.time_ns(), ex=ttl_s)
+
+    def running(self) -> bool:
+        return self.r.exists(f"{self.p}:stream:heartbeat") == 1
+
     # -- state ---------------------------------------------------------------------------------------------
     def last_batch(self) -> int:
         value = self.r.get(f"{self.p}:stream:last_batch")
