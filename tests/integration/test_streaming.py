@@ -19,18 +19,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from ports import free_port
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 TICKERS = ["AAA", "BBB"]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +35,8 @@ def env(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("home")
     env = {
-        **os.environ, "HFT_HOME": str(home), "HFT_KAFKA_PORT": str(_free_port()),
-        "HFT_REDIS_PORT": str(_free_port()), "HFT_MLFLOW_PORT": str(_free_port()),
+        **os.environ, "HFT_HOME": str(home), "HFT_KAFKA_PORT": str(free_port()),
+        "HFT_REDIS_PORT": str(free_port()), "HFT_MLFLOW_PORT": str(free_port()),
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}", "HFT_BARS_PARTITIONS": "2",
     }
     old = dict(os.environ)
@@ -183,7 +177,7 @@ def test_stream_reloads_champion_then_survives_kill_9_without_loss_or_duplicates
     from hft.model import registry
 
     messages = collectors.synthetic(TICKERS, date(2024, 3, 11), date(2024, 3, 11))
-    port = _free_port()
+    port = free_port()
     job = subprocess.Popen(_stream_cmd(env_vars, idle=0, metrics_port=port), env=env_vars, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:

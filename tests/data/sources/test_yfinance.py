@@ -25,7 +25,8 @@ import yfinance.data
 from requests.adapters import BaseAdapter
 
 from hft.data.sources.base import SourceError
-from hft.data.sources.yfinance import YFinanceSource, clean_bars, is_transient, split_windows
+from hft.data.sources.base import clean_bars
+from hft.data.sources.yfinance import YFinanceSource, is_transient, split_windows
 from hft.schemas import BAR_COLUMNS, Interval
 
 NY = "America/New_York"

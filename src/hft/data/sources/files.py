@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hft.data import calendar
-from hft.data.sources.base import BarSource, SourceError
+from hft.data.sources.base import BarSource, SourceError, clean_bars
 from hft.schemas import PRICE_COLUMNS, Interval, SchemaError, coerce_bars, empty_bars
 
 log = logging.getLogger(__name__)
@@ -156,32 +156,14 @@ class FileSource(BarSource):
 
         bars = pd.concat(parts, ignore_index=True)
         read = len(bars)
-        bars = bars.drop_duplicates(subset=["ticker", "ts"], keep="last")
-        across = read - len(bars)
-        in_range = ((bars["ts"] >= lo) & (bars["ts"] < hi)).to_numpy()
-        bars = bars[in_range]
-        out_of_session = 0
-        if self._regular_session_only and interval.intraday and len(bars):
-            keep = calendar.in_session(bars["ts"])
-            out_of_session = int((~keep).sum())
-            bars = bars[keep]
-        bars = bars.sort_values(["ticker", "ts"], kind="stable").reset_index(drop=True)
+        bars, dropped = clean_bars(bars, lo, hi, interval, self._regular_session_only)
         log.info(
             "files: read %d %s bar(s) of %d ticker(s) from %d file(s); dropped %d null row(s), %d duplicate(s), "
             "%d outside [%s, %s), %d outside the regular session; kept %d",
-            read + nulls + duplicates,
-            interval.value,
-            len(found),
-            len(parts),
-            nulls,
-            duplicates + across,
-            int((~in_range).sum()),
-            lo,
-            hi,
-            out_of_session,
-            len(bars),
+            read + nulls + duplicates, interval.value, len(found), len(parts), nulls,
+            duplicates + dropped.duplicates, dropped.out_of_range, lo, hi, dropped.out_of_session, len(bars),
         )
-        return coerce_bars(bars)
+        return bars
 
     def discover(self) -> list[Path]:
         """The data files under the configured paths, in order (a directory's files sorted by name)."""

@@ -30,15 +30,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import pandas as pd
 import yfinance as yf
 from yfinance.exceptions import YFDataException, YFPricesMissingError, YFRateLimitError
 
-from hft.data import calendar
-from hft.data.sources.base import BarSource, SourceError
-from hft.schemas import Interval, SchemaError, coerce_bars, empty_bars
+from hft.data.sources.base import BarSource, SourceError, clean_bars
+from hft.schemas import Interval, SchemaError, empty_bars
 
 log = logging.getLogger(__name__)
 
@@ -305,38 +304,6 @@ class YFinanceSource(BarSource):
                 raise SourceError(f"yfinance: cannot fetch {what}: {_reason(error)}") from error
         assert error is not None  # the loop ran at least once and every way out of it returned or failed
         raise SourceError(f"yfinance: gave up on {what} after {attempts} attempt(s): {_reason(error)}") from error
-
-
-class Dropped(NamedTuple):
-    """How many rows :func:`clean_bars` dropped, by reason."""
-
-    duplicates: int
-    out_of_range: int
-    out_of_session: int
-
-
-def clean_bars(
-    bars: pd.DataFrame,
-    start: pd.Timestamp,
-    end: pd.Timestamp,
-    interval: Interval,
-    regular_session_only: bool,
-) -> tuple[pd.DataFrame, Dropped]:
-    """Bar-layout rows made canonical: duplicate (ticker, ts) dropped keeping the last, rows outside
-    ``[start, end)`` dropped, and for intraday intervals when asked, bars outside the regular session dropped;
-    sorted by (ticker, ts) and typed by :func:`hft.schemas.coerce_bars`."""
-    n = len(bars)
-    bars = bars.drop_duplicates(subset=["ticker", "ts"], keep="last")
-    duplicates = n - len(bars)
-    in_range = ((bars["ts"] >= start) & (bars["ts"] < end)).to_numpy()
-    bars = bars[in_range]
-    out_of_session = 0
-    if regular_session_only and interval.intraday and len(bars):
-        keep = calendar.in_session(bars["ts"])
-        out_of_session = int((~keep).sum())
-        bars = bars[keep]
-    bars = bars.sort_values(["ticker", "ts"], kind="stable").reset_index(drop=True)
-    return coerce_bars(bars), Dropped(duplicates, int((~in_range).sum()), out_of_session)
 
 
 def _history_to_bars(ticker: str, history: pd.DataFrame, interval: Interval) -> pd.DataFrame:
