@@ -55,6 +55,7 @@ def source(spark, args):
         .option("startingOffsets", args.starting_offsets)
         .option("maxOffsetsPerTrigger", args.max_offsets)
         .option("failOnDataLoss", "true")
+        .option("kafka.fetch.max.wait.ms", "50")  # the default 500 ms stalls small micro-batches
         .load()
         .select("key", "value", "topic", "partition", "offset")
     )

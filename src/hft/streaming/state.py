@@ -92,10 +92,16 @@ class FeatureState:
         return out
 
     def _advance(self, new: list[BarMessage]) -> None:
+        """Append the batch to the state; a bar of a new session clears its key's history first."""
+        history_keys = {(b.ticker, b.interval) for b in new}
+        last = [self.bars[k][-1] for k in history_keys if self.bars.get(k)]
+        stamps = pd.to_datetime([b.ts_ms for b in [*last, *new]], unit="ms", utc=True)
+        days = session_date(pd.DatetimeIndex(stamps))  # one vectorised call per batch
+        day_of = {id(b): d for b, d in zip([*last, *new], days)}
         for bar in new:
             key = (bar.ticker, bar.interval)
             history = self.bars.setdefault(key, [])
-            if history and session_date(pd.DatetimeIndex([history[-1].ts]))[0] != session_date(pd.DatetimeIndex([bar.ts]))[0]:
+            if history and day_of[id(history[-1])] != day_of[id(bar)]:
                 history.clear()  # a new session: earlier bars never enter its windows
             history.append(bar)
             del history[: -self.keep]
