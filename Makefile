@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: setup demo test test-fast bench-features bench-inference clean
+.PHONY: setup demo test test-fast bench-features bench-inference bench-streaming clean
 
 setup:
 	@bash infra/setup.sh
@@ -27,6 +27,9 @@ bench-features: setup
 
 bench-inference: setup
 	$(VENV)/bin/python bench/inference.py
+
+bench-streaming: setup
+	$(VENV)/bin/python bench/streaming.py
 
 clean:
 	rm -rf var build .pytest_cache
