@@ -22,17 +22,30 @@ from dataclasses import dataclass
 
 from hft.streaming.messages import BarMessage
 
-_WRITE_PREDICTION = """
--- KEYS: seen, latest, stream ; ARGV: ttl_s, stream_maxlen, then field/value pairs
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
-  local fields = {}
-  for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[2], unpack(fields))
-  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[1]))
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
-  return 1
+_WRITE_PREDICTIONS = """
+-- One call per micro-batch. KEYS[1]: the stream. ARGV: prefix, ttl_s, stream_maxlen, then for each
+-- prediction the values of the fields below, in order. A prediction is written only if its dedupe marker
+-- {prefix}:pred:seen:{ticker}:{interval}:{bar_ts} did not exist; returns how many were written.
+local names = {'ticker', 'interval', 'bar_ts', 'probability', 'model_version', 'produced_ns', 'predicted_ns', 'written_ns'}
+local prefix, ttl, maxlen = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local n = #names
+local written = 0
+for i = 4, #ARGV, n do
+  local ticker, interval, bar_ts = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if redis.call('SET', prefix .. ':pred:seen:' .. ticker .. ':' .. interval .. ':' .. bar_ts, '1', 'NX', 'EX', ttl) then
+    local fields = {}
+    for j = 1, n do
+      fields[#fields + 1] = names[j]
+      fields[#fields + 1] = ARGV[i + j - 1]
+    end
+    local latest = prefix .. ':pred:latest:' .. ticker
+    redis.call('HSET', latest, unpack(fields))
+    redis.call('EXPIRE', latest, ttl)
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
+    written = written + 1
+  end
 end
-return 0
+return written
 """
 
 
@@ -46,13 +59,11 @@ class Prediction:
     produced_ns: int | None
     predicted_ns: int
 
-    def fields(self) -> dict[str, str]:
-        return {
-            "ticker": self.ticker, "interval": self.interval, "bar_ts": str(self.ts_ms),
-            "probability": repr(float(self.probability)), "model_version": self.model_version,
-            "produced_ns": str(self.produced_ns or ""), "predicted_ns": str(self.predicted_ns),
-            "written_ns": str(time.time_ns()),
-        }
+    def values(self, written_ns: int) -> list[str]:
+        """Field values in the order of the script's ``names``: ticker, interval, bar_ts, probability,
+        model_version, produced_ns, predicted_ns, written_ns."""
+        return [self.ticker, self.interval, str(self.ts_ms), repr(float(self.probability)), self.model_version,
+                str(self.produced_ns or ""), str(self.predicted_ns), str(written_ns)]
 
 
 def _bar_json(bar: BarMessage) -> str:
@@ -66,7 +77,7 @@ class RedisStore:
         self.ttl_s = ttl_s
         self.maxlen = stream_maxlen
         self.keep = state_keep
-        self._script = client.register_script(_WRITE_PREDICTION)
+        self._script = client.register_script(_WRITE_PREDICTIONS)
 
     @classmethod
     def from_url(cls, url: str, **kwargs) -> "RedisStore":
@@ -124,18 +135,14 @@ class RedisStore:
             key = self._state_key(ticker, interval)
             pipe.hset(key, mapping={str(b.ts_ms): _bar_json(b) for b in bars})
             pipe.expire(key, 7 * 86_400)
-        for p in predictions:
-            flat = [x for kv in p.fields().items() for x in kv]
-            self._script(
-                keys=[f"{self.p}:pred:seen:{p.ticker}:{p.interval}:{p.ts_ms}", self.latest_key(p.ticker), self.stream_key],
-                args=[self.ttl_s, self.maxlen, *flat],
-                client=pipe,
-            )
+        if predictions:
+            now = time.time_ns()
+            self._script(keys=[self.stream_key], args=[self.p, self.ttl_s, self.maxlen,
+                                                       *(v for p in predictions for v in p.values(now))], client=pipe)
         pipe.set(f"{self.p}:stream:last_batch", batch_id)
         results = pipe.execute()
         self._trim_state(by_key)
-        offset = 2 * len(by_key)
-        return int(sum(results[offset : offset + len(predictions)]))
+        return int(results[2 * len(by_key)]) if predictions else 0
 
     def _trim_state(self, by_key) -> None:
         """Keep only the newest ``keep`` bars per key (older ones can never enter a window again)."""
