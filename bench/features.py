@@ -18,9 +18,9 @@ Engines, all producing the same feature table (:class:`hft.features.FeatureSpec`
   call's (checked), and sizes up to that bound are one call.
 * ``polars``: :func:`polars_features` below, a benchmark-only transcription of
   :mod:`hft.features.definitions` (lazy plan, ``collect()`` to an in-memory frame), on a polars frame
-  already in memory. Before any timing, its output on the smallest size is compared with the reference on
+  already in memory. Before any timing, its output is compared with the reference on
   every row and column (rtol 1e-9, atol 1e-12) and the benchmark aborts if they disagree; Spark's output is
-  checked the same way.
+  checked the same way. The check runs on the 1e6 set (``--verify-size``) whatever ``--sizes`` are.
 * ``spark``: a ``local[2]`` session (8g driver, 8 shuffle partitions) runs
   ``spark.read.parquet(bars) -> hft.features.spark.compute_features -> write.format("noop")``. Timed: the
   whole job, Parquet scan and decode **included** (that is how the job runs); JVM start excluded.
@@ -586,17 +586,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--engines", default="reference,polars,spark", help=f"comma-separated, from {', '.join(ALL_ENGINES)}"
     )
     parser.add_argument("--json", type=Path, help="also write the timings as JSON to this path")
+    parser.add_argument(
+        "--verify-size", default="1e6", help="bars of the set every engine is checked on first (default 1e6)"
+    )
     args = parser.parse_args(argv)
     try:
         args.sizes = sorted({int(float(s)) for s in args.sizes.split(",") if s.strip()})
     except ValueError:
         parser.error(f"--sizes must be numbers, got {args.sizes!r}")
+    try:
+        args.verify_size = int(float(args.verify_size))
+    except ValueError:
+        parser.error(f"--verify-size must be a number, got {args.verify_size!r}")
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = sorted(set(args.engines) - set(ALL_ENGINES))
     if unknown or not args.engines:
         parser.error(f"unknown engine(s) {', '.join(unknown)}; expected some of {', '.join(ALL_ENGINES)}")
-    if not args.sizes or min(args.sizes) < args.tickers * 400 or args.repeat < 1 or args.tickers < 1:
-        parser.error("--sizes must hold at least --tickers x 400 bars each, --repeat and --tickers be >= 1")
+    if not args.sizes or min(*args.sizes, args.verify_size) < args.tickers * 400:
+        parser.error("--sizes and --verify-size must be at least --tickers x 400 bars")
+    if args.repeat < 1 or args.tickers < 1:
+        parser.error("--repeat and --tickers must be >= 1")
     return args
 
 
@@ -629,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     for size in args.sizes:  # all data first, so generation never runs between two timings
         ensure_bars(size, args.tickers)
-    if not verify_or_abort(args.sizes[0], args.tickers, args.engines):
+    if not verify_or_abort(args.verify_size, args.tickers, args.engines):
         return 1
 
     results: list[Timing] = []
@@ -640,10 +649,10 @@ def main(argv: list[str] | None = None) -> int:
             result = measure(engine, path, size, bars, args.repeat)
             results.append(result)
             log.info("  %s", result.error or f"runs {', '.join(f'{s:.2f}' for s in result.runs_s)} s")
+            if args.json:  # after every measurement, so a cut-off run leaves what it measured
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
     sys.stdout.write(report(results, args.sizes, args.engines, args.repeat))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
     return 0
 
 
