@@ -23,6 +23,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from hft.config import SPARK_LOCAL_CONF, SPARK_LOCAL_ENV, Settings, join_uri
+from hft.stack.config import repo_root
 
 log = logging.getLogger("hft.cli")
 
@@ -52,12 +53,6 @@ def _tickers(value: str) -> list[str]:
 
 def _out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
-
-
-def repo_root() -> Path:
-    """Folder holding ``jobs/`` and ``dags/`` (``HFT_REPO_ROOT``, else the checkout this package is in)."""
-    env = os.environ.get("HFT_REPO_ROOT")
-    return Path(env) if env else Path(__file__).resolve().parents[2]
 
 
 def spark_submit_command(script: str, job_args: list[str], master: str, jars: list[str] | None = None) -> list[str]:

@@ -94,28 +94,23 @@ def with_derived_columns(bars: pd.DataFrame, extended_hours: bool = False) -> pd
     if not valid_ts.any():
         return df
     good = df.index[valid_ts]
-    ts_good = ts[valid_ts]
-    interval_minutes = (
-        df.loc[good, "interval"].map(lambda v: Interval(v).minutes if v in {"1m", "5m", "1d"} else 0).to_numpy()
-    )
-    intraday = df.loc[good, "interval"].isin(["1m", "5m"]).to_numpy()
-    sess = in_session(ts_good, extended=extended_hours)
+    ts_good = ts[valid_ts].dt.as_unit("us")
+    intervals = df.loc[good, "interval"]
+    intraday = intervals.isin([i.value for i in Interval if i.intraday]).to_numpy()
+    minutes = intervals.map({i.value: i.minutes for i in Interval}).fillna(1).to_numpy(np.int64)
     # Daily bars carry the session date; their timestamp is the session's open, which in_session accepts.
-    df.loc[good, "in_session"] = sess
-    epoch_min = ts_good.astype("int64").to_numpy() // 60_000_000
-    exact_minute = (ts_good.astype("int64").to_numpy() % 60_000_000) == 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        on_grid = np.where(interval_minutes > 0, epoch_min % np.maximum(interval_minutes, 1) == 0, False)
-    df.loc[good, "aligned"] = exact_minute & np.where(intraday, on_grid, True)
+    df.loc[good, "in_session"] = in_session(ts_good, extended=extended_hours)
+    micros = ts_good.astype("int64").to_numpy()
+    exact_minute = micros % 60_000_000 == 0
+    on_grid = (micros // 60_000_000) % minutes == 0
+    df.loc[good, "aligned"] = exact_minute & (~intraday | on_grid)
     order = pd.DataFrame(
         {"ticker": df.loc[good, "ticker"].to_numpy(), "interval": df.loc[good, "interval"].to_numpy(),
          "date": session_date(ts_good), "ts": ts_good.to_numpy()},
         index=good,
     ).sort_values(["ticker", "interval", "ts"])
     gaps = order.groupby(["ticker", "interval", "date"], sort=False)["ts"].diff().dt.total_seconds() / 60.0
-    df.loc[order.index, "gap_minutes"] = np.where(
-        order["interval"].isin(["1m", "5m"]), gaps.to_numpy(), np.nan
-    )
+    df.loc[order.index, "gap_minutes"] = np.where(intraday[good.get_indexer(order.index)], gaps.to_numpy(), np.nan)
     return df
 
 

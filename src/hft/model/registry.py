@@ -41,7 +41,9 @@ class RegistryError(RuntimeError):
 
 
 def default_tracking_uri() -> str:
-    home = Path(os.environ.get("HFT_HOME", "var")).absolute()
+    from hft.config import Settings
+
+    home = Settings.from_env().home
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
 
 
@@ -172,7 +174,7 @@ def log_training(result, data: dict, tracking_uri: str | None = None) -> Registe
     return Registered(run.info.run_id, str(version))
 
 
-def _alias_version(c, alias: str) -> str | None:
+def alias_version(c, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -231,7 +233,7 @@ def gate(version: str, margin: float = 0.0, tracking_uri: str | None = None) -> 
     from hft.model.training import model_inputs
 
     c = client(tracking_uri)
-    current = _alias_version(c, CHAMPION)
+    current = alias_version(c, CHAMPION)
     if current == str(version):
         return GateDecision(str(version), False, f"version {version} is already champion", current)
     if current is None:
@@ -260,7 +262,7 @@ def promote(version: str, reason: str = "manual", tracking_uri: str | None = Non
     """Point ``champion`` at ``version`` and record it. Returns False when it already was."""
     c = client(tracking_uri)
     c.get_model_version(MODEL_NAME, version)  # raises for an unknown version
-    current = _alias_version(c, CHAMPION)
+    current = alias_version(c, CHAMPION)
     if current == str(version):
         return False
     history = _history(c)
@@ -284,7 +286,7 @@ def _history(c) -> list[dict]:
 def rollback(tracking_uri: str | None = None) -> str:
     """Move ``champion`` back to the previous champion; returns the version now champion."""
     c = client(tracking_uri)
-    current = _alias_version(c, CHAMPION)
+    current = alias_version(c, CHAMPION)
     previous = [h["version"] for h in _history(c) if h["version"] != current]
     if current is None or not previous:
         raise RegistryError("nothing to roll back to: no earlier champion recorded")

@@ -82,7 +82,7 @@ def _fit(config: ModelConfig, x_tr, y_tr, x_va=None, y_va=None, epochs: int | No
 
 
 def predict(model, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    return np.asarray(model(x, training=False) if len(x) <= batch_size else model.predict(x, batch_size=batch_size, verbose=0)).reshape(-1)
+    return model.predict(x, batch_size=batch_size, verbose=0).reshape(-1)
 
 
 @dataclass

@@ -25,11 +25,6 @@ class ChampionModel:
         self._version: str | None = None
         self._predictor = None
 
-    def _alias_version(self, client) -> str | None:
-        from hft.model.registry import _alias_version
-
-        return _alias_version(client, self.alias)
-
     def __call__(self):
         now = self.clock()
         if self._predictor is None or now - self._checked >= self.refresh_s:
@@ -43,7 +38,7 @@ class ChampionModel:
 
         try:
             client = registry.client(self.tracking_uri)
-            version = self._alias_version(client)
+            version = registry.alias_version(client, self.alias)
         except Exception as exc:  # noqa: BLE001 - keep serving the loaded model if the registry blips
             if self._predictor is None:
                 raise

@@ -146,11 +146,16 @@ class RedisStore:
 
     def _trim_state(self, by_key) -> None:
         """Keep only the newest ``keep`` bars per key (older ones can never enter a window again)."""
-        for ticker, interval in by_key:
-            key = self._state_key(ticker, interval)
-            fields = sorted(int(f) for f in self.r.hkeys(key))
-            if len(fields) > self.keep:
-                self.r.hdel(key, *[str(f) for f in fields[: -self.keep]])
+        keys = [self._state_key(ticker, interval) for ticker, interval in by_key]
+        read = self.r.pipeline(transaction=False)
+        for key in keys:
+            read.hkeys(key)
+        trim = self.r.pipeline(transaction=False)
+        for key, fields in zip(keys, read.execute()):
+            old = sorted(int(f) for f in fields)[: -self.keep] if len(fields) > self.keep else []
+            if old:
+                trim.hdel(key, *map(str, old))
+        trim.execute()
 
     # -- reads ---------------------------------------------------------------------------------------------
     def latest(self, ticker: str) -> dict[str, str]:
