@@ -76,6 +76,9 @@ SPARK_LOCAL_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
     # A local lake has hundreds of small partitions: list them on the driver, not with a Spark job.
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
+    # Let HotSpot compile the large methods Spark generates for the feature plan (see hft.features.spark).
+    "spark.driver.extraJavaOptions": "-XX:-DontCompileHugeMethods",
+    "spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods",
 }
 SPARK_LOCAL_ENV: dict[str, str] = {"SPARK_LOCAL_IP": "127.0.0.1"}
 
