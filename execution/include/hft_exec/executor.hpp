@@ -1,0 +1,116 @@
+// The executor: prediction in -> validation -> strategy -> risk -> order out, with positions, PnL, a kill
+// switch, and a journal of events from which a restarted executor recovers exactly.
+//
+// Single-threaded by design (one decision thread), except halt(), which any thread may call. No I/O and no
+// heap allocation on the decision path: per-instrument state lives in arrays sized at construction, and the
+// event outbox is a vector with reserved capacity that the caller drains (events(), clear_events()).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "hft_exec/config.hpp"
+#include "hft_exec/exchange.hpp"
+#include "hft_exec/order.hpp"
+#include "hft_exec/risk.hpp"
+#include "hft_exec/types.hpp"
+
+namespace hft_exec {
+
+struct Counters {
+  std::uint64_t predictions = 0;
+  std::uint64_t orders = 0;
+  std::uint64_t fills = 0;
+  std::uint64_t rejections = 0;
+  std::array<std::uint64_t, static_cast<std::size_t>(Reason::Count)> by_reason{};
+};
+
+class Executor final : public FillListener {
+ public:
+  // `gateway` = nullptr: the executor owns a PaperExchange built from config.exchange.
+  explicit Executor(const ExecutorConfig& config, std::uint32_t instruments, ExchangeGateway* gateway = nullptr);
+
+  // One prediction. Never throws; bad input becomes a Reject decision with its reason.
+  [[nodiscard]] Decision on_prediction(const Prediction& p) noexcept;
+  // Many predictions in order; writes one decision per prediction into `out` (same length).
+  void on_predictions(std::span<const Prediction> in, std::span<Decision> out) noexcept;
+
+  // Kill switch: safe from any thread; takes effect before the next decision, which cancels every working
+  // order and rejects everything until resume().
+  void halt() noexcept { halt_request_.store(true, std::memory_order_release); }  // release: pairs with the decision thread's acquire
+  void resume(Nanos now) noexcept;
+  [[nodiscard]] bool halted() const noexcept { return halted_ != Reason::None || halt_request_.load(std::memory_order_acquire); }
+  [[nodiscard]] Reason halt_reason() const noexcept { return halted_; }
+
+  // Replays journal events (in order) into this fresh executor: positions, cash, open orders (re-sent to
+  // the paper exchange under their original ids), the last bar seen per instrument, signals, halt state.
+  void recover(std::span<const Event> events);
+
+  // Outbox: the events since the last clear_events(), in order. Journal them before acting on them.
+  [[nodiscard]] std::span<const Event> events() const noexcept { return {events_.data(), events_.size()}; }
+  void clear_events() noexcept { events_.clear(); }
+
+  [[nodiscard]] std::uint32_t instruments() const noexcept { return n_instruments_; }
+  [[nodiscard]] Qty position(InstrumentId i) const noexcept { return i < n_instruments_ ? inst_[i].position : 0; }
+  [[nodiscard]] Qty working(InstrumentId i) const noexcept { return i < n_instruments_ ? inst_[i].working : 0; }
+  [[nodiscard]] Price last_price(InstrumentId i) const noexcept { return i < n_instruments_ ? inst_[i].last : 0; }
+  [[nodiscard]] std::int8_t signal(InstrumentId i) const noexcept { return i < n_instruments_ ? inst_[i].signal : 0; }
+  [[nodiscard]] std::uint32_t open_orders(InstrumentId i) const noexcept;
+  [[nodiscard]] Money cash() const noexcept { return cash_; }
+  [[nodiscard]] Money equity() const noexcept { return cash_ + marked_; }  // cash + positions at last prices
+  [[nodiscard]] Money day_pnl() const noexcept { return equity() - day_start_equity_; }
+  [[nodiscard]] Money fees() const noexcept { return fees_; }
+  [[nodiscard]] Money gross() const noexcept { return gross_; }
+  [[nodiscard]] OrderId next_order_id() const noexcept { return next_id_; }
+  [[nodiscard]] const Counters& counters() const noexcept { return counters_; }
+  [[nodiscard]] const ExecutorConfig& config() const noexcept { return config_; }
+  [[nodiscard]] const ExchangeGateway& gateway() const noexcept { return *gateway_; }
+
+  void on_fill(const FillReport& fill) noexcept override;
+
+ private:
+  struct InstrumentState {
+    Nanos last_ts = INT64_MIN;  // bar time of the last prediction seen
+    Price last = 0;             // last trade (market) price, ticks
+    Qty position = 0;
+    Qty working = 0;            // signed remaining quantity of working orders
+    std::int8_t signal = 0;
+  };
+
+  Decision reject(Decision d, Reason r, Nanos now, Price px) noexcept;  // invalid input: Seen event
+  Decision refuse(Decision d, Reason r, Nanos now) noexcept;            // valid input, no order: Rejected event
+  void seen(InstrumentId i, Nanos bar_ts, Nanos now, Price px, Reason r) noexcept;
+  void mark(InstrumentId i, Price px) noexcept;                // new last price: marks and gross
+  void apply_fill(const FillReport& f, bool emit) noexcept;    // positions, cash, order state
+  void roll_day(Nanos bar_ts) noexcept;
+  void engage_halt(Reason why, Nanos now) noexcept;            // cancels working orders, emits Halt
+  Order* find_order(InstrumentId i, OrderId id) noexcept;
+  Order* free_slot(InstrumentId i) noexcept;
+  void close_order(Order& o, OrderState to, Nanos now, Reason why, bool emit) noexcept;
+  Money exposure(const InstrumentState& s) const noexcept;
+  void emit(const Event& e) noexcept {
+    if (!replaying_) events_.push_back(e);
+  }
+
+  ExecutorConfig config_;
+  std::uint32_t n_instruments_;
+  std::unique_ptr<PaperExchange> owned_exchange_;
+  ExchangeGateway* gateway_;
+  std::vector<InstrumentState> inst_;
+  std::vector<Order> orders_;  // max_open_orders slots per instrument; id 0 = free
+  TokenBucket bucket_;
+  std::vector<Event> events_;
+  Counters counters_{};
+  Money cash_ = 0, marked_ = 0, gross_ = 0, fees_ = 0, day_start_equity_ = 0;
+  std::int64_t day_ = INT64_MIN;
+  OrderId next_id_ = 1;
+  Reason halted_ = Reason::None;
+  std::atomic<bool> halt_request_{false};
+  bool replaying_ = false;
+};
+
+}  // namespace hft_exec

@@ -1,0 +1,95 @@
+#include "hft_exec/exchange.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace hft_exec {
+
+PaperExchange::PaperExchange(const PaperExchangeConfig& config, std::uint32_t max_instruments, std::uint32_t slots)
+    : config_(config),
+      max_instruments_(max_instruments),
+      per_instrument_(std::max<std::uint32_t>(slots, 1)),
+      slots_(std::size_t{max_instruments} * per_instrument_) {}
+
+bool PaperExchange::send(const Order& order, Nanos now) noexcept {
+  if (order.instrument >= max_instruments_ || order.remaining() <= 0) return false;
+  if (order.id <= last_id_) {  // ids only grow: an id not above the last one was sent before
+    ++duplicate_sends_;
+    return false;
+  }
+  Slot* slots = slots_of(order.instrument);
+  for (std::uint32_t i = 0; i < per_instrument_; ++i) {
+    if (slots[i].id == 0) {
+      slots[i] = Slot{order.id, order.side, order.remaining(), order.limit, now + config_.latency_ns};
+      last_id_ = order.id;
+      return true;
+    }
+  }
+  return false;  // no free slot: the executor's open-order limit keeps this from happening
+}
+
+bool PaperExchange::restore(const Order& order) noexcept {
+  const OrderId high = last_id_;
+  last_id_ = 0;
+  const bool ok = send(order, order.sent_ns);
+  last_id_ = std::max(high, order.id);
+  return ok;
+}
+
+bool PaperExchange::cancel(OrderId id, InstrumentId instrument, Nanos) noexcept {
+  if (instrument >= max_instruments_) return false;
+  Slot* slots = slots_of(instrument);
+  for (std::uint32_t i = 0; i < per_instrument_; ++i) {
+    if (slots[i].id == id) {
+      slots[i] = Slot{};
+      return true;
+    }
+  }
+  return false;
+}
+
+Price PaperExchange::execution_price(Side side, Price market) const noexcept {
+  const auto slip = static_cast<Price>(std::llround(static_cast<double>(market) * config_.slippage_bps / 1e4));
+  return side == Side::Buy ? market + slip : std::max<Price>(market - slip, 1);
+}
+
+Money PaperExchange::fee(Qty qty, Price price) const noexcept {
+  const double notional = static_cast<double>(qty) * static_cast<double>(price);  // ticks x shares
+  const double per_share = static_cast<double>(qty) * config_.fee_per_share * kTicksPerUnit;
+  return static_cast<Money>(std::llround(notional * config_.fee_bps / 1e4 + per_share));
+}
+
+void PaperExchange::on_market(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept {
+  if (instrument >= max_instruments_ || price <= 0) return;
+  Slot* slots = slots_of(instrument);
+  Qty liquidity = config_.max_fill_qty > 0 ? config_.max_fill_qty : INT64_MAX;
+  // Oldest order first (arrival time), so a partial fill goes to the order that arrived first.
+  for (;;) {
+    Slot* next = nullptr;
+    for (std::uint32_t i = 0; i < per_instrument_; ++i) {
+      Slot& s = slots[i];
+      if (s.id == 0 || s.arrive_ns > now) continue;
+      const Price px = execution_price(s.side, price);
+      const bool marketable = s.side == Side::Buy ? px <= s.limit : px >= s.limit;
+      if (marketable && (next == nullptr || s.arrive_ns < next->arrive_ns)) next = &s;
+    }
+    if (next == nullptr || liquidity <= 0) return;
+    const Qty q = std::min(next->remaining, liquidity);
+    const Price px = execution_price(next->side, price);
+    liquidity -= q;
+    next->remaining -= q;
+    const OrderId id = next->id;
+    if (next->remaining == 0) *next = Slot{};  // else liquidity is spent: the rest waits for the next update
+    listener.on_fill(FillReport{id, instrument, q, px, fee(q, px), now});
+  }
+}
+
+std::uint32_t PaperExchange::working(InstrumentId instrument) const noexcept {
+  if (instrument >= max_instruments_) return 0;
+  const Slot* slots = slots_of(instrument);
+  std::uint32_t n = 0;
+  for (std::uint32_t i = 0; i < per_instrument_; ++i) n += slots[i].id != 0;
+  return n;
+}
+
+}  // namespace hft_exec

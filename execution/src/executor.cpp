@@ -1,0 +1,278 @@
+#include "hft_exec/executor.hpp"
+
+#include <cmath>
+#include <cstdlib>
+
+#include "hft_exec/strategy.hpp"
+
+namespace hft_exec {
+
+namespace {
+constexpr double kMaxPrice = 1e7;           // currency units: keeps ticks x shares far inside int64
+constexpr Nanos kDayNs = 86'400'000'000'000;
+constexpr std::size_t kOutboxCapacity = 1 << 16;
+
+Money to_money(double units) noexcept { return static_cast<Money>(std::llround(units * kTicksPerUnit)); }
+}  // namespace
+
+Executor::Executor(const ExecutorConfig& config, std::uint32_t instruments, ExchangeGateway* gateway)
+    : config_(config),
+      n_instruments_(std::min(instruments, config.max_instruments)),
+      owned_exchange_(gateway ? nullptr
+                              : std::make_unique<PaperExchange>(config.exchange, n_instruments_,
+                                                                config.risk.max_open_orders)),
+      gateway_(gateway ? gateway : owned_exchange_.get()),
+      inst_(n_instruments_),
+      orders_(std::size_t{n_instruments_} * config.risk.max_open_orders),
+      bucket_(config.risk.orders_per_second, config.risk.order_burst) {
+  events_.reserve(kOutboxCapacity);
+}
+
+Decision Executor::on_prediction(const Prediction& p) noexcept {
+  ++counters_.predictions;
+  Decision d{p.ts_ns, 0, 0, 0, 0, p.instrument, Action::Hold, Reason::None, 0};
+  const Nanos now = p.recv_ns;
+  if (p.instrument >= n_instruments_) return reject(d, Reason::UnknownInstrument, now, 0);
+  const InstrumentId i = p.instrument;
+  InstrumentState& s = inst_[i];
+  d.target = s.position + s.working;
+  // Comparisons are false for NaN, so each test also rejects NaN.
+  if (!(p.probability >= 0.0 && p.probability <= 1.0)) return reject(d, Reason::InvalidProbability, now, 0);
+  if (!(p.price > 0.0 && p.price <= kMaxPrice)) return reject(d, Reason::InvalidPrice, now, 0);
+  if (!(p.volatility >= 0.0 && std::isfinite(p.volatility))) return reject(d, Reason::InvalidVolatility, now, 0);
+  if (p.ts_ns <= s.last_ts) return reject(d, Reason::DuplicatePrediction, now, 0);
+  const Price px = static_cast<Price>(std::llround(p.price * kTicksPerUnit));
+  if (px <= 0) return reject(d, Reason::InvalidPrice, now, 0);
+  if (now - p.ts_ns > config_.risk.max_prediction_age_ns) {
+    s.last_ts = p.ts_ns;
+    return reject(d, Reason::StalePrediction, now, 0);
+  }
+  if (outside_band(px, s.last, config_.risk.price_band)) {  // a bad tick must not move marks or trade
+    s.last_ts = p.ts_ns;
+    return reject(d, Reason::PriceBand, now, 0);
+  }
+
+  // Accepted market data: new day, marks, signal.
+  roll_day(p.ts_ns);
+  s.last_ts = p.ts_ns;
+  mark(i, px);
+  s.signal = next_signal(s.signal, p.probability, config_.strategy);
+  seen(i, p.ts_ns, now, px, Reason::None);
+  if (halted_ == Reason::None && halt_request_.load(std::memory_order_acquire)) engage_halt(Reason::KillSwitch, now);
+  if (halted_ == Reason::None && day_pnl() <= -to_money(config_.risk.daily_loss_limit))
+    engage_halt(Reason::DailyLossLimit, now);
+
+  const Qty target = s.signal * target_size(px, p.volatility, config_.strategy, config_.risk.max_position);
+  d.target = target;
+  Reason why = halted_;
+  const Qty delta = order_quantity(s.position + s.working, target, config_.strategy);
+  Order* slot = nullptr;
+  Price limit = 0;
+  if (why == Reason::None && delta != 0) {
+    const Side side = delta > 0 ? Side::Buy : Side::Sell;
+    limit = limit_price(px, side, config_.strategy);
+    const Exposure e{s.position, s.working, open_orders(i), gross_, s.last};
+    why = check_order(delta, limit, e, config_.risk, bucket_, now);
+    if (why == Reason::None) {
+      slot = free_slot(i);
+      *slot = Order{next_id_++, i, side, std::abs(delta), 0, limit, now, OrderState::New};
+    }
+  }
+  if (why != Reason::None) d = refuse(d, why, now);
+  if (slot != nullptr) {
+    (void)slot->transition(OrderState::Sent);
+    const Money before = exposure(s);
+    s.working += delta;
+    gross_ += exposure(s) - before;
+    emit(Event{now, slot->id, limit, delta, 0, p.ts_ns, i, EventType::OrderSent, Reason::None, 0});
+    ++counters_.orders;
+    d.action = Action::Order;
+    d.order_id = slot->id;
+    d.qty = delta;
+    d.price = limit;
+    if (!gateway_->send(*slot, now)) close_order(*slot, OrderState::Rejected, now, Reason::None, true);
+  }
+  gateway_->on_market(i, px, now, *this);  // earlier orders execute against this bar's price
+  return d;
+}
+
+void Executor::on_predictions(std::span<const Prediction> in, std::span<Decision> out) noexcept {
+  const std::size_t n = std::min(in.size(), out.size());
+  for (std::size_t k = 0; k < n; ++k) out[k] = on_prediction(in[k]);
+}
+
+Decision Executor::reject(Decision d, Reason r, Nanos now, Price px) noexcept {
+  ++counters_.rejections;
+  ++counters_.by_reason[static_cast<std::size_t>(r)];
+  d.action = Action::Reject;
+  d.reason = r;
+  seen(d.instrument, d.ts_ns, now, px, r);
+  return d;
+}
+
+Decision Executor::refuse(Decision d, Reason r, Nanos now) noexcept {
+  ++counters_.rejections;
+  ++counters_.by_reason[static_cast<std::size_t>(r)];
+  d.action = Action::Reject;
+  d.reason = r;
+  emit(Event{now, 0, 0, d.target, 0, d.ts_ns, d.instrument, EventType::Rejected, r, 0});
+  return d;
+}
+
+void Executor::seen(InstrumentId i, Nanos bar_ts, Nanos now, Price px, Reason r) noexcept {
+  const std::int8_t signal = i < n_instruments_ ? inst_[i].signal : 0;
+  emit(Event{now, 0, px, signal, 0, bar_ts, i, EventType::PredictionSeen, r, 0});
+}
+
+void Executor::mark(InstrumentId i, Price px) noexcept {
+  InstrumentState& s = inst_[i];
+  const Money before = exposure(s);
+  marked_ += s.position * (px - s.last);
+  s.last = px;
+  gross_ += exposure(s) - before;
+}
+
+Money Executor::exposure(const InstrumentState& s) const noexcept { return std::abs(s.position + s.working) * s.last; }
+
+void Executor::roll_day(Nanos bar_ts) noexcept {
+  const std::int64_t day = bar_ts / kDayNs;  // UTC day: a New York session lies inside one
+  if (day <= day_) return;
+  day_ = day;
+  day_start_equity_ = equity();
+  if (halted_ == Reason::DailyLossLimit) {  // the loss limit halts for the day, not for ever
+    halted_ = Reason::None;
+    emit(Event{bar_ts, 0, 0, 0, 0, bar_ts, 0, EventType::Resume, Reason::DailyLossLimit, 0});
+  }
+}
+
+void Executor::engage_halt(Reason why, Nanos now) noexcept {
+  halted_ = why;
+  for (InstrumentId i = 0; i < n_instruments_; ++i) {
+    for (std::uint32_t k = 0; k < config_.risk.max_open_orders; ++k) {
+      Order& o = orders_[std::size_t{i} * config_.risk.max_open_orders + k];
+      if (o.id == 0) continue;
+      (void)gateway_->cancel(o.id, i, now);
+      close_order(o, OrderState::Cancelled, now, why, true);
+    }
+  }
+  emit(Event{now, 0, 0, 0, 0, now, 0, EventType::Halt, why, 0});
+}
+
+void Executor::resume(Nanos now) noexcept {
+  halt_request_.store(false, std::memory_order_release);
+  if (halted_ == Reason::None) return;
+  const Reason was = halted_;
+  halted_ = Reason::None;
+  emit(Event{now, 0, 0, 0, 0, now, 0, EventType::Resume, was, 0});
+}
+
+Order* Executor::find_order(InstrumentId i, OrderId id) noexcept {
+  if (i >= n_instruments_ || id == 0) return nullptr;
+  Order* slots = &orders_[std::size_t{i} * config_.risk.max_open_orders];
+  for (std::uint32_t k = 0; k < config_.risk.max_open_orders; ++k)
+    if (slots[k].id == id) return &slots[k];
+  return nullptr;
+}
+
+Order* Executor::free_slot(InstrumentId i) noexcept {
+  Order* slots = &orders_[std::size_t{i} * config_.risk.max_open_orders];
+  for (std::uint32_t k = 0; k < config_.risk.max_open_orders; ++k)
+    if (slots[k].id == 0) return &slots[k];
+  return nullptr;
+}
+
+std::uint32_t Executor::open_orders(InstrumentId i) const noexcept {
+  if (i >= n_instruments_) return 0;
+  const Order* slots = &orders_[std::size_t{i} * config_.risk.max_open_orders];
+  std::uint32_t n = 0;
+  for (std::uint32_t k = 0; k < config_.risk.max_open_orders; ++k) n += slots[k].id != 0;
+  return n;
+}
+
+void Executor::close_order(Order& o, OrderState to, Nanos now, Reason why, bool emit_event) noexcept {
+  InstrumentState& s = inst_[o.instrument];
+  const Money before = exposure(s);
+  s.working -= o.signed_remaining();
+  gross_ += exposure(s) - before;
+  (void)o.transition(to);
+  if (emit_event) emit(Event{now, o.id, o.limit, o.side == Side::Buy ? o.filled : -o.filled, 0, 0, o.instrument,
+                             EventType::OrderDone, why, 0});
+  o = Order{};
+}
+
+void Executor::on_fill(const FillReport& f) noexcept { apply_fill(f, true); }
+
+void Executor::apply_fill(const FillReport& f, bool emit_event) noexcept {
+  Order* o = find_order(f.instrument, f.order_id);
+  if (o == nullptr || !o->apply_fill(f.qty)) return;  // not ours or impossible: changes nothing
+  InstrumentState& s = inst_[f.instrument];
+  const Qty q = o->side == Side::Buy ? f.qty : -f.qty;
+  s.position += q;
+  s.working -= q;  // |position + working| unchanged: gross too
+  cash_ -= q * f.price + f.fee;
+  fees_ += f.fee;
+  marked_ += q * s.last;
+  ++counters_.fills;
+  if (emit_event) emit(Event{f.ts_ns, f.order_id, f.price, q, f.fee, 0, f.instrument, EventType::Fill, Reason::None, 0});
+  if (o->state == OrderState::Filled) {
+    if (emit_event) emit(Event{f.ts_ns, o->id, o->limit, o->side == Side::Buy ? o->filled : -o->filled, 0, 0,
+                               o->instrument, EventType::OrderDone, Reason::None, 0});
+    *o = Order{};
+  }
+}
+
+void Executor::recover(std::span<const Event> events) {
+  replaying_ = true;
+  for (const Event& e : events) {
+    if (e.instrument >= n_instruments_ && e.type != EventType::Halt && e.type != EventType::Resume) continue;
+    switch (e.type) {
+      case EventType::PredictionSeen: {
+        InstrumentState& s = inst_[e.instrument];
+        if (e.price > 0) {  // accepted market data
+          roll_day(e.bar_ts_ns);
+          s.last_ts = std::max(s.last_ts, e.bar_ts_ns);
+          mark(e.instrument, e.price);
+          s.signal = static_cast<std::int8_t>(e.qty);
+        } else if (e.reason == Reason::StalePrediction || e.reason == Reason::PriceBand) {
+          s.last_ts = std::max(s.last_ts, e.bar_ts_ns);
+        }
+        break;
+      }
+      case EventType::OrderSent: {
+        Order* slot = free_slot(e.instrument);
+        if (slot == nullptr) break;
+        const Side side = e.qty > 0 ? Side::Buy : Side::Sell;
+        *slot = Order{e.order_id, e.instrument, side, std::abs(e.qty), 0, e.price, e.ts_ns, OrderState::Sent};
+        InstrumentState& s = inst_[e.instrument];
+        const Money before = exposure(s);
+        s.working += e.qty;
+        gross_ += exposure(s) - before;
+        next_id_ = std::max(next_id_, e.order_id + 1);
+        break;
+      }
+      case EventType::Fill:
+        apply_fill(FillReport{e.order_id, e.instrument, std::abs(e.qty), e.price, e.fee, e.ts_ns}, false);
+        break;
+      case EventType::OrderDone:
+        if (Order* o = find_order(e.instrument, e.order_id)) close_order(*o, OrderState::Cancelled, e.ts_ns, e.reason, false);
+        break;
+      case EventType::Halt:
+        halted_ = e.reason;
+        break;
+      case EventType::Resume:
+        halted_ = Reason::None;
+        break;
+      case EventType::Rejected:
+        break;
+    }
+  }
+  replaying_ = false;
+  counters_ = Counters{};
+  if (owned_exchange_) {  // the paper exchange lived in the crashed process: give it back the working orders
+    for (const Order& o : orders_)
+      if (o.id != 0) (void)owned_exchange_->restore(o);
+    owned_exchange_->resume_ids_after(next_id_ - 1);
+  }
+}
+
+}  // namespace hft_exec
