@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: setup demo test test-fast bench-features bench-inference bench-streaming clean
+.PHONY: setup demo test test-cpp test-fast bench-features bench-inference bench-streaming bench-execution clean
 
 setup:
 	@bash infra/setup.sh
@@ -15,8 +15,14 @@ setup:
 demo: setup
 	$(VENV)/bin/hft demo
 
-test: setup
+test: setup test-cpp
 	$(VENV)/bin/pytest -q
+
+# The executor's GoogleTest suite (CMake + ctest), built under build/execution.
+test-cpp: setup
+	cmake -S execution -B build/execution -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build/execution -j2
+	ctest --test-dir build/execution --output-on-failure
 
 # Unit tests only (no Airflow end-to-end run).
 test-fast: setup
@@ -30,6 +36,9 @@ bench-inference: setup
 
 bench-streaming: setup
 	$(VENV)/bin/python bench/streaming.py
+
+bench-execution: setup
+	$(VENV)/bin/python bench/execution.py
 
 clean:
 	rm -rf var build .pytest_cache

@@ -106,7 +106,29 @@ fetch_jars() {  # POM OUT_DIR WHAT
 fetch_jars infra/kafka/pom.xml build/kafka-libs "Kafka broker"
 fetch_jars infra/spark/pom.xml build/spark-jars "Spark Kafka connector"
 
-# 6. Sanity: the versions CI tested (pyspark and pyspark-client share one folder and must match).
+# 6. The C++ executor: toolchain and GoogleTest from Debian, then the pybind11 module (scikit-build-core)
+#    into .venv, rebuilt only when a file under execution/ changed (the stamp holds their hash).
+missing=()
+command -v g++ >/dev/null || missing+=(g++)
+command -v cmake >/dev/null || missing+=(cmake)
+command -v ninja >/dev/null || missing+=(ninja-build)
+[ -f /usr/include/gtest/gtest.h ] || missing+=(libgtest-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing the C++ toolchain: ${missing[*]}"
+  apt_install "${missing[@]}"
+fi
+exec_stamp=$VENV/.hft-exec-stamp
+exec_want="$(find execution -path execution/build -prune -o -type f -print | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)"
+if [ -f "$exec_stamp" ] && [ "$(cat "$exec_stamp")" = "$exec_want" ] && "$VENV/bin/python" -c "import hft_exec" 2>/dev/null; then
+  say "C++ executor module up to date"
+else
+  say "building the C++ executor module (pip install ./execution)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation ./execution \
+    || die "building the C++ executor failed (pip install ./execution; see above)"
+  echo "$exec_want" > "$exec_stamp"
+fi
+
+# 7. Sanity: the versions CI tested (pyspark and pyspark-client share one folder and must match).
 "$VENV/bin/python" - <<'PY' || die "environment check failed (see above)"
 import importlib.metadata as md
 import pyspark
@@ -114,5 +136,6 @@ assert pyspark.__version__ == "4.2.0", f"pyspark {pyspark.__version__} != 4.2.0"
 assert md.version("pyspark-client") == pyspark.__version__, "pyspark-client and pyspark versions differ"
 import great_expectations, airflow, hft  # noqa: F401
 import confluent_kafka, redis  # noqa: F401  (local stack clients: hft.stack)
+import hft_exec  # noqa: F401  (the C++ executor)
 PY
 say "ready"

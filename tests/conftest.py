@@ -1,14 +1,18 @@
-"""Shared fixtures: a local Spark session and small, deterministic bar sets."""
+"""Shared fixtures: a local Spark session, small deterministic bar sets, a real redis-server."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import time
 
 import pytest
 
 from hft.config import SPARK_LOCAL_CONF, SPARK_LOCAL_ENV
 from bar_fixtures import make_bars
+from ports import free_port
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
@@ -39,3 +43,26 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A redis-server on a free loopback port, for one test module."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed: run `make setup`"
+    import redis
+
+    port = free_port()
+    work = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(work),
+                             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)

@@ -3,6 +3,8 @@
     hft ingest    fetch bars from a source, validate them, store them in the lake (or quarantine)
     hft features  run the Spark volatility-features job on the lake (spark-submit)
     hft lake      show what the lake holds
+    hft execute   the C++ executor service: Redis predictions -> orders on the paper exchange; halt/resume
+    hft backtest  replay bars and model predictions through the same executor; PnL, risk, equity curve
     hft demo      synthetic ingest -> validation -> Spark features, then a summary
 
 User mistakes end with a one-line ``error: ...`` on stderr and exit status 2; a batch that fails validation
@@ -417,6 +419,60 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     return _stream_process(args, _stack_config()).wait()
 
 
+def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+
+    from hft.execution.config import ExecConfig
+    from hft.execution.service import ORDERS_TOPIC, ExecutionService, set_halt
+
+    config = _stack_config()
+    url = args.redis or config.redis_url
+    r = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        r.ping()
+    except redis.RedisError as exc:
+        raise UserError(f"cannot reach Redis at {url}: {exc} (start it with `hft stack up`)") from None
+    if args.action in ("halt", "resume"):
+        set_halt(r, halt=args.action == "halt")
+        _out("kill switch engaged: the executor halts before its next decision" if args.action == "halt"
+             else "kill switch released: the executor resumes at its next batch")
+        return EXIT_OK
+    if args.action == "status":
+        state, positions = r.hgetall("hft:exec:state"), r.hgetall("hft:positions")
+        if not state:
+            _out("no executor state in Redis yet")
+            return EXIT_OK
+        _out(" ".join(f"{k}={v}" for k, v in sorted(state.items())))
+        _out(" ".join(f"{t}={q}" for t, q in sorted(positions.items())) or "no positions")
+        return EXIT_OK
+    try:
+        exec_config = ExecConfig.from_env()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    kafka = None
+    if not args.no_kafka:
+        from hft import stack
+        from hft.stack import TopicSpec
+        from hft.streaming.kafka_io import TopicSink
+
+        stack.ensure_topics(config.kafka_bootstrap, {ORDERS_TOPIC: TopicSpec(partitions=1, retention_ms=7 * 86_400_000)})
+        kafka = TopicSink(config.kafka_bootstrap, ORDERS_TOPIC, client_id="hft-executor")
+    from hft.observability.metrics import serve
+
+    serve(args.metrics_port)
+    service = ExecutionService(r, args.journal or settings.home / "executor", args.tickers or list(settings.tickers),
+                               exec_config, kafka=kafka, batch=args.batch, replay_clock=args.replay_clock)
+    try:
+        totals = service.run(stop_when_idle_s=args.stop_when_idle or None)
+    finally:
+        service.close()
+    _out(f"executor: {totals.get('entries', 0)} predictions read, {totals.get('orders', 0)} orders, "
+         f"{totals.get('fills', 0)} fills")
+    for line in service.summary():
+        _out(line)
+    return EXIT_OK
+
+
 # -- parser --------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -496,6 +552,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=9108)
     p.add_argument("--stop-when-idle", type=float, default=0.0, help="stop after N seconds without input (0: run until killed)")
     p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("execute", help="run the executor service, or halt/resume it (kill switch)")
+    p.add_argument("action", nargs="?", default="run", choices=["run", "halt", "resume", "status"])
+    p.add_argument("--tickers", type=_tickers, help="universe (default HFT_TICKERS); others are refused")
+    p.add_argument("--journal", help="journal folder (default <HFT_HOME>/executor)")
+    p.add_argument("--redis", help="Redis URL (default: the local stack)")
+    p.add_argument("--batch", type=int, default=1000, help="stream entries per decision batch")
+    p.add_argument("--no-kafka", action="store_true", help="publish to Redis only, not to Kafka `orders`")
+    p.add_argument("--replay-clock", action="store_true",
+                   help="historical bars replayed now: stale guard on bar end + time waited in Redis")
+    p.add_argument("--metrics-port", type=int, default=9109)
+    p.add_argument("--stop-when-idle", type=float, default=0.0, help="stop after N seconds without predictions (0: run until killed)")
+    p.set_defaults(func=cmd_execute)
+
+    try:  # TODO(lead): plain import once hft.backtest lands
+        from hft.backtest.cli import add_parser as add_backtest_parser
+
+        add_backtest_parser(sub)
+    except ImportError:
+        pass
 
     p = sub.add_parser("demo", help="synthetic ingest -> validation -> Spark features -> summary")
     p.add_argument("--master", default="local[*]")

@@ -89,6 +89,15 @@ class FeatureSpec:
         return [*KEY_COLUMNS, *PASSTHROUGH_COLUMNS, *self.feature_names(), *LABEL_COLUMNS]
 
     @property
+    def volatility_feature(self) -> str:
+        """The feature the executor sizes positions with: realized volatility over the longest window."""
+        return f"rv_{max(self.vol_windows)}"
+
+    def per_bar_volatility(self, rv):
+        """Per-bar volatility (a fraction) from :attr:`volatility_feature` values: ``rv_w / sqrt(w)``."""
+        return rv / math.sqrt(max(self.vol_windows))
+
+    @property
     def max_lookback(self) -> int:
         """Bars of history (current bar included) needed for every feature of a bar to exist."""
         return max(max(self.return_lags) + 1, max(self.vol_windows) + 1, self.volume_window)

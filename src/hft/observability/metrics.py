@@ -49,3 +49,16 @@ def record_batch(result) -> None:
             STREAM_MODEL_VERSION.set(float(result.predictions[-1].model_version))
         except ValueError:
             pass
+
+# executor service (hft execute)
+DECISION_BUCKETS = (1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 1e-4, 1e-3)
+EXEC_DECISIONS = Counter("hft_exec_decisions_total", "Predictions decided", ["action"])
+EXEC_ORDERS = Counter("hft_exec_orders_total", "Orders sent to the exchange", ["ticker", "side"])
+EXEC_REJECTED = Counter("hft_exec_rejections_total", "Predictions that did not become orders, by rule", ["reason"])
+EXEC_FILLS = Counter("hft_exec_fills_total", "Fills received", ["ticker"])
+EXEC_POSITION = Gauge("hft_exec_position_shares", "Position per ticker", ["ticker"])
+EXEC_PNL = Gauge("hft_exec_pnl", "PnL per ticker since the journal began (currency units)", ["ticker"])
+EXEC_EQUITY = Gauge("hft_exec_equity", "Cash + positions at last prices (currency units)")
+EXEC_DECISION_SECONDS = Histogram("hft_exec_decision_latency_seconds", "Executor time per decision (batch mean)",
+                                  buckets=DECISION_BUCKETS)
+EXEC_HALTED = Gauge("hft_exec_halted", "1 while the kill switch or the daily loss limit halts trading")

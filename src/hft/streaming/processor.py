@@ -112,8 +112,10 @@ class BatchProcessor:
                 proba = predictor.predict_proba(x[ready])
                 result.inference_s = time.perf_counter() - t0
                 now = time.time_ns()
-                for bar, p in zip((b for b, ok in zip(accepted, ready) if ok), proba):
-                    predictions.append(Prediction(bar.ticker, bar.interval, bar.ts_ms, float(p), version, bar.produced_ns, now))
+                vol = self.spec.per_bar_volatility(feats[self.spec.volatility_feature].to_numpy(np.float64))[ready]
+                for bar, p, v in zip((b for b, ok in zip(accepted, ready) if ok), proba, vol):
+                    predictions.append(Prediction(bar.ticker, bar.interval, bar.ts_ms, float(p), version,
+                                                  bar.produced_ns, now, bar.close, float(v)))
         result.written = self.store.commit(batch_id, accepted, predictions)
         result.predictions = predictions
         if self.publish and predictions:

@@ -2,8 +2,8 @@
 
 Keys (``{p}`` = prefix, default ``hft``)::
 
-    {p}:pred:latest:{ticker}        hash: probability, bar_ts (ms), interval, model_version, produced_ns,
-                                    predicted_ns, written_ns — with a TTL
+    {p}:pred:latest:{ticker}        hash: probability, bar_ts (ms), interval, model_version, close,
+                                    volatility (per bar), produced_ns, predicted_ns, written_ns — with a TTL
     {p}:predictions                 stream, capped (MAXLEN ~), one entry per (ticker, bar time)
     {p}:pred:seen:{ticker}:{ts}     dedupe marker of a written prediction (TTL)
     {p}:state:{interval}:{ticker}   hash: bar time (ms) -> bar JSON, the recent bars of the feature state
@@ -26,7 +26,7 @@ _WRITE_PREDICTIONS = """
 -- One call per micro-batch. KEYS[1]: the stream. ARGV: prefix, ttl_s, stream_maxlen, then for each
 -- prediction the values of the fields below, in order. A prediction is written only if its dedupe marker
 -- {prefix}:pred:seen:{ticker}:{interval}:{bar_ts} did not exist; returns how many were written.
-local names = {'ticker', 'interval', 'bar_ts', 'probability', 'model_version', 'produced_ns', 'predicted_ns', 'written_ns'}
+local names = {'ticker', 'interval', 'bar_ts', 'probability', 'model_version', 'close', 'volatility', 'produced_ns', 'predicted_ns', 'written_ns'}
 local prefix, ttl, maxlen = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local n = #names
 local written = 0
@@ -58,11 +58,14 @@ class Prediction:
     model_version: str
     produced_ns: int | None
     predicted_ns: int
+    close: float = float("nan")       # the bar's close: the executor's market price
+    volatility: float = float("nan")  # per-bar volatility (FeatureSpec.per_bar_volatility): position sizing
 
     def values(self, written_ns: int) -> list[str]:
         """Field values in the order of the script's ``names``: ticker, interval, bar_ts, probability,
-        model_version, produced_ns, predicted_ns, written_ns."""
+        model_version, close, volatility, produced_ns, predicted_ns, written_ns."""
         return [self.ticker, self.interval, str(self.ts_ms), repr(float(self.probability)), self.model_version,
+                repr(float(self.close)), repr(float(self.volatility)),
                 str(self.produced_ns or ""), str(self.predicted_ns), str(written_ns)]
 
 

@@ -1,0 +1,103 @@
+"""The executor's settings: strategy, risk limits and paper exchange, from ``HFT_EXEC_<NAME>`` variables.
+
+One frozen dataclass, defaults documented here, converted to the C++ configuration by :meth:`to_core`.
+Money amounts are in currency units, times in seconds; the C++ side works in integer ticks and nanoseconds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    """Attributes (env ``HFT_EXEC_<NAME>``):
+
+    Strategy: ``enter_long`` 0.55 / ``exit_long`` 0.52 and ``enter_short`` 0.45 / ``exit_short`` 0.48
+    (probability thresholds with hysteresis); ``risk_per_trade`` 50 (target |position| x price x per-bar
+    volatility, currency units); ``min_volatility`` 0.0005; ``lot`` 1 share; ``rebalance_fraction`` 0.25
+    (size changes below this share of the target are not traded); ``limit_collar_bps`` 50 (marketable limit).
+
+    Risk: ``max_position`` 1000 shares per ticker; ``max_gross_notional`` 1e6; ``max_order_notional`` 1e5;
+    ``orders_per_second`` 50 and ``order_burst`` 20 (token bucket); ``max_prediction_age_s`` 120 (stale
+    guard: arrival time minus bar time); ``price_band`` 0.10 (vs the last trade); ``daily_loss_limit`` 10000
+    (halts for the rest of the UTC day); ``max_open_orders`` 4 per ticker.
+
+    Paper exchange: ``latency_us`` 100; ``fee_bps`` 0.5; ``fee_per_share`` 0; ``slippage_bps`` 1;
+    ``max_fill_qty`` 0 (shares per ticker per market update, 0 = unlimited: partial fills otherwise).
+    """
+
+    enter_long: float = 0.55
+    exit_long: float = 0.52
+    enter_short: float = 0.45
+    exit_short: float = 0.48
+    risk_per_trade: float = 50.0
+    min_volatility: float = 0.0005
+    lot: int = 1
+    rebalance_fraction: float = 0.25
+    limit_collar_bps: float = 50.0
+    max_position: int = 1_000
+    max_gross_notional: float = 1.0e6
+    max_order_notional: float = 1.0e5
+    orders_per_second: float = 50.0
+    order_burst: float = 20.0
+    max_prediction_age_s: float = 120.0
+    price_band: float = 0.10
+    daily_loss_limit: float = 10_000.0
+    max_open_orders: int = 4
+    latency_us: float = 100.0
+    fee_bps: float = 0.5
+    fee_per_share: float = 0.0
+    slippage_bps: float = 1.0
+    max_fill_qty: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.enter_short <= self.exit_short <= 0.5 <= self.exit_long <= self.enter_long <= 1.0:
+            raise ValueError(
+                "thresholds must satisfy 0 <= enter_short <= exit_short <= 0.5 <= exit_long <= enter_long <= 1, got "
+                f"{self.enter_short}, {self.exit_short}, {self.exit_long}, {self.enter_long}"
+            )
+        for name in ("risk_per_trade", "max_gross_notional", "max_order_notional", "orders_per_second",
+                     "order_burst", "max_prediction_age_s", "price_band", "daily_loss_limit"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("lot", "max_position", "max_open_orders"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("min_volatility", "rebalance_fraction", "limit_collar_bps", "latency_us", "fee_bps",
+                     "fee_per_share", "slippage_bps", "max_fill_qty"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+
+    @classmethod
+    def from_env(cls, **overrides) -> "ExecConfig":
+        values = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"HFT_EXEC_{f.name.upper()}")
+            if raw not in (None, ""):
+                try:
+                    values[f.name] = int(raw) if f.type == "int" else float(raw)
+                except ValueError:
+                    raise ValueError(f"HFT_EXEC_{f.name.upper()}={raw!r} is not a number") from None
+        return cls(**{**values, **overrides})
+
+    def to_core(self):
+        """The ``hft_exec.ExecutorConfig`` of these settings."""
+        import hft_exec
+
+        core = hft_exec.ExecutorConfig()
+        s, r, x = core.strategy, core.risk, core.exchange
+        for name in ("enter_long", "exit_long", "enter_short", "exit_short", "risk_per_trade", "min_volatility",
+                     "lot", "rebalance_fraction", "limit_collar_bps"):
+            setattr(s, name, getattr(self, name))
+        for name in ("max_position", "max_gross_notional", "max_order_notional", "orders_per_second",
+                     "order_burst", "price_band", "daily_loss_limit", "max_open_orders"):
+            setattr(r, name, getattr(self, name))
+        r.max_prediction_age_ns = int(self.max_prediction_age_s * 1e9)
+        x.latency_ns = int(self.latency_us * 1e3)
+        x.fee_bps, x.fee_per_share, x.slippage_bps, x.max_fill_qty = (
+            self.fee_bps, self.fee_per_share, self.slippage_bps, self.max_fill_qty)
+        # nested structs are returned by value through pybind11: assign them back
+        core.strategy, core.risk, core.exchange = s, r, x
+        return core

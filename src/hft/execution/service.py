@@ -1,0 +1,280 @@
+"""``hft execute``: the executor service.
+
+Reads the predictions stream (``{p}:predictions``, written by the streaming job) through a Redis consumer
+group, decides with the C++ executor (``hft_exec``) against the paper exchange, and for every batch:
+
+1. journals the executor's events (fsync) — the durable record of what was decided and executed;
+2. publishes orders, fills and halts to Kafka ``orders`` (acks=all, keyed by ticker; each record carries its
+   journal sequence number ``seq``, so a consumer drops the duplicates a crash can cause);
+3. in one Redis transaction: appends the same records to ``{p}:orders``, updates ``{p}:positions`` and
+   ``{p}:exec:state``, and moves the publication cursor ``{p}:exec:published``;
+4. acknowledges the batch's stream entries (XACK).
+
+Crash anywhere and restart: the executor recovers from the journal; entries not acknowledged are delivered
+again and are refused as duplicates if their decision was journaled (no order is sent twice), decided
+afresh otherwise; journal records past the cursor are published again (no fill is lost).
+
+The stale guard compares a prediction's arrival with its bar time. With ``replay_clock`` (historical
+sessions replayed through the stack, as in the demo) arrival is the bar's end plus the time the prediction
+waited in Redis.
+
+Kill switch: ``hft execute halt`` sets ``{p}:exec:halt`` to ``halt``; the service reads it before every
+batch, so it takes effect before the next decision: working orders are cancelled and every prediction is
+refused (``kill_switch``) until ``hft execute resume``. The halt is journaled and survives restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hft.execution.config import ExecConfig
+from hft.execution.journal import Journal
+
+log = logging.getLogger(__name__)
+
+ORDERS_TOPIC = "orders"
+GROUP = "executor"
+#: Entries of the predictions stream that cannot be read (missing or non-numeric fields).
+MALFORMED = "malformed_entry"
+
+
+@dataclass
+class StepResult:
+    entries: int = 0
+    orders: int = 0
+    fills: int = 0
+    rejected: Tally = field(default_factory=Tally)
+    events: int = 0
+
+
+class ExecutionService:
+    def __init__(self, redis_client, journal_dir: str | Path, tickers: list[str], config: ExecConfig | None = None,
+                 prefix: str = "hft", consumer: str = "executor-1", kafka=None, batch: int = 1000,
+                 block_ms: int = 200, replay_clock: bool = False):
+        import hft_exec
+
+        self.x = hft_exec
+        self.r = redis_client
+        self.p = prefix
+        self.stream = f"{prefix}:predictions"
+        self.consumer = consumer
+        self.kafka = kafka
+        self.batch = batch
+        self.block_ms = block_ms
+        self.replay_clock = replay_clock
+        self.config = config or ExecConfig.from_env()
+        self.journal = Journal(journal_dir)
+        self.tickers = self.journal.instruments([t.upper() for t in tickers])
+        self.ids = {t: i for i, t in enumerate(self.tickers)}
+        self.executor = hft_exec.Executor(self.config.to_core(), len(self.tickers))
+        self._cash = np.zeros(len(self.tickers), dtype=np.int64)  # per-ticker cash flow, for PnL per ticker
+        history = self.journal.read()
+        self.executor.recover(history)
+        self._account(history)
+        self._pending = True  # first read our own delivered-but-unacknowledged entries
+        log.info("executor recovered %d journal records: %d instruments, halted=%s", len(history),
+                 len(self.tickers), self.executor.halted)
+        try:
+            self.r.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except Exception as exc:  # BUSYGROUP: the group exists (restart)
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self.republish()
+
+    # -- publication -----------------------------------------------------------------------------------------
+    def _record(self, seq: int, e) -> dict:
+        t = int(e["instrument"])
+        ticker = self.tickers[t] if t < len(self.tickers) else ""
+        return {
+            "seq": seq, "type": self.x.EVENT_TYPES[int(e["type"])], "ticker": ticker,
+            "order_id": int(e["order_id"]), "qty": int(e["qty"]), "price": int(e["price"]) / self.x.TICKS_PER_UNIT,
+            "fee": int(e["fee"]) / self.x.TICKS_PER_UNIT, "ts_ns": int(e["ts_ns"]),
+            "reason": self.x.REASONS[int(e["reason"])],
+        }
+
+    def _account(self, events: np.ndarray) -> None:
+        fills = events[events["type"] == 3]
+        np.add.at(self._cash, fills["instrument"].astype(np.int64), -(fills["qty"] * fills["price"] + fills["fee"]))
+
+    def published(self) -> int:
+        return int(self.r.get(f"{self.p}:exec:published") or 0)
+
+    def republish(self) -> int:
+        """Publish journal records past the cursor (after a crash between journal and publication)."""
+        start = self.published()
+        if start >= self.journal.records:
+            return 0
+        events = self.journal.read(start)
+        self._publish(start, events)
+        log.info("republished %d journal records from %d", len(events), start)
+        return len(events)
+
+    def _publish(self, first_seq: int, events: np.ndarray) -> None:
+        wanted = np.isin(events["type"], (2, 3, 4, 5, 6))  # orders, fills, done, halt, resume
+        records = [self._record(first_seq + k, e) for k, e in enumerate(events) if wanted[k]]
+        if self.kafka is not None and records:
+            self.kafka.send((r["ticker"].encode(), json.dumps(r, separators=(",", ":")).encode()) for r in records)
+        pipe = self.r.pipeline(transaction=True)
+        for rec in records:
+            pipe.xadd(f"{self.p}:orders", {k: str(v) for k, v in rec.items()}, maxlen=1_000_000, approximate=True)
+        ex = self.executor
+        positions = {t: ex.position(i) for i, t in enumerate(self.tickers)}
+        if positions:
+            pipe.hset(f"{self.p}:positions", mapping=positions)
+        pipe.hset(f"{self.p}:exec:state", mapping={
+            "cash": ex.cash / self.x.TICKS_PER_UNIT, "equity": ex.equity / self.x.TICKS_PER_UNIT,
+            "day_pnl": ex.day_pnl / self.x.TICKS_PER_UNIT, "fees": ex.fees / self.x.TICKS_PER_UNIT,
+            "halted": int(ex.halted), "halt_reason": ex.halt_reason, "journal_records": self.journal.records,
+        })
+        pipe.set(f"{self.p}:exec:published", first_seq + len(events))
+        pipe.execute()
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def _check_halt(self) -> None:
+        flag = self.r.get(f"{self.p}:exec:halt")
+        if flag == "halt" and not self.executor.halted:
+            log.warning("kill switch: halting the executor")
+            self.executor.halt()
+        elif flag == "resume" and self.executor.halted:
+            log.warning("kill switch released: resuming")
+            self.executor.resume(time.time_ns())
+            self.r.delete(f"{self.p}:exec:halt")
+
+    def _parse(self, entries) -> tuple[np.ndarray, list[int], Tally]:
+        """Stream entries -> prediction records (unknown tickers get an id the executor refuses); malformed
+        entries are counted and left out (they are acknowledged: retrying cannot fix them)."""
+        recv = time.time_ns()
+        preds = np.zeros(len(entries), dtype=self.x.PREDICTION_DTYPE)
+        keep: list[int] = []
+        malformed = Tally()
+        unknown = len(self.tickers)
+        for k, (entry_id, f) in enumerate(entries):
+            try:
+                ticker = f["ticker"].upper()
+                row = preds[len(keep)]
+                row["ts_ns"] = int(f["bar_ts"]) * 1_000_000
+                row["recv_ns"] = self._received(row["ts_ns"], f, recv)
+                row["instrument"] = self.ids.get(ticker, unknown)
+                row["probability"] = float(f["probability"])
+                row["price"] = float(f.get("close", "nan"))
+                row["volatility"] = float(f.get("volatility", "nan"))
+            except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+                malformed[MALFORMED] += 1
+                log.warning("predictions entry %s refused: %s: %s", entry_id, MALFORMED, exc)
+                continue
+            keep.append(k)
+        return preds[: len(keep)], keep, malformed
+
+    def _received(self, bar_ts_ns: int, f: dict, now_ns: int) -> int:
+        """The prediction's arrival time on the clock of its bar times. Live: the wall clock. Replay clock
+        (historical bars streamed now): the bar's end plus the time the prediction waited in Redis, so the
+        stale guard still catches a backlog the executor reads late."""
+        if not self.replay_clock:
+            return now_ns
+        minutes = {"1m": 1, "5m": 5}.get(f.get("interval", "1m"), 1)
+        waited = max(0, now_ns - int(f["written_ns"])) if f.get("written_ns") else 0
+        return bar_ts_ns + minutes * 60_000_000_000 + waited
+
+    def step(self) -> StepResult:
+        """Read one batch, decide, journal, publish, acknowledge. Returns what happened."""
+        from hft.observability import metrics as m
+
+        self._check_halt()
+        entries = []
+        if self._pending:  # after a restart: what was delivered to us before the crash, not acknowledged
+            reply = self.r.xreadgroup(GROUP, self.consumer, {self.stream: "0"}, count=self.batch)
+            entries = reply[0][1] if reply else []
+            self._pending = bool(entries)
+        if not entries:
+            reply = self.r.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=self.batch, block=self.block_ms)
+            entries = reply[0][1] if reply else []
+        result = StepResult(entries=len(entries))
+        if not entries:
+            return result
+        preds, _, malformed = self._parse(entries)
+        decisions = np.zeros(len(preds), dtype=self.x.DECISION_DTYPE)
+        t0 = time.perf_counter_ns()
+        self.executor.on_predictions(preds, decisions)
+        spent = time.perf_counter_ns() - t0
+        events = self.x.drain_events(self.executor)
+        first = self.journal.append(events)  # durable before anything is published or acknowledged
+        self._account(events)
+        self._publish(first, events)
+        self.r.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
+
+        result.events = len(events)
+        result.orders = int((decisions["action"] == 1).sum())
+        result.fills = int((events["type"] == 3).sum())
+        result.rejected = malformed + Tally(self.x.REASONS[r] for r in decisions["reason"][decisions["action"] == 2])
+        if len(preds):
+            m.EXEC_DECISION_SECONDS.observe(spent / len(preds) / 1e9)
+        for a, n in zip(*np.unique(decisions["action"], return_counts=True)):
+            m.EXEC_DECISIONS.labels(self.x.ACTIONS[a]).inc(int(n))
+        for reason, n in result.rejected.items():
+            m.EXEC_REJECTED.labels(reason).inc(n)
+        for e in events[events["type"] == 2]:
+            m.EXEC_ORDERS.labels(self.tickers[e["instrument"]], "buy" if e["qty"] > 0 else "sell").inc()
+        for e in events[events["type"] == 3]:
+            m.EXEC_FILLS.labels(self.tickers[e["instrument"]]).inc()
+        self.update_gauges()
+        return result
+
+    def update_gauges(self) -> None:
+        from hft.observability import metrics as m
+
+        ex = self.executor
+        for i, t in enumerate(self.tickers):
+            m.EXEC_POSITION.labels(t).set(ex.position(i))
+            m.EXEC_PNL.labels(t).set(self.pnl(i))
+        m.EXEC_EQUITY.set(ex.equity / self.x.TICKS_PER_UNIT)
+        m.EXEC_HALTED.set(int(ex.halted))
+
+    def pnl(self, instrument: int) -> float:
+        """PnL of one ticker since the journal began: its cash flow plus its position at the last price."""
+        ex = self.executor
+        return (int(self._cash[instrument]) + ex.position(instrument) * ex.last_price(instrument)) / self.x.TICKS_PER_UNIT
+
+    def run(self, stop_when_idle_s: float | None = None, max_seconds: float | None = None) -> Tally:
+        """Loop until idle for ``stop_when_idle_s`` (None: forever) or ``max_seconds``; returns totals."""
+        totals = Tally()
+        started = idle_since = time.monotonic()
+        while True:
+            r = self.step()
+            now = time.monotonic()
+            if r.entries:
+                idle_since = now
+                totals.update(entries=r.entries, orders=r.orders, fills=r.fills)
+                totals.update({f"rejected:{k}": v for k, v in r.rejected.items()})
+            elif stop_when_idle_s is not None and now - idle_since >= stop_when_idle_s:
+                return totals
+            if max_seconds is not None and now - started >= max_seconds:
+                return totals
+
+    def summary(self) -> list[str]:
+        ex = self.executor
+        c = ex.counters()
+        lines = [f"{'ticker':<8}{'position':>10}{'last':>12}{'pnl':>12}"]
+        for i, t in enumerate(self.tickers):
+            lines.append(f"{t:<8}{ex.position(i):>10}{ex.last_price(i) / self.x.TICKS_PER_UNIT:>12.4f}{self.pnl(i):>12.2f}")
+        lines.append(f"equity {ex.equity / self.x.TICKS_PER_UNIT:.2f}, fees {ex.fees / self.x.TICKS_PER_UNIT:.2f}, "
+                     f"gross exposure {ex.gross / self.x.TICKS_PER_UNIT:.2f}, halted: {ex.halted}"
+                     + (f" ({ex.halt_reason})" if ex.halted else ""))
+        refused = {k: v for k, v in c["by_reason"].items() if v}
+        lines.append(f"this run: {c['predictions']} predictions, {c['orders']} orders, {c['fills']} fills, "
+                     f"refused {refused or 'none'}")
+        return lines
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+def set_halt(redis_client, prefix: str = "hft", halt: bool = True) -> None:
+    """The kill switch, from anywhere: the service reads it before its next decision."""
+    redis_client.set(f"{prefix}:exec:halt", "halt" if halt else "resume")

@@ -1,0 +1,209 @@
+"""The executor service against a real redis-server: predictions stream -> C++ executor -> journal ->
+orders, fills and positions in Redis; bad entries refused and counted; kill switch; recovery; kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from hft.execution.config import ExecConfig
+from hft.execution.journal import Journal
+from hft.execution.service import GROUP, MALFORMED, ExecutionService, set_halt
+from hft.streaming.store import Prediction, RedisStore
+
+TICKERS = ["AAA", "BBB"]
+T0_MS = 1_711_978_200_000  # 2024-04-01 13:30 UTC
+LOOSE = dict(orders_per_second=1e6, order_burst=1e6, max_prediction_age_s=1e9, latency_us=0.0)
+
+
+@pytest.fixture
+def client(redis_url):
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r.flushdb()
+    yield r
+    r.close()
+
+
+def predictions(n: int, tickers=TICKERS, seed: int = 1, start_ms: int = T0_MS) -> list[Prediction]:
+    """Alternating conviction so positions change often: every ticker gets a bar per minute."""
+    rng = np.random.default_rng(seed)
+    out, price = [], {t: 100.0 for t in tickers}
+    for k in range(n):
+        for t in tickers:
+            price[t] *= float(np.exp(rng.normal(0, 0.001)))
+            p = 0.8 if (k // 3) % 2 == 0 else 0.2
+            out.append(Prediction(t, "1m", start_ms + 60_000 * k, p, "1", None, 0, price[t], 0.002))
+    return out
+
+
+def write(client, preds: list[Prediction], batch_id: int = 0) -> None:
+    RedisStore(client).commit(batch_id, [], preds)
+
+
+def service(client, tmp_path: Path, **overrides) -> ExecutionService:
+    return ExecutionService(client, tmp_path / "journal", TICKERS, ExecConfig(**{**LOOSE, **overrides}), block_ms=10)
+
+
+def drain(svc: ExecutionService) -> dict:
+    totals = svc.run(stop_when_idle_s=0.05)
+    return dict(totals)
+
+
+def order_records(client) -> list[dict]:
+    return [f for _, f in client.xrange("hft:orders")]
+
+
+def test_service_predictions_become_orders_fills_and_positions_in_redis(client, tmp_path):
+    write(client, predictions(12))
+    svc = service(client, tmp_path)
+    totals = drain(svc)
+    assert totals["entries"] == 24
+    assert totals["orders"] > 4 and totals["fills"] > 0, totals
+    records = order_records(client)
+    sent = [r for r in records if r["type"] == "order_sent"]
+    fills = [r for r in records if r["type"] == "fill"]
+    assert len(sent) == totals["orders"] and len(fills) == totals["fills"]
+    for t in TICKERS:  # positions in Redis = the sum of the published fills = the executor's
+        from_fills = sum(int(r["qty"]) for r in fills if r["ticker"] == t)
+        assert int(client.hget("hft:positions", t)) == from_fills == svc.executor.position(TICKERS.index(t))
+    assert client.xpending(f"hft:predictions", GROUP)["pending"] == 0  # everything acknowledged
+    assert int(client.get("hft:exec:published")) == svc.journal.records
+
+
+def test_service_bad_entries_are_refused_with_reason_and_never_ordered(client, tmp_path):
+    good = predictions(1)
+    bad = [
+        Prediction("AAA", "1m", T0_MS + 60_000, 0.9, "1", None, 0, float("nan"), 0.001),
+        Prediction("AAA", "1m", T0_MS + 120_000, 0.9, "1", None, 0, -5.0, 0.001),
+        Prediction("AAA", "1m", T0_MS + 180_000, float("inf"), "1", None, 0, 100.0, 0.001),
+        Prediction("ZZZ", "1m", T0_MS + 60_000, 0.9, "1", None, 0, 100.0, 0.001),
+        Prediction("BBB", "1m", T0_MS - 60_000, 0.9, "1", None, 0, 100.0, 0.001),  # older than BBB's last bar
+    ]
+    write(client, good + bad)
+    client.xadd("hft:predictions", {"ticker": "AAA", "bar_ts": "soon", "probability": "0.9"})
+    client.xadd("hft:predictions", {"probability": "0.9"})
+    svc = service(client, tmp_path)
+    first = svc.step()
+    assert first.entries == 9
+    assert first.rejected == {"invalid_price": 2, "invalid_probability": 1, "unknown_instrument": 1,
+                              "duplicate_prediction": 1, MALFORMED: 2}
+    assert first.orders == 2  # the two good predictions only
+    assert client.xpending("hft:predictions", GROUP)["pending"] == 0
+
+
+def test_service_kill_switch_halts_before_next_decision_and_resumes(client, tmp_path):
+    preds = predictions(10)
+    write(client, preds[:4])
+    svc = service(client, tmp_path)
+    assert drain(svc)["orders"] > 0
+    set_halt(client)
+    write(client, preds[4:], batch_id=1)
+    totals = drain(svc)
+    assert totals.get("orders", 0) == 0
+    assert totals["rejected:kill_switch"] > 0
+    assert svc.executor.halted and client.hget("hft:exec:state", "halted") == "1"
+    assert all(svc.executor.open_orders(i) == 0 for i in range(len(TICKERS)))  # working orders cancelled
+    set_halt(client, halt=False)
+    write(client, predictions(6, start_ms=T0_MS + 60_000 * 20), batch_id=2)
+    assert drain(svc)["orders"] > 0
+    assert not svc.executor.halted
+
+
+def test_service_restart_recovers_from_journal_and_refuses_replayed_predictions(client, tmp_path):
+    preds = predictions(8)
+    write(client, preds)
+    first = service(client, tmp_path)
+    drain(first)
+    state = (first.executor.cash, [first.executor.position(i) for i in range(2)], first.executor.next_order_id)
+    first.close()
+    second = service(client, tmp_path)
+    assert (second.executor.cash, [second.executor.position(i) for i in range(2)], second.executor.next_order_id) == state
+    # the same predictions delivered again (a producer retry) never become orders
+    client.delete("hft:pred:seen:AAA:1m:" + str(preds[0].ts_ms))
+    for p in preds[:4]:
+        client.xadd("hft:predictions", dict(zip(
+            ["ticker", "interval", "bar_ts", "probability", "model_version", "close", "volatility", "produced_ns",
+             "predicted_ns", "written_ns"], p.values(0))))
+    again = second.step()
+    assert again.orders == 0 and again.rejected == {"duplicate_prediction": 4}
+
+
+def test_journal_cuts_a_torn_last_record(tmp_path):
+    import hft_exec
+
+    j = Journal(tmp_path)
+    j.append(np.zeros(3, dtype=hft_exec.EVENT_DTYPE))
+    j.close()
+    with open(tmp_path / "events.bin", "ab") as f:
+        f.write(b"\x01" * 20)
+    j = Journal(tmp_path)
+    assert j.records == 3 and len(j.read()) == 3
+    assert (tmp_path / "events.bin").stat().st_size == 3 * hft_exec.EVENT_DTYPE.itemsize
+
+
+def test_journal_instrument_ids_never_change(tmp_path):
+    j = Journal(tmp_path)
+    assert j.instruments(["AAA", "BBB"]) == ["AAA", "BBB"]
+    assert Journal(tmp_path).instruments(["CCC", "AAA"]) == ["AAA", "BBB", "CCC"]
+
+
+def test_exec_config_rejects_inconsistent_thresholds_and_bad_env(monkeypatch):
+    with pytest.raises(ValueError, match="thresholds"):
+        ExecConfig(enter_long=0.51, exit_long=0.55)
+    monkeypatch.setenv("HFT_EXEC_MAX_POSITION", "lots")
+    with pytest.raises(ValueError, match="HFT_EXEC_MAX_POSITION"):
+        ExecConfig.from_env()
+    monkeypatch.setenv("HFT_EXEC_MAX_POSITION", "5")
+    assert ExecConfig.from_env().to_core().risk.max_position == 5
+
+
+def _run_cli(redis_url: str, journal: Path, env: dict) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "hft.cli", "execute", "run", "--no-kafka", "--redis", redis_url,
+           "--journal", str(journal), "--tickers", ",".join(TICKERS), "--batch", "20", "--metrics-port", "0",
+           "--stop-when-idle", "2"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def test_service_kill_9_mid_stream_then_restart_no_duplicate_order_no_lost_fill(client, redis_url, tmp_path):
+    env = {**os.environ, **{f"HFT_EXEC_{k.upper()}": str(v) for k, v in LOOSE.items()}}
+    preds = predictions(600)
+    for k in range(0, len(preds), 100):
+        write(client, preds[k:k + 100], batch_id=k)
+    journal = tmp_path / "journal"
+    proc = _run_cli(redis_url, journal, env)
+    deadline = time.monotonic() + 60
+    while int(client.get("hft:exec:published") or 0) < 300:  # mid-stream
+        assert proc.poll() is None and time.monotonic() < deadline, "the service did not start deciding"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert client.xpending("hft:predictions", GROUP)["pending"] > 0 or client.xinfo_groups("hft:predictions")[0]["lag"] > 0
+    out, _ = _run_cli(redis_url, journal, env).communicate(timeout=120)
+    assert "predictions read" in out
+
+    records = order_records(client)
+    seqs = [int(r["seq"]) for r in records]
+    assert len(seqs) == len(set(seqs)), "a journal record was published twice"
+    sent = [int(r["order_id"]) for r in records if r["type"] == "order_sent"]
+    assert len(sent) == len(set(sent)) and sent == sorted(sent), "an order was sent twice"
+    events = Journal(journal).read()
+    assert len(events[events["type"] == 2]) == len(sent)
+    assert len(events[events["type"] == 3]) == sum(r["type"] == "fill" for r in records), "a fill was lost"
+    # every prediction decided exactly once (dedupe across the crash), and the result equals a run without crash
+    seen = events[events["type"] == 1]
+    assert len(np.unique(seen[["instrument", "bar_ts_ns"]])) == len(preds)
+    client.delete("hft:orders", "hft:exec:published")
+    client.xgroup_destroy("hft:predictions", GROUP)
+    clean = service(client, tmp_path / "clean")
+    drain(clean)
+    for i, t in enumerate(TICKERS):
+        assert int(client.hget("hft:positions", t)) == clean.executor.position(i)
+    assert [int(r["order_id"]) for r in order_records(client) if r["type"] == "order_sent"] == sent
