@@ -181,11 +181,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     )
     if cmd_ingest(ingest_args, settings) != EXIT_OK:
         return EXIT_FAILED
-    _out("[2/5] features: spark-submit jobs/volatility_features.py")
+    _out("[2/6] features: spark-submit jobs/volatility_features.py")
     feat_args = argparse.Namespace(lake=lake_root, output=None, interval="1m", start=None, end=None,
                                    tickers=None, master=args.master)
     cmd_features(feat_args, settings)
-    _out("[3/5] feature summary")
+    _out("[3/6] feature summary")
     features = pd.read_parquet(join_uri(lake_root, "features", "interval=1m"))
     spec = FeatureSpec()
     complete = features.dropna(subset=spec.feature_names())
@@ -198,14 +198,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         f"feature table: {len(features)} rows x {len(spec.feature_names())} features, "
         f"{len(complete)} rows with every feature; label up-share {features['label'].mean():.3f}"
     )
-    _out("[4/5] model: train (walk-forward) -> MLflow run -> register challenger -> gate -> champion")
+    _out("[4/6] model: train (walk-forward) -> MLflow run -> register challenger -> gate -> champion")
     train_args = argparse.Namespace(
         features=None, lake=lake_root, interval="1m", tickers=None, set=[], tracking_uri=None, margin=0.001,
         no_promote=False,
     )
     cmd_train(train_args, settings)
     cmd_model(argparse.Namespace(action="list", tracking_uri=None), settings)
-    _out(f"[5/5] streaming: held-back sessions {DEMO_HELD_BACK[0]}..{DEMO_HELD_BACK[1]} -> Kafka -> Spark -> Redis")
+    _out(f"[5/6] streaming: held-back sessions {DEMO_HELD_BACK[0]}..{DEMO_HELD_BACK[1]} -> Kafka -> Spark -> Redis")
     demo_stream(lake_root, tickers, settings)
     _out(f"demo finished in {time.monotonic() - t0:.1f}s")
     return EXIT_OK
@@ -266,9 +266,36 @@ def demo_stream(lake_root: str, tickers: list[str], settings: Settings) -> None:
                 bar = datetime.fromtimestamp(int(latest["bar_ts"]) / 1000, timezone.utc)
                 _out(f"  {ticker}: P(up in 5 min) = {float(latest['probability']):.3f} for the bar of "
                      f"{bar:%Y-%m-%d %H:%M} UTC (model v{latest['model_version']})")
+        demo_execute(config, tickers, settings)
     finally:
         stack.down(config, services)
         _out("  stack stopped")
+
+
+def demo_execute(config, tickers: list[str], settings: Settings) -> None:
+    """The executor trades the streamed predictions on the paper exchange; prints PnL and risk."""
+    import redis
+
+    from hft.execution.config import ExecConfig
+    from hft.execution.service import ORDERS_TOPIC, ExecutionService
+    from hft.stack import TopicSpec, ensure_topics
+    from hft.streaming.kafka_io import TopicSink
+
+    _out("[6/6] execution: Redis predictions -> C++ executor (risk checks) -> paper exchange -> Kafka `orders`")
+    ensure_topics(config.kafka_bootstrap, {ORDERS_TOPIC: TopicSpec(partitions=1, retention_ms=7 * 86_400_000)})
+    journal = config.run_dir / "executor"
+    shutil.rmtree(journal, ignore_errors=True)
+    r = redis.Redis.from_url(config.redis_url, decode_responses=True)
+    service = ExecutionService(r, journal, tickers, ExecConfig.from_env(), replay_clock=True,
+                               kafka=TopicSink(config.kafka_bootstrap, ORDERS_TOPIC, client_id="hft-demo-executor"))
+    try:
+        totals = service.run(stop_when_idle_s=1.0)
+    finally:
+        service.close()
+    _out(f"  {totals.get('entries', 0)} predictions decided: {totals.get('orders', 0)} orders, "
+         f"{totals.get('fills', 0)} fills; journal {journal}")
+    for line in service.summary():
+        _out("  " + line)
 
 
 def _model_config(args: argparse.Namespace):
@@ -566,12 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-when-idle", type=float, default=0.0, help="stop after N seconds without predictions (0: run until killed)")
     p.set_defaults(func=cmd_execute)
 
-    try:  # TODO(lead): plain import once hft.backtest lands
-        from hft.backtest.cli import add_parser as add_backtest_parser
+    from hft.backtest.cli import add_parser as add_backtest_parser
 
-        add_backtest_parser(sub)
-    except ImportError:
-        pass
+    add_backtest_parser(sub)
 
     p = sub.add_parser("demo", help="synthetic ingest -> validation -> Spark features -> summary")
     p.add_argument("--master", default="local[*]")

@@ -45,6 +45,13 @@ GROUP = "executor"
 MALFORMED = "malformed_entry"
 
 
+def _interval_ms(interval: str | None) -> int:
+    """Length of a bar of ``interval`` (``1m``, ``5m``); an unknown interval is refused as malformed."""
+    from hft.schemas import Interval
+
+    return Interval.parse(interval or "1m").minutes * 60_000
+
+
 @dataclass
 class StepResult:
     entries: int = 0
@@ -159,7 +166,8 @@ class ExecutionService:
             try:
                 ticker = f["ticker"].upper()
                 row = preds[len(keep)]
-                row["ts_ns"] = int(f["bar_ts"]) * 1_000_000
+                # as of the bar's end: when the prediction became possible (the stale guard's origin)
+                row["ts_ns"] = (int(f["bar_ts"]) + _interval_ms(f.get("interval"))) * 1_000_000
                 row["recv_ns"] = self._received(row["ts_ns"], f, recv)
                 row["instrument"] = self.ids.get(ticker, unknown)
                 row["probability"] = float(f["probability"])
@@ -173,14 +181,13 @@ class ExecutionService:
         return preds[: len(keep)], keep, malformed
 
     def _received(self, bar_ts_ns: int, f: dict, now_ns: int) -> int:
-        """The prediction's arrival time on the clock of its bar times. Live: the wall clock. Replay clock
-        (historical bars streamed now): the bar's end plus the time the prediction waited in Redis, so the
-        stale guard still catches a backlog the executor reads late."""
+        """The prediction's arrival time on the clock of its bar times (``bar_ts_ns``: the bar's end). Live:
+        the wall clock. Replay clock (historical bars streamed now): the bar's end plus the time the
+        prediction waited in Redis, so the stale guard still catches a backlog the executor reads late."""
         if not self.replay_clock:
             return now_ns
-        minutes = {"1m": 1, "5m": 5}.get(f.get("interval", "1m"), 1)
         waited = max(0, now_ns - int(f["written_ns"])) if f.get("written_ns") else 0
-        return bar_ts_ns + minutes * 60_000_000_000 + waited
+        return bar_ts_ns + waited
 
     def step(self) -> StepResult:
         """Read one batch, decide, journal, publish, acknowledge. Returns what happened."""

@@ -1,0 +1,111 @@
+"""``hft backtest``: lake bars -> features -> champion (or given probabilities) -> C++ executor -> report.
+
+    hft backtest --start 2024-03-01 --end 2024-03-28 [--tickers AAA,BBB] [--interval 1m] [--out DIR]
+                 [--probabilities FILE.parquet] [--fee-bps 0.5] [--slippage-bps 1] [--capital 1000000]
+
+Wiring (in ``hft.cli.build_parser``): ``add_parser(sub)``; the parser's ``func`` takes ``(args, settings)``
+like every other command. Mistakes in the input raise ``hft.cli.UserError`` (imported when raised, so this
+module can be imported by ``hft.cli`` without a cycle), which ``hft.cli.main`` reports as one
+``error: ...`` line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _tickers(value: str) -> list[str]:
+    out = [t.strip().upper() for t in value.split(",") if t.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError("no tickers given")
+    return out
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Adds ``backtest`` to the ``hft`` sub-commands and returns its parser."""
+    p = subparsers.add_parser("backtest", help="replay lake bars and model predictions through the C++ executor")
+    p.add_argument("--start", type=_date, required=True, help="first session date YYYY-MM-DD")
+    p.add_argument("--end", type=_date, required=True, help="last session date YYYY-MM-DD (inclusive)")
+    p.add_argument("--tickers", type=_tickers, help="comma-separated (default: every ticker in the lake)")
+    p.add_argument("--interval", default="1m", choices=["1m", "5m"])
+    p.add_argument("--out", help="output folder (default <HFT_HOME>/backtests/<start>_<end>)")
+    p.add_argument("--probabilities", help="Parquet with ticker, ts, probability (instead of the champion model)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default MLFLOW_TRACKING_URI or sqlite under HFT_HOME)")
+    p.add_argument("--lake", help="lake root (default HFT_LAKE_ROOT)")
+    p.add_argument("--capital", type=float, default=1_000_000.0, help="initial capital (currency units)")
+    p.add_argument("--fee-bps", type=float, default=0.5, help="paper exchange fee, bps of notional per fill")
+    p.add_argument("--slippage-bps", type=float, default=1.0, help="paper exchange adverse slippage, bps")
+    p.set_defaults(func=run)
+    return p
+
+
+def _user_error(message: str) -> Exception:
+    from hft.cli import UserError  # here, not at import: hft.cli imports this module
+
+    return UserError(message)
+
+
+def _read_probabilities(path: str):
+    import pandas as pd
+
+    file = Path(path)
+    if not file.exists():
+        raise _user_error(f"--probabilities: no such file: {path}")
+    try:
+        frame = pd.read_parquet(file)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a file that is not Parquet
+        raise _user_error(f"--probabilities: cannot read {path} as Parquet: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in ("ticker", "ts", "probability") if c not in frame.columns]
+    if missing:
+        raise _user_error(f"--probabilities: {path} lacks column(s): {', '.join(missing)}")
+    return frame
+
+
+def run(args: argparse.Namespace, settings=None) -> int:
+    """Runs the backtest for parsed ``args``; writes the report to ``--out`` and prints the table."""
+    from hft.backtest.engine import BacktestConfig, BacktestInputError, run_backtest
+    from hft.backtest.metrics import write_report
+    from hft.backtest.predictions import PredictionsError, load_bars, predictions_from_bars
+    from hft.config import Settings
+
+    settings = settings or Settings.from_env()
+    if args.end < args.start:
+        raise _user_error(f"--start {args.start} is after --end {args.end}")
+    for name in ("capital", "fee_bps", "slippage_bps"):
+        value = getattr(args, name)
+        if not (value >= 0 and value < float("inf")) or (name == "capital" and value == 0):
+            raise _user_error(f"--{name.replace('_', '-')} must be {'positive' if name == 'capital' else '>= 0'}, got {value}")
+    tickers = args.tickers  # None: every ticker the lake holds in the range
+    probabilities = _read_probabilities(args.probabilities) if args.probabilities else None
+    out = Path(args.out) if args.out else Path(settings.home) / "backtests" / f"{args.start}_{args.end}"
+    config = BacktestConfig(initial_capital=args.capital, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps)
+    try:
+        bars = load_bars(args.lake or settings.lake_root, args.interval, tickers, args.start, args.end)
+        predictions, source = predictions_from_bars(bars, probabilities=probabilities,
+                                                    tracking_uri=getattr(args, "tracking_uri", None))
+        result = run_backtest(predictions, config, tickers=sorted(set(predictions["ticker"])))
+    except (PredictionsError, BacktestInputError) as exc:
+        raise _user_error(str(exc)) from None
+    report = write_report(result, out)
+    sys.stdout.write(
+        f"backtest {args.start}..{args.end} {args.interval} {','.join(result.tickers)}: {len(result.predictions)} "
+        f"predictions ({source}), {result.counters['orders']} orders, {len(result.fills)} fills\n\n"
+        f"{report.table}\n\nwritten to {out}\n"
+    )
+    return 0
+
+
+__all__ = ["add_parser", "run"]

@@ -1,0 +1,83 @@
+"""``hft backtest`` (hft.backtest.cli): a run from the lake with precomputed probabilities, and one-line
+errors for mistakes in the input."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from bar_fixtures import make_bars
+from hft.backtest.cli import add_parser, run
+from hft.cli import UserError, build_parser, main
+from hft.data.lake import BarLake
+
+
+def parse(*argv):
+    parser = argparse.ArgumentParser(prog="hft")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["backtest", *argv])
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lake")
+    bars = make_bars(tickers=("AAA", "BBB"), start="2024-03-07", end="2024-03-08")
+    BarLake(str(root)).write(bars)
+    probs = root / "probs.parquet"
+    bars[["ticker", "ts"]].assign(probability=[0.9 if i % 40 < 20 else 0.1 for i in range(len(bars))]).to_parquet(probs)
+    return root, probs
+
+
+def test_backtest_cli_precomputed_probabilities_writes_report(lake, tmp_path, capsys):
+    root, probs = lake
+    args = parse("--start", "2024-03-07", "--end", "2024-03-08", "--lake", str(root), "--probabilities", str(probs),
+                 "--out", str(tmp_path / "bt"))
+    assert args.func(args, None) == 0
+    out = capsys.readouterr().out
+    assert "AAA,BBB" in out and "precomputed" in out and "total PnL" in out
+    for name in ("report.txt", "metrics.json", "equity.png", "equity.csv", "fills.csv", "trades.csv"):
+        assert (tmp_path / "bt" / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--start", "2024-03-08", "--end", "2024-03-07"], "is after --end"),
+        (["--start", "2024-03-09", "--end", "2024-03-10"], "no 1m bars in the lake"),
+        (["--start", "2024-03-07", "--end", "2024-03-07", "--tickers", "AAA,ZZZ"], "for: ZZZ"),
+        (["--start", "2024-03-07", "--end", "2024-03-07", "--probabilities", "/nonexistent.parquet"], "no such file"),
+        (["--start", "2024-03-07", "--end", "2024-03-07", "--capital", "0"], "--capital must be positive"),
+        (["--start", "2024-03-07", "--end", "2024-03-07", "--fee-bps", "-1"], "--fee-bps must be >= 0"),
+    ],
+)
+def test_backtest_cli_bad_input_raises_one_line_user_error(lake, argv, message):
+    root, _ = lake
+    with pytest.raises(UserError, match=message) as err:
+        run(parse(*argv, "--lake", str(root)))
+    assert "\n" not in str(err.value)
+
+
+def test_backtest_cli_probabilities_not_parquet_raises_user_error(lake, tmp_path):
+    root, _ = lake
+    bad = tmp_path / "p.parquet"
+    bad.write_text("not parquet")
+    with pytest.raises(UserError, match="cannot read .* as Parquet"):
+        run(parse("--start", "2024-03-07", "--end", "2024-03-07", "--lake", str(root), "--probabilities", str(bad)))
+
+
+def test_backtest_cli_bad_date_exits_with_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse("--start", "2024-13-01", "--end", "2024-03-07")
+    assert exc.value.code == 2 and "not a date" in capsys.readouterr().err
+
+
+def _wired() -> bool:
+    return "backtest" in build_parser()._subparsers._group_actions[0].choices
+
+
+@pytest.mark.skipif(not _wired(), reason="hft.cli does not register `backtest` yet")
+def test_backtest_cli_main_reversed_dates_exits_2_with_one_line(capsys, tmp_path):
+    code = main(["backtest", "--start", "2024-03-08", "--end", "2024-03-07", "--lake", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
