@@ -3,7 +3,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cstddef>
+#include <type_traits>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -16,17 +18,34 @@ using namespace hft_exec;
 
 namespace {
 
-// A 1-d, C-contiguous buffer of `T` records (a NumPy structured array with the matching dtype).
+// Field names of the records shared with NumPy, in layout order (layout() gives offsets and sizes).
+template <typename T> constexpr std::array<const char*, 0> kFields{};
+template <> constexpr std::array kFields<Prediction>{"ts_ns", "recv_ns", "instrument", "reserved", "probability", "price",
+                                                     "volatility"};
+template <> constexpr std::array kFields<Decision>{"ts_ns", "order_id", "qty", "price", "target", "instrument", "action",
+                                                   "reason", "reserved"};
+template <> constexpr std::array kFields<Event>{"ts_ns", "order_id", "price", "qty", "fee", "bar_ts_ns", "instrument",
+                                                "type", "reason", "reserved"};
+
+// A 1-d, C-contiguous NumPy array of `T` records: the structured dtype with T's field names and size (the
+// offsets are fixed by the dtypes in hft_exec, checked against layout() by a test).
 template <typename T>
-std::span<T> records(const py::buffer& b, const char* what, bool writable) {
-  py::buffer_info info = b.request(writable);
-  if (info.ndim != 1) throw py::value_error(std::string(what) + ": expected a 1-d array");
-  if (info.itemsize != static_cast<py::ssize_t>(sizeof(T)))
-    throw py::value_error(std::string(what) + ": record size " + std::to_string(info.itemsize) + " != " +
-                          std::to_string(sizeof(T)) + " (use the dtype from hft_exec)");
-  if (info.shape[0] > 1 && info.strides[0] != static_cast<py::ssize_t>(sizeof(T)))
-    throw py::value_error(std::string(what) + ": array must be contiguous");
-  return {static_cast<T*>(info.ptr), static_cast<std::size_t>(info.shape[0])};
+std::span<T> records(const py::array& a, const char* what, const char* dtype_name, bool writable) {
+  using R = std::remove_const_t<T>;
+  const std::string name(what);
+  if (a.ndim() != 1) throw py::value_error(name + ": expected a 1-d array");
+  py::object names = a.dtype().attr("names");
+  bool same = !names.is_none() && py::len(names) == kFields<R>.size() && a.itemsize() == sizeof(R);
+  for (std::size_t k = 0; same && k < kFields<R>.size(); ++k)
+    same = names[py::int_(k)].cast<std::string>() == kFields<R>[k];
+  if (!same)
+    throw py::value_error(name + ": expected hft_exec." + dtype_name + " records (its field names and " +
+                          std::to_string(sizeof(R)) + "-byte record size), got " +
+                          py::str(a.dtype()).cast<std::string>());
+  if (a.shape(0) > 1 && a.strides(0) != static_cast<py::ssize_t>(sizeof(R)))
+    throw py::value_error(name + ": array must be contiguous");
+  if (writable && !a.writeable()) throw py::value_error(name + ": array is read-only");
+  return {static_cast<T*>(const_cast<void*>(a.data())), static_cast<std::size_t>(a.shape(0))};
 }
 
 #define FIELD(T, f) py::make_tuple(#f, offsetof(T, f), sizeof(T::f))
@@ -77,6 +96,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("orders_per_second", &RiskConfig::orders_per_second)
       .def_readwrite("order_burst", &RiskConfig::order_burst)
       .def_readwrite("max_prediction_age_ns", &RiskConfig::max_prediction_age_ns)
+      .def_readwrite("max_future_ns", &RiskConfig::max_future_ns)
       .def_readwrite("price_band", &RiskConfig::price_band)
       .def_readwrite("daily_loss_limit", &RiskConfig::daily_loss_limit)
       .def_readwrite("max_open_orders", &RiskConfig::max_open_orders);
@@ -109,9 +129,9 @@ PYBIND11_MODULE(_core, m) {
           "one prediction -> (action, reason, order_id, qty, limit_ticks, target)")
       .def(
           "on_predictions",
-          [](Executor& ex, const py::buffer& in, const py::buffer& out) {
-            auto preds = records<const Prediction>(in, "predictions", false);
-            auto decisions = records<Decision>(out, "decisions", true);
+          [](Executor& ex, const py::array& in, const py::array& out) {
+            auto preds = records<const Prediction>(in, "predictions", "PREDICTION_DTYPE", false);
+            auto decisions = records<Decision>(out, "decisions", "DECISION_DTYPE", true);
             if (decisions.size() < preds.size()) throw py::value_error("decisions: shorter than predictions");
             py::gil_scoped_release unlocked;  // halt() from another thread lands mid-batch
             ex.on_predictions(preds, decisions);
@@ -127,7 +147,7 @@ PYBIND11_MODULE(_core, m) {
            },
            "the outbox as bytes of Event records (then cleared)")
       .def("recover",
-           [](Executor& ex, const py::buffer& events) { ex.recover(records<const Event>(events, "events", false)); },
+           [](Executor& ex, const py::array& events) { ex.recover(records<const Event>(events, "events", "EVENT_DTYPE", false)); },
            py::arg("events"))
       .def("halt", &Executor::halt, "kill switch: takes effect before the next decision")
       .def("resume", &Executor::resume, py::arg("now_ns"))

@@ -37,7 +37,7 @@ bool PaperExchange::restore(const Order& order) noexcept {
 }
 
 bool PaperExchange::cancel(OrderId id, InstrumentId instrument, Nanos) noexcept {
-  if (instrument >= max_instruments_) return false;
+  if (instrument >= max_instruments_ || id == 0) return false;  // id 0 marks a free slot, never an order
   Slot* slots = slots_of(instrument);
   for (std::uint32_t i = 0; i < per_instrument_; ++i) {
     if (slots[i].id == id) {
@@ -49,33 +49,36 @@ bool PaperExchange::cancel(OrderId id, InstrumentId instrument, Nanos) noexcept 
 }
 
 Price PaperExchange::execution_price(Side side, Price market) const noexcept {
-  const auto slip = static_cast<Price>(std::llround(static_cast<double>(market) * config_.slippage_bps / 1e4));
+  const auto slip = static_cast<Price>(round_half_away(static_cast<double>(market) * config_.slippage_bps / 1e4));
   return side == Side::Buy ? market + slip : std::max<Price>(market - slip, 1);
 }
 
 Money PaperExchange::fee(Qty qty, Price price) const noexcept {
   const double notional = static_cast<double>(qty) * static_cast<double>(price);  // ticks x shares
   const double per_share = static_cast<double>(qty) * config_.fee_per_share * kTicksPerUnit;
-  return static_cast<Money>(std::llround(notional * config_.fee_bps / 1e4 + per_share));
+  return static_cast<Money>(round_half_away(notional * config_.fee_bps / 1e4 + per_share));
 }
 
 void PaperExchange::on_market(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept {
   if (instrument >= max_instruments_ || price <= 0) return;
   Slot* slots = slots_of(instrument);
   Qty liquidity = config_.max_fill_qty > 0 ? config_.max_fill_qty : INT64_MAX;
-  // Oldest order first (arrival time), so a partial fill goes to the order that arrived first.
+  const Price buy_px = execution_price(Side::Buy, price), sell_px = execution_price(Side::Sell, price);
+  // Oldest order first (arrival time, then client order id: ids increase with send order, slots are
+  // reused), so a partial fill goes to the order that arrived first.
   for (;;) {
     Slot* next = nullptr;
     for (std::uint32_t i = 0; i < per_instrument_; ++i) {
       Slot& s = slots[i];
       if (s.id == 0 || s.arrive_ns > now) continue;
-      const Price px = execution_price(s.side, price);
-      const bool marketable = s.side == Side::Buy ? px <= s.limit : px >= s.limit;
-      if (marketable && (next == nullptr || s.arrive_ns < next->arrive_ns)) next = &s;
+      const bool marketable = s.side == Side::Buy ? buy_px <= s.limit : sell_px >= s.limit;
+      if (marketable && (next == nullptr || s.arrive_ns < next->arrive_ns ||
+                         (s.arrive_ns == next->arrive_ns && s.id < next->id)))
+        next = &s;
     }
     if (next == nullptr || liquidity <= 0) return;
     const Qty q = std::min(next->remaining, liquidity);
-    const Price px = execution_price(next->side, price);
+    const Price px = next->side == Side::Buy ? buy_px : sell_px;
     liquidity -= q;
     next->remaining -= q;
     const OrderId id = next->id;

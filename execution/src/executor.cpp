@@ -12,7 +12,15 @@ constexpr double kMaxPrice = 1e7;           // currency units: keeps ticks x sha
 constexpr Nanos kDayNs = 86'400'000'000'000;
 constexpr std::size_t kOutboxCapacity = 1 << 16;
 
-Money to_money(double units) noexcept { return static_cast<Money>(std::llround(units * kTicksPerUnit)); }
+Money to_money(double units) noexcept { return round_half_away(units * kTicksPerUnit); }
+
+// recv - ts > max_age, exactly: garbage bar times must not overflow the subtraction (UB, and a wrapped
+// age would let an ancient prediction through as fresh).
+bool too_old(Nanos ts, Nanos recv, Nanos max_age) noexcept {
+  Nanos age = 0;
+  if (!__builtin_sub_overflow(recv, ts, &age)) return age > max_age;
+  return recv > ts;  // |recv - ts| >= 2^63: beyond any max_age in the direction of its sign
+}
 }  // namespace
 
 Executor::Executor(const ExecutorConfig& config, std::uint32_t instruments, ExchangeGateway* gateway)
@@ -32,6 +40,9 @@ Decision Executor::on_prediction(const Prediction& p) noexcept {
   ++counters_.predictions;
   Decision d{p.ts_ns, 0, 0, 0, 0, p.instrument, Action::Hold, Reason::None, 0};
   const Nanos now = p.recv_ns;
+  // The kill switch engages before anything else: whatever this prediction is, working orders go now. It
+  // overrides a daily-loss halt (which the next day would lift).
+  if (halted_ != Reason::KillSwitch && halt_request_.load(std::memory_order_acquire)) engage_halt(Reason::KillSwitch, now);
   if (p.instrument >= n_instruments_) return reject(d, Reason::UnknownInstrument, now, 0);
   const InstrumentId i = p.instrument;
   InstrumentState& s = inst_[i];
@@ -41,16 +52,20 @@ Decision Executor::on_prediction(const Prediction& p) noexcept {
   if (!(p.price > 0.0 && p.price <= kMaxPrice)) return reject(d, Reason::InvalidPrice, now, 0);
   if (!(p.volatility >= 0.0 && std::isfinite(p.volatility))) return reject(d, Reason::InvalidVolatility, now, 0);
   if (p.ts_ns <= s.last_ts) return reject(d, Reason::DuplicatePrediction, now, 0);
-  const Price px = static_cast<Price>(std::llround(p.price * kTicksPerUnit));
+  const Price px = round_half_away(p.price * kTicksPerUnit);
   if (px <= 0) return reject(d, Reason::InvalidPrice, now, 0);
-  if (now - p.ts_ns > config_.risk.max_prediction_age_ns) {
+  if (too_old(p.ts_ns, now, config_.risk.max_prediction_age_ns)) {
     s.last_ts = p.ts_ns;
     return reject(d, Reason::StalePrediction, now, 0);
   }
-  if (outside_band(px, s.last, config_.risk.price_band)) {  // a bad tick must not move marks or trade
-    s.last_ts = p.ts_ns;
-    return reject(d, Reason::PriceBand, now, 0);
+  if (p.ts_ns > now && p.ts_ns - now > config_.risk.max_future_ns) return reject(d, Reason::FutureBarTime, now, 0);
+  if (outside_band(px, s.last, config_.risk.price_band) &&
+      (s.band_candidate == 0 || outside_band(px, s.band_candidate, config_.risk.price_band))) {
+    s.last_ts = p.ts_ns;  // a bad tick must not move marks or trade; a second consistent one is the market
+    s.band_candidate = px;
+    return reject(d, Reason::PriceBand, now, px);
   }
+  s.band_candidate = 0;
 
   // Accepted market data: new day, marks, signal.
   roll_day(p.ts_ns);
@@ -58,7 +73,6 @@ Decision Executor::on_prediction(const Prediction& p) noexcept {
   mark(i, px);
   s.signal = next_signal(s.signal, p.probability, config_.strategy);
   seen(i, p.ts_ns, now, px, Reason::None);
-  if (halted_ == Reason::None && halt_request_.load(std::memory_order_acquire)) engage_halt(Reason::KillSwitch, now);
   if (halted_ == Reason::None && day_pnl() <= -to_money(config_.risk.daily_loss_limit))
     engage_halt(Reason::DailyLossLimit, now);
 
@@ -90,7 +104,14 @@ Decision Executor::on_prediction(const Prediction& p) noexcept {
     d.order_id = slot->id;
     d.qty = delta;
     d.price = limit;
-    if (!gateway_->send(*slot, now)) close_order(*slot, OrderState::Rejected, now, Reason::None, true);
+    if (!gateway_->send(*slot, now)) {
+      close_order(*slot, OrderState::Rejected, now, Reason::VenueRejected, true);
+      --counters_.orders;
+      d = refuse(d, Reason::VenueRejected, now);
+      d.order_id = 0;
+      d.qty = 0;
+      d.price = 0;
+    }
   }
   gateway_->on_market(i, px, now, *this);  // earlier orders execute against this bar's price
   return d;
@@ -98,6 +119,7 @@ Decision Executor::on_prediction(const Prediction& p) noexcept {
 
 void Executor::on_predictions(std::span<const Prediction> in, std::span<Decision> out) noexcept {
   const std::size_t n = std::min(in.size(), out.size());
+  events_.reserve(events_.size() + 4 * n);  // once per batch, so the loop itself never allocates
   for (std::size_t k = 0; k < n; ++k) out[k] = on_prediction(in[k]);
 }
 
@@ -228,12 +250,16 @@ void Executor::recover(std::span<const Event> events) {
     switch (e.type) {
       case EventType::PredictionSeen: {
         InstrumentState& s = inst_[e.instrument];
-        if (e.price > 0) {  // accepted market data
+        if (e.reason == Reason::PriceBand) {  // a rejected print: last bar seen, and the band candidate
+          s.last_ts = std::max(s.last_ts, e.bar_ts_ns);
+          s.band_candidate = e.price;
+        } else if (e.price > 0) {  // accepted market data
           roll_day(e.bar_ts_ns);
           s.last_ts = std::max(s.last_ts, e.bar_ts_ns);
           mark(e.instrument, e.price);
+          s.band_candidate = 0;
           s.signal = static_cast<std::int8_t>(e.qty);
-        } else if (e.reason == Reason::StalePrediction || e.reason == Reason::PriceBand) {
+        } else if (e.reason == Reason::StalePrediction) {
           s.last_ts = std::max(s.last_ts, e.bar_ts_ns);
         }
         break;

@@ -30,7 +30,10 @@ struct RiskConfig {
   double orders_per_second = 50.0;      // token bucket refill rate
   double order_burst = 20.0;            // token bucket capacity
   Nanos max_prediction_age_ns = 120'000'000'000;  // recv_ns - ts_ns above this: stale
-  double price_band = 0.10;             // |price / last trade - 1| above this: rejected
+  Nanos max_future_ns = 5'000'000'000;            // ts_ns - recv_ns above this: a bar from the future
+  // |price / last trade - 1| above this: rejected, unless the previous price was rejected too and this one
+  // is within the band of it (two consistent prints confirm a genuine gap, e.g. after a halt or a split).
+  double price_band = 0.10;
   double daily_loss_limit = 10'000.0;   // halt for the day when the day's PnL <= -limit
   std::uint32_t max_open_orders = 4;    // working orders per instrument
 };

@@ -76,6 +76,7 @@ class Executor final : public FillListener {
   struct InstrumentState {
     Nanos last_ts = INT64_MIN;  // bar time of the last prediction seen
     Price last = 0;             // last trade (market) price, ticks
+    Price band_candidate = 0;   // the last price refused by the band (0: none)
     Qty position = 0;
     Qty working = 0;            // signed remaining quantity of working orders
     std::int8_t signal = 0;

@@ -40,6 +40,8 @@ enum class Reason : std::uint8_t {
   MaxGrossNotional,
   OrderRate,            // token bucket empty
   TooManyOpenOrders,
+  FutureBarTime,        // bar time later than its arrival by more than max_future_ns (a bad clock)
+  VenueRejected,        // the gateway refused the order
   Count
 };
 
@@ -60,14 +62,23 @@ inline constexpr const char* reason_name(Reason r) noexcept {
     case Reason::MaxGrossNotional: return "max_gross_notional";
     case Reason::OrderRate: return "order_rate";
     case Reason::TooManyOpenOrders: return "too_many_open_orders";
+    case Reason::FutureBarTime: return "future_bar_time";
+    case Reason::VenueRejected: return "venue_rejected";
     case Reason::Count: break;
   }
   return "unknown";
 }
 
+// Round half away from zero (std::llround) without the libm call; exact for |x| < 2^52.
+[[nodiscard]] inline std::int64_t round_half_away(double x) noexcept {
+  const auto whole = static_cast<std::int64_t>(x);  // truncates toward zero
+  const double frac = x - static_cast<double>(whole);
+  return whole + (frac >= 0.5) - (frac <= -0.5);
+}
+
 // One model prediction for one instrument's bar: the executor's input.
 struct Prediction {
-  Nanos ts_ns;               // the bar's time (what the prediction is about)
+  Nanos ts_ns;               // the bar's time, as of its end (when the prediction became possible)
   Nanos recv_ns;             // when the executor received it: "now" for staleness and rate limits
   InstrumentId instrument;
   std::uint32_t reserved;    // explicit padding, keep 0
@@ -92,8 +103,9 @@ struct Decision {
 };
 
 enum class EventType : std::uint8_t {
-  PredictionSeen = 1,  // a prediction was processed (dedupe across restarts): price > 0 when its market data
-                       // was accepted (qty = the new signal), else 0 and reason = why it was invalid
+  PredictionSeen = 1,  // a prediction was processed (dedupe across restarts). reason None: its market data
+                       // was accepted (price, qty = the new signal); PriceBand: price = the refused print;
+                       // otherwise price 0 and reason = why it was invalid
   OrderSent = 2,       // an order passed risk and went to the gateway
   Fill = 3,            // (partial) execution: qty signed, price ticks, fee
   OrderDone = 4,       // order closed: filled, or cancelled (reason = why)

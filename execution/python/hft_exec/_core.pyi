@@ -26,6 +26,7 @@ class RiskConfig:
     orders_per_second: float
     order_burst: float
     max_prediction_age_ns: int
+    max_future_ns: int
     price_band: float
     daily_loss_limit: float
     max_open_orders: int
