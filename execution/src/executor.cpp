@@ -104,7 +104,7 @@ Decision Executor::on_prediction(const Prediction& p) noexcept {
     d.order_id = slot->id;
     d.qty = delta;
     d.price = limit;
-    if (!gateway_->send(*slot, now)) {
+    if (!(owned_exchange_ ? owned_exchange_->send(*slot, now) : gateway_->send(*slot, now))) {
       close_order(*slot, OrderState::Rejected, now, Reason::VenueRejected, true);
       --counters_.orders;
       d = refuse(d, Reason::VenueRejected, now);
@@ -113,7 +113,9 @@ Decision Executor::on_prediction(const Prediction& p) noexcept {
       d.price = 0;
     }
   }
-  gateway_->on_market(i, px, now, *this);  // earlier orders execute against this bar's price
+  // Earlier orders execute against this bar's price (a direct call when the paper exchange is ours).
+  if (owned_exchange_) owned_exchange_->on_market(i, px, now, *this);
+  else gateway_->on_market(i, px, now, *this);
   return d;
 }
 
@@ -157,9 +159,11 @@ void Executor::mark(InstrumentId i, Price px) noexcept {
 Money Executor::exposure(const InstrumentState& s) const noexcept { return std::abs(s.position + s.working) * s.last; }
 
 void Executor::roll_day(Nanos bar_ts) noexcept {
+  if (bar_ts < next_day_ns_) return;  // the common case, without a division
   const std::int64_t day = bar_ts / kDayNs;  // UTC day: a New York session lies inside one
   if (day <= day_) return;
   day_ = day;
+  next_day_ns_ = day < INT64_MAX / kDayNs ? (day + 1) * kDayNs : INT64_MAX;
   day_start_equity_ = equity();
   if (halted_ == Reason::DailyLossLimit) {  // the loss limit halts for the day, not for ever
     halted_ = Reason::None;

@@ -39,14 +39,16 @@ class UserError(Exception):
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-def _date(value: str) -> date:
+def arg_date(value: str) -> date:
+    """argparse type: a YYYY-MM-DD date."""
     try:
         return date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
 
 
-def _tickers(value: str) -> list[str]:
+def arg_tickers(value: str) -> list[str]:
+    """argparse type: comma-separated tickers, upper-cased."""
     out = [t.strip().upper() for t in value.split(",") if t.strip()]
     if not out:
         raise argparse.ArgumentTypeError("no tickers given")
@@ -509,9 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="fetch, validate and store bars")
     p.add_argument("--source", choices=["synthetic", "yfinance", "files"], default="synthetic")
     p.add_argument("--path", nargs="+", help="files source: CSV/Parquet files or folders (yfinance layout)")
-    p.add_argument("--tickers", type=_tickers, required=True, help="comma-separated, e.g. SPY,QQQ")
-    p.add_argument("--start", type=_date, required=True, help="first session date YYYY-MM-DD")
-    p.add_argument("--end", type=_date, required=True, help="last session date YYYY-MM-DD (inclusive)")
+    p.add_argument("--tickers", type=arg_tickers, required=True, help="comma-separated, e.g. SPY,QQQ")
+    p.add_argument("--start", type=arg_date, required=True, help="first session date YYYY-MM-DD")
+    p.add_argument("--end", type=arg_date, required=True, help="last session date YYYY-MM-DD (inclusive)")
     p.add_argument("--interval", default="1m", choices=["1m", "5m", "1d"])
     p.add_argument("--incremental", action="store_true", help="fetch only bars newer than the lake holds")
     p.add_argument("--extended-hours", action="store_true", help="keep pre/post-market bars")
@@ -521,9 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("features", help="run the Spark volatility-features job")
     p.add_argument("--interval", default="1m", choices=["1m", "5m"])
-    p.add_argument("--start", type=_date)
-    p.add_argument("--end", type=_date)
-    p.add_argument("--tickers", type=_tickers)
+    p.add_argument("--start", type=arg_date)
+    p.add_argument("--end", type=arg_date)
+    p.add_argument("--tickers", type=arg_tickers)
     p.add_argument("--master", help="Spark master (default HFT_SPARK_MASTER or local[*])")
     p.add_argument("--lake", help="lake root (default HFT_LAKE_ROOT)")
     p.add_argument("--output", help="feature table root (default <lake>/features)")
@@ -538,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", help="feature table root (default <lake>/features)")
     p.add_argument("--lake", help="lake root (default HFT_LAKE_ROOT)")
     p.add_argument("--interval", default="1m", choices=["1m", "5m"])
-    p.add_argument("--tickers", type=_tickers)
+    p.add_argument("--tickers", type=arg_tickers)
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="model setting, e.g. epochs=10 (repeatable)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default MLFLOW_TRACKING_URI or sqlite under HFT_HOME)")
     p.add_argument("--margin", type=float, default=0.001, help="AUC margin a challenger must beat the champion by")
@@ -560,9 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("collect", help="publish bars to Kafka market.bars")
     p.add_argument("source", choices=["replay", "synthetic", "yfinance"])
-    p.add_argument("--tickers", type=_tickers, required=True)
-    p.add_argument("--start", type=_date, help="first session date (replay, synthetic)")
-    p.add_argument("--end", type=_date, help="last session date (replay, synthetic)")
+    p.add_argument("--tickers", type=arg_tickers, required=True)
+    p.add_argument("--start", type=arg_date, help="first session date (replay, synthetic)")
+    p.add_argument("--end", type=arg_date, help="last session date (replay, synthetic)")
     p.add_argument("--interval", default="1m", choices=["1m", "5m"])
     p.add_argument("--speed", type=float, default=0.0, help="time multiplier (60: a minute of bars per second); 0: as fast as possible")
     p.add_argument("--limit", type=int, help="stop after this many bars")
@@ -573,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stream", help="run the Spark streaming inference job (spark-submit)")
     p.add_argument("--master", default="local[2]")
-    p.add_argument("--tickers", type=_tickers, help="universe; other tickers go to the DLQ")
+    p.add_argument("--tickers", type=arg_tickers, help="universe; other tickers go to the DLQ")
     p.add_argument("--trigger", default="1 second")
     p.add_argument("--checkpoint", help="checkpoint folder (default <run dir>/checkpoints/predict_stream)")
     p.add_argument("--metrics-port", type=int, default=9108)
@@ -582,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("execute", help="run the executor service, or halt/resume it (kill switch)")
     p.add_argument("action", nargs="?", default="run", choices=["run", "halt", "resume", "status"])
-    p.add_argument("--tickers", type=_tickers, help="universe (default HFT_TICKERS); others are refused")
+    p.add_argument("--tickers", type=arg_tickers, help="universe (default HFT_TICKERS); others are refused")
     p.add_argument("--journal", help="journal folder (default <HFT_HOME>/executor)")
     p.add_argument("--redis", help="Redis URL (default: the local stack)")
     p.add_argument("--batch", type=int, default=1000, help="stream entries per decision batch")

@@ -108,6 +108,7 @@ class Executor final : public FillListener {
   Counters counters_{};
   Money cash_ = 0, marked_ = 0, gross_ = 0, fees_ = 0, day_start_equity_ = 0;
   std::int64_t day_ = INT64_MIN;
+  Nanos next_day_ns_ = INT64_MIN;  // first nanosecond after the current UTC day
   OrderId next_id_ = 1;
   Reason halted_ = Reason::None;
   std::atomic<bool> halt_request_{false};

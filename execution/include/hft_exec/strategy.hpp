@@ -27,8 +27,10 @@ namespace hft_exec {
   const double px = static_cast<double>(price) / static_cast<double>(kTicksPerUnit);
   const double vol = std::max(volatility, c.min_volatility);
   const double shares = c.risk_per_trade / (px * vol);
+  if (!(shares >= 1.0)) return 0;  // also NaN (0 / 0)
   const Qty lot = std::max<Qty>(c.lot, 1);
-  const Qty lots = static_cast<Qty>(std::floor(std::min(shares, static_cast<double>(max_position)) / lot));
+  // Truncation is floor here (never negative) and, bounded by max_position, needs no libm call.
+  const Qty lots = static_cast<Qty>(std::min(shares, static_cast<double>(max_position)) / static_cast<double>(lot));
   return std::max<Qty>(lots, 0) * lot;
 }
 
@@ -44,7 +46,9 @@ namespace hft_exec {
 
 // Marketable limit price: the price moved against us by the collar (buy above, sell below), in ticks.
 [[nodiscard]] inline Price limit_price(Price price, Side side, const StrategyConfig& c) noexcept {
-  const auto collar = static_cast<Price>(std::ceil(static_cast<double>(price) * c.limit_collar_bps / 1e4));
+  const double exact = static_cast<double>(price) * c.limit_collar_bps / 1e4;  // >= 0
+  auto collar = static_cast<Price>(exact);  // ceil without the libm call
+  collar += static_cast<double>(collar) < exact;
   return side == Side::Buy ? price + collar : std::max<Price>(price - collar, 1);
 }
 

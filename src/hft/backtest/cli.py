@@ -14,32 +14,19 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import date
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
-
-
-def _tickers(value: str) -> list[str]:
-    out = [t.strip().upper() for t in value.split(",") if t.strip()]
-    if not out:
-        raise argparse.ArgumentTypeError("no tickers given")
-    return out
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Adds ``backtest`` to the ``hft`` sub-commands and returns its parser."""
+    from hft.cli import arg_date, arg_tickers  # here, not at import: hft.cli imports this module
+
     p = subparsers.add_parser("backtest", help="replay lake bars and model predictions through the C++ executor")
-    p.add_argument("--start", type=_date, required=True, help="first session date YYYY-MM-DD")
-    p.add_argument("--end", type=_date, required=True, help="last session date YYYY-MM-DD (inclusive)")
-    p.add_argument("--tickers", type=_tickers, help="comma-separated (default: every ticker in the lake)")
+    p.add_argument("--start", type=arg_date, required=True, help="first session date YYYY-MM-DD")
+    p.add_argument("--end", type=arg_date, required=True, help="last session date YYYY-MM-DD (inclusive)")
+    p.add_argument("--tickers", type=arg_tickers, help="comma-separated (default: every ticker in the lake)")
     p.add_argument("--interval", default="1m", choices=["1m", "5m"])
     p.add_argument("--out", help="output folder (default <HFT_HOME>/backtests/<start>_<end>)")
     p.add_argument("--probabilities", help="Parquet with ticker, ts, probability (instead of the champion model)")
