@@ -61,10 +61,22 @@ def order_records(client) -> list[dict]:
     return [f for _, f in client.xrange("hft:orders")]
 
 
+def metric(name: str, **labels) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def test_service_predictions_become_orders_fills_and_positions_in_redis(client, tmp_path):
     write(client, predictions(12))
     svc = service(client, tmp_path)
+    orders_before = metric("hft_exec_decisions_total", action="order")
+    fills_before = metric("hft_exec_fills_total", ticker="AAA") + metric("hft_exec_fills_total", ticker="BBB")
     totals = drain(svc)
+    assert metric("hft_exec_decisions_total", action="order") - orders_before == totals["orders"]
+    assert metric("hft_exec_fills_total", ticker="AAA") + metric("hft_exec_fills_total", ticker="BBB") - fills_before == totals["fills"]
+    assert metric("hft_exec_position_shares", ticker="AAA") == svc.executor.position(0)
+    assert metric("hft_exec_decision_latency_seconds_count") > 0
     assert totals["entries"] == 24
     assert totals["orders"] > 4 and totals["fills"] > 0, totals
     records = order_records(client)
@@ -110,6 +122,7 @@ def test_service_kill_switch_halts_before_next_decision_and_resumes(client, tmp_
     assert totals.get("orders", 0) == 0
     assert totals["rejected:kill_switch"] > 0
     assert svc.executor.halted and client.hget("hft:exec:state", "halted") == "1"
+    assert metric("hft_exec_halted") == 1.0 and metric("hft_exec_rejections_total", reason="kill_switch") > 0
     assert all(svc.executor.open_orders(i) == 0 for i in range(len(TICKERS)))  # working orders cancelled
     set_halt(client, halt=False)
     write(client, predictions(6, start_ms=T0_MS + 60_000 * 20), batch_id=2)
