@@ -71,6 +71,7 @@ BAR_NS = 60_000_000_000
 RECV_DELAY_NS = 50_000_000
 DRAIN_EVERY = 1024   # single calls between outbox drains
 BATCH = 4096         # records per on_predictions call in the sliced batched figure
+MODEL_LIKE = {"phi": 0.9, "sd": 0.04}  # persistent, mostly inside the thresholds, like the demo model's output
 BACKTEST_BLOCK = 1 << 16
 TARGET_P50_NS, TARGET_P99_NS, TARGET_EVENTS = 100.0, 500.0, 10_000_000
 TARGET_BATCHED_NS = 50.0
@@ -129,16 +130,18 @@ def run_cpp(events: int, instruments: int, repeat: int) -> tuple[str, dict]:
 
 
 # ------------------------------------------------------------------------------------------- input
-def prediction_stream(n: int, instruments: int, seed: int = 7) -> np.ndarray:
+def prediction_stream(n: int, instruments: int, seed: int = 7, phi: float = 0.5, sd: float = 0.08) -> np.ndarray:
     """``n`` ``PREDICTION_DTYPE`` records: one per instrument per 1-minute bar, in time order (the C++
-    benchmark's stream, drawn with NumPy: same distributions, not the same numbers)."""
+    benchmark's stream, drawn with NumPy: same distributions, not the same numbers). Probabilities are
+    0.5 + an AR(1) with coefficient ``phi`` and stationary sd ``sd``: the default flips the signal on about
+    half the bars (trade-heavy); :data:`MODEL_LIKE` is closer to a real model (orders on a few % of bars)."""
     rng = np.random.default_rng(seed)
     bars = -(-n // instruments)
-    eps = rng.normal(0.0, 0.0693, (bars, instruments))
+    eps = rng.normal(0.0, sd * np.sqrt(1.0 - phi * phi), (bars, instruments))
     x = np.empty_like(eps)
     acc = np.zeros(instruments)
-    for b in range(bars):  # AR(1), phi 0.5, stationary sd 0.08
-        acc = 0.5 * acc + eps[b]
+    for b in range(bars):
+        acc = phi * acc + eps[b]
         x[b] = acc
     vol_level = rng.uniform(0.0005, 0.002, instruments)
     price = rng.uniform(20.0, 500.0, instruments) * np.exp(np.cumsum(vol_level * rng.normal(size=(bars, instruments)), axis=0))
@@ -347,6 +350,9 @@ def measure_python(events: int, instruments: int, repeat: int, single_events: in
     out["batched_drain_ns"] = best_median([d for _, d in sliced])
     out["one_call_ns"] = best_median([c for c, _ in whole])
     out["copy_ns"] = best_median([copy_ns_per_event(records) for _ in range(repeat)])
+    calm = prediction_stream(events, instruments, **MODEL_LIKE)
+    out["model_like_order_share"] = order_share(calm, instruments)
+    out["model_like_batched_ns"] = best_median([batched_ns_per_event(calm, instruments, BATCH)[0] for _ in range(repeat)])
     out["backtest"] = backtest(records, instruments, repeat)
     return out
 
@@ -403,9 +409,13 @@ def report(how: str, cpp_table: str, cpp: dict, py: dict, loads: tuple[float, fl
         f" -> {verdict(dec['best']['p99_ns'] <= TARGET_P99_NS)}   [p99.9 {dec['best']['p999_ns']:.1f} ns]",
         f"  >= {TARGET_EVENTS:,} events timed: {cpp['events']:,} -> {verdict(cpp['events'] >= TARGET_EVENTS)}",
         f"  zero heap allocations in the timed loop: {cpp['allocations']} -> {verdict(cpp['allocations'] == 0)}",
-        f"  batched through pybind11 <= {TARGET_BATCHED_NS:.0f} ns/event: {batched['best']:.1f} ns -> "
+        f"  batched through pybind11 <= {TARGET_BATCHED_NS:.0f} ns/event, trade-heavy stream (orders on "
+        f"{py['order_share']:.1%}): {batched['best']:.1f} ns -> "
         f"{verdict(batched['best'] <= TARGET_BATCHED_NS)}   [pybind11 overhead over C++ on_predictions: "
         f"{overhead:.1f} ns/event -> {verdict(overhead <= TARGET_BATCHED_NS)}]",
+        f"  batched through pybind11 <= {TARGET_BATCHED_NS:.0f} ns/event, model-like stream (orders on "
+        f"{py['model_like_order_share']:.1%} of predictions): {py['model_like_batched_ns']['best']:.1f} ns -> "
+        f"{verdict(py['model_like_batched_ns']['best'] <= TARGET_BATCHED_NS)}",
         f"  backtest >= {TARGET_BACKTEST_EPS:,} events/s: {bt['events_per_s']['best']:,.0f} -> "
         f"{verdict(bt['events_per_s']['best'] >= TARGET_BACKTEST_EPS)}",
         f"  (reference: empty SPSC hop p50 {same['best']['p50_ns']:.1f} ns same thread, {hop_p50:.1f} ns across threads)",

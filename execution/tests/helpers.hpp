@@ -23,6 +23,18 @@ inline constexpr Nanos kDay0 = 19'700 * kDay;                 // 2023-12-09 00:0
 inline constexpr Nanos kOpen = kDay0 + 14 * kHour + 30 * kMinute;  // 14:30 UTC, the New York open
 inline constexpr Nanos kRecvDelay = 2 * 1'000'000;             // 2 ms from bar time to the executor
 
+// The tests' sizing: risk_per_trade 50 (the expected quantities are worked out with it), else the defaults.
+inline StrategyConfig strategy_config() {
+  StrategyConfig c{};
+  c.risk_per_trade = 50.0;
+  return c;
+}
+inline ExecutorConfig test_config() {
+  ExecutorConfig c{};
+  c.strategy = strategy_config();
+  return c;
+}
+
 // Bar `bar` (minutes after the open) of instrument `i`, received kRecvDelay after its bar time.
 inline Prediction pred(InstrumentId i, int bar, double p, double price, double vol = 0.01) {
   const Nanos ts = kOpen + bar * kMinute;

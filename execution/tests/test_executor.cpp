@@ -60,7 +60,7 @@ std::vector<BadInput> bad_inputs() {
 TEST(ExecutorInput, EachInvalidField_RejectedWithItsReasonAndNoOrder) {
   for (const BadInput& c : bad_inputs()) {
     SCOPED_TRACE(c.name);
-    Executor ex(ExecutorConfig{}, 2);
+    Executor ex(test_config(), 2);
     const Decision d = ex.on_prediction(c.p);
     EXPECT_EQ(d.action, Action::Reject);
     EXPECT_EQ(d.reason, c.expected);
@@ -82,17 +82,17 @@ TEST(ExecutorInput, EachInvalidField_RejectedWithItsReasonAndNoOrder) {
 }
 
 TEST(ExecutorInput, BoundaryValues_Accepted) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   EXPECT_EQ(ex.on_prediction(pred(0, 0, 0.0, 100.0)).action, Action::Order);  // p = 0: short
   EXPECT_NE(ex.on_prediction(pred(0, 1, 1.0, 100.0)).action, Action::Reject);
   EXPECT_NE(ex.on_prediction(pred(0, 2, 0.5, 100.0, 0.0)).action, Action::Reject);  // volatility 0
-  Executor big(ExecutorConfig{}, 1);
+  Executor big(test_config(), 1);
   EXPECT_NE(big.on_prediction(pred(0, 0, 0.5, 1e7)).action, Action::Reject);  // the largest price
   EXPECT_EQ(big.last_price(0), ticks(1e7));
 }
 
 TEST(ExecutorInput, InvalidPrediction_DoesNotConsumeItsBarTime) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   ASSERT_EQ(ex.on_prediction(pred(0, 0, kNaN, 100.0)).reason, Reason::InvalidProbability);
   ASSERT_EQ(ex.on_prediction(pred(0, 0, 0.6, -1.0)).reason, Reason::InvalidPrice);
   const Decision d = ex.on_prediction(pred(0, 0, 0.6, 100.0));  // the corrected prediction for that bar
@@ -100,7 +100,7 @@ TEST(ExecutorInput, InvalidPrediction_DoesNotConsumeItsBarTime) {
 }
 
 TEST(ExecutorInput, SameBarTwice_DuplicateRejectedNoOrder) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   ASSERT_EQ(ex.on_prediction(pred(0, 1, 0.5, 100.0)).action, Action::Hold);
   const Decision d = ex.on_prediction(pred(0, 1, 0.9, 101.0));  // same bar, would buy
   EXPECT_EQ(d.action, Action::Reject);
@@ -111,7 +111,7 @@ TEST(ExecutorInput, SameBarTwice_DuplicateRejectedNoOrder) {
 }
 
 TEST(ExecutorInput, EarlierBar_OutOfOrderRejectedAsDuplicate) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   ASSERT_EQ(ex.on_prediction(pred(0, 5, 0.5, 100.0)).action, Action::Hold);
   EXPECT_EQ(ex.on_prediction(pred(0, 4, 0.9, 100.0)).reason, Reason::DuplicatePrediction);
   EXPECT_EQ(ex.on_prediction(pred(0, -100, 0.9, 100.0)).reason, Reason::DuplicatePrediction);
@@ -119,13 +119,13 @@ TEST(ExecutorInput, EarlierBar_OutOfOrderRejectedAsDuplicate) {
 }
 
 TEST(ExecutorInput, BarTimes_TrackedPerInstrument) {
-  Executor ex(ExecutorConfig{}, 2);
+  Executor ex(test_config(), 2);
   ASSERT_EQ(ex.on_prediction(pred(0, 5, 0.5, 100.0)).action, Action::Hold);
   EXPECT_EQ(ex.on_prediction(pred(1, 1, 0.5, 100.0)).action, Action::Hold);
 }
 
 TEST(ExecutorInput, InstrumentsAboveConfiguredMaximum_Unknown) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.max_instruments = 2;
   Executor ex(c, 5);
   EXPECT_EQ(ex.instruments(), 2u);
@@ -135,7 +135,7 @@ TEST(ExecutorInput, InstrumentsAboveConfiguredMaximum_Unknown) {
 // ---- Decisions ----------------------------------------------------------------------------------------------
 
 TEST(ExecutorDecision, EnterLong_OrderDecisionAndEventsDescribeTheOrder) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   const Prediction p = pred(0, 0, 0.6, 100.0);
   const Decision d = ex.on_prediction(p);
   EXPECT_EQ(d.action, Action::Order);
@@ -167,7 +167,7 @@ TEST(ExecutorDecision, EnterLong_OrderDecisionAndEventsDescribeTheOrder) {
 }
 
 TEST(ExecutorDecision, EnterShort_SellOrderBelowPrice) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   const Decision d = ex.on_prediction(pred(0, 0, 0.4, 100.0));
   EXPECT_EQ(d.action, Action::Order);
   EXPECT_EQ(d.qty, -50);
@@ -177,7 +177,7 @@ TEST(ExecutorDecision, EnterShort_SellOrderBelowPrice) {
 }
 
 TEST(ExecutorDecision, NeutralProbability_HoldWithFlatTarget) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   const Decision d = ex.on_prediction(pred(0, 0, 0.5, 100.0));
   EXPECT_EQ(d.action, Action::Hold);
   EXPECT_EQ(d.reason, Reason::None);
@@ -189,7 +189,7 @@ TEST(ExecutorDecision, NeutralProbability_HoldWithFlatTarget) {
 }
 
 TEST(ExecutorDecision, WorkingOrderCountsTowardTarget_NoDuplicateOrder) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.exchange.latency_ns = kHour;
   Executor ex(c, 1);
   ASSERT_EQ(ex.on_prediction(pred(0, 0, 0.6, 100.0)).action, Action::Order);
@@ -198,7 +198,7 @@ TEST(ExecutorDecision, WorkingOrderCountsTowardTarget_NoDuplicateOrder) {
 }
 
 TEST(ExecutorDecision, SmallSizeChange_NoRebalanceLargeOneTrades) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   ASSERT_EQ(ex.on_prediction(pred(0, 0, 0.6, 100.0)).action, Action::Order);
   ASSERT_EQ(ex.on_prediction(pred(0, 1, 0.6, 100.0)).action, Action::Hold);  // filled
   ASSERT_EQ(ex.position(0), 50);
@@ -211,7 +211,7 @@ TEST(ExecutorDecision, SmallSizeChange_NoRebalanceLargeOneTrades) {
 }
 
 TEST(ExecutorDecision, ExitLong_SellsWholePosition) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   ASSERT_EQ(ex.on_prediction(pred(0, 0, 0.6, 100.0)).action, Action::Order);
   ASSERT_EQ(ex.on_prediction(pred(0, 1, 0.53, 100.0)).action, Action::Hold);  // hysteresis: stay long
   const Decision d = ex.on_prediction(pred(0, 2, 0.51, 100.0));
@@ -226,7 +226,7 @@ TEST(ExecutorDecision, Batch_SameAsOneByOne) {
   for (int bar = 0; bar < 20; ++bar)
     in.push_back(pred(bar % 2, bar, bar % 3 == 0 ? 0.6 : 0.4, 100.0 + bar * 0.1));
   in.push_back(pred(0, 1, 0.6, 100.0));  // a duplicate among them
-  Executor one(ExecutorConfig{}, 2), batch(ExecutorConfig{}, 2);
+  Executor one(test_config(), 2), batch(test_config(), 2);
   std::vector<Decision> expected;
   for (const Prediction& p : in) expected.push_back(one.on_prediction(p));
   std::vector<Decision> out(in.size());
@@ -244,7 +244,7 @@ TEST(ExecutorDecision, Batch_SameAsOneByOne) {
 // ---- Accounting ---------------------------------------------------------------------------------------------
 
 TEST(ExecutorAccounting, BuyFillThenSellFill_CashPositionFeesEquityGross) {
-  Executor ex(ExecutorConfig{}, 1);  // 1 bp slippage, 0.5 bp fee, 100 us latency
+  Executor ex(test_config(), 1);  // 1 bp slippage, 0.5 bp fee, 100 us latency
   ASSERT_EQ(ex.on_prediction(pred(0, 0, 0.6, 100.0)).action, Action::Order);
   EXPECT_EQ(ex.cash(), 0);
   EXPECT_EQ(ex.gross(), 50 * 1'000'000);  // working orders count
@@ -287,7 +287,7 @@ TEST(ExecutorAccounting, BuyFillThenSellFill_CashPositionFeesEquityGross) {
 }
 
 TEST(ExecutorAccounting, SellLimitNotMarketable_RestsAndPositionUnchanged) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   ASSERT_EQ(ex.on_prediction(pred(0, 0, 0.6, 100.0)).action, Action::Order);
   ASSERT_EQ(ex.on_prediction(pred(0, 1, 0.6, 100.0)).action, Action::Hold);
   ASSERT_EQ(ex.on_prediction(pred(0, 2, 0.5, 100.0)).qty, -50);  // limit 99.50
@@ -301,7 +301,7 @@ TEST(ExecutorAccounting, SellLimitNotMarketable_RestsAndPositionUnchanged) {
 }
 
 TEST(ExecutorAccounting, PartialFills_SameTotalsAsOneFill) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.exchange.max_fill_qty = 20;
   Executor ex(c, 1);
   ASSERT_EQ(ex.on_prediction(pred(0, 0, 0.6, 100.0)).action, Action::Order);
@@ -324,7 +324,7 @@ TEST(ExecutorAccounting, PartialFills_SameTotalsAsOneFill) {
 }
 
 TEST(ExecutorAccounting, FillForUnknownOrderOrTooLarge_Ignored) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.exchange.latency_ns = kHour;
   Executor ex(c, 1);
   ASSERT_EQ(ex.on_prediction(pred(0, 0, 0.6, 100.0)).action, Action::Order);
@@ -359,7 +359,7 @@ std::vector<Prediction> random_walk(int steps, unsigned seed, int first_bar = 0)
 }
 
 ExecutorConfig walk_config() {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.exchange.max_fill_qty = 15;
   c.exchange.fee_per_share = 0.003;
   c.risk.daily_loss_limit = 1e9;
@@ -432,7 +432,7 @@ struct FakeGateway final : ExchangeGateway {
 
 TEST(ExecutorGateway, ExternalGateway_ReceivesTheOrderAndTheCancels) {
   FakeGateway gw;
-  Executor ex(ExecutorConfig{}, 1, &gw);
+  Executor ex(test_config(), 1, &gw);
   ASSERT_EQ(ex.on_prediction(pred(0, 0, 0.4, 100.0)).action, Action::Order);
   ASSERT_EQ(gw.sent.size(), 1u);
   EXPECT_EQ(gw.sent[0].id, 1u);
@@ -456,7 +456,7 @@ TEST(ExecutorGateway, ExternalGateway_ReceivesTheOrderAndTheCancels) {
 TEST(ExecutorGateway, VenueRefusesSend_OrderClosedNothingWorking) {
   FakeGateway gw;
   gw.accept = false;
-  Executor ex(ExecutorConfig{}, 1, &gw);
+  Executor ex(test_config(), 1, &gw);
   const Decision d = ex.on_prediction(pred(0, 0, 0.6, 100.0));
   EXPECT_EQ(d.action, Action::Reject);
   EXPECT_EQ(d.reason, Reason::VenueRejected);
@@ -497,7 +497,7 @@ struct Journaled {
 };
 
 ExecutorConfig scenario_config() {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.exchange.max_fill_qty = 20;
   c.risk.daily_loss_limit = 1e9;
   return c;
@@ -743,7 +743,7 @@ TEST(Recovery, KillSwitchEngagedBeforeCrash_RecoveredHalted) {
 }
 
 TEST(Recovery, DailyLossHaltBeforeCrash_RecoveredHaltedThenLiftsNextDay) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.risk.daily_loss_limit = 100.0;
   Journaled j(c, 1);
   j.feed(pred(0, 0, 0.6, 100.0));
@@ -764,7 +764,7 @@ TEST(Recovery, DailyLossHaltBeforeCrash_RecoveredHaltedThenLiftsNextDay) {
 }
 
 TEST(Recovery, DayBoundaryInJournal_DayPnlFromTheRightStart) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   Journaled j(c, 1);
   j.feed(pred(0, 0, 0.6, 100.0));
   j.feed(pred(0, 1, 0.6, 100.0));
@@ -779,9 +779,9 @@ TEST(Recovery, DayBoundaryInJournal_DayPnlFromTheRightStart) {
 }
 
 TEST(Recovery, EmptyJournal_FreshExecutor) {
-  Executor rec(ExecutorConfig{}, 2);
+  Executor rec(test_config(), 2);
   rec.recover({});
-  Executor fresh(ExecutorConfig{}, 2);
+  Executor fresh(test_config(), 2);
   expect_same_state(fresh, rec);
   EXPECT_EQ(rec.on_prediction(pred(0, 0, 0.6, 100.0)).order_id, 1u);
 }

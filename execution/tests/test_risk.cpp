@@ -182,7 +182,7 @@ TEST(PriceBand, BeyondBand_Outside) {
 Decision feed(Executor& ex, const Prediction& p) { return ex.on_prediction(p); }
 
 TEST(ExecutorRisk, MaxOrderNotionalExceeded_RejectsAndSendsNothing) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.risk.max_order_notional = 5'000.0;  // 50 shares x 100.50 limit = 5'025
   Executor ex(c, 1);
   const Decision d = feed(ex, pred(0, 0, 0.6, 100.0));
@@ -206,7 +206,7 @@ TEST(ExecutorRisk, MaxOrderNotionalExceeded_RejectsAndSendsNothing) {
 }
 
 TEST(ExecutorRisk, TargetAboveMaxPosition_CappedSoOrderStaysWithinLimit) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.risk.max_position = 30;
   Executor ex(c, 1);
   const Decision d = feed(ex, pred(0, 0, 0.6, 100.0));
@@ -221,7 +221,7 @@ TEST(ExecutorRisk, TargetAboveMaxPosition_CappedSoOrderStaysWithinLimit) {
 }
 
 TEST(ExecutorRisk, MaxGrossNotionalExceeded_RejectsAddingOrderOnOtherInstrument) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.risk.max_gross_notional = 5'200.0;
   Executor ex(c, 2);
   ASSERT_EQ(feed(ex, pred(0, 0, 0.6, 100.0)).action, Action::Order);  // 50 x 100 = 5'000 gross
@@ -234,7 +234,7 @@ TEST(ExecutorRisk, MaxGrossNotionalExceeded_RejectsAddingOrderOnOtherInstrument)
 }
 
 TEST(ExecutorRisk, GrossOverLimitAfterPriceRise_ReducingOrderPasses) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.risk.max_gross_notional = 5'200.0;
   Executor ex(c, 2);
   ASSERT_EQ(feed(ex, pred(0, 0, 0.6, 100.0)).action, Action::Order);
@@ -249,7 +249,7 @@ TEST(ExecutorRisk, GrossOverLimitAfterPriceRise_ReducingOrderPasses) {
 }
 
 TEST(ExecutorRisk, OpenOrderLimitReached_RejectsTooManyOpenOrders) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.risk.max_open_orders = 2;
   c.exchange.latency_ns = kHour;  // nothing arrives during the test
   Executor ex(c, 1);
@@ -265,7 +265,7 @@ TEST(ExecutorRisk, OpenOrderLimitReached_RejectsTooManyOpenOrders) {
 }
 
 TEST(ExecutorRisk, OrderRateExceeded_RejectsUntilRefill) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.risk.orders_per_second = 1.0;
   c.risk.order_burst = 1.0;
   Executor ex(c, 3);
@@ -281,7 +281,7 @@ TEST(ExecutorRisk, OrderRateExceeded_RejectsUntilRefill) {
 }
 
 TEST(ExecutorRisk, RiskRejectedOrder_SpendsNoRateToken) {
-  ExecutorConfig c{};
+  ExecutorConfig c = test_config();
   c.risk.orders_per_second = 0.001;
   c.risk.order_burst = 1.0;
   c.risk.max_order_notional = 6'000.0;
@@ -294,7 +294,7 @@ TEST(ExecutorRisk, RiskRejectedOrder_SpendsNoRateToken) {
 }
 
 TEST(ExecutorRisk, StalePrediction_RejectedWithoutMarkingOrTrading) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   const Nanos ts = kOpen;
   const Decision d = feed(ex, pred_at(0, ts, ts + 120 * kSecond + 1, 0.6, 100.0));
   EXPECT_EQ(d.action, Action::Reject);
@@ -312,13 +312,13 @@ TEST(ExecutorRisk, StalePrediction_RejectedWithoutMarkingOrTrading) {
 }
 
 TEST(ExecutorRisk, PredictionAtMaxAge_Accepted) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   const Nanos ts = kOpen;
   EXPECT_EQ(feed(ex, pred_at(0, ts, ts + 120 * kSecond, 0.6, 100.0)).action, Action::Order);
 }
 
 TEST(ExecutorRisk, StaleWhilePositioned_EquityUnchanged) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   ASSERT_EQ(feed(ex, pred(0, 0, 0.6, 100.0)).action, Action::Order);
   ASSERT_EQ(feed(ex, pred(0, 1, 0.6, 100.0)).action, Action::Hold);  // filled
   ASSERT_EQ(ex.position(0), 50);
@@ -331,7 +331,7 @@ TEST(ExecutorRisk, StaleWhilePositioned_EquityUnchanged) {
 }
 
 TEST(ExecutorRisk, GarbageBarTimeFarInPast_StaleNotOverflowing) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   // recv - ts does not fit in int64: the prediction is ancient, not fresh.
   const Decision d = feed(ex, pred_at(0, INT64_MIN + 1, kOpen, 0.6, 100.0));
   EXPECT_EQ(d.reason, Reason::StalePrediction);
@@ -339,7 +339,7 @@ TEST(ExecutorRisk, GarbageBarTimeFarInPast_StaleNotOverflowing) {
 }
 
 TEST(ExecutorRisk, GapConfirmedBySecondConsistentPrint_Accepted) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   ASSERT_EQ(feed(ex, pred(0, 0, 0.5, 100.0)).action, Action::Hold);
   EXPECT_EQ(feed(ex, pred(0, 1, 0.5, 130.0)).reason, Reason::PriceBand);  // +30 %: refused once
   EXPECT_EQ(ex.last_price(0), ticks(100.0));
@@ -350,14 +350,14 @@ TEST(ExecutorRisk, GapConfirmedBySecondConsistentPrint_Accepted) {
 }
 
 TEST(ExecutorRisk, BarTimeFromTheFuture_RejectedAndDoesNotPoisonDedupe) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   const Nanos ts = kOpen + 10 * kMinute;
   EXPECT_EQ(feed(ex, pred_at(0, ts + kDay, ts, 0.6, 100.0)).reason, Reason::FutureBarTime);
   EXPECT_EQ(feed(ex, pred_at(0, ts, ts + 1, 0.6, 100.0)).action, Action::Order);  // later real bars still count
 }
 
 TEST(ExecutorRisk, PriceOutsideBand_RejectedAndMarksUnchanged) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   ASSERT_EQ(feed(ex, pred(0, 0, 0.6, 100.0)).action, Action::Order);
   ASSERT_EQ(feed(ex, pred(0, 1, 0.6, 100.0)).action, Action::Hold);  // filled
   ASSERT_EQ(ex.position(0), 50);
@@ -383,7 +383,7 @@ TEST(ExecutorRisk, PriceOutsideBand_RejectedAndMarksUnchanged) {
 }
 
 TEST(ExecutorRisk, BadTick_DoesNotFillWorkingOrder) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   ASSERT_EQ(feed(ex, pred(0, 0, 0.6, 100.0)).action, Action::Order);  // buy 50, limit 100.50
   EXPECT_EQ(feed(ex, pred(0, 1, 0.6, 89.0)).reason, Reason::PriceBand);
   EXPECT_EQ(ex.position(0), 0);
@@ -396,7 +396,7 @@ TEST(ExecutorRisk, BadTick_DoesNotFillWorkingOrder) {
 }
 
 TEST(ExecutorRisk, FirstPrice_NoBandToCheck) {
-  Executor ex(ExecutorConfig{}, 1);
+  Executor ex(test_config(), 1);
   EXPECT_NE(feed(ex, pred(0, 0, 0.5, 5'000.0)).action, Action::Reject);
   EXPECT_EQ(ex.last_price(0), ticks(5'000.0));
 }
@@ -406,7 +406,7 @@ TEST(ExecutorRisk, FirstPrice_NoBandToCheck) {
 class DailyLoss : public ::testing::Test {
  protected:
   static ExecutorConfig config() {
-    ExecutorConfig c{};
+    ExecutorConfig c = test_config();
     c.risk.daily_loss_limit = 100.0;
     return c;
   }
@@ -502,7 +502,7 @@ TEST_F(DailyLoss, KillSwitchDuringLossHalt_NotLiftedByNextDay) {
 class KillSwitch : public ::testing::Test {
  protected:
   static ExecutorConfig config() {
-    ExecutorConfig c{};
+    ExecutorConfig c = test_config();
     c.exchange.latency_ns = kHour;
     return c;
   }

@@ -4,12 +4,13 @@
 #include <limits>
 
 #include "hft_exec/strategy.hpp"
+#include "helpers.hpp"
 
 namespace {
 
 using namespace hft_exec;
 
-const StrategyConfig kCfg{};  // enter_long 0.55, exit_long 0.52, enter_short 0.45, exit_short 0.48
+const StrategyConfig kCfg = hft_exec_test::strategy_config();  // risk_per_trade 50; enter_long 0.55, exit_long 0.52, enter_short 0.45, exit_short 0.48
 
 // ---- next_signal --------------------------------------------------------------------------------------------
 

@@ -176,7 +176,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     lake_root = args.lake or settings.lake_root
     tickers = list(settings.tickers)
     t0 = time.monotonic()
-    _out(f"[1/5] ingest: synthetic {','.join(tickers)} 1m bars, {DEMO_START} .. {DEMO_END} -> {lake_root}")
+    _out(f"[1/6] ingest: synthetic {','.join(tickers)} 1m bars, {DEMO_START} .. {DEMO_END} -> {lake_root}")
     ingest_args = argparse.Namespace(
         source="synthetic", path=None, tickers=tickers, start=DEMO_START, end=DEMO_END, interval="1m",
         incremental=False, extended_hours=False, lake=lake_root, seed=None,
@@ -590,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1000, help="stream entries per decision batch")
     p.add_argument("--no-kafka", action="store_true", help="publish to Redis only, not to Kafka `orders`")
     p.add_argument("--replay-clock", action="store_true",
-                   help="historical bars replayed now: stale guard on bar end + time waited in Redis")
+                   help="historical bars replayed now: a prediction arrives at its bar's end (stale guard)")
     p.add_argument("--metrics-port", type=int, default=9109)
     p.add_argument("--stop-when-idle", type=float, default=0.0, help="stop after N seconds without predictions (0: run until killed)")
     p.set_defaults(func=cmd_execute)

@@ -32,7 +32,7 @@ def test_run_backtest_long_signal_fills_at_next_close_with_fee_and_slippage():
     # plus 1 bp slippage (100.21) with a 0.5 bp fee rounded to a tick (2.5053); bar 2's target (495) is
     # within the rebalance fraction, so nothing more trades.
     result = run_backtest(frame([100.0, 100.2, 101.0], [0.9, 0.9, 0.9]),
-                          BacktestConfig(fee_bps=0.5, slippage_bps=1.0))
+                          BacktestConfig(fee_bps=0.5, slippage_bps=1.0, strategy={"risk_per_trade": 50.0}))
     fills = result.fills
     assert len(fills) == 1
     fill = fills.iloc[0]
@@ -46,7 +46,8 @@ def test_run_backtest_long_signal_fills_at_next_close_with_fee_and_slippage():
 
 def test_run_backtest_price_beyond_limit_collar_order_waits_for_next_bar():
     # Limit = 100 + 50 bp collar = 100.5: bar 1 (101 + slippage) is beyond it, bar 2 (100.3) is not.
-    result = run_backtest(frame([100.0, 101.0, 100.3], [0.9, 0.9, 0.9]), BacktestConfig(slippage_bps=1.0))
+    result = run_backtest(frame([100.0, 101.0, 100.3], [0.9, 0.9, 0.9]),
+                          BacktestConfig(slippage_bps=1.0, strategy={"risk_per_trade": 50.0}))
     assert result.fills[["ts", "qty", "price"]].values.tolist() == [[T0 + pd.Timedelta(minutes=2), 500, 100.31]]
 
 

@@ -83,7 +83,7 @@ class Config:
     exit_long: float = 0.52
     enter_short: float = 0.45
     exit_short: float = 0.48
-    risk_per_trade: float = 50.0
+    risk_per_trade: float = 20.0
     min_volatility: float = 0.0005
     lot: int = 1
     rebalance_fraction: float = 0.25

@@ -14,7 +14,7 @@ struct StrategyConfig {
   double exit_short = 0.48;   // short -> flat when p > exit_short
   // Target |position| = risk_per_trade / (price * max(volatility, min_volatility)), in currency units of
   // one bar's expected move: a calmer market gets a bigger position for the same risk.
-  double risk_per_trade = 50.0;
+  double risk_per_trade = 20.0;
   double min_volatility = 0.0005;
   Qty lot = 1;                // positions are multiples of lot shares
   // With the signal unchanged, a size change smaller than this fraction of the target is not traded

@@ -57,7 +57,7 @@ class BacktestConfig:
         fee_bps, slippage_bps, latency_ns: the paper exchange (defaults as in ``PaperExchangeConfig``).
         receive_delay_ns: executor clock = bar time + this (staleness and order-rate limits see it).
         strategy, risk: overrides of ``StrategyConfig`` / ``RiskConfig`` fields by name, e.g.
-            ``{"max_position": 100}``; anything not named keeps the executor's default.
+            ``{"max_position": 100}``; anything not named keeps the live setting (``ExecConfig``).
     """
 
     initial_capital: float = 1_000_000.0
@@ -75,8 +75,12 @@ class BacktestConfig:
             raise ValueError("fee_bps, slippage_bps, latency_ns and receive_delay_ns must be >= 0")
 
     def executor_config(self) -> hft_exec.ExecutorConfig:
-        """The ``hft_exec.ExecutorConfig`` this backtest runs with."""
-        cfg = hft_exec.ExecutorConfig()
+        """The ``hft_exec.ExecutorConfig`` this backtest runs with: the live executor's settings
+        (:class:`hft.execution.config.ExecConfig`, ``HFT_EXEC_*``), then this backtest's exchange costs and
+        overrides, so a backtest trades like ``hft execute``."""
+        from hft.execution.config import ExecConfig
+
+        cfg = ExecConfig.from_env().to_core()
         ex = cfg.exchange
         ex.fee_bps, ex.slippage_bps, ex.latency_ns = float(self.fee_bps), float(self.slippage_bps), int(self.latency_ns)
         cfg.exchange = ex

@@ -15,7 +15,7 @@ class ExecConfig:
     """Attributes (env ``HFT_EXEC_<NAME>``):
 
     Strategy: ``enter_long`` 0.55 / ``exit_long`` 0.52 and ``enter_short`` 0.45 / ``exit_short`` 0.48
-    (probability thresholds with hysteresis); ``risk_per_trade`` 50 (target |position| x price x per-bar
+    (probability thresholds with hysteresis); ``risk_per_trade`` 20 (target |position| x price x per-bar
     volatility, currency units); ``min_volatility`` 0.0005; ``lot`` 1 share; ``rebalance_fraction`` 0.25
     (size changes below this share of the target are not traded); ``limit_collar_bps`` 50 (marketable limit).
 
@@ -32,7 +32,7 @@ class ExecConfig:
     exit_long: float = 0.52
     enter_short: float = 0.45
     exit_short: float = 0.48
-    risk_per_trade: float = 50.0
+    risk_per_trade: float = 20.0
     min_volatility: float = 0.0005
     lot: int = 1
     rebalance_fraction: float = 0.25

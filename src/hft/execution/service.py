@@ -14,9 +14,10 @@ Crash anywhere and restart: the executor recovers from the journal; entries not 
 again and are refused as duplicates if their decision was journaled (no order is sent twice), decided
 afresh otherwise; journal records past the cursor are published again (no fill is lost).
 
-The stale guard compares a prediction's arrival with its bar time. With ``replay_clock`` (historical
-sessions replayed through the stack, as in the demo) arrival is the bar's end plus the time the prediction
-waited in Redis.
+The stale guard compares a prediction's arrival (the wall clock) with its bar's end. With
+``replay_clock`` (historical sessions replayed through the stack, as in the demo) a prediction counts as
+arriving at its bar's end: on the wall clock every historical bar would be stale. (Adding the time it
+waited in Redis would make arrival times run backwards across a backlog and starve the order-rate bucket.)
 
 Kill switch: ``hft execute halt`` sets ``{p}:exec:halt`` to ``halt``; the service reads it before every
 batch, so it takes effect before the next decision: working orders are cancelled and every prediction is
@@ -181,13 +182,8 @@ class ExecutionService:
         return preds[: len(keep)], keep, malformed
 
     def _received(self, bar_ts_ns: int, f: dict, now_ns: int) -> int:
-        """The prediction's arrival time on the clock of its bar times (``bar_ts_ns``: the bar's end). Live:
-        the wall clock. Replay clock (historical bars streamed now): the bar's end plus the time the
-        prediction waited in Redis, so the stale guard still catches a backlog the executor reads late."""
-        if not self.replay_clock:
-            return now_ns
-        waited = max(0, now_ns - int(f["written_ns"])) if f.get("written_ns") else 0
-        return bar_ts_ns + waited
+        """The prediction's arrival time: the wall clock, or its bar's end (``bar_ts_ns``) on the replay clock."""
+        return bar_ts_ns if self.replay_clock else now_ns
 
     def step(self) -> StepResult:
         """Read one batch, decide, journal, publish, acknowledge. Returns what happened."""
