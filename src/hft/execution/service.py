@@ -179,7 +179,10 @@ class ExecutionService:
                 log.warning("predictions entry %s refused: %s: %s", entry_id, MALFORMED, exc)
                 continue
             keep.append(k)
-        return preds[: len(keep)], keep, malformed
+        preds = preds[: len(keep)]
+        # Decide in bar-time order: a batch may interleave tickers (the streaming job writes ticker by
+        # ticker), and the executor's clock (stale guard, order-rate bucket) must not run backwards.
+        return preds[np.argsort(preds["ts_ns"], kind="stable")], keep, malformed
 
     def _received(self, bar_ts_ns: int, f: dict, now_ns: int) -> int:
         """The prediction's arrival time: the wall clock, or its bar's end (``bar_ts_ns``) on the replay clock."""
