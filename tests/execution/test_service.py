@@ -88,6 +88,8 @@ def test_service_predictions_become_orders_fills_and_positions_in_redis(client, 
     for t in TICKERS:  # positions in Redis = the sum of the published fills = the executor's
         from_fills = sum(int(r["qty"]) for r in fills if r["ticker"] == t)
         assert int(client.hget("hft:positions", t)) == from_fills == svc.executor.position(TICKERS.index(t))
+        mine = [r for r in fills if r["ticker"] == t]  # each fill record carries the position after it
+        assert [int(r["position"]) for r in mine] == list(np.cumsum([int(r["qty"]) for r in mine]))
     assert client.xpending(f"hft:predictions", GROUP)["pending"] == 0  # everything acknowledged
     assert int(client.get("hft:exec:published")) == svc.journal.records
 
@@ -210,6 +212,9 @@ def test_service_kill_9_mid_stream_then_restart_no_duplicate_order_no_lost_fill(
     events = Journal(journal).read()
     assert len(events[events["type"] == 2]) == len(sent)
     assert len(events[events["type"] == 3]) == sum(r["type"] == "fill" for r in records), "a fill was lost"
+    for t in TICKERS:  # positions published across the crash still add up
+        mine = [r for r in records if r["type"] == "fill" and r["ticker"] == t]
+        assert [int(r["position"]) for r in mine] == list(np.cumsum([int(r["qty"]) for r in mine]))
     # every prediction decided exactly once (dedupe across the crash), and the result equals a run without crash
     seen = events[events["type"] == 1]
     assert len(np.unique(seen[["instrument", "bar_ts_ns"]])) == len(preds)

@@ -86,6 +86,11 @@ class ExecutionService:
         history = self.journal.read()
         self.executor.recover(history)
         self._account(history)
+        # position per ticker as of the last published record: fill records carry the position after them
+        done = history[: self.published()]
+        fills = done[done["type"] == 3]
+        self._published_pos = np.zeros(len(self.tickers), dtype=np.int64)
+        np.add.at(self._published_pos, fills["instrument"].astype(np.int64), fills["qty"])
         self._pending = True  # first read our own delivered-but-unacknowledged entries
         log.info("executor recovered %d journal records: %d instruments, halted=%s", len(history),
                  len(self.tickers), self.executor.halted)
@@ -126,7 +131,15 @@ class ExecutionService:
 
     def _publish(self, first_seq: int, events: np.ndarray) -> None:
         wanted = np.isin(events["type"], (2, 3, 4, 5, 6))  # orders, fills, done, halt, resume
-        records = [self._record(first_seq + k, e) for k, e in enumerate(events) if wanted[k]]
+        records = []
+        for k, e in enumerate(events):
+            if not wanted[k]:
+                continue
+            rec = self._record(first_seq + k, e)
+            if rec["type"] == "fill":
+                self._published_pos[int(e["instrument"])] += int(e["qty"])
+                rec["position"] = int(self._published_pos[int(e["instrument"])])
+            records.append(rec)
         if self.kafka is not None and records:
             self.kafka.send((r["ticker"].encode(), json.dumps(r, separators=(",", ":")).encode()) for r in records)
         pipe = self.r.pipeline(transaction=True)
