@@ -852,7 +852,7 @@ def ensure_champion(home: Path) -> str:
     """A champion in the sqlite MLflow store under ``home`` (trained like the integration test, once)."""
     from hft.model import registry
 
-    version = registry._alias_version(registry.client(), "champion")
+    version = registry.alias_version(registry.client(), "champion")
     if version is not None:
         return f"reused champion version {version}"
     from datetime import timezone

@@ -69,6 +69,11 @@ class BatchProcessor:
         self.known = frozenset(known_tickers) if known_tickers else None
         self.spec = spec
         self.on_result = on_result
+        # The feature state lives here between batches; Redis (which every commit updates to the same bars)
+        # is read only for keys this process has not loaded yet: after a restart, or a new ticker. Any
+        # failure drops it, so a batch that did not commit never leaves its bars in memory.
+        self._state: FeatureState | None = None
+        self._loaded: set[tuple[str, str]] = set()
 
     def process(self, batch_id: int, records: Sequence[Record]) -> BatchResult:
         started = time.perf_counter()
@@ -89,9 +94,24 @@ class BatchProcessor:
                 continue
             origin[id(bar)] = rec
             bars.append(bar)
-        state = FeatureState(self.spec)
-        for key, history in self.store.load_state(sorted({(b.ticker, b.interval) for b in bars})).items():
-            state.load(key, history)
+        try:
+            return self._process(batch_id, result, dead, bars, origin, started)
+        except BaseException:
+            self._state = None
+            raise
+
+    def _feature_state(self, bars) -> FeatureState:
+        if self._state is None:
+            self._state, self._loaded = FeatureState(self.spec), set()
+        missing = sorted({(b.ticker, b.interval) for b in bars} - self._loaded)
+        if missing:
+            for key, history in self.store.load_state(missing).items():
+                self._state.load(key, history)
+            self._loaded.update(missing)
+        return self._state
+
+    def _process(self, batch_id, result, dead, bars, origin, started) -> BatchResult:
+        state = self._feature_state(bars)
         accepted, refused = state.admit(bars)
         for bar, reason, detail in refused:
             rec = origin[id(bar)]

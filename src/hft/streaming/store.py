@@ -9,9 +9,9 @@ Keys (``{p}`` = prefix, default ``hft``)::
     {p}:state:{interval}:{ticker}   hash: bar time (ms) -> bar JSON, the recent bars of the feature state
     {p}:stream:last_batch           id of the last micro-batch fully committed
 
-A micro-batch commits in one MULTI/EXEC: state updates, prediction writes (each guarded by its dedupe
-marker inside a Lua script) and the batch id. A crash before EXEC leaves nothing; a replayed batch whose id
-is already committed is skipped; a prediction is never appended twice to the stream.
+A micro-batch commits in one Lua script (atomic: a script runs alone): state updates and trimming,
+prediction writes (each guarded by its dedupe marker) and the batch id. A crash before the script leaves
+nothing; a replayed batch whose id is already committed is skipped; a prediction is never appended twice to the stream.
 """
 
 from __future__ import annotations
@@ -22,31 +22,52 @@ from dataclasses import dataclass
 
 from hft.streaming.messages import BarMessage
 
-_WRITE_PREDICTIONS = """
--- One call per micro-batch. KEYS[1]: the stream. ARGV: prefix, ttl_s, stream_maxlen, then for each
--- prediction the values of the fields below, in order. A prediction is written only if its dedupe marker
+_COMMIT = """
+-- One call per micro-batch; a script runs alone, so the batch commits atomically. KEYS[1]: the predictions
+-- stream. ARGV: prefix, ttl_s, stream_maxlen, state_keep, state_ttl_s, batch_id, then two JSON documents
+-- (all values strings): {state_key: [bar_ts, bar_json, ...]} and [[field values in the order of names]].
+-- State hashes keep their newest state_keep bars. A prediction is written only if its dedupe marker
 -- {prefix}:pred:seen:{ticker}:{interval}:{bar_ts} did not exist; returns how many were written.
 local names = {'ticker', 'interval', 'bar_ts', 'probability', 'model_version', 'close', 'volatility', 'produced_ns', 'predicted_ns', 'written_ns'}
 local prefix, ttl, maxlen = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local n = #names
+local keep, state_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local CHUNK = 2000  -- arguments per command: unpack() has a stack limit
+local function each_chunk(command, key, items)
+  for i = 1, #items, CHUNK do
+    redis.call(command, key, unpack(items, i, math.min(i + CHUNK - 1, #items)))
+  end
+end
+for key, items in pairs(cjson.decode(ARGV[7])) do
+  each_chunk('HSET', key, items)
+  redis.call('EXPIRE', key, state_ttl)
+  local n = redis.call('HLEN', key)
+  if n > keep then
+    local stamps = redis.call('HKEYS', key)
+    table.sort(stamps, function(a, b) return tonumber(a) < tonumber(b) end)
+    local old = {}
+    for i = 1, n - keep do old[i] = stamps[i] end
+    each_chunk('HDEL', key, old)
+  end
+end
 local written = 0
-for i = 4, #ARGV, n do
-  local ticker, interval, bar_ts = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if redis.call('SET', prefix .. ':pred:seen:' .. ticker .. ':' .. interval .. ':' .. bar_ts, '1', 'NX', 'EX', ttl) then
+for _, v in ipairs(cjson.decode(ARGV[8])) do
+  if redis.call('SET', prefix .. ':pred:seen:' .. v[1] .. ':' .. v[2] .. ':' .. v[3], '1', 'NX', 'EX', ttl) then
     local fields = {}
-    for j = 1, n do
+    for j = 1, #names do
       fields[#fields + 1] = names[j]
-      fields[#fields + 1] = ARGV[i + j - 1]
+      fields[#fields + 1] = v[j]
     end
-    local latest = prefix .. ':pred:latest:' .. ticker
+    local latest = prefix .. ':pred:latest:' .. v[1]
     redis.call('HSET', latest, unpack(fields))
     redis.call('EXPIRE', latest, ttl)
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
     written = written + 1
   end
 end
+redis.call('SET', prefix .. ':stream:last_batch', ARGV[6])
 return written
 """
+STATE_TTL_S = 7 * 86_400
 
 
 @dataclass(frozen=True)
@@ -80,7 +101,7 @@ class RedisStore:
         self.ttl_s = ttl_s
         self.maxlen = stream_maxlen
         self.keep = state_keep
-        self._script = client.register_script(_WRITE_PREDICTIONS)
+        self._commit = client.register_script(_COMMIT)
 
     @classmethod
     def from_url(cls, url: str, **kwargs) -> "RedisStore":
@@ -127,38 +148,19 @@ class RedisStore:
 
     # -- commit --------------------------------------------------------------------------------------------
     def commit(self, batch_id: int, new_bars: list[BarMessage], predictions: list[Prediction]) -> int:
-        """Atomically store the batch's bars in the state, its predictions, and its id.
+        """Atomically store the batch's bars in the state (keeping the newest ``keep`` per key: older ones
+        can never enter a window again), its predictions, and its id: one script call, two JSON arguments
+        (packing one argument per value cost more than the rest of the commit).
 
         Returns how many predictions were newly written (the rest had been written before)."""
-        pipe = self.r.pipeline(transaction=True)
-        by_key: dict[tuple[str, str], list[BarMessage]] = {}
+        state: dict[str, list[str]] = {}
         for bar in new_bars:
-            by_key.setdefault((bar.ticker, bar.interval), []).append(bar)
-        for (ticker, interval), bars in by_key.items():
-            key = self._state_key(ticker, interval)
-            pipe.hset(key, mapping={str(b.ts_ms): _bar_json(b) for b in bars})
-            pipe.expire(key, 7 * 86_400)
-        if predictions:
-            now = time.time_ns()
-            self._script(keys=[self.stream_key], args=[self.p, self.ttl_s, self.maxlen,
-                                                       *(v for p in predictions for v in p.values(now))], client=pipe)
-        pipe.set(f"{self.p}:stream:last_batch", batch_id)
-        results = pipe.execute()
-        self._trim_state(by_key)
-        return int(results[2 * len(by_key)]) if predictions else 0
-
-    def _trim_state(self, by_key) -> None:
-        """Keep only the newest ``keep`` bars per key (older ones can never enter a window again)."""
-        keys = [self._state_key(ticker, interval) for ticker, interval in by_key]
-        read = self.r.pipeline(transaction=False)
-        for key in keys:
-            read.hkeys(key)
-        trim = self.r.pipeline(transaction=False)
-        for key, fields in zip(keys, read.execute()):
-            old = sorted(int(f) for f in fields)[: -self.keep] if len(fields) > self.keep else []
-            if old:
-                trim.hdel(key, *map(str, old))
-        trim.execute()
+            state.setdefault(self._state_key(bar.ticker, bar.interval), []).extend((str(bar.ts_ms), _bar_json(bar)))
+        now = time.time_ns()
+        args = [self.p, self.ttl_s, self.maxlen, self.keep, STATE_TTL_S, batch_id,
+                json.dumps(state, separators=(",", ":")),
+                json.dumps([p.values(now) for p in predictions], separators=(",", ":"))]
+        return int(self._commit(keys=[self.stream_key], args=args))
 
     # -- reads ---------------------------------------------------------------------------------------------
     def latest(self, ticker: str) -> dict[str, str]:
