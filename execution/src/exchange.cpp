@@ -9,7 +9,8 @@ PaperExchange::PaperExchange(const PaperExchangeConfig& config, std::uint32_t ma
     : config_(config),
       max_instruments_(max_instruments),
       per_instrument_(std::max<std::uint32_t>(slots, 1)),
-      slots_(std::size_t{max_instruments} * per_instrument_) {}
+      slots_(std::size_t{max_instruments} * per_instrument_),
+      working_(max_instruments, 0) {}
 
 bool PaperExchange::send(const Order& order, Nanos now) noexcept {
   if (order.instrument >= max_instruments_ || order.remaining() <= 0) return false;
@@ -21,6 +22,7 @@ bool PaperExchange::send(const Order& order, Nanos now) noexcept {
   for (std::uint32_t i = 0; i < per_instrument_; ++i) {
     if (slots[i].id == 0) {
       slots[i] = Slot{order.id, order.side, order.remaining(), order.limit, now + config_.latency_ns};
+      ++working_[order.instrument];
       last_id_ = order.id;
       return true;
     }
@@ -42,6 +44,7 @@ bool PaperExchange::cancel(OrderId id, InstrumentId instrument, Nanos) noexcept 
   for (std::uint32_t i = 0; i < per_instrument_; ++i) {
     if (slots[i].id == id) {
       slots[i] = Slot{};
+      --working_[instrument];
       return true;
     }
   }
@@ -60,7 +63,7 @@ Money PaperExchange::fee(Qty qty, Price price) const noexcept {
 }
 
 void PaperExchange::on_market(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept {
-  if (instrument >= max_instruments_ || price <= 0) return;
+  if (instrument >= max_instruments_ || price <= 0 || working_[instrument] == 0) return;
   Slot* slots = slots_of(instrument);
   Qty liquidity = config_.max_fill_qty > 0 ? config_.max_fill_qty : INT64_MAX;
   const Price buy_px = execution_price(Side::Buy, price), sell_px = execution_price(Side::Sell, price);
@@ -82,17 +85,16 @@ void PaperExchange::on_market(InstrumentId instrument, Price price, Nanos now, F
     liquidity -= q;
     next->remaining -= q;
     const OrderId id = next->id;
-    if (next->remaining == 0) *next = Slot{};  // else liquidity is spent: the rest waits for the next update
+    if (next->remaining == 0) {
+      *next = Slot{};
+      --working_[instrument];
+    }  // else liquidity is spent: the rest waits for the next update
     listener.on_fill(FillReport{id, instrument, q, px, fee(q, px), now});
   }
 }
 
 std::uint32_t PaperExchange::working(InstrumentId instrument) const noexcept {
-  if (instrument >= max_instruments_) return 0;
-  const Slot* slots = slots_of(instrument);
-  std::uint32_t n = 0;
-  for (std::uint32_t i = 0; i < per_instrument_; ++i) n += slots[i].id != 0;
-  return n;
+  return instrument < max_instruments_ ? working_[instrument] : 0;
 }
 
 }  // namespace hft_exec

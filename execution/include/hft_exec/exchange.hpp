@@ -80,6 +80,7 @@ class PaperExchange final : public ExchangeGateway {
   std::uint32_t max_instruments_;
   std::uint32_t per_instrument_;
   std::vector<Slot> slots_;
+  std::vector<std::uint32_t> working_;  // orders in the slots, per instrument (a quiet instrument costs nothing)
   OrderId last_id_ = 0;  // client order ids increase: anything not above this is a re-send
   std::uint64_t duplicate_sends_ = 0;
 };
