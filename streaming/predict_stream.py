@@ -86,8 +86,10 @@ def sink(stream, proc, args):
     from hft.streaming.processor import Record
 
     def each_batch(df, batch_id: int) -> None:
-        records = [Record(r.key, r.value, r.partition, r.offset, r.topic) for r in df.collect()]
-        proc.process(batch_id, records)
+        # Arrow, column by column: much cheaper than df.collect()'s Row objects for thousands of messages.
+        t = df.toArrow()
+        cols = [t.column(c).to_pylist() for c in ("key", "value", "partition", "offset", "topic")]
+        proc.process(batch_id, [Record(*r) for r in zip(*cols)])
 
     return (
         stream.writeStream.queryName("hft_predict_stream")
