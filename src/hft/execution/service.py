@@ -168,18 +168,18 @@ class ExecutionService:
             self.executor.resume(time.time_ns())
             self.r.delete(f"{self.p}:exec:halt")
 
-    def _parse(self, entries) -> tuple[np.ndarray, list[int], Tally]:
+    def _parse(self, entries) -> tuple[np.ndarray, Tally]:
         """Stream entries -> prediction records (unknown tickers get an id the executor refuses); malformed
         entries are counted and left out (they are acknowledged: retrying cannot fix them)."""
         recv = time.time_ns()
         preds = np.zeros(len(entries), dtype=self.x.PREDICTION_DTYPE)
-        keep: list[int] = []
+        n = 0  # records filled so far
         malformed = Tally()
         unknown = len(self.tickers)
-        for k, (entry_id, f) in enumerate(entries):
+        for entry_id, f in entries:
             try:
                 ticker = f["ticker"].upper()
-                row = preds[len(keep)]
+                row = preds[n]
                 # as of the bar's end: when the prediction became possible (the stale guard's origin)
                 row["ts_ns"] = (int(f["bar_ts"]) + _interval_ms(f.get("interval"))) * 1_000_000
                 row["recv_ns"] = self._received(row["ts_ns"], f, recv)
@@ -191,11 +191,11 @@ class ExecutionService:
                 malformed[MALFORMED] += 1
                 log.warning("predictions entry %s refused: %s: %s", entry_id, MALFORMED, exc)
                 continue
-            keep.append(k)
-        preds = preds[: len(keep)]
+            n += 1
+        preds = preds[:n]
         # Decide in bar-time order: a batch may interleave tickers (the streaming job writes ticker by
         # ticker), and the executor's clock (stale guard, order-rate bucket) must not run backwards.
-        return preds[np.argsort(preds["ts_ns"], kind="stable")], keep, malformed
+        return preds[np.argsort(preds["ts_ns"], kind="stable")], malformed
 
     def _received(self, bar_ts_ns: int, f: dict, now_ns: int) -> int:
         """The prediction's arrival time: the wall clock, or its bar's end (``bar_ts_ns``) on the replay clock."""
@@ -217,7 +217,7 @@ class ExecutionService:
         result = StepResult(entries=len(entries))
         if not entries:
             return result
-        preds, _, malformed = self._parse(entries)
+        preds, malformed = self._parse(entries)
         decisions = np.zeros(len(preds), dtype=self.x.DECISION_DTYPE)
         t0 = time.perf_counter_ns()
         self.executor.on_predictions(preds, decisions)
