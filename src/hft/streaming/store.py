@@ -4,14 +4,17 @@ Keys (``{p}`` = prefix, default ``hft``)::
 
     {p}:pred:latest:{ticker}        hash: probability, bar_ts (ms), interval, model_version, close,
                                     volatility (per bar), produced_ns, predicted_ns, written_ns — with a TTL
-    {p}:predictions                 stream, capped (MAXLEN ~), one entry per (ticker, bar time)
-    {p}:pred:seen:{ticker}:{ts}     dedupe marker of a written prediction (TTL)
+    {p}:predictions                 stream, capped (MAXLEN ~), one entry per (ticker, interval, bar time)
+    {p}:pred:written                hash: {ticker}:{interval} -> bar time (ms) of the newest prediction written
     {p}:state:{interval}:{ticker}   hash: bar time (ms) -> bar JSON, the recent bars of the feature state
     {p}:stream:last_batch           id of the last micro-batch fully committed
 
 A micro-batch commits in one Lua script (atomic: a script runs alone): state updates and trimming,
-prediction writes (each guarded by its dedupe marker) and the batch id. A crash before the script leaves
-nothing; a replayed batch whose id is already committed is skipped; a prediction is never appended twice to the stream.
+prediction writes and the batch id. A crash before the script leaves nothing; a replayed batch whose id is
+already committed is skipped; a prediction is never appended twice to the stream: the feature state admits
+a series' bars in strictly increasing time, so its predictions are too, and one is written only when newer
+than the series' mark in ``{p}:pred:written`` (one hash field per series instead of a marker key per
+prediction).
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ _COMMIT = """
 -- One call per micro-batch; a script runs alone, so the batch commits atomically. KEYS[1]: the predictions
 -- stream. ARGV: prefix, ttl_s, stream_maxlen, state_keep, state_ttl_s, batch_id, then two JSON documents
 -- (all values strings): {state_key: [bar_ts, bar_json, ...]} and [[field values in the order of names]].
--- State hashes keep their newest state_keep bars. A prediction is written only if its dedupe marker
--- {prefix}:pred:seen:{ticker}:{interval}:{bar_ts} did not exist; returns how many were written.
+-- State hashes keep their newest state_keep bars. A prediction is written only if its bar time is newer
+-- than its series' mark in {prefix}:pred:written (then moved to it); returns how many were written.
 local names = {'ticker', 'interval', 'bar_ts', 'probability', 'model_version', 'close', 'volatility', 'produced_ns', 'predicted_ns', 'written_ns'}
 local prefix, ttl, maxlen = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local keep, state_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -49,20 +52,31 @@ for key, items in pairs(cjson.decode(ARGV[7])) do
     each_chunk('HDEL', key, old)
   end
 end
-local written = 0
+local written, marks, newest = 0, {}, {}
+local marks_key = prefix .. ':pred:written'
 for _, v in ipairs(cjson.decode(ARGV[8])) do
-  if redis.call('SET', prefix .. ':pred:seen:' .. v[1] .. ':' .. v[2] .. ':' .. v[3], '1', 'NX', 'EX', ttl) then
+  local series, bar_ts = v[1] .. ':' .. v[2], tonumber(v[3])
+  if marks[series] == nil then marks[series] = tonumber(redis.call('HGET', marks_key, series) or '-1') end
+  if bar_ts > marks[series] then
+    marks[series] = bar_ts
     local fields = {}
     for j = 1, #names do
       fields[#fields + 1] = names[j]
       fields[#fields + 1] = v[j]
     end
-    local latest = prefix .. ':pred:latest:' .. v[1]
-    redis.call('HSET', latest, unpack(fields))
-    redis.call('EXPIRE', latest, ttl)
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
+    newest[v[1]] = fields
     written = written + 1
   end
+end
+if written > 0 then
+  for series, bar_ts in pairs(marks) do redis.call('HSET', marks_key, series, string.format('%d', bar_ts)) end
+  redis.call('EXPIRE', marks_key, state_ttl)
+end
+for ticker, fields in pairs(newest) do  -- the latest hash gets each ticker's newest prediction only
+  local latest = prefix .. ':pred:latest:' .. ticker
+  redis.call('HSET', latest, unpack(fields))
+  redis.call('EXPIRE', latest, ttl)
 end
 redis.call('SET', prefix .. ':stream:last_batch', ARGV[6])
 return written

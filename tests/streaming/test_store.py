@@ -1,0 +1,60 @@
+"""The Redis store's one-script commit against a real Redis: state kept to its newest bars, each series'
+prediction written once, the latest hash holding each ticker's newest prediction, the batch id."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from hft.streaming.messages import BarMessage
+from hft.streaming.store import Prediction, RedisStore
+
+T0 = 1_709_908_200_000  # 2024-03-08 14:30 UTC, ms
+MINUTE = 60_000
+
+
+@pytest.fixture
+def store(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    return RedisStore(client, state_keep=4)
+
+
+def bar(ticker: str, i: int, interval: str = "1m") -> BarMessage:
+    return BarMessage(ticker, interval, T0 + i * MINUTE, 10.0 + i, 11.0 + i, 9.0 + i, 10.5 + i, 100 + i)
+
+
+def pred(ticker: str, i: int, interval: str = "1m", p: float = 0.5) -> Prediction:
+    return Prediction(ticker, interval, T0 + i * MINUTE, p, "7", 1, 2, 10.5 + i, 0.001)
+
+
+def test_commit_keeps_the_newest_bars_per_series_and_loads_them_in_time_order(store):
+    store.commit(0, [bar("AAA", i) for i in (2, 0, 1)] + [bar("BBB", 0)], [])
+    store.commit(1, [bar("AAA", i) for i in (3, 4, 5)], [])
+    state = store.load_state([("AAA", "1m"), ("BBB", "1m"), ("CCC", "1m")])
+    assert [b.ts_ms for b in state[("AAA", "1m")]] == [T0 + i * MINUTE for i in (2, 3, 4, 5)]
+    assert state[("AAA", "1m")][-1] == bar("AAA", 5)
+    assert state[("BBB", "1m")] == [bar("BBB", 0)] and state[("CCC", "1m")] == []
+    assert store.last_batch() == 1
+
+
+def test_commit_writes_each_series_prediction_once_even_under_another_batch_id(store):
+    assert store.commit(0, [], [pred("AAA", 1), pred("AAA", 2)]) == 2
+    # a later batch carrying bars already predicted (a lost checkpoint): only what is newer per series
+    again = [pred("AAA", 5, "5m"), pred("AAA", 1), pred("AAA", 2), pred("AAA", 3), pred("BBB", 1)]
+    assert store.commit(1, [], again) == 3
+    got = [(e["ticker"], e["interval"], int(e["bar_ts"])) for e in store.stream()]
+    assert got == [("AAA", "1m", T0 + MINUTE), ("AAA", "1m", T0 + 2 * MINUTE), ("AAA", "5m", T0 + 5 * MINUTE),
+                   ("AAA", "1m", T0 + 3 * MINUTE), ("BBB", "1m", T0 + MINUTE)]
+    assert store.commit(2, [], [pred("AAA", 3, p=0.9)]) == 0
+    assert [e["probability"] for e in store.stream()].count("0.9") == 0
+
+
+def test_latest_holds_each_tickers_last_written_prediction_with_a_ttl(store):
+    store.commit(0, [], [pred("AAA", 1, p=0.1), pred("AAA", 2, p=0.2), pred("BBB", 1, p=0.3)])
+    latest = store.latest("AAA")
+    assert latest["bar_ts"] == str(T0 + 2 * MINUTE) and latest["probability"] == "0.2"
+    assert latest["model_version"] == "7" and float(latest["close"]) == 12.5
+    assert 0 < store.r.ttl(store.latest_key("AAA")) <= store.ttl_s
+    store.commit(1, [], [pred("AAA", 2, p=0.8)])  # already written: the latest hash is not touched
+    assert store.latest("AAA")["probability"] == "0.2" and store.latest("BBB")["probability"] == "0.3"
