@@ -26,6 +26,8 @@ def test_decode_good_message_roundtrip():
     bar = decode_bar(raw())
     assert bar.ticker == "AAA" and bar.ts_ms == 1709908200000 and bar.volume == 100
     assert decode_bar(encode_bar(bar)) == bar
+    whole = decode_bar(raw(volume=250.0, ts=1709908200000, open=10, produced_ns=7))
+    assert (whole.volume, whole.open, whole.produced_ns) == (250, 10.0, 7) and type(whole.volume) is int
 
 
 @pytest.mark.parametrize(
@@ -37,6 +39,8 @@ def test_decode_good_message_roundtrip():
         (raw(low=-1.0), "bad_price"),
         (raw(high=9.0), "inconsistent_ohlc"),
         (raw(version=2), "wrong_version"),
+        (raw(version=True), "wrong_version"),
+        (raw(version=1.0), "wrong_version"),
         (raw(schema="other"), "wrong_schema"),
         (b"not json at all", "not_json"),
         (b"[1, 2]", "not_json"),
@@ -50,10 +54,15 @@ def test_decode_good_message_roundtrip():
         (raw(ts="yesterday"), "invalid_field"),
         (raw(interval="1d"), "invalid_field"),
         (raw(close="10.2"), "invalid_field"),
+        (raw(close=True), "invalid_field"),
+        (raw(volume=None), "invalid_field"),
+        (raw(ts=True), "invalid_field"),
+        (raw(produced_ns=1.5), "invalid_field"),
     ],
-    ids=["nan", "inf", "zero_price", "negative_price", "high_below_close", "wrong_version", "wrong_schema",
-         "not_json", "json_array", "binary", "oversized", "empty", "bad_ticker", "negative_volume",
-         "fractional_volume", "off_minute", "bad_ts", "daily_interval", "string_price"],
+    ids=["nan", "inf", "zero_price", "negative_price", "high_below_close", "wrong_version",
+         "version_true", "version_float", "wrong_schema", "not_json", "json_array", "binary", "oversized", "empty", "bad_ticker", "negative_volume",
+         "fractional_volume", "off_minute", "bad_ts", "daily_interval", "string_price",
+         "bool_price", "null_volume", "bool_ts", "float_produced_ns"],
 )
 def test_decode_bad_message_raises_with_reason(value, reason):
     with pytest.raises(MessageError) as err:

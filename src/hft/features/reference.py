@@ -79,13 +79,45 @@ def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FeatureSpec(), labe
 
     ts = df["ts"]
     date = session_date(ts)
-    group = pd.MultiIndex.from_arrays([df["ticker"], df["interval"], date]).factorize()[0]
-    starts = np.r_[True, group[1:] != group[:-1]]
-    start_idx = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
-    pos = np.arange(n) - start_idx
+    pos = group_positions(pd.MultiIndex.from_arrays([df["ticker"], df["interval"], date]).factorize()[0])
 
     o, h, lo, c = (df[col].to_numpy(np.float64) for col in ("open", "high", "low", "close"))
-    v = df["volume"].to_numpy(np.float64)
+    out = feature_arrays(o, h, lo, c, df["volume"].to_numpy(np.float64), pos, minutes_since_open(ts), spec)
+
+    fwd_close = _future_close(df, spec)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fwd_ret = np.log(fwd_close / c)
+    table = pd.DataFrame(
+        {
+            "ticker": df["ticker"].to_numpy(),
+            "ts": ts.to_numpy(),
+            "date": date,
+            "interval": df["interval"].to_numpy(),
+            "close": c,
+            "volume": df["volume"].to_numpy(),
+            **out,
+            "fwd_ret": fwd_ret,
+            "label": np.where(np.isnan(fwd_close), -1, fwd_close > c).astype(np.int32),
+        }
+    )
+    table["ts"] = pd.to_datetime(table["ts"], utc=True)
+    keep = ~np.isnan(fwd_close) if labelled_only else np.ones(n, bool)
+    return table.loc[keep, spec.output_columns()].reset_index(drop=True)
+
+
+def group_positions(group: np.ndarray) -> np.ndarray:
+    """Index of each row inside its run of equal ``group`` ids (rows sorted so that a group is contiguous)."""
+    n = len(group)
+    starts = np.r_[True, group[1:] != group[:-1]]
+    return np.arange(n) - np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+
+
+def feature_arrays(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, pos: np.ndarray,
+                   minutes: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> dict[str, np.ndarray]:
+    """Every feature of :meth:`FeatureSpec.feature_names` from float64 columns of bars sorted by series and
+    time: ``pos`` is each row's index inside its (ticker, interval, session) group, ``minutes`` its minutes
+    since the session's open. The formulas' single implementation outside Spark (the batch path and the
+    streaming state both call it)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         prev_c = _lag(c, pos, 1)
         r1 = np.log(c / prev_c)
@@ -123,29 +155,11 @@ def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FeatureSpec(), labe
         v_std = np.sqrt(_rolling(v, pos, wv, _var))
         safe_std = np.where(v_std > 0, v_std, 1.0)
         out["volume_z"] = np.where(np.isnan(v_std), np.nan, np.where(v_std > 0, (v - v_mean) / safe_std, 0.0))
-        angle = 2.0 * np.pi * minutes_since_open(ts) / SESSION_MINUTES
+        angle = 2.0 * np.pi * minutes / SESSION_MINUTES
         out["tod_sin"] = np.sin(angle)
         out["tod_cos"] = np.cos(angle)
 
-    fwd_close = _future_close(df, spec)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fwd_ret = np.log(fwd_close / c)
-    table = pd.DataFrame(
-        {
-            "ticker": df["ticker"].to_numpy(),
-            "ts": ts.to_numpy(),
-            "date": date,
-            "interval": df["interval"].to_numpy(),
-            "close": c,
-            "volume": df["volume"].to_numpy(),
-            **out,
-            "fwd_ret": fwd_ret,
-            "label": np.where(np.isnan(fwd_close), -1, fwd_close > c).astype(np.int32),
-        }
-    )
-    table["ts"] = pd.to_datetime(table["ts"], utc=True)
-    keep = ~np.isnan(fwd_close) if labelled_only else np.ones(n, bool)
-    return table.loc[keep, spec.output_columns()].reset_index(drop=True)
+    return out
 
 
 def _future_close(df: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:

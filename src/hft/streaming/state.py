@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hft.data.calendar import session_date
+from hft.data.calendar import minutes_since_open, session_date
 from hft.features.definitions import FeatureSpec
-from hft.features.reference import compute_features
+from hft.features.reference import feature_arrays, group_positions
 from hft.streaming.messages import BarMessage
 
 Key = tuple[str, str]  # (ticker, interval)
@@ -78,30 +78,47 @@ class FeatureState:
 
     def features(self, new: list[BarMessage]) -> pd.DataFrame:
         """Features of ``new`` (admitted) bars, computed over the state plus the new bars, then the state
-        is advanced. Rows come back in the order of ``new``; a feature is NaN where its window is not full."""
-        if not new:
-            return compute_features(bars_frame([]), self.spec, labelled_only=False)
-        keys = {(b.ticker, b.interval) for b in new}
-        context = [b for k in keys for b in self.bars.get(k, [])]
-        frame = bars_frame(context + new)
-        feats = compute_features(frame, self.spec, labelled_only=False)
-        wanted = pd.DataFrame({"ticker": [b.ticker for b in new], "interval": [b.interval for b in new],
-                               "ts": pd.to_datetime([b.ts_ms for b in new], unit="ms", utc=True)})
-        out = wanted.merge(feats, on=["ticker", "interval", "ts"], how="left", validate="one_to_one")
-        self._advance(new)
-        return out
+        is advanced. Columns ticker, interval, ts, close and the features; rows in the order of ``new``; a
+        feature is NaN where its window is not full.
 
-    def _advance(self, new: list[BarMessage]) -> None:
-        """Append the batch to the state; a bar of a new session clears its key's history first."""
-        history_keys = {(b.ticker, b.interval) for b in new}
-        last = [self.bars[k][-1] for k in history_keys if self.bars.get(k)]
-        stamps = pd.to_datetime([b.ts_ms for b in [*last, *new]], unit="ms", utc=True)
-        days = session_date(pd.DatetimeIndex(stamps))  # one vectorised call per batch
-        day_of = {id(b): d for b, d in zip([*last, *new], days)}
-        for bar in new:
+        Same formulas as the batch job (:func:`hft.features.reference.feature_arrays`), fed straight from
+        the bars: each touched series' history followed by its new bars, already in time order."""
+        columns = ["ticker", "interval", "ts", "close", *self.spec.feature_names()]
+        if not new:
+            return pd.DataFrame({c: pd.Series(dtype=object if c in ("ticker", "interval") else np.float64)
+                                 for c in columns}).astype({"ts": "datetime64[us, UTC]"})
+        series: dict[Key, list[int]] = {}
+        for i, bar in enumerate(new):
+            series.setdefault((bar.ticker, bar.interval), []).append(i)
+        rows: list[BarMessage] = []
+        key_id: list[int] = []
+        at = np.empty(len(new), np.int64)  # row of each new bar
+        for k, (key, idx) in enumerate(series.items()):
+            rows.extend(self.bars.get(key, ()))
+            at[idx] = np.arange(len(rows), len(rows) + len(idx))
+            rows.extend(new[i] for i in idx)
+            key_id.extend([k] * (len(rows) - len(key_id)))
+        ts = pd.DatetimeIndex(np.array([b.ts_ms for b in rows], dtype="datetime64[ms]")).tz_localize("UTC")
+        day = session_date(ts)
+        group = pd.MultiIndex.from_arrays([np.asarray(key_id), day]).factorize()[0]
+        prices = np.array([(b.open, b.high, b.low, b.close, b.volume) for b in rows], dtype=np.float64)
+        out = feature_arrays(*prices.T, group_positions(group), minutes_since_open(ts), self.spec)
+        frame = pd.DataFrame({
+            "ticker": [b.ticker for b in new], "interval": [b.interval for b in new],
+            "ts": ts[at].as_unit("us"), "close": prices[at, 3], **{name: values[at] for name, values in out.items()},
+        })
+        self._advance(new, day[at], {key: day[at[idx[0]] - 1] for key, idx in series.items() if self.bars.get(key)})
+        return frame
+
+    def _advance(self, new: list[BarMessage], days: np.ndarray, last_day: dict[Key, object]) -> None:
+        """Append the batch to the state (``days``: each new bar's session; ``last_day``: the session of
+        each touched series' newest stored bar); a bar of a new session clears its series' history first."""
+        current = dict(last_day)
+        for bar, d in zip(new, days):
             key = (bar.ticker, bar.interval)
             history = self.bars.setdefault(key, [])
-            if history and day_of[id(history[-1])] != day_of[id(bar)]:
+            if history and current.get(key) != d:
                 history.clear()  # a new session: earlier bars never enter its windows
             history.append(bar)
+            current[key] = d
             del history[: -self.keep]
