@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time as wallclock
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -206,3 +206,13 @@ def test_in_session_one_year_of_minutes_counts_all_session_minutes() -> None:
 def test_minutes_since_open_counts_from_930_local() -> None:
     ts = _utc("2024-03-08 09:30", "2024-03-11 10:15", "2024-03-11 09:00", "2024-03-09 16:00")
     assert cal.minutes_since_open(ts).tolist() == [0.0, 45.0, -30.0, 390.0]
+
+
+def test_exchange_days_are_session_dates_as_day_numbers_and_refuse_missing_stamps():
+    ts = pd.DatetimeIndex(["2024-03-08 02:00", "2024-03-08 14:30", "2024-11-04 04:59", "2024-11-04 05:00"], tz="UTC")
+    days = cal.exchange_days(ts)
+    epoch = date(1970, 1, 1)
+    assert [epoch + timedelta(days=int(d)) for d in days] == list(cal.session_date(ts))
+    assert list(days - days[0]) == [0, 1, 241, 242]  # 02:00 UTC is the evening before in New York
+    with pytest.raises(ValueError, match="missing"):
+        cal.exchange_days(pd.DatetimeIndex([pd.NaT, "2024-03-08"], tz="UTC"))

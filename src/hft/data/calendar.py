@@ -175,6 +175,15 @@ def _day_table(days: np.ndarray) -> tuple[int, np.ndarray]:
     return first, table
 
 
+def exchange_days(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """Exchange-local calendar day of each UTC timestamp as an int64 day number (days since 1970-01-01):
+    :func:`session_date` as integers, for grouping. Raises ValueError when a timestamp is missing."""
+    seconds, missing = _local_seconds(ts)
+    if missing.any():
+        raise ValueError("exchange_days: missing timestamps")
+    return seconds // _SECONDS_PER_DAY
+
+
 def session_date(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     """The exchange-local calendar date (``datetime.date``) of each UTC timestamp; None where missing."""
     seconds, missing = _local_seconds(ts)

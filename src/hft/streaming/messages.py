@@ -98,6 +98,7 @@ def _timestamp_ms(value) -> int:
 
 
 _json = msgspec.json.Decoder()
+_encode = msgspec.json.Encoder().encode  # compact JSON, like json.dumps(separators=(',', ':'))
 
 
 def _parse(value: bytes) -> object:
@@ -170,8 +171,8 @@ def dlq_record(reason: str, detail: str, topic: str, partition: int, offset: int
 
 def prediction_record(ticker: str, interval: str, ts_ms: int, probability: float, model_version: str,
                       produced_ns: int | None, predicted_ns: int) -> bytes:
-    return json.dumps({
+    return _encode({
         "schema": PREDICTION_SCHEMA, "version": 1, "ticker": ticker, "interval": interval, "ts": ts_ms,
         "probability": probability, "model_version": model_version, "produced_ns": produced_ns,
         "predicted_ns": predicted_ns,
-    }, separators=(",", ":")).encode()
+    })

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hft.data.calendar import minutes_since_open, session_date
+from hft.data.calendar import exchange_days, minutes_since_open
 from hft.features.definitions import FeatureSpec
 from hft.features.reference import feature_arrays, group_positions
 from hft.streaming.messages import BarMessage
@@ -99,8 +99,8 @@ class FeatureState:
             rows.extend(new[i] for i in idx)
             key_id.extend([k] * (len(rows) - len(key_id)))
         ts = pd.DatetimeIndex(np.array([b.ts_ms for b in rows], dtype="datetime64[ms]")).tz_localize("UTC")
-        day = session_date(ts)
-        group = pd.MultiIndex.from_arrays([np.asarray(key_id), day]).factorize()[0]
+        day = exchange_days(ts)
+        group = np.asarray(key_id, np.int64) << np.int64(32) | (day - day.min())  # (series, session) ids
         prices = np.array([(b.open, b.high, b.low, b.close, b.volume) for b in rows], dtype=np.float64)
         out = feature_arrays(*prices.T, group_positions(group), minutes_since_open(ts), self.spec)
         frame = pd.DataFrame({
@@ -110,7 +110,7 @@ class FeatureState:
         self._advance(new, day[at], {key: day[at[idx[0]] - 1] for key, idx in series.items() if self.bars.get(key)})
         return frame
 
-    def _advance(self, new: list[BarMessage], days: np.ndarray, last_day: dict[Key, object]) -> None:
+    def _advance(self, new: list[BarMessage], days: np.ndarray, last_day: dict[Key, int]) -> None:
         """Append the batch to the state (``days``: each new bar's session; ``last_day``: the session of
         each touched series' newest stored bar); a bar of a new session clears its series' history first."""
         current = dict(last_day)

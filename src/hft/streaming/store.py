@@ -23,6 +23,8 @@ import json
 import time
 from dataclasses import dataclass
 
+import msgspec
+
 from hft.streaming.messages import BarMessage
 
 _COMMIT = """
@@ -104,8 +106,11 @@ class Prediction:
                 str(self.produced_ns or ""), str(self.predicted_ns), str(written_ns)]
 
 
+_encode = msgspec.json.Encoder().encode
+
+
 def _bar_json(bar: BarMessage) -> str:
-    return json.dumps([bar.open, bar.high, bar.low, bar.close, bar.volume])
+    return _encode([bar.open, bar.high, bar.low, bar.close, bar.volume]).decode()
 
 
 class RedisStore:
@@ -172,8 +177,7 @@ class RedisStore:
             state.setdefault(self._state_key(bar.ticker, bar.interval), []).extend((str(bar.ts_ms), _bar_json(bar)))
         now = time.time_ns()
         args = [self.p, self.ttl_s, self.maxlen, self.keep, STATE_TTL_S, batch_id,
-                json.dumps(state, separators=(",", ":")),
-                json.dumps([p.values(now) for p in predictions], separators=(",", ":"))]
+                _encode(state), _encode([p.values(now) for p in predictions])]
         return int(self._commit(keys=[self.stream_key], args=args))
 
     # -- reads ---------------------------------------------------------------------------------------------
