@@ -23,7 +23,7 @@ messages, so the first engine does not pay for the broker's JIT); before each, t
 deleted and created again and Redis is flushed, and each gets its own checkpoint / consumer group:
 
 * ``spark <trigger>``: ``hft stream --master local[2] --trigger <trigger>`` as a subprocess (spark-submit of
-  ``streaming/predict_stream.py``: Kafka source -> ``foreachBatch`` -> ``df.collect()`` ->
+  ``streaming/predict_stream.py``: Kafka source -> ``foreachBatch`` -> ``df.toArrow()`` ->
   :class:`hft.streaming.processor.BatchProcessor` -> Redis + Kafka ``predictions``), once per ``--triggers``.
 * ``python``: a confluent-kafka consumer loop in a subprocess of this script (a baseline, not product code):
   ``consume(num_messages=--py-max-batch, timeout=--py-timeout-ms)``, then the same ``BatchProcessor``
@@ -32,8 +32,7 @@ deleted and created again and Redis is flushed, and each gets its own checkpoint
   fetches at 64 KB or 50 ms (``fetch.min.bytes`` / ``fetch.wait.max.ms``) rather than per producer batch.
 * ``spark-tuned <trigger>`` (opt-in): the same job, spark-submitted through this file (:func:`spark_job`)
   with changes that keep its results identical, to measure them (``--tuned``, default: Kafka source option
-  ``kafka.fetch.max.wait.ms=10``, ``df.toArrow()`` instead of ``df.collect()``, and one
-  ``session_date`` call per batch in ``FeatureState._advance`` instead of two per bar).
+  ``kafka.fetch.max.wait.ms=10`` instead of the job's 50).
 
 Per engine: a warm-up session (one trading day of bars, sent unpaced; the engine counts as running once all
 its predictions are in Redis), then one phase per offered rate, lowest first: ``--bars`` bars at ``--rate``
@@ -650,36 +649,11 @@ def python_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _advance_vectorized(self, new: list) -> None:
-    """``FeatureState._advance`` with the two ``session_date`` calls per bar replaced by one call per batch
-    (same result: a key's history is cleared when a bar starts a new session, then trimmed to ``keep``)."""
-    import pandas as pd
-
-    from hft.data.calendar import session_date
-
-    if not new:
-        return
-    keys = list(dict.fromkeys((b.ticker, b.interval) for b in new))
-    lasts = [self.bars[k][-1] for k in keys if self.bars.get(k)]
-    sessions = session_date(pd.DatetimeIndex([b.ts for b in lasts + new]))
-    last_session = {(b.ticker, b.interval): s for b, s in zip(lasts, sessions[: len(lasts)])}
-    for bar, sess in zip(new, sessions[len(lasts):]):
-        key = (bar.ticker, bar.interval)
-        history = self.bars.setdefault(key, [])
-        if history and last_session.get(key) != sess:
-            history.clear()
-        history.append(bar)
-        last_session[key] = sess
-        del history[: -self.keep]
-
-
 def spark_job(argv: list[str]) -> int:
     """Driver of ``streaming/predict_stream.py`` with opt-in changes that keep its results identical, to
     measure them (``spark-tuned``): ``k=v`` options before ``--``, the job's own arguments after it.
 
-    * ``source.<option>=<value>``: an extra Kafka source option (e.g. ``source.kafka.fetch.max.wait.ms=10``);
-    * ``collect=arrow``: ``df.toArrow()`` instead of ``df.collect()`` to build the records;
-    * ``state=vector``: :func:`_advance_vectorized` in place of ``FeatureState._advance``.
+    * ``source.<option>=<value>``: an extra Kafka source option (e.g. ``source.kafka.fetch.max.wait.ms=10``).
     """
     cut = argv.index("--")
     opts = dict(x.split("=", 1) for x in argv[:cut])
@@ -700,23 +674,6 @@ def spark_job(argv: list[str]) -> int:
         return reader.load().select("key", "value", "topic", "partition", "offset")
 
     ps.source = source
-    if opts.get("collect") == "arrow":
-        def sink(stream, proc, a):
-            from hft.streaming.processor import Record
-
-            def each_batch(df, batch_id: int) -> None:
-                t = df.toArrow()
-                cols = [t.column(c).to_pylist() for c in ("key", "value", "partition", "offset", "topic")]
-                proc.process(batch_id, [Record(*r) for r in zip(*cols)])
-
-            return (stream.writeStream.queryName("hft_predict_stream").foreachBatch(each_batch)
-                    .option("checkpointLocation", a.checkpoint).trigger(processingTime=a.trigger).start())
-
-        ps.sink = sink
-    if opts.get("state") == "vector":
-        from hft.streaming.state import FeatureState
-
-        FeatureState._advance = _advance_vectorized
     return ps.main(argv[cut + 1:])
 
 
@@ -914,7 +871,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engines", default="python,spark,realtime", help="of python,spark,spark-tuned,realtime")
     p.add_argument("--partitions", type=int, default=4, help="market.bars partitions")
     p.add_argument("--master", default="local[2]", help="Spark master of the micro-batch engines")
-    p.add_argument("--tuned", default="source.kafka.fetch.max.wait.ms=10,collect=arrow,state=vector",
+    p.add_argument("--tuned", default="source.kafka.fetch.max.wait.ms=10",
                    help="changes the opt-in engine spark-tuned makes to the job (see spark_job)")
     p.add_argument("--tuned-trigger", help="trigger of spark-tuned (default: the first of --triggers)")
     p.add_argument("--py-timeout-ms", type=float, default=100.0, help="plain-Python consume() timeout")
