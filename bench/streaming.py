@@ -646,6 +646,7 @@ def python_worker(args: argparse.Namespace) -> int:
                                                "proc_s": result.duration_s, "infer_s": result.inference_s}), flush=True)
     finally:
         consumer.close()
+        proc.close()
     return 0
 
 

@@ -72,13 +72,15 @@ def processor(args):
 
     model = ChampionModel(args.tracking_uri, refresh_s=args.model_refresh_s)
     model()  # fail at start, clearly, when there is no champion
+    predictions = TopicSink(args.bootstrap, PREDICTIONS_TOPIC, "hft-stream-predictions")
     return BatchProcessor(
         store=RedisStore.from_url(args.redis),
         model=model,
-        dlq=TopicSink(args.bootstrap, DLQ_TOPIC, "hft-stream-dlq").send,
-        publish=TopicSink(args.bootstrap, PREDICTIONS_TOPIC, "hft-stream-predictions").send,
+        dlq=TopicSink(args.bootstrap, DLQ_TOPIC, "hft-stream-dlq").send,  # acknowledged before the commit
+        publish=predictions.post,  # after the commit: not waited for (see BatchProcessor)
         known_tickers=args.tickers,
         on_result=record_batch,
+        flush=predictions.flush,
     )
 
 
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from hft.streaming.champion import NoChampionError
 
     spark = SparkSession.builder.appName("hft-predict-stream").getOrCreate()
+    proc = None
     try:
         proc = processor(args)
         query = sink(source(spark, args), proc, args)
@@ -140,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
+        if proc is not None:
+            proc.close()  # predictions still in flight to Kafka
         spark.stop()
 
 

@@ -136,3 +136,10 @@ def test_processor_swaps_model_between_batches(store, bars_factory):
     proc.process(1, recs[50:])
     versions = [e["model_version"] for e in store.stream()]
     assert versions[0] == "1" and versions[-1] == "2" and versions.count("2") == 50
+
+
+def test_processor_close_waits_for_published_predictions(store):
+    flushed = []
+    proc = BatchProcessor(store, lambda: (LinearModel(), "1"), [].extend, [].extend, flush=lambda: flushed.append(1))
+    proc.close()
+    assert flushed == [1]

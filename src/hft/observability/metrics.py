@@ -14,6 +14,7 @@ COLLECTOR_SENT = Counter("hft_collector_messages_sent_total", "Bars delivered to
 COLLECTOR_FAILED = Counter("hft_collector_messages_failed_total", "Bars Kafka did not accept", ["source"])
 
 # streaming job
+KAFKA_DELIVERY_FAILED = Counter("hft_kafka_delivery_failed_total", "Messages Kafka did not acknowledge", ["topic"])
 STREAM_IN = Counter("hft_stream_messages_in_total", "Messages read from market.bars")
 STREAM_REJECTED = Counter("hft_stream_messages_rejected_total", "Messages sent to the DLQ", ["reason"])
 STREAM_PREDICTIONS = Counter("hft_stream_predictions_total", "Predictions written to Redis")

@@ -26,7 +26,9 @@ def producer(bootstrap: str, client_id: str = "hft", linger_ms: int = 5):
 
 
 class TopicSink:
-    """Sends (key, value) pairs to one topic; :meth:`send` returns once all are acknowledged."""
+    """Sends (key, value) pairs to one topic: :meth:`send` returns once all are acknowledged (raising
+    :class:`DeliveryError` otherwise); :meth:`post` returns at once, and a delivery that fails later is
+    logged and counted (``failed``, metric ``hft_kafka_delivery_failed_total``); :meth:`flush` waits."""
 
     def __init__(self, bootstrap: str, topic: str, client_id: str = "hft"):
         self.topic = topic
@@ -38,7 +40,10 @@ class TopicSink:
         if err is None:
             self.sent += 1
         else:
+            from hft.observability.metrics import KAFKA_DELIVERY_FAILED
+
             self.failed += 1
+            KAFKA_DELIVERY_FAILED.labels(self.topic).inc()
             log.error("delivery to %s failed: %s", self.topic, err)
 
     def produce(self, key: bytes | None, value: bytes) -> None:
@@ -57,6 +62,10 @@ class TopicSink:
         self.flush()
         if self.failed > failed_before:
             raise DeliveryError(f"{self.failed - failed_before} message(s) to {self.topic} were not acknowledged")
+
+    def post(self, records: Iterable[tuple[bytes | None, bytes]]) -> None:
+        for key, value in records:
+            self.produce(key, value)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         left = self.p.flush(timeout_s)

@@ -50,7 +50,13 @@ class BatchResult:
 
 class BatchProcessor:
     """Processes micro-batches; ``model()`` returns the current (FastPredictor, version) — it may change
-    between batches when the champion alias moves."""
+    between batches when the champion alias moves.
+
+    ``dlq`` must return once its records are stored (they are sent before the commit, so a crash can repeat
+    them but never lose them). ``publish`` (Kafka ``predictions``, after the commit) may return at once:
+    Redis is the record of predictions and the commit already happened, so waiting for the broker's
+    acknowledgement would only delay the next batch; ``close()`` calls ``flush`` to wait for what is
+    still in flight."""
 
     def __init__(
         self,
@@ -61,6 +67,7 @@ class BatchProcessor:
         known_tickers: Sequence[str] | None = None,
         spec: FeatureSpec = FeatureSpec(),
         on_result: Callable[[BatchResult], None] | None = None,
+        flush: Callable[[], None] | None = None,
     ):
         self.store = store
         self.model = model
@@ -69,6 +76,7 @@ class BatchProcessor:
         self.known = frozenset(known_tickers) if known_tickers else None
         self.spec = spec
         self.on_result = on_result
+        self.flush = flush
         # The feature state lives here between batches; Redis (which every commit updates to the same bars)
         # is read only for keys this process has not loaded yet: after a restart, or a new ticker. Any
         # failure drops it, so a batch that did not commit never leaves its bars in memory.
@@ -99,6 +107,11 @@ class BatchProcessor:
         except BaseException:
             self._state = None
             raise
+
+    def close(self) -> None:
+        """Wait for the published predictions still in flight (at shutdown)."""
+        if self.flush:
+            self.flush()
 
     def _feature_state(self, bars) -> FeatureState:
         if self._state is None:
