@@ -120,6 +120,15 @@ def wait(query, idle_s: float, heartbeat) -> None:
         raise RuntimeError(str(query.exception()))
 
 
+def quiet_spark_logs(spark) -> None:
+    """Spark's JVM at WARN once started (at INFO it logs ~150 lines per micro-batch), except its progress
+    report per micro-batch (``Streaming query made progress: {...}``), which stays at INFO."""
+    jvm = spark.sparkContext._jvm
+    configurator, level = jvm.org.apache.logging.log4j.core.config.Configurator, jvm.org.apache.logging.log4j.Level
+    configurator.setRootLevel(level.WARN)
+    configurator.setLevel("org.apache.spark.sql.execution.streaming.runtime.ProgressReporter", level.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from hft.observability.logging import configure_logging
@@ -131,7 +140,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from hft.streaming.champion import NoChampionError
 
-    spark = SparkSession.builder.appName("hft-predict-stream").getOrCreate()
+    # Checkpoint files on a local disk without .crc sidecars (Hadoop's RawLocalFs instead of its checksummed
+    # LocalFs): half the file operations of the two small files each micro-batch writes (its offsets and
+    # its commit), still written to a temporary file and renamed into place.
+    spark = (SparkSession.builder.appName("hft-predict-stream")
+             .config("spark.hadoop.fs.AbstractFileSystem.file.impl", "org.apache.hadoop.fs.local.RawLocalFs")
+             .getOrCreate())
+    quiet_spark_logs(spark)
     proc = None
     try:
         proc = processor(args)
