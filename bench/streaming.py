@@ -4,7 +4,7 @@ Run from the repository root (about 10 minutes on 2 cores with the defaults, 12 
 
     .venv/bin/python bench/streaming.py [--bars 60000] [--rate 5000] [--tickers 20]
                                          [--sweep 1000,2000,10000] [--sweep-seconds 15]
-                                         [--triggers '250 milliseconds,500 milliseconds']
+                                         [--triggers '100 milliseconds,250 milliseconds']
                                          [--engines python,spark,realtime[,spark-tuned]] [--json PATH]
 
 Set-up (everything under ``var/bench-streaming``, git-ignored): a Kafka broker and Redis of its own
@@ -32,7 +32,7 @@ deleted and created again and Redis is flushed, and each gets its own checkpoint
   fetches at 64 KB or 50 ms (``fetch.min.bytes`` / ``fetch.wait.max.ms``) rather than per producer batch.
 * ``spark-tuned <trigger>`` (opt-in): the same job, spark-submitted through this file (:func:`spark_job`)
   with changes that keep its results identical, to measure them (``--tuned``, default: Kafka source option
-  ``kafka.fetch.max.wait.ms=10`` instead of the job's 50).
+  ``kafka.fetch.max.wait.ms=50``, the job's former setting, instead of its 10).
 
 Per engine: a warm-up session (one trading day of bars, sent unpaced; the engine counts as running once all
 its predictions are in Redis), then ``--warm-seconds`` of bars at ``--rate``, waited for but not reported
@@ -880,11 +880,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tickers", type=int, default=20)
     p.add_argument("--sweep", default="1000,2000,10000", help="more offered rates (bars/s), '' for none")
     p.add_argument("--sweep-seconds", type=float, default=15.0, help="length of a sweep phase (bars capped at --bars)")
-    p.add_argument("--triggers", default="250 milliseconds,500 milliseconds", help="Spark micro-batch triggers to run")
+    p.add_argument("--triggers", default="100 milliseconds,250 milliseconds", help="Spark micro-batch triggers to run")
     p.add_argument("--engines", default="python,spark,realtime", help="of python,spark,spark-tuned,realtime")
     p.add_argument("--partitions", type=int, default=4, help="market.bars partitions")
     p.add_argument("--master", default="local[2]", help="Spark master of the micro-batch engines")
-    p.add_argument("--tuned", default="source.kafka.fetch.max.wait.ms=10",
+    p.add_argument("--tuned", default="source.kafka.fetch.max.wait.ms=50",
                    help="changes the opt-in engine spark-tuned makes to the job (see spark_job)")
     p.add_argument("--tuned-trigger", help="trigger of spark-tuned (default: the first of --triggers)")
     p.add_argument("--py-timeout-ms", type=float, default=100.0, help="plain-Python consume() timeout")

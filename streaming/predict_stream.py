@@ -10,7 +10,7 @@ duplicates nothing.
 
     spark-submit --master 'local[2]' --jars "$(hft stack jars)" streaming/predict_stream.py \\
         --bootstrap 127.0.0.1:9092 --redis redis://127.0.0.1:6379/0 \\
-        --checkpoint var/run/checkpoints/predict_stream [--tickers AAA,BBB] [--trigger '1 second'] \\
+        --checkpoint var/run/checkpoints/predict_stream [--tickers AAA,BBB] [--trigger '100 milliseconds'] \\
         [--metrics-port 9108] [--stop-when-idle 20]
 
 (``hft stream`` runs exactly this.) MLflow comes from ``MLFLOW_TRACKING_URI`` (default: the sqlite store
@@ -34,7 +34,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True, help="Spark checkpoint folder (offsets, commits)")
     p.add_argument("--tickers", type=lambda s: [t.strip().upper() for t in s.split(",") if t.strip()],
                    help="the universe; other tickers go to the DLQ as unknown")
-    p.add_argument("--trigger", default="1 second", help="micro-batch interval")
+    p.add_argument("--trigger", default="100 milliseconds",
+                   help="micro-batch interval (under load a micro-batch takes longer, and the next starts at once)")
     p.add_argument("--max-offsets", type=int, default=20000, help="max messages per micro-batch")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     p.add_argument("--model-refresh-s", type=float, default=5.0, help="how often to check the champion alias")
@@ -55,7 +56,9 @@ def source(spark, args):
         .option("startingOffsets", args.starting_offsets)
         .option("maxOffsetsPerTrigger", args.max_offsets)
         .option("failOnDataLoss", "true")
-        .option("kafka.fetch.max.wait.ms", "50")  # the default 500 ms stalls small micro-batches
+        # The broker holds a fetch at the log's end this long: the default 500 ms stalls micro-batches, and
+        # 10 rather than 50 cut the p99 latency at 5,000 bars/s from 439 to 311 ms (bench/streaming).
+        .option("kafka.fetch.max.wait.ms", "10")
         .load()
         .select("key", "value", "topic", "partition", "offset")
     )

@@ -576,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stream", help="run the Spark streaming inference job (spark-submit)")
     p.add_argument("--master", default="local[2]")
     p.add_argument("--tickers", type=arg_tickers, help="universe; other tickers go to the DLQ")
-    p.add_argument("--trigger", default="1 second")
+    p.add_argument("--trigger", default="100 milliseconds")
     p.add_argument("--checkpoint", help="checkpoint folder (default <run dir>/checkpoints/predict_stream)")
     p.add_argument("--metrics-port", type=int, default=9108)
     p.add_argument("--stop-when-idle", type=float, default=0.0, help="stop after N seconds without input (0: run until killed)")
