@@ -62,8 +62,7 @@ Money PaperExchange::fee(Qty qty, Price price) const noexcept {
   return static_cast<Money>(round_half_away(notional * config_.fee_bps / 1e4 + per_share));
 }
 
-void PaperExchange::on_market(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept {
-  if (instrument >= max_instruments_ || price <= 0 || working_[instrument] == 0) return;
+void PaperExchange::match(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept {
   Slot* slots = slots_of(instrument);
   Qty liquidity = config_.max_fill_qty > 0 ? config_.max_fill_qty : INT64_MAX;
   const Price buy_px = execution_price(Side::Buy, price), sell_px = execution_price(Side::Sell, price);

@@ -241,6 +241,24 @@ TEST(ExecutorDecision, Batch_SameAsOneByOne) {
   EXPECT_EQ(batch.position(0), one.position(0));
 }
 
+TEST(ExecutorOutbox, Undrained_GrowsAndKeepsEveryEventInOrder) {
+  Executor ex(test_config(), 1);
+  const std::size_t decisions = 70'000;  // PredictionSeen events alone outgrow the initial 65,536 slots
+  for (std::size_t bar = 0; bar < decisions; ++bar) (void)ex.on_prediction(pred(0, static_cast<int>(bar), 0.5, 100.0));
+  const auto events = ex.events();
+  std::size_t seen = 0;
+  Nanos last = INT64_MIN;
+  for (const Event& e : events) {
+    if (e.type != EventType::PredictionSeen) continue;
+    EXPECT_GT(e.bar_ts_ns, last);
+    last = e.bar_ts_ns;
+    ++seen;
+  }
+  EXPECT_EQ(seen, decisions);
+  ex.clear_events();
+  EXPECT_TRUE(ex.events().empty());
+}
+
 // ---- Accounting ---------------------------------------------------------------------------------------------
 
 TEST(ExecutorAccounting, BuyFillThenSellFill_CashPositionFeesEquityGross) {

@@ -51,7 +51,10 @@ class PaperExchange final : public ExchangeGateway {
 
   [[nodiscard]] bool send(const Order& order, Nanos now) noexcept override;
   bool cancel(OrderId id, InstrumentId instrument, Nanos now) noexcept override;
-  void on_market(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept override;
+  // Inline: most market updates find no working order on their instrument and return here.
+  void on_market(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept override {
+    if (instrument < max_instruments_ && price > 0 && working_[instrument] != 0) match(instrument, price, now, listener);
+  }
 
   // Fill price for a side at a market price (slippage applied), and the fee of a fill, both integer.
   [[nodiscard]] Price execution_price(Side side, Price market) const noexcept;
@@ -71,6 +74,7 @@ class PaperExchange final : public ExchangeGateway {
     Price limit = 0;
     Nanos arrive_ns = 0;
   };
+  void match(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept;
   Slot* slots_of(InstrumentId instrument) noexcept { return &slots_[std::size_t{instrument} * per_instrument_]; }
   const Slot* slots_of(InstrumentId instrument) const noexcept {
     return &slots_[std::size_t{instrument} * per_instrument_];

@@ -29,6 +29,26 @@ struct Counters {
   std::array<std::uint64_t, static_cast<std::size_t>(Reason::Count)> by_reason{};
 };
 
+// The executor's event outbox: a growable array whose append is a bounds check and a copy, inline (a
+// std::vector's push_back was an out-of-line call costing a quarter of a decision). It grows only outside
+// the decision loop, which reserves room first.
+class Outbox {
+ public:
+  void push(const Event& e) noexcept {
+    if (n_ == cap_) [[unlikely]] grow(n_ + 1);
+    data_[n_++] = e;
+  }
+  void reserve(std::size_t n) { if (n > cap_) grow(n); }
+  void clear() noexcept { n_ = 0; }
+  [[nodiscard]] std::size_t size() const noexcept { return n_; }
+  [[nodiscard]] std::span<const Event> view() const noexcept { return {data_.get(), n_}; }
+
+ private:
+  [[gnu::cold, gnu::noinline]] void grow(std::size_t need);
+  std::unique_ptr<Event[]> data_;
+  std::size_t n_ = 0, cap_ = 0;
+};
+
 class Executor final : public FillListener {
  public:
   // `gateway` = nullptr: the executor owns a PaperExchange built from config.exchange.
@@ -51,7 +71,7 @@ class Executor final : public FillListener {
   void recover(std::span<const Event> events);
 
   // Outbox: the events since the last clear_events(), in order. Journal them before acting on them.
-  [[nodiscard]] std::span<const Event> events() const noexcept { return {events_.data(), events_.size()}; }
+  [[nodiscard]] std::span<const Event> events() const noexcept { return events_.view(); }
   void clear_events() noexcept { events_.clear(); }
 
   [[nodiscard]] std::uint32_t instruments() const noexcept { return n_instruments_; }
@@ -82,8 +102,9 @@ class Executor final : public FillListener {
     std::int8_t signal = 0;
   };
 
-  Decision reject(Decision d, Reason r, Nanos now, Price px) noexcept;  // invalid input: Seen event
-  Decision refuse(Decision d, Reason r, Nanos now) noexcept;            // valid input, no order: Rejected event
+  void decide(const Prediction& p, Decision& d) noexcept;            // on_prediction, written into d
+  void reject(Decision& d, Reason r, Nanos now, Price px) noexcept;  // invalid input: Seen event
+  void refuse(Decision& d, Reason r, Nanos now) noexcept;            // valid input, no order: Rejected event
   void seen(InstrumentId i, Nanos bar_ts, Nanos now, Price px, Reason r) noexcept;
   void mark(InstrumentId i, Price px) noexcept;                // new last price: marks and gross
   void apply_fill(const FillReport& f, bool emit) noexcept;    // positions, cash, order state
@@ -94,7 +115,7 @@ class Executor final : public FillListener {
   void close_order(Order& o, OrderState to, Nanos now, Reason why, bool emit) noexcept;
   Money exposure(const InstrumentState& s) const noexcept;
   void emit(const Event& e) noexcept {
-    if (!replaying_) events_.push_back(e);
+    if (!replaying_) events_.push(e);
   }
 
   ExecutorConfig config_;
@@ -104,7 +125,7 @@ class Executor final : public FillListener {
   std::vector<InstrumentState> inst_;
   std::vector<Order> orders_;  // max_open_orders slots per instrument; id 0 = free
   TokenBucket bucket_;
-  std::vector<Event> events_;
+  Outbox events_;
   Counters counters_{};
   Money cash_ = 0, marked_ = 0, gross_ = 0, fees_ = 0, day_start_equity_ = 0;
   std::int64_t day_ = INT64_MIN;

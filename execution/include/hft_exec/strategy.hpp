@@ -30,7 +30,8 @@ namespace hft_exec {
   if (!(shares >= 1.0)) return 0;  // also NaN (0 / 0)
   const Qty lot = std::max<Qty>(c.lot, 1);
   // Truncation is floor here (never negative) and, bounded by max_position, needs no libm call.
-  const Qty lots = static_cast<Qty>(std::min(shares, static_cast<double>(max_position)) / static_cast<double>(lot));
+  const double capped = std::min(shares, static_cast<double>(max_position));
+  const Qty lots = static_cast<Qty>(lot == 1 ? capped : capped / static_cast<double>(lot));  // x / 1.0 == x
   return std::max<Qty>(lots, 0) * lot;
 }
 
