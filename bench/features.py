@@ -26,8 +26,10 @@ Engines, all producing the same feature table (:class:`hft.features.FeatureSpec`
   whole job, Parquet scan and decode **included** (that is how the job runs); JVM start excluded.
   ``--engines ...,spark-cached`` adds a variant on bars cached in Spark memory (``cache().count()`` untimed).
 
-Timing: reference and polars run ``--repeat`` times, best reported; Spark (and spark-cached) run once
-to warm up (JIT, codegen; reported as "cold"), then ``--repeat`` times, best reported as "warm". Each
+Timing: reference and polars run ``--repeat`` times, best reported; Spark (and spark-cached) first run
+``--spark-warmups`` times (default 3; the first is reported as "cold": codegen and the JIT), then
+``--repeat`` times, best reported as "warm". One warm-up is not enough: HotSpot goes on compiling Catalyst's
+planner for several jobs (1M bars: 11 s, 3.3, 2.6, 2.6, 2.5 s..., ~1 s of JIT CPU in the second and third). Each
 (size, engine) runs in a fresh worker process, largest sizes last, so memory is returned between engines
 and an engine that runs out of memory is reported and the benchmark goes on. rows/s counts input bars.
 """
@@ -445,7 +447,7 @@ def time_polars(path: str, size: int, bars: int, repeat: int) -> Timing:
     return result
 
 
-def time_spark(path: str, size: int, bars: int, repeat: int, cached: bool) -> Timing:
+def time_spark(path: str, size: int, bars: int, repeat: int, cached: bool, warmups: int = 1) -> Timing:
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
@@ -467,6 +469,8 @@ def time_spark(path: str, size: int, bars: int, repeat: int, cached: bool) -> Ti
         rows = Observation("rows")
         result.run(lambda: job(rows), cpu_pid=jvm)
         result.out_rows = rows.get["rows"]
+        for _ in range(warmups - 1):
+            result.run(job, cpu_pid=jvm)
         for _ in range(repeat):
             result.run(job, cpu_pid=jvm)
         result.peak_rss_mb = _peak_rss_mb() + _peak_rss_mb(f"/proc/{jvm}/status")
@@ -481,13 +485,13 @@ def run_isolated(fn, *args):
         return pool.submit(fn, *args).result()
 
 
-def measure(engine: str, path: str, size: int, bars: int, repeat: int) -> Timing:
+def measure(engine: str, path: str, size: int, bars: int, repeat: int, warmups: int = 1) -> Timing:
     if engine == "reference":
         task = (time_reference, path, size, bars, repeat)
     elif engine == "polars":
         task = (time_polars, path, size, bars, repeat)
     else:
-        task = (time_spark, path, size, bars, repeat, engine == "spark-cached")
+        task = (time_spark, path, size, bars, repeat, engine == "spark-cached", warmups)
     try:
         result = run_isolated(*task)
     except BrokenProcessPool:
@@ -497,7 +501,7 @@ def measure(engine: str, path: str, size: int, bars: int, repeat: int) -> Timing
     except Exception as exc:  # noqa: BLE001 - a failed engine is reported, the benchmark goes on
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return Timing(engine, size, bars, error=f"{type(exc).__name__}: {first[:200]}")
-    first = 1 if engine in SPARK_ENGINES else 0  # Spark's warm-up run is not a timed run
+    first = warmups if engine in SPARK_ENGINES else 0  # Spark's warm-up runs are not timed runs
     best = min(range(first, len(result.runs_s)), key=result.runs_s.__getitem__)
     result.cold_s, result.best_s, result.best_cpu_s = result.runs_s[0], result.runs_s[best], result.cpu_s[best]
     return result
@@ -516,7 +520,7 @@ def report(results: list[Timing], sizes: list[int], engines: list[str], repeat: 
     lines = [
         "",
         f"Feature computation, 1m bars, FeatureSpec() defaults. best = best of {repeat} run(s); Spark: cold = its "
-        "first (warm-up) run, best = best of the runs after it.",
+        "first run, best = best of the runs after its warm-up runs.",
         "reference/polars: input frame already in memory, output materialized in memory. spark: Parquet scan "
         "included, noop sink. spark-cached: input cached in Spark memory, noop sink.",
         "rows/s = input bars / best s; cpu s = CPU seconds of the best run (all threads; the JVM's for Spark); "
@@ -581,6 +585,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1e6,5e6,2e7", help="comma-separated bar counts (default 1e6,5e6,2e7)")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs per engine and size (default 2)")
+    parser.add_argument("--spark-warmups", type=int, default=3, help="untimed Spark runs first (default 3)")
     parser.add_argument("--tickers", type=int, default=200, help="synthetic tickers (default 200)")
     parser.add_argument(
         "--engines", default="reference,polars,spark", help=f"comma-separated, from {', '.join(ALL_ENGINES)}"
@@ -604,8 +609,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown engine(s) {', '.join(unknown)}; expected some of {', '.join(ALL_ENGINES)}")
     if not args.sizes or min(*args.sizes, args.verify_size) < args.tickers * 400:
         parser.error("--sizes and --verify-size must be at least --tickers x 400 bars")
-    if args.repeat < 1 or args.tickers < 1:
-        parser.error("--repeat and --tickers must be >= 1")
+    if args.repeat < 1 or args.tickers < 1 or args.spark_warmups < 1:
+        parser.error("--repeat, --spark-warmups and --tickers must be >= 1")
     return args
 
 
@@ -646,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         for engine in args.engines:
             path, bars = ensure_bars(size, args.tickers)
             log.info("timing %s on %s bars", engine, f"{bars:,}")
-            result = measure(engine, path, size, bars, args.repeat)
+            result = measure(engine, path, size, bars, args.repeat, args.spark_warmups)
             results.append(result)
             log.info("  %s", result.error or f"runs {', '.join(f'{s:.2f}' for s in result.runs_s)} s")
             if args.json:  # after every measurement, so a cut-off run leaves what it measured

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from hft.data.calendar import EXCHANGE_TZ
@@ -32,117 +32,122 @@ from hft.features.definitions import (
 )
 
 
-def _session_window():
-    return Window.partitionBy("ticker", "interval", "date").orderBy("ts_us")
-
+#: The window of every feature: a ticker's bars of one session, in time order.
+_SESSION = "PARTITION BY ticker, interval, date ORDER BY ts_us"
 
 #: Per-bar inputs that are null on a session's first bar (they need the previous close).
 _NEEDS_PREVIOUS = {"r1_sq", "gap"}
 
 
-def _full(col: str, w: int, value: Column) -> Column:
+def _over(fn: str, frame: str = "") -> str:
+    return f"{fn} OVER ({_SESSION}{frame})"
+
+
+def _num(x: float) -> str:
+    """A double literal that parses back to exactly ``x`` (repr is the shortest round-trip form)."""
+    return f"{float(x)!r}D"
+
+
+def _full(col: str, w: int, value: str) -> str:
     """``value`` where all ``w`` inputs ``col`` of the window exist, else null.
 
     Inputs are never null except on a session's first bar for those in ``_NEEDS_PREVIOUS`` (prices are
     validated positive), so "all w present" is a test on the bar's position in its session (``pos``,
     computed once) instead of one more count aggregate per feature."""
     first = w if col in _NEEDS_PREVIOUS else w - 1
-    return F.when(F.col("pos") >= first, value)
+    return f"CASE WHEN pos >= {first} THEN {value} END"
 
 
-def _sqrt_pos(value: Column) -> Column:
-    return F.sqrt(F.greatest(value, F.lit(0.0)))
+def _sqrt_pos(value: str) -> str:
+    return f"sqrt(greatest({value}, {_num(0.0)}))"
 
 
 def add_session_columns(bars: DataFrame) -> DataFrame:
     """Add ``date`` (New York session date) and ``ts_us`` (epoch microseconds, the window order)."""
-    local = F.from_utc_timestamp("ts", EXCHANGE_TZ)
-    return bars.withColumn("date", F.to_date(local)).withColumn("ts_us", F.unix_micros("ts"))
+    return bars.selectExpr("*", f"to_date(from_utc_timestamp(ts, '{EXCHANGE_TZ}')) AS date", "unix_micros(ts) AS ts_us")
 
 
 def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> DataFrame:
     """Feature table of canonical ``bars`` (columns of :data:`hft.schemas.BAR_SPARK_DDL`).
 
     Same rows and values as :func:`hft.features.reference.compute_features`: only bars with a label.
+
+    Two window passes over the sorted sessions: one over the prices (position, lagged closes, the close
+    ``horizon`` later), one over the per-bar terms (running sums, and the same sums ``w`` bars earlier as
+    ``ROWS BETWEEN UNBOUNDED PRECEDING AND w PRECEDING``, which adds the same terms in the same order as the
+    running sum did at that bar, so ``S_t - S_{t-w}`` is exact to the bit as before). The formulas are SQL
+    expressions, one ``selectExpr`` per dependency level: built with Column objects, the plan took ~5,700
+    py4j round trips (0.6-1 s of a 1M-bar job) before Spark did any work.
     """
-    sw = _session_window()
-    df = add_session_columns(bars)
-    prev_c = F.lag("close", 1).over(sw)
-    df = (
-        df.withColumn("pos", F.row_number().over(sw) - 1)
-        .withColumn("prev_close", prev_c)
-        .withColumn("r1", F.log(F.col("close") / F.col("prev_close")))
-        .withColumn("gap", F.log(F.col("open") / F.col("prev_close")))
-        .withColumn("hl", F.log(F.col("high") / F.col("low")))
-        .withColumn("co", F.log(F.col("close") / F.col("open")))
-        .withColumn(
-            "rs",
-            F.log(F.col("high") / F.col("close")) * F.log(F.col("high") / F.col("open"))
-            + F.log(F.col("low") / F.col("close")) * F.log(F.col("low") / F.col("open")),
-        )
-        .withColumn("gk", 0.5 * F.col("hl") * F.col("hl") - GK_CO_WEIGHT * F.col("co") * F.col("co"))
-        .withColumn(
-            "tr",
-            F.when(F.col("prev_close").isNull(), F.col("high") - F.col("low")).otherwise(
-                F.greatest("high", "prev_close") - F.least("low", "prev_close")
-            ),
-        )
-        .withColumn("v", F.col("volume").cast("double"))
+    horizon_us = spec.horizon_minutes * 60 * 1_000_000
+    lags = sorted({1, *spec.return_lags})
+    df = add_session_columns(bars).selectExpr(
+        "*",
+        f"{_over('row_number()')} - 1 AS pos",
+        *(f"{_over(f'lag(close, {k})')} AS close_{k}" for k in lags),
+        _over("first(close)", f" RANGE BETWEEN {horizon_us} FOLLOWING AND {horizon_us} FOLLOWING") + " AS fwd_close",
     )
-    squares = {f"{c}_sq": F.col(c) * F.col(c) for c in ("r1", "hl", "gap", "co", "v")}
-    summed = [*squares, "gk", "rs", "gap", "co", "tr", "v"]
-    running = sw.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    df = df.withColumns(squares).select("*", *(F.sum(c).over(running).alias(f"sum_{c}") for c in summed))
+    df = df.selectExpr(
+        "*",
+        "ln(close / close_1) AS r1",
+        "ln(open / close_1) AS gap",
+        "ln(high / low) AS hl",
+        "ln(close / open) AS co",
+        "ln(high / close) * ln(high / open) + ln(low / close) * ln(low / open) AS rs",
+        "CASE WHEN close_1 IS NULL THEN high - low ELSE greatest(high, close_1) - least(low, close_1) END AS tr",
+        "CAST(volume AS DOUBLE) AS v",
+    )
+    squares = [f"{c} * {c} AS {c}_sq" for c in ("r1", "hl", "gap", "co", "v")]
+    df = df.selectExpr("*", *squares, f"{_num(0.5)} * hl * hl - {_num(GK_CO_WEIGHT)} * co * co AS gk")
 
-    def wsum(col: str, w: int) -> Column:
+    sums: dict[str, str] = {}  # column -> its window sum, registered by the formulas that use it
+
+    def wsum(col: str, w: int) -> str:
         """Sum of ``col`` over the session's last ``w`` bars (its first bars at a session's start)."""
-        return F.col(f"sum_{col}") - F.coalesce(F.lag(f"sum_{col}", w).over(sw), F.lit(0.0))
+        sums.setdefault(f"sum_{col}", _over(f"sum({col})", " ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"))
+        sums.setdefault(f"sum_{col}_{w}", _over(f"sum({col})", f" ROWS BETWEEN UNBOUNDED PRECEDING AND {w} PRECEDING"))
+        return f"(sum_{col} - coalesce(sum_{col}_{w}, {_num(0.0)}))"
 
-    def wmean(col: str, w: int) -> Column:
-        return wsum(col, w) / w
+    def wmean(col: str, w: int) -> str:
+        return f"({wsum(col, w)} / {w})"
 
-    def wvar(col: str, w: int) -> Column:
+    def wvar(col: str, w: int) -> str:
         """Sample variance (ddof 1) over the last ``w`` bars."""
         total = wsum(col, w)
-        return (wsum(f"{col}_sq", w) - total * total / w) / (w - 1)
+        return f"(({wsum(f'{col}_sq', w)} - {total} * {total} / {w}) / {w - 1})"
 
-    features: dict[str, Column] = {}
+    features: dict[str, str] = {}
     for k in spec.return_lags:
-        features[f"ret_{k}"] = F.log(F.col("close") / F.lag("close", k).over(sw))
+        features[f"ret_{k}"] = f"ln(close / close_{k})"
     for w in spec.vol_windows:
         features[f"rv_{w}"] = _full("r1_sq", w, _sqrt_pos(wsum("r1_sq", w)))
     for w in spec.vol_windows:
-        features[f"parkinson_{w}"] = _full("hl_sq", w, _sqrt_pos(wsum("hl_sq", w) / (4.0 * LN2 * w)))
+        features[f"parkinson_{w}"] = _full("hl_sq", w, _sqrt_pos(f"{wsum('hl_sq', w)} / {_num(4.0 * LN2 * w)}"))
     for w in spec.vol_windows:
         features[f"garman_klass_{w}"] = _full("gk", w, _sqrt_pos(wmean("gk", w)))
     for w in spec.vol_windows:
         features[f"rogers_satchell_{w}"] = _full("rs", w, _sqrt_pos(wmean("rs", w)))
     for w in spec.vol_windows:
         k_yz = yang_zhang_k(w)
-        yz = wvar("gap", w) + k_yz * wvar("co", w) + (1.0 - k_yz) * wmean("rs", w)
+        yz = f"{wvar('gap', w)} + {_num(k_yz)} * {wvar('co', w)} + {_num(1.0 - k_yz)} * {wmean('rs', w)}"
         features[f"yang_zhang_{w}"] = _full("gap", w, _sqrt_pos(yz))
     for w in spec.vol_windows:
-        features[f"atr_{w}"] = _full("tr", w, wmean("tr", w) / F.col("close"))
-    features["hl_range"] = F.col("hl")
+        features[f"atr_{w}"] = _full("tr", w, f"{wmean('tr', w)} / close")
+    features["hl_range"] = "hl"
     wv = spec.volume_window
     v_var = wvar("v", wv)
-    features["volume_z"] = _full(
-        "v", wv, F.when(v_var > 0, (F.col("v") - wmean("v", wv)) / F.sqrt(v_var)).otherwise(F.lit(0.0))
-    )
-    local = F.from_utc_timestamp("ts", EXCHANGE_TZ)
-    minutes = (F.hour(local) * 60 + F.minute(local) + F.second(local) / 60.0 - 570).cast("double")
-    angle = minutes * (2.0 * math.pi / SESSION_MINUTES)
-    features["tod_sin"] = F.sin(angle)
-    features["tod_cos"] = F.cos(angle)
+    features["volume_z"] = _full("v", wv, f"CASE WHEN {v_var} > 0 THEN (v - {wmean('v', wv)}) / sqrt({v_var})"
+                                          f" ELSE {_num(0.0)} END")
+    local = f"from_utc_timestamp(ts, '{EXCHANGE_TZ}')"
+    minutes = f"CAST(hour({local}) * 60 + minute({local}) + second({local}) / {_num(60.0)} - 570 AS DOUBLE)"
+    angle = f"{minutes} * {_num(2.0 * math.pi / SESSION_MINUTES)}"
+    features["tod_sin"] = f"sin({angle})"
+    features["tod_cos"] = f"cos({angle})"
 
-    horizon_us = spec.horizon_minutes * 60 * 1_000_000
-    fwd_close = F.first("close").over(sw.rangeBetween(horizon_us, horizon_us))
-    df = df.select("*", *(col.alias(name) for name, col in features.items()), fwd_close.alias("fwd_close"))
-    df = df.where(F.col("fwd_close").isNotNull())
-    df = df.withColumn("fwd_ret", F.log(F.col("fwd_close") / F.col("close"))).withColumn(
-        "label", (F.col("fwd_close") > F.col("close")).cast("int")
-    )
-    return df.select(*spec.output_columns())
+    df = df.selectExpr("*", *(f"{expr} AS {name}" for name, expr in sums.items()))
+    df = df.selectExpr("*", *(f"{expr} AS {name}" for name, expr in features.items()))
+    labels = {"fwd_ret": "ln(fwd_close / close) AS fwd_ret", "label": "CAST(fwd_close > close AS INT) AS label"}
+    return df.where("fwd_close IS NOT NULL").selectExpr(*(labels.get(c, c) for c in spec.output_columns()))
 
 
 class NoBarsError(ValueError):
