@@ -57,8 +57,7 @@ class TopicSink:
 
     def send(self, records: Iterable[tuple[bytes | None, bytes]]) -> None:
         failed_before = self.failed
-        for key, value in records:
-            self.produce(key, value)
+        self.post(records)
         self.flush()
         if self.failed > failed_before:
             raise DeliveryError(f"{self.failed - failed_before} message(s) to {self.topic} were not acknowledged")
