@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hft.data.calendar import minutes_since_open, session_date
 from hft.features.definitions import FeatureSpec
 from hft.features.reference import compute_features
 from hft.schemas import bar_spark_schema, coerce_bars
@@ -136,3 +137,23 @@ def test_spark_features_equal_reference_across_tickers_gaps_and_missing_bars(spa
     actual["ts"] = pd.to_datetime(actual["ts"]).dt.tz_localize("UTC") if actual["ts"].dt.tz is None else actual["ts"]
     assert len(expected) > 3000
     assert_features_close(expected, actual)
+
+
+@pytest.mark.spark
+def test_spark_session_dates_and_time_of_day_do_not_depend_on_the_session_time_zone(spark, bars_factory):
+    """New York dates and minutes come from the bar's instant alone, whatever spark.sql.session.timeZone is."""
+    from hft.features import spark as spark_features
+
+    bars = coerce_bars(bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-11"))  # across DST
+    sdf = spark.createDataFrame(bars, schema=bar_spark_schema())
+    columns = ["ts", "date", "tod_minutes"]
+    in_utc = spark_features.add_session_columns(sdf).select(*columns).toPandas()
+    spark.conf.set("spark.sql.session.timeZone", "Asia/Tokyo")
+    try:
+        in_tokyo = spark_features.add_session_columns(sdf).select(*columns).toPandas()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+    expected = pd.Series(minutes_since_open(bars["ts"]), name="tod_minutes")
+    pd.testing.assert_series_equal(in_utc["tod_minutes"], expected)
+    pd.testing.assert_series_equal(in_tokyo["tod_minutes"], expected)
+    assert list(in_tokyo["date"]) == list(in_utc["date"]) == list(session_date(bars["ts"]))
