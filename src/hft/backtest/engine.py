@@ -235,13 +235,14 @@ def run_backtest(
 
     n = len(records)
     inst = records["instrument"].astype(np.int64)
-    acc = _account(inst, events, event_pred, marks)
+    groups = _Groups(inst)
+    acc = _account(groups, events, event_pred, marks)
     bar_ts, last_row = _bar_ends(records["ts_ns"])
     index = pd.DatetimeIndex(pd.to_datetime(bar_ts, utc=True), name="ts")
     scale = float(TICKS_PER_UNIT)
     equity = pd.Series(config.initial_capital + acc["equity_ticks"][last_row] / scale, index=index, name="equity")
     cash = pd.Series(acc["cash_ticks"][last_row] / scale, index=index, name="cash")
-    positions = _positions_per_bar(acc["position"], inst, last_row, n, names, index)
+    positions = _positions_per_bar(acc["position"], groups, inst, last_row, n, names, index)
     fills = _fills_frame(events, event_pred, marks, records, names)
     executor_equity = executor.equity / scale
     curve_pnl = float(acc["equity_ticks"][-1]) / scale
@@ -284,70 +285,65 @@ def _replay(records: np.ndarray, config: BacktestConfig, n_instruments: int):
         # before its prediction's seen record, so it lands on the previous row: harmless, it moves no money).
         row = start + np.cumsum(seen) - 1
         other = ~seen
-        kept.append(ev[other].copy())
+        kept.append(ev[other])  # boolean indexing copies: the drained buffer is not kept alive
         kept_rows.append(row[other])
     events = np.concatenate(kept) if kept else np.zeros(0, EVENT_DTYPE)
     event_pred = np.concatenate(kept_rows).astype(np.int64) if kept_rows else np.zeros(0, np.int64)
     return decisions, events, event_pred, marks, executor, executor_s
 
 
-def _sorted_groups(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stable order by group and, in that order, the position of each row's group start."""
-    order = np.argsort(groups, kind="stable")
-    g = groups[order]
-    n = len(g)
-    starts = np.r_[True, g[1:] != g[:-1]] if n else np.zeros(0, bool)
-    return order, np.maximum.accumulate(np.where(starts, np.arange(n), 0)) if n else np.zeros(0, np.int64)
+class _Groups:
+    """Rows grouped by an integer key (the instrument), sorted once (stable) for every per-group scan."""
+
+    def __init__(self, groups: np.ndarray) -> None:
+        self.order = np.argsort(groups, kind="stable")
+        g = groups[self.order]
+        n = len(g)
+        first = np.r_[True, g[1:] != g[:-1]] if n else np.zeros(0, bool)
+        self.first = first  # in sorted order: the row starts its group
+        self.start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else np.zeros(0, np.int64)
+
+    def _unsort(self, sorted_values: np.ndarray, like: np.ndarray) -> np.ndarray:
+        out = np.empty_like(like)
+        out[self.order] = sorted_values
+        return out
+
+    def cumsum(self, values: np.ndarray) -> np.ndarray:
+        """Running sum of ``values`` within each group, in row order (int64, exact)."""
+        v = values[self.order]
+        cs = np.cumsum(v)
+        return self._unsort(cs - (cs - v)[self.start], values)
+
+    def ffill(self, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Last valid value of the same group at or before each row (0 before the group's first)."""
+        v, ok = values[self.order], valid[self.order]
+        idx = np.maximum.accumulate(np.where(ok, np.arange(len(v)), -1)) if len(v) else np.zeros(0, np.int64)
+        return self._unsort(np.where(idx >= self.start, v[np.maximum(idx, 0)], 0), values)
+
+    def diff(self, values: np.ndarray) -> np.ndarray:
+        """Change of ``values`` since the previous row of the same group (the first row: the value itself)."""
+        v = values[self.order]
+        prev = np.r_[0, v[:-1]] if len(v) else v
+        return self._unsort(v - np.where(self.first, 0, prev), values)
 
 
-def _group_cumsum(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Running sum of ``values`` within each group, in row order (int64, exact)."""
-    order, start = _sorted_groups(groups)
-    v = values[order]
-    cs = np.cumsum(v)
-    out = np.empty_like(values)
-    out[order] = cs - (cs - v)[start]
-    return out
-
-
-def _ffill_by_group(values: np.ndarray, valid: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Last valid value of the same group at or before each row (0 before the group's first)."""
-    order, start = _sorted_groups(groups)
-    v, ok = values[order], valid[order]
-    idx = np.maximum.accumulate(np.where(ok, np.arange(len(v)), -1)) if len(v) else np.zeros(0, np.int64)
-    out = np.empty_like(values)
-    out[order] = np.where(idx >= start, v[np.maximum(idx, 0)], 0)
-    return out
-
-
-def _group_diff(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Change of ``values`` since the previous row of the same group (the first row: the value itself)."""
-    order, start = _sorted_groups(groups)
-    v = values[order]
-    prev = np.r_[0, v[:-1]] if len(v) else v
-    first = start == np.arange(len(v))
-    out = np.empty_like(values)
-    out[order] = v - np.where(first, 0, prev)
-    return out
-
-
-def _account(inst, events, event_pred, marks) -> dict[str, np.ndarray]:
-    """Per prediction row, after the executor processed it: position of its instrument, cash and equity
-    (all integer ticks / shares)."""
-    n = len(inst)
+def _account(groups: _Groups, events, event_pred, marks) -> dict[str, np.ndarray]:
+    """Per prediction row (``groups``: the rows by instrument), after the executor processed it: position of
+    its instrument, cash and equity (all integer ticks / shares)."""
+    n = len(marks)
     fill = events["type"] == FILL
     f_row = event_pred[fill]
     f_qty = events["qty"][fill].astype(np.int64)
     f_cash = -(f_qty * events["price"][fill].astype(np.int64) + events["fee"][fill].astype(np.int64))
     dq = np.zeros(n, np.int64)
     np.add.at(dq, f_row, f_qty)
-    position = _group_cumsum(dq, inst)
+    position = groups.cumsum(dq)
     cash_cum = np.cumsum(f_cash)
     k = np.searchsorted(f_row, np.arange(n), side="right")  # fills are in row order
     cash = np.where(k > 0, cash_cum[np.maximum(k - 1, 0)], 0) if len(f_row) else np.zeros(n, np.int64)
-    mark = _ffill_by_group(marks, marks > 0, inst)
+    mark = groups.ffill(marks, marks > 0)
     # market value of all instruments = running sum of each row's change in its own instrument's value
-    market_value = np.cumsum(_group_diff(position * mark, inst))
+    market_value = np.cumsum(groups.diff(position * mark))
     return {"position": position, "cash_ticks": cash, "mark": mark, "equity_ticks": cash + market_value}
 
 
@@ -360,16 +356,15 @@ def _bar_ends(ts_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ts_ns[rows], rows
 
 
-def _positions_per_bar(position, inst, last_row, n, names, index) -> pd.DataFrame:
+def _positions_per_bar(position, groups: _Groups, inst, last_row, n, names, index) -> pd.DataFrame:
     """Shares per ticker after each bar (forward-filled between a ticker's predictions)."""
     out = np.zeros((len(last_row), len(names)), np.int64)
     bar_of_row = np.searchsorted(last_row, np.arange(n))  # the bar each row belongs to
-    for i in range(len(names)):  # one pass per instrument, vectorised over its rows
-        rows = np.flatnonzero(inst == i)
-        if len(rows) == 0:
-            continue
+    starts = np.flatnonzero(groups.first)
+    for begin, end in zip(starts.tolist(), [*starts[1:].tolist(), n]):  # one instrument's rows, in row order
+        rows = groups.order[begin:end]
         at = np.searchsorted(bar_of_row[rows], np.arange(len(last_row)), side="right") - 1
-        out[:, i] = np.where(at >= 0, position[rows][np.maximum(at, 0)], 0)
+        out[:, inst[rows[0]]] = np.where(at >= 0, position[rows][np.maximum(at, 0)], 0)
     return pd.DataFrame(out, index=index, columns=list(names))
 
 
