@@ -27,9 +27,11 @@ Engines, all producing the same feature table (:class:`hft.features.FeatureSpec`
   ``--engines ...,spark-cached`` adds a variant on bars cached in Spark memory (``cache().count()`` untimed).
 
 Timing: reference and polars run ``--repeat`` times, best reported; Spark (and spark-cached) first run
-``--spark-warmups`` times (default 3; the first is reported as "cold": codegen and the JIT), then
-``--repeat`` times, best reported as "warm". One warm-up is not enough: HotSpot goes on compiling Catalyst's
-planner for several jobs (1M bars: 11 s, 3.3, 2.6, 2.6, 2.5 s..., ~1 s of JIT CPU in the second and third). Each
+``--spark-warmups`` times (default 6; the first is reported as "cold": codegen and the JIT), then
+``--repeat`` times, best reported as "warm", with the JIT compile time of the timed runs. One warm-up is far
+from enough: HotSpot goes on compiling more of Spark's planner and runtime for many jobs. 1M bars, nine jobs
+in one JVM: wall 13.3, 4.0, 3.1, 2.7, 2.7, 2.6, 2.5, 2.4, 2.6 s; JIT compile time 13.7, 4.7, 2.2, 1.6, 1.7,
+1.2, 1.2, 1.0, 1.2 s (of ~4.7 s of CPU per job; different methods each job, not recompilations). Each
 (size, engine) runs in a fresh worker process, largest sizes last, so memory is returned between engines
 and an engine that runs out of memory is reported and the benchmark goes on. rows/s counts input bars.
 """
@@ -387,6 +389,7 @@ class Timing:
     runs_s: list[float] = field(default_factory=list)  # wall seconds of every run, warm-up included
     cpu_s: list[float] = field(default_factory=list)  # CPU seconds (all threads; JVM's for Spark) per run
     load: list[float] = field(default_factory=list)  # 1-minute load average when each run started
+    jit_s: list[float] = field(default_factory=list)  # Spark: the JVM's JIT compile seconds per run
     cold_s: float = math.nan  # first run
     best_s: float = math.nan  # best of the --repeat timed runs (after the warm-up run for Spark)
     best_cpu_s: float = math.nan  # CPU seconds of that run
@@ -466,13 +469,18 @@ def time_spark(path: str, size: int, bars: int, repeat: int, cached: bool, warmu
                 features = features.observe(observation, F.count(F.lit(1)).alias("rows"))
             features.write.format("noop").mode("overwrite").save()
 
+        compiler = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getCompilationMXBean()
+
+        def timed(run) -> None:
+            jit_ms = compiler.getTotalCompilationTime()
+            result.run(run, cpu_pid=jvm)
+            result.jit_s.append((compiler.getTotalCompilationTime() - jit_ms) / 1e3)
+
         rows = Observation("rows")
-        result.run(lambda: job(rows), cpu_pid=jvm)
+        timed(lambda: job(rows))
         result.out_rows = rows.get["rows"]
-        for _ in range(warmups - 1):
-            result.run(job, cpu_pid=jvm)
-        for _ in range(repeat):
-            result.run(job, cpu_pid=jvm)
+        for _ in range(warmups - 1 + repeat):
+            timed(job)
         result.peak_rss_mb = _peak_rss_mb() + _peak_rss_mb(f"/proc/{jvm}/status")
     finally:
         spark.stop()
@@ -504,6 +512,11 @@ def measure(engine: str, path: str, size: int, bars: int, repeat: int, warmups: 
     first = warmups if engine in SPARK_ENGINES else 0  # Spark's warm-up runs are not timed runs
     best = min(range(first, len(result.runs_s)), key=result.runs_s.__getitem__)
     result.cold_s, result.best_s, result.best_cpu_s = result.runs_s[0], result.runs_s[best], result.cpu_s[best]
+    if result.jit_s:  # how warm "warm" was: HotSpot's compile time during each timed run
+        result.note = (
+            f"after {warmups} warm-up runs, JIT compile time in the timed runs: "
+            + ", ".join(f"{j:.2f} s (of {c:.2f} s CPU)" for j, c in zip(result.jit_s[first:], result.cpu_s[first:]))
+        )
     return result
 
 
@@ -585,7 +598,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1e6,5e6,2e7", help="comma-separated bar counts (default 1e6,5e6,2e7)")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs per engine and size (default 2)")
-    parser.add_argument("--spark-warmups", type=int, default=3, help="untimed Spark runs first (default 3)")
+    parser.add_argument("--spark-warmups", type=int, default=6, help="untimed Spark runs first (default 6)")
     parser.add_argument("--tickers", type=int, default=200, help="synthetic tickers (default 200)")
     parser.add_argument(
         "--engines", default="reference,polars,spark", help=f"comma-separated, from {', '.join(ALL_ENGINES)}"
