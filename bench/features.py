@@ -27,11 +27,15 @@ Engines, all producing the same feature table (:class:`hft.features.FeatureSpec`
   ``--engines ...,spark-cached`` adds a variant on bars cached in Spark memory (``cache().count()`` untimed).
 
 Timing: reference and polars run ``--repeat`` times, best reported; Spark (and spark-cached) first run
-``--spark-warmups`` times (default 6; the first is reported as "cold": codegen and the JIT), then
-``--repeat`` times, best reported as "warm", with the JIT compile time of the timed runs. One warm-up is far
-from enough: HotSpot goes on compiling more of Spark's planner and runtime for many jobs. 1M bars, nine jobs
-in one JVM: wall 13.3, 4.0, 3.1, 2.7, 2.7, 2.6, 2.5, 2.4, 2.6 s; JIT compile time 13.7, 4.7, 2.2, 1.6, 1.7,
-1.2, 1.2, 1.0, 1.2 s (of ~4.7 s of CPU per job; different methods each job, not recompilations). Each
+warm-up runs until the JVM is warm, then ``--repeat`` times, best reported as "warm", with the JIT compile
+time of the timed runs; the first warm-up is reported as "cold" (codegen and the JIT). Warm means HotSpot no
+longer competes for the cores: at least ``--spark-warmups`` runs (default 3), and more while a run's JIT
+compile time exceeds ``--spark-warm-jit`` (default 0.15) of its CPU time, up to ``--spark-max-warmups``
+(default 30). HotSpot goes on compiling more of Spark's planner and runtime for many jobs: 1M bars, 22 jobs
+in one JVM: wall 12.9, 4.2, 3.1, 3.1, 2.8, 2.8, 3.2, 2.6, 2.5, 2.6, 2.8, 2.5, 2.5, 2.4, 2.7, 2.3, 2.5, 2.4,
+2.4, 2.5, 2.2, 2.2 s; JIT compile time 13.9, 4.0, 2.1, 1.8, 1.7, 1.4, 1.4, 1.3, 0.8, 1.2, 1.8, 0.8, 0.9, 0.9,
+1.1, 0.7, 0.9, 0.6, 0.8, 0.8, 0.7, 0.6 s, of 3.9-6 s of CPU (different methods each job, not
+recompilations). At 20M bars the JIT is a few % of a job after the third. Each
 (size, engine) runs in a fresh worker process, largest sizes last, so memory is returned between engines
 and an engine that runs out of memory is reported and the benchmark goes on. rows/s counts input bars.
 """
@@ -390,6 +394,7 @@ class Timing:
     cpu_s: list[float] = field(default_factory=list)  # CPU seconds (all threads; JVM's for Spark) per run
     load: list[float] = field(default_factory=list)  # 1-minute load average when each run started
     jit_s: list[float] = field(default_factory=list)  # Spark: the JVM's JIT compile seconds per run
+    warmups: int = 0  # Spark: untimed runs before the timed ones
     cold_s: float = math.nan  # first run
     best_s: float = math.nan  # best of the --repeat timed runs (after the warm-up run for Spark)
     best_cpu_s: float = math.nan  # CPU seconds of that run
@@ -450,7 +455,19 @@ def time_polars(path: str, size: int, bars: int, repeat: int) -> Timing:
     return result
 
 
-def time_spark(path: str, size: int, bars: int, repeat: int, cached: bool, warmups: int = 1) -> Timing:
+@dataclass(frozen=True)
+class Warmup:
+    """When a Spark JVM counts as warm (see the module docstring)."""
+
+    min_runs: int = 3
+    max_jit_share: float = 0.15
+    max_runs: int = 30
+
+    def done(self, runs: int, jit_s: float, cpu_s: float) -> bool:
+        return runs >= self.max_runs or (runs >= self.min_runs and jit_s <= self.max_jit_share * cpu_s)
+
+
+def time_spark(path: str, size: int, bars: int, repeat: int, cached: bool, warmup: Warmup = Warmup()) -> Timing:
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
@@ -479,7 +496,10 @@ def time_spark(path: str, size: int, bars: int, repeat: int, cached: bool, warmu
         rows = Observation("rows")
         timed(lambda: job(rows))
         result.out_rows = rows.get["rows"]
-        for _ in range(warmups - 1 + repeat):
+        while not warmup.done(len(result.runs_s), result.jit_s[-1], result.cpu_s[-1]):
+            timed(job)
+        result.warmups = len(result.runs_s)
+        for _ in range(repeat):
             timed(job)
         result.peak_rss_mb = _peak_rss_mb() + _peak_rss_mb(f"/proc/{jvm}/status")
     finally:
@@ -493,13 +513,13 @@ def run_isolated(fn, *args):
         return pool.submit(fn, *args).result()
 
 
-def measure(engine: str, path: str, size: int, bars: int, repeat: int, warmups: int = 1) -> Timing:
+def measure(engine: str, path: str, size: int, bars: int, repeat: int, warmup: Warmup = Warmup()) -> Timing:
     if engine == "reference":
         task = (time_reference, path, size, bars, repeat)
     elif engine == "polars":
         task = (time_polars, path, size, bars, repeat)
     else:
-        task = (time_spark, path, size, bars, repeat, engine == "spark-cached", warmups)
+        task = (time_spark, path, size, bars, repeat, engine == "spark-cached", warmup)
     try:
         result = run_isolated(*task)
     except BrokenProcessPool:
@@ -509,12 +529,12 @@ def measure(engine: str, path: str, size: int, bars: int, repeat: int, warmups: 
     except Exception as exc:  # noqa: BLE001 - a failed engine is reported, the benchmark goes on
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return Timing(engine, size, bars, error=f"{type(exc).__name__}: {first[:200]}")
-    first = warmups if engine in SPARK_ENGINES else 0  # Spark's warm-up runs are not timed runs
+    first = result.warmups  # Spark's warm-up runs are not timed runs
     best = min(range(first, len(result.runs_s)), key=result.runs_s.__getitem__)
     result.cold_s, result.best_s, result.best_cpu_s = result.runs_s[0], result.runs_s[best], result.cpu_s[best]
     if result.jit_s:  # how warm "warm" was: HotSpot's compile time during each timed run
         result.note = (
-            f"after {warmups} warm-up runs, JIT compile time in the timed runs: "
+            f"after {result.warmups} warm-up runs, JIT compile time in the timed runs: "
             + ", ".join(f"{j:.2f} s (of {c:.2f} s CPU)" for j, c in zip(result.jit_s[first:], result.cpu_s[first:]))
         )
     return result
@@ -598,7 +618,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1e6,5e6,2e7", help="comma-separated bar counts (default 1e6,5e6,2e7)")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs per engine and size (default 2)")
-    parser.add_argument("--spark-warmups", type=int, default=6, help="untimed Spark runs first (default 6)")
+    parser.add_argument("--spark-warmups", type=int, default=3, help="untimed Spark runs first, at least (default 3)")
+    parser.add_argument("--spark-warm-jit", type=float, default=0.15,
+                        help="more warm-up runs while a run's JIT time exceeds this share of its CPU (default 0.15)")
+    parser.add_argument("--spark-max-warmups", type=int, default=30, help="at most this many warm-up runs (default 30)")
     parser.add_argument("--tickers", type=int, default=200, help="synthetic tickers (default 200)")
     parser.add_argument(
         "--engines", default="reference,polars,spark", help=f"comma-separated, from {', '.join(ALL_ENGINES)}"
@@ -624,6 +647,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--sizes and --verify-size must be at least --tickers x 400 bars")
     if args.repeat < 1 or args.tickers < 1 or args.spark_warmups < 1:
         parser.error("--repeat, --spark-warmups and --tickers must be >= 1")
+    if args.spark_max_warmups < args.spark_warmups or not 0 < args.spark_warm_jit <= 1:
+        parser.error("--spark-max-warmups must be >= --spark-warmups, and --spark-warm-jit in (0, 1]")
+    args.warmup = Warmup(args.spark_warmups, args.spark_warm_jit, args.spark_max_warmups)
     return args
 
 
@@ -664,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         for engine in args.engines:
             path, bars = ensure_bars(size, args.tickers)
             log.info("timing %s on %s bars", engine, f"{bars:,}")
-            result = measure(engine, path, size, bars, args.repeat, args.spark_warmups)
+            result = measure(engine, path, size, bars, args.repeat, args.warmup)
             results.append(result)
             log.info("  %s", result.error or f"runs {', '.join(f'{s:.2f}' for s in result.runs_s)} s")
             if args.json:  # after every measurement, so a cut-off run leaves what it measured
