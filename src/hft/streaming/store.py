@@ -23,9 +23,7 @@ import json
 import time
 from dataclasses import dataclass
 
-import msgspec
-
-from hft.streaming.messages import BarMessage
+from hft.streaming.messages import BarMessage, encode_json
 
 _COMMIT = """
 -- One call per micro-batch; a script runs alone, so the batch commits atomically. KEYS[1]: the predictions
@@ -106,11 +104,8 @@ class Prediction:
                 str(self.produced_ns or ""), str(self.predicted_ns), str(written_ns)]
 
 
-_encode = msgspec.json.Encoder().encode
-
-
 def _bar_json(bar: BarMessage) -> str:
-    return _encode([bar.open, bar.high, bar.low, bar.close, bar.volume]).decode()
+    return encode_json([bar.open, bar.high, bar.low, bar.close, bar.volume]).decode()
 
 
 class RedisStore:
@@ -177,7 +172,7 @@ class RedisStore:
             state.setdefault(self._state_key(bar.ticker, bar.interval), []).extend((str(bar.ts_ms), _bar_json(bar)))
         now = time.time_ns()
         args = [self.p, self.ttl_s, self.maxlen, self.keep, STATE_TTL_S, batch_id,
-                _encode(state), _encode([p.values(now) for p in predictions])]
+                encode_json(state), encode_json([p.values(now) for p in predictions])]
         return int(self._commit(keys=[self.stream_key], args=args))
 
     # -- reads ---------------------------------------------------------------------------------------------
