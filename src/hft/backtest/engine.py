@@ -242,7 +242,7 @@ def run_backtest(
     scale = float(TICKS_PER_UNIT)
     equity = pd.Series(config.initial_capital + acc["equity_ticks"][last_row] / scale, index=index, name="equity")
     cash = pd.Series(acc["cash_ticks"][last_row] / scale, index=index, name="cash")
-    positions = _positions_per_bar(acc["position"], groups, inst, last_row, n, names, index)
+    positions = _positions_per_bar(acc["position"], groups, last_row, names, index)
     fills = _fills_frame(events, event_pred, marks, records, names)
     executor_equity = executor.equity / scale
     curve_pnl = float(acc["equity_ticks"][-1]) / scale
@@ -302,6 +302,13 @@ class _Groups:
         first = np.r_[True, g[1:] != g[:-1]] if n else np.zeros(0, bool)
         self.first = first  # in sorted order: the row starts its group
         self.start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else np.zeros(0, np.int64)
+        self.keys = g[first]  # each group's key, in sorted order
+
+    def rows(self):
+        """(key, its rows in row order) per group."""
+        bounds = np.r_[np.flatnonzero(self.first), len(self.order)].tolist()
+        for key, begin, end in zip(self.keys.tolist(), bounds[:-1], bounds[1:]):
+            yield key, self.order[begin:end]
 
     def _unsort(self, sorted_values: np.ndarray, like: np.ndarray) -> np.ndarray:
         out = np.empty_like(like)
@@ -356,15 +363,13 @@ def _bar_ends(ts_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ts_ns[rows], rows
 
 
-def _positions_per_bar(position, groups: _Groups, inst, last_row, n, names, index) -> pd.DataFrame:
+def _positions_per_bar(position, groups: _Groups, last_row, names, index) -> pd.DataFrame:
     """Shares per ticker after each bar (forward-filled between a ticker's predictions)."""
     out = np.zeros((len(last_row), len(names)), np.int64)
-    bar_of_row = np.searchsorted(last_row, np.arange(n))  # the bar each row belongs to
-    starts = np.flatnonzero(groups.first)
-    for begin, end in zip(starts.tolist(), [*starts[1:].tolist(), n]):  # one instrument's rows, in row order
-        rows = groups.order[begin:end]
+    bar_of_row = np.searchsorted(last_row, np.arange(len(position)))  # the bar each row belongs to
+    for instrument, rows in groups.rows():  # one pass per instrument, vectorised over its rows
         at = np.searchsorted(bar_of_row[rows], np.arange(len(last_row)), side="right") - 1
-        out[:, inst[rows[0]]] = np.where(at >= 0, position[rows][np.maximum(at, 0)], 0)
+        out[:, instrument] = np.where(at >= 0, position[rows][np.maximum(at, 0)], 0)
     return pd.DataFrame(out, index=index, columns=list(names))
 
 
