@@ -67,18 +67,20 @@ void PaperExchange::match(InstrumentId instrument, Price price, Nanos now, FillL
   Qty liquidity = config_.max_fill_qty > 0 ? config_.max_fill_qty : INT64_MAX;
   const Price buy_px = execution_price(Side::Buy, price), sell_px = execution_price(Side::Sell, price);
   // Oldest order first (arrival time, then client order id: ids increase with send order, slots are
-  // reused), so a partial fill goes to the order that arrived first.
-  for (;;) {
+  // reused), so a partial fill goes to the order that arrived first. A scan stops at the last working slot.
+  for (std::uint32_t left = working_[instrument]; left != 0 && liquidity > 0; left = working_[instrument]) {
     Slot* next = nullptr;
-    for (std::uint32_t i = 0; i < per_instrument_; ++i) {
+    for (std::uint32_t i = 0; left != 0 && i < per_instrument_; ++i) {
       Slot& s = slots[i];
-      if (s.id == 0 || s.arrive_ns > now) continue;
+      if (s.id == 0) continue;
+      --left;
+      if (s.arrive_ns > now) continue;
       const bool marketable = s.side == Side::Buy ? buy_px <= s.limit : sell_px >= s.limit;
       if (marketable && (next == nullptr || s.arrive_ns < next->arrive_ns ||
                          (s.arrive_ns == next->arrive_ns && s.id < next->id)))
         next = &s;
     }
-    if (next == nullptr || liquidity <= 0) return;
+    if (next == nullptr) return;
     const Qty q = std::min(next->remaining, liquidity);
     const Price px = next->side == Side::Buy ? buy_px : sell_px;
     liquidity -= q;

@@ -33,7 +33,8 @@ Executor::Executor(const ExecutorConfig& config, std::uint32_t instruments, Exch
       gateway_(gateway ? gateway : owned_exchange_.get()),
       inst_(n_instruments_),
       orders_(std::size_t{n_instruments_} * config.risk.max_open_orders),
-      bucket_(config.risk.orders_per_second, config.risk.order_burst) {
+      bucket_(config.risk.orders_per_second, config.risk.order_burst),
+      loss_limit_(to_money(config.risk.daily_loss_limit)) {
   events_.reserve(kOutboxCapacity);
 }
 
@@ -91,7 +92,7 @@ void Executor::decide(const Prediction& p, Decision& d) noexcept {
   mark(i, px);
   s.signal = next_signal(s.signal, p.probability, config_.strategy);
   seen(i, p.ts_ns, now, px, Reason::None);
-  if (halted_ == Reason::None && day_pnl() <= -to_money(config_.risk.daily_loss_limit))
+  if (halted_ == Reason::None && day_pnl() <= -loss_limit_)
     engage_halt(Reason::DailyLossLimit, now);
 
   // Flat signal, flat target: the sizing (two divisions) only when there is a side to size.
@@ -104,11 +105,12 @@ void Executor::decide(const Prediction& p, Decision& d) noexcept {
   if (why == Reason::None && delta != 0) {
     const Side side = delta > 0 ? Side::Buy : Side::Sell;
     limit = limit_price(px, side, config_.strategy);
-    const Exposure e{s.position, s.working, open_orders(i), gross_, s.last};
+    const Exposure e{s.position, s.working, s.open, gross_, s.last};
     why = check_order(delta, limit, e, config_.risk, bucket_, now);
     if (why == Reason::None) {
       slot = free_slot(i);
       *slot = Order{next_id_++, i, side, std::abs(delta), 0, limit, now, OrderState::New};
+      ++s.open;
     }
   }
   if (why != Reason::None) refuse(d, why, now);
@@ -157,11 +159,6 @@ void Executor::refuse(Decision& d, Reason r, Nanos now) noexcept {
   d.action = Action::Reject;
   d.reason = r;
   emit(Event{now, 0, 0, d.target, 0, d.ts_ns, d.instrument, EventType::Rejected, r, 0});
-}
-
-void Executor::seen(InstrumentId i, Nanos bar_ts, Nanos now, Price px, Reason r) noexcept {
-  const std::int8_t signal = i < n_instruments_ ? inst_[i].signal : 0;
-  emit(Event{now, 0, px, signal, 0, bar_ts, i, EventType::PredictionSeen, r, 0});
 }
 
 void Executor::mark(InstrumentId i, Price px) noexcept {
@@ -223,14 +220,6 @@ Order* Executor::free_slot(InstrumentId i) noexcept {
   return nullptr;
 }
 
-std::uint32_t Executor::open_orders(InstrumentId i) const noexcept {
-  if (i >= n_instruments_) return 0;
-  const Order* slots = &orders_[std::size_t{i} * config_.risk.max_open_orders];
-  std::uint32_t n = 0;
-  for (std::uint32_t k = 0; k < config_.risk.max_open_orders; ++k) n += slots[k].id != 0;
-  return n;
-}
-
 void Executor::close_order(Order& o, OrderState to, Nanos now, Reason why, bool emit_event) noexcept {
   InstrumentState& s = inst_[o.instrument];
   const Money before = exposure(s);
@@ -240,6 +229,7 @@ void Executor::close_order(Order& o, OrderState to, Nanos now, Reason why, bool 
   if (emit_event) emit(Event{now, o.id, o.limit, o.side == Side::Buy ? o.filled : -o.filled, 0, 0, o.instrument,
                              EventType::OrderDone, why, 0});
   o = Order{};
+  --s.open;
 }
 
 void Executor::on_fill(const FillReport& f) noexcept { apply_fill(f, true); }
@@ -260,6 +250,7 @@ void Executor::apply_fill(const FillReport& f, bool emit_event) noexcept {
     if (emit_event) emit(Event{f.ts_ns, o->id, o->limit, o->side == Side::Buy ? o->filled : -o->filled, 0, 0,
                                o->instrument, EventType::OrderDone, Reason::None, 0});
     *o = Order{};
+    --s.open;
   }
 }
 
@@ -290,6 +281,7 @@ void Executor::recover(std::span<const Event> events) {
         const Side side = e.qty > 0 ? Side::Buy : Side::Sell;
         *slot = Order{e.order_id, e.instrument, side, std::abs(e.qty), 0, e.price, e.ts_ns, OrderState::Sent};
         InstrumentState& s = inst_[e.instrument];
+        ++s.open;
         const Money before = exposure(s);
         s.working += e.qty;
         gross_ += exposure(s) - before;

@@ -141,6 +141,24 @@ TEST(PaperExchange, SameArrivalInReusedSlot_LowerIdFilledFirst) {
   EXPECT_EQ(rec.fills[0].qty, 30);
 }
 
+TEST(PaperExchange, FreeSlotBetweenWorkingOrders_BothFillInOneUpdate) {
+  // The scan skips free slots and stops after the last working one, wherever it sits.
+  PaperExchange ex(cfg(), 1, 4);
+  FillRecorder rec;
+  ASSERT_TRUE(ex.send(order(1, Side::Buy, 10, 1'010'000), 0));   // slot 0
+  ASSERT_TRUE(ex.send(order(2, Side::Buy, 20, 1'010'000), 0));   // slot 1
+  ASSERT_TRUE(ex.send(order(3, Side::Sell, 30, 990'000), 0));    // slot 2
+  ASSERT_TRUE(ex.cancel(2, 0, 0));
+  ex.on_market(0, 1'000'000, kLatency, rec);
+  ASSERT_EQ(rec.fills.size(), 2u);
+  EXPECT_EQ(rec.fills[0].order_id, 1u);
+  EXPECT_EQ(rec.fills[1].order_id, 3u);
+  EXPECT_EQ(rec.fills[1].qty, 30);
+  EXPECT_EQ(ex.working(0), 0u);
+  ex.on_market(0, 1'000'000, kLatency + 1, rec);
+  EXPECT_EQ(rec.fills.size(), 2u);
+}
+
 TEST(PaperExchange, BuyLimitBelowExecutionPrice_RestsUntilMarketable) {
   PaperExchange ex(cfg(), 1, 4);
   FillRecorder rec;

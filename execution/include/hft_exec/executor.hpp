@@ -79,7 +79,7 @@ class Executor final : public FillListener {
   [[nodiscard]] Qty working(InstrumentId i) const noexcept { return i < n_instruments_ ? inst_[i].working : 0; }
   [[nodiscard]] Price last_price(InstrumentId i) const noexcept { return i < n_instruments_ ? inst_[i].last : 0; }
   [[nodiscard]] std::int8_t signal(InstrumentId i) const noexcept { return i < n_instruments_ ? inst_[i].signal : 0; }
-  [[nodiscard]] std::uint32_t open_orders(InstrumentId i) const noexcept;
+  [[nodiscard]] std::uint32_t open_orders(InstrumentId i) const noexcept { return i < n_instruments_ ? inst_[i].open : 0; }
   [[nodiscard]] Money cash() const noexcept { return cash_; }
   [[nodiscard]] Money equity() const noexcept { return cash_ + marked_; }  // cash + positions at last prices
   [[nodiscard]] Money day_pnl() const noexcept { return equity() - day_start_equity_; }
@@ -99,13 +99,17 @@ class Executor final : public FillListener {
     Price band_candidate = 0;   // the last price refused by the band (0: none)
     Qty position = 0;
     Qty working = 0;            // signed remaining quantity of working orders
+    std::uint32_t open = 0;     // working orders (occupied slots in orders_)
     std::int8_t signal = 0;
   };
 
   void decide(const Prediction& p, Decision& d) noexcept;            // on_prediction, written into d
   void reject(Decision& d, Reason r, Nanos now, Price px) noexcept;  // invalid input: Seen event
   void refuse(Decision& d, Reason r, Nanos now) noexcept;            // valid input, no order: Rejected event
-  void seen(InstrumentId i, Nanos bar_ts, Nanos now, Price px, Reason r) noexcept;
+  void seen(InstrumentId i, Nanos bar_ts, Nanos now, Price px, Reason r) noexcept {  // inline: once per decision
+    const std::int8_t signal = i < n_instruments_ ? inst_[i].signal : 0;
+    emit(Event{now, 0, px, signal, 0, bar_ts, i, EventType::PredictionSeen, r, 0});
+  }
   void mark(InstrumentId i, Price px) noexcept;                // new last price: marks and gross
   void apply_fill(const FillReport& f, bool emit) noexcept;    // positions, cash, order state
   void roll_day(Nanos bar_ts) noexcept;
@@ -127,6 +131,7 @@ class Executor final : public FillListener {
   TokenBucket bucket_;
   Outbox events_;
   Counters counters_{};
+  Money loss_limit_;  // config_.risk.daily_loss_limit in ticks
   Money cash_ = 0, marked_ = 0, gross_ = 0, fees_ = 0, day_start_equity_ = 0;
   std::int64_t day_ = INT64_MIN;
   Nanos next_day_ns_ = INT64_MIN;  // first nanosecond after the current UTC day
