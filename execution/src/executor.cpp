@@ -171,8 +171,7 @@ void Executor::mark(InstrumentId i, Price px) noexcept {
 
 Money Executor::exposure(const InstrumentState& s) const noexcept { return std::abs(s.position + s.working) * s.last; }
 
-void Executor::roll_day(Nanos bar_ts) noexcept {
-  if (bar_ts < next_day_ns_) return;  // the common case, without a division
+void Executor::new_day(Nanos bar_ts) noexcept {
   const std::int64_t day = bar_ts / kDayNs;  // UTC day: a New York session lies inside one
   if (day <= day_) return;
   day_ = day;

@@ -34,7 +34,7 @@ struct Counters {
 // the decision loop, which reserves room first.
 class Outbox {
  public:
-  void push(const Event& e) noexcept {
+  [[gnu::always_inline]] void push(const Event& e) noexcept {
     if (n_ == cap_) [[unlikely]] grow(n_ + 1);
     data_[n_++] = e;
   }
@@ -106,19 +106,22 @@ class Executor final : public FillListener {
   void decide(const Prediction& p, Decision& d) noexcept;            // on_prediction, written into d
   void reject(Decision& d, Reason r, Nanos now, Price px) noexcept;  // invalid input: Seen event
   void refuse(Decision& d, Reason r, Nanos now) noexcept;            // valid input, no order: Rejected event
-  void seen(InstrumentId i, Nanos bar_ts, Nanos now, Price px, Reason r) noexcept {  // inline: once per decision
+  [[gnu::always_inline]] void seen(InstrumentId i, Nanos bar_ts, Nanos now, Price px, Reason r) noexcept {
     const std::int8_t signal = i < n_instruments_ ? inst_[i].signal : 0;
     emit(Event{now, 0, px, signal, 0, bar_ts, i, EventType::PredictionSeen, r, 0});
   }
   void mark(InstrumentId i, Price px) noexcept;                // new last price: marks and gross
   void apply_fill(const FillReport& f, bool emit) noexcept;    // positions, cash, order state
-  void roll_day(Nanos bar_ts) noexcept;
+  [[gnu::always_inline]] void roll_day(Nanos bar_ts) noexcept {  // new UTC day: day start equity, lifts a loss halt
+    if (bar_ts >= next_day_ns_) [[unlikely]] new_day(bar_ts);  // the common case, without a call or a division
+  }
+  [[gnu::cold]] void new_day(Nanos bar_ts) noexcept;
   void engage_halt(Reason why, Nanos now) noexcept;            // cancels working orders, emits Halt
   Order* find_order(InstrumentId i, OrderId id) noexcept;
   Order* free_slot(InstrumentId i) noexcept;
   void close_order(Order& o, OrderState to, Nanos now, Reason why, bool emit) noexcept;
   Money exposure(const InstrumentState& s) const noexcept;
-  void emit(const Event& e) noexcept {
+  [[gnu::always_inline]] void emit(const Event& e) noexcept {
     if (!replaying_) events_.push(e);
   }
 

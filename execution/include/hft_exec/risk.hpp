@@ -17,7 +17,7 @@ class TokenBucket {
 
   // Refills for the time since the last call (time never runs backwards here) and takes a token if one is
   // there.
-  [[nodiscard]] bool try_take(Nanos now) noexcept {
+  [[nodiscard, gnu::always_inline]] bool try_take(Nanos now) noexcept {
     if (now > last_) {
       if (last_ != kNever) tokens_ = std::min(burst_, tokens_ + rate_ * static_cast<double>(now - last_) * 1e-9);
       last_ = now;
@@ -45,7 +45,7 @@ struct Exposure {
 
 // Checks in a fixed order (cheapest and most fundamental first); the first failing rule is the reason.
 // `qty` is signed (buy > 0). The rate bucket is consulted last, so a rejected order spends no token.
-[[nodiscard]] inline Reason check_order(Qty qty, Price limit, const Exposure& e, const RiskConfig& c,
+[[nodiscard, gnu::always_inline]] inline Reason check_order(Qty qty, Price limit, const Exposure& e, const RiskConfig& c,
                                         TokenBucket& bucket, Nanos now) noexcept {
   const double notional = std::abs(static_cast<double>(qty)) * static_cast<double>(limit) / kTicksPerUnit;
   if (notional > c.max_order_notional) return Reason::MaxOrderNotional;
@@ -62,7 +62,7 @@ struct Exposure {
 }
 
 // True when `price` (ticks) is more than `band` (a fraction) away from `last` (ticks; 0 = no trade yet).
-[[nodiscard]] inline bool outside_band(Price price, Price last, double band) noexcept {
+[[nodiscard, gnu::always_inline]] inline bool outside_band(Price price, Price last, double band) noexcept {
   if (last <= 0) return false;
   return std::abs(static_cast<double>(price) / static_cast<double>(last) - 1.0) > band;
 }

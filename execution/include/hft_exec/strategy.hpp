@@ -12,7 +12,7 @@ namespace hft_exec {
 // Next signal (-1 short, 0 flat, +1 long) from the current one and a probability in [0, 1]. Entering needs
 // the probability past an entry threshold; leaving needs it back past the (closer to 0.5) exit threshold,
 // so a probability hovering around one threshold does not flip the position on every bar.
-[[nodiscard]] constexpr std::int8_t next_signal(std::int8_t current, double p, const StrategyConfig& c) noexcept {
+[[nodiscard, gnu::always_inline]] constexpr std::int8_t next_signal(std::int8_t current, double p, const StrategyConfig& c) noexcept {
   if (p >= c.enter_long) return 1;
   if (p <= c.enter_short) return -1;
   if (current > 0 && p < c.exit_long) return 0;
@@ -22,7 +22,7 @@ namespace hft_exec {
 
 // |target position| in shares for a price (ticks) and a per-bar volatility: risk_per_trade currency units
 // of one bar's move, rounded down to whole lots, capped at max_position.
-[[nodiscard]] inline Qty target_size(Price price, double volatility, const StrategyConfig& c,
+[[nodiscard, gnu::always_inline]] inline Qty target_size(Price price, double volatility, const StrategyConfig& c,
                                      Qty max_position) noexcept {
   const double px = static_cast<double>(price) / static_cast<double>(kTicksPerUnit);
   const double vol = std::max(volatility, c.min_volatility);
@@ -37,7 +37,7 @@ namespace hft_exec {
 
 // Signed quantity to trade from `current` (position + working) to `target`: 0 when the target keeps the
 // side of the current exposure and the change is below rebalance_fraction of the target.
-[[nodiscard]] inline Qty order_quantity(Qty current, Qty target, const StrategyConfig& c) noexcept {
+[[nodiscard, gnu::always_inline]] inline Qty order_quantity(Qty current, Qty target, const StrategyConfig& c) noexcept {
   const Qty delta = target - current;
   const bool same_side = (current > 0 && target > 0) || (current < 0 && target < 0);
   if (same_side && std::abs(static_cast<double>(delta)) < c.rebalance_fraction * std::abs(static_cast<double>(target)))
@@ -46,7 +46,7 @@ namespace hft_exec {
 }
 
 // Marketable limit price: the price moved against us by the collar (buy above, sell below), in ticks.
-[[nodiscard]] inline Price limit_price(Price price, Side side, const StrategyConfig& c) noexcept {
+[[nodiscard, gnu::always_inline]] inline Price limit_price(Price price, Side side, const StrategyConfig& c) noexcept {
   const double exact = static_cast<double>(price) * c.limit_collar_bps / 1e4;  // >= 0
   auto collar = static_cast<Price>(exact);  // ceil without the libm call
   collar += static_cast<double>(collar) < exact;

@@ -70,7 +70,7 @@ inline constexpr const char* reason_name(Reason r) noexcept {
 }
 
 // Round half away from zero (std::llround) without the libm call; exact for |x| < 2^52.
-[[nodiscard]] inline std::int64_t round_half_away(double x) noexcept {
+[[nodiscard, gnu::always_inline]] inline std::int64_t round_half_away(double x) noexcept {
   const auto whole = static_cast<std::int64_t>(x);  // truncates toward zero
   const double frac = x - static_cast<double>(whole);
   return whole + (frac >= 0.5) - (frac <= -0.5);
