@@ -1,7 +1,9 @@
-// Order state machine: every legal and illegal transition, and fills.
+// Order state machine: every legal and illegal transition, and fills; the rounding to integer units.
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
+#include <cstdint>
 #include <set>
 #include <utility>
 
@@ -160,3 +162,30 @@ TEST(OrderQty, SignedRemaining_NegativeForSell) {
 }
 
 }  // namespace
+
+// Prices and fees become integer ticks through round_half_away: it must agree with std::llround (what the
+// Python reference uses) on every half, its neighbours, and the double just below 0.5 (which x + 0.5 would
+// round up to 1).
+TEST(Units, RoundHalfAway_MatchesLlroundOnHalvesAndTheirNeighbours) {
+  EXPECT_EQ(hft_exec::round_half_away(0.49999999999999994), 0);
+  EXPECT_EQ(hft_exec::round_half_away(-0.49999999999999994), 0);
+  EXPECT_EQ(hft_exec::round_half_away(0.5), 1);
+  EXPECT_EQ(hft_exec::round_half_away(-0.5), -1);
+  EXPECT_EQ(hft_exec::round_half_away(2.5), 3);
+  EXPECT_EQ(hft_exec::round_half_away(0.0), 0);
+  EXPECT_EQ(hft_exec::round_half_away(4503599627370495.0), 4503599627370495);  // 2^52 - 1
+  std::uint64_t checked = 0;
+  for (int e = -40; e < 52; ++e) {
+    for (int k = 0; k < 200; ++k) {
+      const double base = std::ldexp(1.0 + k / 200.0, e);
+      const double half = std::floor(base) + 0.5;
+      for (double x : {half, std::nextafter(half, 0.0), std::nextafter(half, 1e300), base, std::nextafter(base, 0.0)}) {
+        if (!(x < 4503599627370496.0)) continue;  // 2^52: the documented domain
+        ASSERT_EQ(hft_exec::round_half_away(x), std::llround(x)) << std::hexfloat << x;
+        ASSERT_EQ(hft_exec::round_half_away(-x), std::llround(-x)) << std::hexfloat << -x;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 80'000u);
+}

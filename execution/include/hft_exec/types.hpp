@@ -6,6 +6,7 @@
 // layout matches a NumPy structured dtype (hft_exec/__init__.py), checked by a test.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -69,11 +70,11 @@ inline constexpr const char* reason_name(Reason r) noexcept {
   return "unknown";
 }
 
-// Round half away from zero (std::llround) without the libm call; exact for |x| < 2^52.
+// Round half away from zero (std::llround) without the libm call; exact for |x| < 2^52. Adding the largest
+// double below one half, not one half, and truncating: x + 0.5 would round up in floating point for the
+// double just below 0.5 (to 1.0). Two dependent operations: every decision converts its price this way.
 [[nodiscard, gnu::always_inline]] inline std::int64_t round_half_away(double x) noexcept {
-  const auto whole = static_cast<std::int64_t>(x);  // truncates toward zero
-  const double frac = x - static_cast<double>(whole);
-  return whole + (frac >= 0.5) - (frac <= -0.5);
+  return static_cast<std::int64_t>(x + std::copysign(0.49999999999999994, x));  // truncation toward zero
 }
 
 // One model prediction for one instrument's bar: the executor's input.
