@@ -43,7 +43,7 @@ bool PaperExchange::cancel(OrderId id, InstrumentId instrument, Nanos) noexcept 
   Slot* slots = slots_of(instrument);
   for (std::uint32_t i = 0; i < per_instrument_; ++i) {
     if (slots[i].id == id) {
-      slots[i] = Slot{};
+      slots[i].id = 0;  // free (see Slot)
       --working_[instrument];
       return true;
     }
@@ -87,7 +87,7 @@ void PaperExchange::match(InstrumentId instrument, Price price, Nanos now, FillL
     next->remaining -= q;
     const OrderId id = next->id;
     if (next->remaining == 0) {
-      *next = Slot{};
+      next->id = 0;  // free (see Slot)
       --working_[instrument];
     }  // else liquidity is spent: the rest waits for the next update
     listener.on_fill(FillReport{id, instrument, q, px, fee(q, px), now});

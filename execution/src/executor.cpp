@@ -227,8 +227,7 @@ void Executor::close_order(Order& o, OrderState to, Nanos now, Reason why, bool 
   (void)o.transition(to);
   if (emit_event) emit(Event{now, o.id, o.limit, o.side == Side::Buy ? o.filled : -o.filled, 0, 0, o.instrument,
                              EventType::OrderDone, why, 0});
-  o = Order{};
-  --s.open;
+  release(o, s);
 }
 
 void Executor::on_fill(const FillReport& f) noexcept { apply_fill(f, true); }
@@ -248,8 +247,7 @@ void Executor::apply_fill(const FillReport& f, bool emit_event) noexcept {
   if (o->state == OrderState::Filled) {
     if (emit_event) emit(Event{f.ts_ns, o->id, o->limit, o->side == Side::Buy ? o->filled : -o->filled, 0, 0,
                                o->instrument, EventType::OrderDone, Reason::None, 0});
-    *o = Order{};
-    --s.open;
+    release(*o, s);
   }
 }
 

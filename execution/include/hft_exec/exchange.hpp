@@ -68,7 +68,7 @@ class PaperExchange final : public ExchangeGateway {
 
  private:
   struct Slot {
-    OrderId id = 0;  // 0 = free
+    OrderId id = 0;  // 0 = free: the only field a free slot keeps valid; sending writes them all
     Side side = Side::Buy;
     Qty remaining = 0;
     Price limit = 0;

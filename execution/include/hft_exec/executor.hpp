@@ -120,6 +120,13 @@ class Executor final : public FillListener {
   Order* find_order(InstrumentId i, OrderId id) noexcept;
   Order* free_slot(InstrumentId i) noexcept;
   void close_order(Order& o, OrderState to, Nanos now, Reason why, bool emit) noexcept;
+  // Frees a closed order's slot. Only the id marks a slot taken (every reader checks it, and taking a slot
+  // writes the whole order): `o = Order{}` was built on the stack and copied with a load wider than the
+  // stores before it, a store-forwarding stall on every fill.
+  [[gnu::always_inline]] static void release(Order& o, InstrumentState& s) noexcept {
+    o.id = 0;
+    --s.open;
+  }
   Money exposure(const InstrumentState& s) const noexcept;
   [[gnu::always_inline]] void emit(const Event& e) noexcept {
     if (!replaying_) events_.push(e);
