@@ -53,7 +53,7 @@ bool PaperExchange::cancel(OrderId id, InstrumentId instrument, Nanos) noexcept 
 
 Price PaperExchange::execution_price(Side side, Price market) const noexcept {
   const auto slip = static_cast<Price>(round_half_away(static_cast<double>(market) * config_.slippage_bps / 1e4));
-  return side == Side::Buy ? market + slip : std::max<Price>(market - slip, 1);
+  return std::max<Price>(market + sign(side) * slip, 1);  // a buy's is above market: the floor is for sells
 }
 
 Money PaperExchange::fee(Qty qty, Price price) const noexcept {
@@ -66,6 +66,7 @@ void PaperExchange::match(InstrumentId instrument, Price price, Nanos now, FillL
   Slot* slots = slots_of(instrument);
   Qty liquidity = config_.max_fill_qty > 0 ? config_.max_fill_qty : INT64_MAX;
   const Price buy_px = execution_price(Side::Buy, price), sell_px = execution_price(Side::Sell, price);
+  const auto fill_price = [&](Side side) { return sell_px + (buy_px - sell_px) * (side == Side::Buy); };
   // Oldest order first (arrival time, then client order id: ids increase with send order, slots are
   // reused), so a partial fill goes to the order that arrived first. A scan stops at the last working slot.
   for (std::uint32_t left = working_[instrument]; left != 0 && liquidity > 0; left = working_[instrument]) {
@@ -75,14 +76,14 @@ void PaperExchange::match(InstrumentId instrument, Price price, Nanos now, FillL
       if (s.id == 0) continue;
       --left;
       if (s.arrive_ns > now) continue;
-      const bool marketable = s.side == Side::Buy ? buy_px <= s.limit : sell_px >= s.limit;
+      const bool marketable = sign(s.side) * (s.limit - fill_price(s.side)) >= 0;  // buy: px <= limit; sell: px >= limit
       if (marketable && (next == nullptr || s.arrive_ns < next->arrive_ns ||
                          (s.arrive_ns == next->arrive_ns && s.id < next->id)))
         next = &s;
     }
     if (next == nullptr) return;
     const Qty q = std::min(next->remaining, liquidity);
-    const Price px = next->side == Side::Buy ? buy_px : sell_px;
+    const Price px = fill_price(next->side);
     liquidity -= q;
     next->remaining -= q;
     const OrderId id = next->id;

@@ -103,7 +103,7 @@ void Executor::decide(const Prediction& p, Decision& d) noexcept {
   Order* slot = nullptr;
   Price limit = 0;
   if (why == Reason::None && delta != 0) {
-    const Side side = delta > 0 ? Side::Buy : Side::Sell;
+    const Side side = side_of(delta);
     limit = limit_price(px, side, config_.strategy);
     const Exposure e{s.position, s.working, s.open, gross_, s.last};
     why = check_order(delta, limit, e, config_.risk, bucket_, now);
@@ -225,7 +225,7 @@ void Executor::close_order(Order& o, OrderState to, Nanos now, Reason why, bool 
   s.working -= o.signed_remaining();
   gross_ += exposure(s) - before;
   (void)o.transition(to);
-  if (emit_event) emit(Event{now, o.id, o.limit, o.side == Side::Buy ? o.filled : -o.filled, 0, 0, o.instrument,
+  if (emit_event) emit(Event{now, o.id, o.limit, o.signed_filled(), 0, 0, o.instrument,
                              EventType::OrderDone, why, 0});
   release(o, s);
 }
@@ -236,7 +236,7 @@ void Executor::apply_fill(const FillReport& f, bool emit_event) noexcept {
   Order* o = find_order(f.instrument, f.order_id);
   if (o == nullptr || !o->apply_fill(f.qty)) return;  // not ours or impossible: changes nothing
   InstrumentState& s = inst_[f.instrument];
-  const Qty q = o->side == Side::Buy ? f.qty : -f.qty;
+  const Qty q = sign(o->side) * f.qty;
   s.position += q;
   s.working -= q;  // |position + working| unchanged: gross too
   cash_ -= q * f.price + f.fee;
@@ -245,7 +245,7 @@ void Executor::apply_fill(const FillReport& f, bool emit_event) noexcept {
   ++counters_.fills;
   if (emit_event) emit(Event{f.ts_ns, f.order_id, f.price, q, f.fee, 0, f.instrument, EventType::Fill, Reason::None, 0});
   if (o->state == OrderState::Filled) {
-    if (emit_event) emit(Event{f.ts_ns, o->id, o->limit, o->side == Side::Buy ? o->filled : -o->filled, 0, 0,
+    if (emit_event) emit(Event{f.ts_ns, o->id, o->limit, o->signed_filled(), 0, 0,
                                o->instrument, EventType::OrderDone, Reason::None, 0});
     release(*o, s);
   }
@@ -275,7 +275,7 @@ void Executor::recover(std::span<const Event> events) {
       case EventType::OrderSent: {
         Order* slot = free_slot(e.instrument);
         if (slot == nullptr) break;
-        const Side side = e.qty > 0 ? Side::Buy : Side::Sell;
+        const Side side = side_of(e.qty);
         *slot = Order{e.order_id, e.instrument, side, std::abs(e.qty), 0, e.price, e.ts_ns, OrderState::Sent};
         InstrumentState& s = inst_[e.instrument];
         ++s.open;

@@ -49,7 +49,8 @@ struct Order {
   OrderState state = OrderState::New;
 
   [[nodiscard]] Qty remaining() const noexcept { return qty - filled; }
-  [[nodiscard]] Qty signed_remaining() const noexcept { return side == Side::Buy ? remaining() : -remaining(); }
+  [[nodiscard]] Qty signed_remaining() const noexcept { return sign(side) * remaining(); }
+  [[nodiscard]] Qty signed_filled() const noexcept { return sign(side) * filled; }
 
   // Moves to `to` if legal; returns false (and changes nothing) otherwise.
   [[nodiscard]] bool transition(OrderState to) noexcept {

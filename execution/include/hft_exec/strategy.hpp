@@ -50,7 +50,7 @@ namespace hft_exec {
   const double exact = static_cast<double>(price) * c.limit_collar_bps / 1e4;  // >= 0
   auto collar = static_cast<Price>(exact);  // ceil without the libm call
   collar += static_cast<double>(collar) < exact;
-  return side == Side::Buy ? price + collar : std::max<Price>(price - collar, 1);
+  return std::max<Price>(price + sign(side) * collar, 1);  // a buy's is above price: the floor is for sells
 }
 
 }  // namespace hft_exec

@@ -24,6 +24,15 @@ inline constexpr std::int64_t kTicksPerUnit = 10'000;  // 1 tick = 0.0001 curren
 
 enum class Side : std::int8_t { Buy = 1, Sell = -1 };
 
+// +1 for a buy, -1 for a sell. Side-dependent quantities and prices are arithmetic on this rather than a
+// branch on the side: the side of the next order or fill is as random as the signal, and each such branch
+// was a misprediction on about every other order (the trade-heavy benchmark lost ~10 ns a decision to
+// mispredictions in all).
+[[nodiscard, gnu::always_inline]] constexpr std::int64_t sign(Side s) noexcept { return static_cast<std::int64_t>(s); }
+[[nodiscard, gnu::always_inline]] constexpr Side side_of(std::int64_t signed_qty) noexcept {  // > 0: Buy, else Sell
+  return static_cast<Side>(1 - 2 * static_cast<int>(signed_qty <= 0));
+}
+
 // Why a prediction did not become an order. Stable codes: metrics, the journal and Python use them.
 enum class Reason : std::uint8_t {
   None = 0,
