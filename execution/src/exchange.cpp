@@ -62,39 +62,6 @@ Money PaperExchange::fee(Qty qty, Price price) const noexcept {
   return static_cast<Money>(round_half_away(notional * config_.fee_bps / 1e4 + per_share));
 }
 
-void PaperExchange::match(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept {
-  Slot* slots = slots_of(instrument);
-  Qty liquidity = config_.max_fill_qty > 0 ? config_.max_fill_qty : INT64_MAX;
-  const Price buy_px = execution_price(Side::Buy, price), sell_px = execution_price(Side::Sell, price);
-  const auto fill_price = [&](Side side) { return sell_px + (buy_px - sell_px) * (side == Side::Buy); };
-  // Oldest order first (arrival time, then client order id: ids increase with send order, slots are
-  // reused), so a partial fill goes to the order that arrived first. A scan stops at the last working slot.
-  for (std::uint32_t left = working_[instrument]; left != 0 && liquidity > 0; left = working_[instrument]) {
-    Slot* next = nullptr;
-    for (std::uint32_t i = 0; left != 0 && i < per_instrument_; ++i) {
-      Slot& s = slots[i];
-      if (s.id == 0) continue;
-      --left;
-      if (s.arrive_ns > now) continue;
-      const bool marketable = sign(s.side) * (s.limit - fill_price(s.side)) >= 0;  // buy: px <= limit; sell: px >= limit
-      if (marketable && (next == nullptr || s.arrive_ns < next->arrive_ns ||
-                         (s.arrive_ns == next->arrive_ns && s.id < next->id)))
-        next = &s;
-    }
-    if (next == nullptr) return;
-    const Qty q = std::min(next->remaining, liquidity);
-    const Price px = fill_price(next->side);
-    liquidity -= q;
-    next->remaining -= q;
-    const OrderId id = next->id;
-    if (next->remaining == 0) {
-      next->id = 0;  // free (see Slot)
-      --working_[instrument];
-    }  // else liquidity is spent: the rest waits for the next update
-    listener.on_fill(FillReport{id, instrument, q, px, fee(q, px), now});
-  }
-}
-
 std::uint32_t PaperExchange::working(InstrumentId instrument) const noexcept {
   return instrument < max_instruments_ ? working_[instrument] : 0;
 }

@@ -134,9 +134,17 @@ void Executor::decide(const Prediction& p, Decision& d) noexcept {
       d.price = 0;
     }
   }
-  // Earlier orders execute against this bar's price (a direct call when the paper exchange is ours).
-  if (owned_exchange_) owned_exchange_->on_market(i, px, now, *this);
-  else gateway_->on_market(i, px, now, *this);
+  // Earlier orders execute against this bar's price: through the gateway, or, when the paper exchange is
+  // ours, with fills applied by a direct call instead of the virtual on_fill.
+  if (owned_exchange_) {
+    struct Direct {
+      Executor& ex;
+      void on_fill(const FillReport& f) noexcept { ex.apply_fill(f, true); }
+    } direct{*this};
+    owned_exchange_->deliver(i, px, now, direct);
+  } else {
+    gateway_->on_market(i, px, now, *this);
+  }
 }
 
 void Executor::on_predictions(std::span<const Prediction> in, std::span<Decision> out) noexcept {
@@ -232,7 +240,8 @@ void Executor::close_order(Order& o, OrderState to, Nanos now, Reason why, bool 
 
 void Executor::on_fill(const FillReport& f) noexcept { apply_fill(f, true); }
 
-void Executor::apply_fill(const FillReport& f, bool emit_event) noexcept {
+// Inline (and defined only here): the paper exchange's fills reach it through decide's direct listener.
+[[gnu::always_inline]] inline void Executor::apply_fill(const FillReport& f, bool emit_event) noexcept {
   Order* o = find_order(f.instrument, f.order_id);
   if (o == nullptr || !o->apply_fill(f.qty)) return;  // not ours or impossible: changes nothing
   InstrumentState& s = inst_[f.instrument];

@@ -51,8 +51,14 @@ class PaperExchange final : public ExchangeGateway {
 
   [[nodiscard]] bool send(const Order& order, Nanos now) noexcept override;
   bool cancel(OrderId id, InstrumentId instrument, Nanos now) noexcept override;
-  // Inline: most market updates find no working order on their instrument and return here.
   void on_market(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept override {
+    deliver(instrument, price, now, listener);
+  }
+  // on_market for a listener whose type is known here: its on_fill is a direct call the compiler can inline
+  // (the executor that owns this exchange uses it). Inline: most market updates find no working order on
+  // their instrument and return here.
+  template <class Listener>
+  [[gnu::always_inline]] void deliver(InstrumentId instrument, Price price, Nanos now, Listener& listener) noexcept {
     if (instrument < max_instruments_ && price > 0 && working_[instrument] != 0) match(instrument, price, now, listener);
   }
 
@@ -74,7 +80,8 @@ class PaperExchange final : public ExchangeGateway {
     Price limit = 0;
     Nanos arrive_ns = 0;
   };
-  void match(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept;
+  template <class Listener>
+  void match(InstrumentId instrument, Price price, Nanos now, Listener& listener) noexcept;
   Slot* slots_of(InstrumentId instrument) noexcept { return &slots_[std::size_t{instrument} * per_instrument_]; }
   const Slot* slots_of(InstrumentId instrument) const noexcept {
     return &slots_[std::size_t{instrument} * per_instrument_];
@@ -88,5 +95,39 @@ class PaperExchange final : public ExchangeGateway {
   OrderId last_id_ = 0;  // client order ids increase: anything not above this is a re-send
   std::uint64_t duplicate_sends_ = 0;
 };
+
+template <class Listener>
+void PaperExchange::match(InstrumentId instrument, Price price, Nanos now, Listener& listener) noexcept {
+  Slot* slots = slots_of(instrument);
+  Qty liquidity = config_.max_fill_qty > 0 ? config_.max_fill_qty : INT64_MAX;
+  const Price buy_px = execution_price(Side::Buy, price), sell_px = execution_price(Side::Sell, price);
+  const auto fill_price = [&](Side side) { return sell_px + (buy_px - sell_px) * (side == Side::Buy); };
+  // Oldest order first (arrival time, then client order id: ids increase with send order, slots are
+  // reused), so a partial fill goes to the order that arrived first. A scan stops at the last working slot.
+  for (std::uint32_t left = working_[instrument]; left != 0 && liquidity > 0; left = working_[instrument]) {
+    Slot* next = nullptr;
+    for (std::uint32_t i = 0; left != 0 && i < per_instrument_; ++i) {
+      Slot& s = slots[i];
+      if (s.id == 0) continue;
+      --left;
+      if (s.arrive_ns > now) continue;
+      const bool marketable = sign(s.side) * (s.limit - fill_price(s.side)) >= 0;  // buy: px <= limit; sell: px >= limit
+      if (marketable && (next == nullptr || s.arrive_ns < next->arrive_ns ||
+                         (s.arrive_ns == next->arrive_ns && s.id < next->id)))
+        next = &s;
+    }
+    if (next == nullptr) return;
+    const Qty q = std::min(next->remaining, liquidity);
+    const Price px = fill_price(next->side);
+    liquidity -= q;
+    next->remaining -= q;
+    const OrderId id = next->id;
+    if (next->remaining == 0) {
+      next->id = 0;  // free (see Slot)
+      --working_[instrument];
+    }  // else liquidity is spent: the rest waits for the next update
+    listener.on_fill(FillReport{id, instrument, q, px, fee(q, px), now});
+  }
+}
 
 }  // namespace hft_exec
