@@ -52,14 +52,14 @@ bool PaperExchange::cancel(OrderId id, InstrumentId instrument, Nanos) noexcept 
 }
 
 Price PaperExchange::execution_price(Side side, Price market) const noexcept {
-  const auto slip = static_cast<Price>(round_half_away(static_cast<double>(market) * config_.slippage_bps / 1e4));
+  const auto slip = static_cast<Price>(round_half_away(static_cast<double>(market) * config_.slippage_bps * kPerBasisPoint));
   return std::max<Price>(market + sign(side) * slip, 1);  // a buy's is above market: the floor is for sells
 }
 
 Money PaperExchange::fee(Qty qty, Price price) const noexcept {
   const double notional = static_cast<double>(qty) * static_cast<double>(price);  // ticks x shares
   const double per_share = static_cast<double>(qty) * config_.fee_per_share * kTicksPerUnit;
-  return static_cast<Money>(round_half_away(notional * config_.fee_bps / 1e4 + per_share));
+  return static_cast<Money>(round_half_away(notional * config_.fee_bps * kPerBasisPoint + per_share));
 }
 
 std::uint32_t PaperExchange::working(InstrumentId instrument) const noexcept {

@@ -189,3 +189,17 @@ TEST(Units, RoundHalfAway_MatchesLlroundOnHalvesAndTheirNeighbours) {
   }
   EXPECT_GT(checked, 80'000u);
 }
+
+// Scale factors multiply by 1e-4 instead of dividing by 1e4 (kUnitsPerTick, kPerBasisPoint): the same double
+// whenever the quotient is one, which is what integer rounding of ticks and fees depends on.
+TEST(Units, TimesOneTenThousandth_EqualsDivisionWhereTheQuotientIsADouble) {
+  static_assert(hft_exec::kUnitsPerTick == 1.0 / hft_exec::kTicksPerUnit && hft_exec::kPerBasisPoint == 1e-4);
+  for (std::int64_t k = -2'000'000; k <= 2'000'000; ++k) {  // quotients k / 2: every integer and half
+    const double n = static_cast<double>(k) * 5'000.0;
+    ASSERT_EQ(n * hft_exec::kUnitsPerTick, n / 1e4) << k;
+  }
+  for (std::int64_t k = 1; k < 1'000'000'000'000; k = k * 3 + 1) {  // large integer quotients
+    const double n = static_cast<double>(k) * 1e4;
+    ASSERT_EQ(n * hft_exec::kUnitsPerTick, static_cast<double>(k)) << k;
+  }
+}

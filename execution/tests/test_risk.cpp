@@ -171,6 +171,15 @@ TEST(PriceBand, WithinBand_NotOutside) {
   EXPECT_FALSE(outside_band(kPx100, kPx100, 0.0));
 }
 
+TEST(PriceBand, ExactlyAtTheBand_Inside) {
+  // |price - last| > band x last, multiplied out: exactly 10 % away is inside (1.1e6 / 1e6 - 1 in doubles
+  // is a hair above 0.1, so the divided form called it outside).
+  EXPECT_FALSE(outside_band(1'100'000, kPx100, 0.10));
+  EXPECT_FALSE(outside_band(900'000, kPx100, 0.10));
+  EXPECT_TRUE(outside_band(1'100'001, kPx100, 0.10));
+  EXPECT_TRUE(outside_band(899'999, kPx100, 0.10));
+}
+
 TEST(PriceBand, BeyondBand_Outside) {
   EXPECT_TRUE(outside_band(1'101'000, kPx100, 0.10));
   EXPECT_TRUE(outside_band(899'000, kPx100, 0.10));

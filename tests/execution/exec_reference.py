@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass, field
 
 TICKS = 10_000  # ticks per currency unit
+TICK = 1e-4  # currency units per tick, and a basis point: C++ multiplies by it (kUnitsPerTick, kPerBasisPoint)
 MAX_PRICE = 1e7  # currency units
 DAY_NS = 86_400 * 10**9
 
@@ -149,7 +150,7 @@ def next_signal(current: int, p: float, c: Config) -> int:
 def target_size(price_ticks: int, volatility: float, c: Config) -> int:
     """risk_per_trade / (price x max(vol, min_vol)) shares, capped at max_position, down to whole lots."""
     vol = max(volatility, c.min_volatility)
-    shares = divide(c.risk_per_trade, (price_ticks / TICKS) * vol)
+    shares = divide(c.risk_per_trade, (price_ticks * TICK) * vol)
     capped = min(shares, float(c.max_position))
     lot = max(c.lot, 1)
     return max(math.floor(capped / lot), 0) * lot
@@ -164,7 +165,7 @@ def order_quantity(current: int, target: int, c: Config) -> int:
 
 
 def limit_price(price_ticks: int, buy: bool, c: Config) -> int:
-    collar = math.ceil(float(price_ticks) * c.limit_collar_bps / 1e4)
+    collar = math.ceil(float(price_ticks) * c.limit_collar_bps * TICK)
     return price_ticks + collar if buy else max(price_ticks - collar, 1)
 
 
@@ -317,7 +318,7 @@ class ReferenceExecutor:
         px = llround(price * TICKS)
 
         def outside(ref: int) -> bool:
-            return ref > 0 and abs(float(px) / float(ref) - 1.0) > self.c.price_band
+            return ref > 0 and float(abs(px - ref)) > self.c.price_band * float(ref)
 
         # a print outside the band is refused unless it confirms the previous refused one (a real gap)
         if outside(s.last) and (s.band_candidate == 0 or outside(s.band_candidate)):
@@ -374,13 +375,13 @@ class ReferenceExecutor:
 
     def _check(self, qty: int, limit: int, s: Instrument, now: int):
         c = self.c
-        if abs(float(qty)) * float(limit) / TICKS > c.max_order_notional:
+        if abs(float(qty)) * float(limit) * TICK > c.max_order_notional:
             return "max_order_notional"
         before = s.position + s.working
         after = before + qty
         if abs(after) > c.max_position:
             return "max_position"
-        gross_after = float(self.gross - abs(before) * s.last + abs(after) * s.last) / TICKS
+        gross_after = float(self.gross - abs(before) * s.last + abs(after) * s.last) * TICK
         if abs(after) > abs(before) and gross_after > c.max_gross_notional:
             return "max_gross_notional"
         if len(s.orders) >= c.max_open_orders:
@@ -397,11 +398,11 @@ class ReferenceExecutor:
     # ---------------------------------------------------------------------------------- paper exchange
 
     def execution_price(self, buy: bool, market: int) -> int:
-        slip = llround(float(market) * self.c.slippage_bps / 1e4)
+        slip = llround(float(market) * self.c.slippage_bps * TICK)
         return market + slip if buy else max(market - slip, 1)
 
     def fee(self, qty: int, price: int) -> int:
-        return llround(float(qty) * float(price) * self.c.fee_bps / 1e4 + float(qty) * self.c.fee_per_share * TICKS)
+        return llround(float(qty) * float(price) * self.c.fee_bps * TICK + float(qty) * self.c.fee_per_share * TICKS)
 
     def _market(self, i: int, px: int, now: int) -> None:
         s = self.inst[i]

@@ -47,13 +47,13 @@ struct Exposure {
 // `qty` is signed (buy > 0). The rate bucket is consulted last, so a rejected order spends no token.
 [[nodiscard, gnu::always_inline]] inline Reason check_order(Qty qty, Price limit, const Exposure& e, const RiskConfig& c,
                                         TokenBucket& bucket, Nanos now) noexcept {
-  const double notional = std::abs(static_cast<double>(qty)) * static_cast<double>(limit) / kTicksPerUnit;
+  const double notional = std::abs(static_cast<double>(qty)) * static_cast<double>(limit) * kUnitsPerTick;
   if (notional > c.max_order_notional) return Reason::MaxOrderNotional;
   const Qty after = e.position + e.working + qty;
   if (std::abs(after) > c.max_position) return Reason::MaxPosition;
   const Money before_inst = std::abs(e.position + e.working) * e.last;
   const double gross_after =
-      static_cast<double>(e.gross - before_inst + std::abs(after) * e.last) / kTicksPerUnit;
+      static_cast<double>(e.gross - before_inst + std::abs(after) * e.last) * kUnitsPerTick;
   if (std::abs(after) > std::abs(e.position + e.working) && gross_after > c.max_gross_notional)
     return Reason::MaxGrossNotional;  // only orders that add exposure can breach the gross limit
   if (e.open_orders >= c.max_open_orders) return Reason::TooManyOpenOrders;
@@ -61,10 +61,11 @@ struct Exposure {
   return Reason::None;
 }
 
-// True when `price` (ticks) is more than `band` (a fraction) away from `last` (ticks; 0 = no trade yet).
+// True when `price` (ticks) is more than `band` (a fraction) away from `last` (ticks; 0 = no trade yet):
+// |price - last| > band x last, without a division (exactly `band` away is inside).
 [[nodiscard, gnu::always_inline]] inline bool outside_band(Price price, Price last, double band) noexcept {
   if (last <= 0) return false;
-  return std::abs(static_cast<double>(price) / static_cast<double>(last) - 1.0) > band;
+  return static_cast<double>(std::abs(price - last)) > band * static_cast<double>(last);
 }
 
 }  // namespace hft_exec

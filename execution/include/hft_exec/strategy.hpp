@@ -24,7 +24,7 @@ namespace hft_exec {
 // of one bar's move, rounded down to whole lots, capped at max_position.
 [[nodiscard, gnu::always_inline]] inline Qty target_size(Price price, double volatility, const StrategyConfig& c,
                                      Qty max_position) noexcept {
-  const double px = static_cast<double>(price) / static_cast<double>(kTicksPerUnit);
+  const double px = static_cast<double>(price) * kUnitsPerTick;
   const double vol = std::max(volatility, c.min_volatility);
   const double shares = c.risk_per_trade / (px * vol);
   if (!(shares >= 1.0)) return 0;  // also NaN (0 / 0)
@@ -47,7 +47,7 @@ namespace hft_exec {
 
 // Marketable limit price: the price moved against us by the collar (buy above, sell below), in ticks.
 [[nodiscard, gnu::always_inline]] inline Price limit_price(Price price, Side side, const StrategyConfig& c) noexcept {
-  const double exact = static_cast<double>(price) * c.limit_collar_bps / 1e4;  // >= 0
+  const double exact = static_cast<double>(price) * c.limit_collar_bps * kPerBasisPoint;  // >= 0
   auto collar = static_cast<Price>(exact);  // ceil without the libm call
   collar += static_cast<double>(collar) < exact;
   return std::max<Price>(price + sign(side) * collar, 1);  // a buy's is above price: the floor is for sells

@@ -21,6 +21,11 @@ using InstrumentId = std::uint32_t;  // dense index assigned by the caller (tick
 using OrderId = std::uint64_t;       // client order id, unique and deterministic
 
 inline constexpr std::int64_t kTicksPerUnit = 10'000;  // 1 tick = 0.0001 currency units
+// Scale factors are multiplications, not divisions by 1e4: a division is ~13 cycles and the order path had
+// six. x * 1e-4 equals x / 1e4 whenever the quotient is a double (integers, halves...), so integer ticks
+// and fees round the same; elsewhere the two differ by at most an ulp.
+inline constexpr double kUnitsPerTick = 1e-4;  // currency units per tick
+inline constexpr double kPerBasisPoint = 1e-4;  // a basis point as a fraction
 
 enum class Side : std::int8_t { Buy = 1, Sell = -1 };
 
