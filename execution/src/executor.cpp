@@ -39,11 +39,12 @@ Executor::Executor(const ExecutorConfig& config, std::uint32_t instruments, Exch
 }
 
 void Outbox::grow(std::size_t need) {
-  const std::size_t cap = std::max({need, 2 * cap_, std::size_t{64}});
+  const std::size_t n = size(), cap = std::max({need, 2 * capacity(), std::size_t{64}});
   auto bigger = std::make_unique_for_overwrite<Event[]>(cap);
-  std::copy(data_.get(), data_.get() + n_, bigger.get());
+  std::copy(data_.get(), end_, bigger.get());
   data_ = std::move(bigger);
-  cap_ = cap;
+  end_ = data_.get() + n;
+  limit_ = data_.get() + cap;
 }
 
 Decision Executor::on_prediction(const Prediction& p) noexcept {

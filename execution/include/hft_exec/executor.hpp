@@ -31,22 +31,25 @@ struct Counters {
 
 // The executor's event outbox: a growable array whose append is a bounds check and a copy, inline (a
 // std::vector's push_back was an out-of-line call costing a quarter of a decision). It grows only outside
-// the decision loop, which reserves room first.
+// the decision loop, which reserves room first. Pointers, not a count: an event's 64-bit stores may alias a
+// std::size_t count (so it was reloaded after every field), never an Event*.
 class Outbox {
  public:
   [[gnu::always_inline]] void push(const Event& e) noexcept {
-    if (n_ == cap_) [[unlikely]] grow(n_ + 1);
-    data_[n_++] = e;
+    if (end_ == limit_) [[unlikely]] grow(size() + 1);
+    *end_++ = e;
   }
-  void reserve(std::size_t n) { if (n > cap_) grow(n); }
-  void clear() noexcept { n_ = 0; }
-  [[nodiscard]] std::size_t size() const noexcept { return n_; }
-  [[nodiscard]] std::span<const Event> view() const noexcept { return {data_.get(), n_}; }
+  void reserve(std::size_t n) { if (n > capacity()) grow(n); }
+  void clear() noexcept { end_ = data_.get(); }
+  [[nodiscard]] std::size_t size() const noexcept { return static_cast<std::size_t>(end_ - data_.get()); }
+  [[nodiscard]] std::size_t capacity() const noexcept { return static_cast<std::size_t>(limit_ - data_.get()); }
+  [[nodiscard]] std::span<const Event> view() const noexcept { return {data_.get(), size()}; }
 
  private:
   [[gnu::cold, gnu::noinline]] void grow(std::size_t need);
   std::unique_ptr<Event[]> data_;
-  std::size_t n_ = 0, cap_ = 0;
+  Event* end_ = nullptr;    // one past the last event
+  Event* limit_ = nullptr;  // one past the capacity
 };
 
 class Executor final : public FillListener {
