@@ -12,24 +12,6 @@ PaperExchange::PaperExchange(const PaperExchangeConfig& config, std::uint32_t ma
       slots_(std::size_t{max_instruments} * per_instrument_),
       working_(max_instruments, 0) {}
 
-bool PaperExchange::send(const Order& order, Nanos now) noexcept {
-  if (order.instrument >= max_instruments_ || order.remaining() <= 0) return false;
-  if (order.id <= last_id_) {  // ids only grow: an id not above the last one was sent before
-    ++duplicate_sends_;
-    return false;
-  }
-  Slot* slots = slots_of(order.instrument);
-  for (std::uint32_t i = 0; i < per_instrument_; ++i) {
-    if (slots[i].id == 0) {
-      slots[i] = Slot{order.id, order.side, order.remaining(), order.limit, now + config_.latency_ns};
-      ++working_[order.instrument];
-      last_id_ = order.id;
-      return true;
-    }
-  }
-  return false;  // no free slot: the executor's open-order limit keeps this from happening
-}
-
 bool PaperExchange::restore(const Order& order) noexcept {
   const OrderId high = last_id_;
   last_id_ = 0;

@@ -49,7 +49,8 @@ class PaperExchange final : public ExchangeGateway {
  public:
   PaperExchange(const PaperExchangeConfig& config, std::uint32_t max_instruments, std::uint32_t slots);
 
-  [[nodiscard]] bool send(const Order& order, Nanos now) noexcept override;
+  // Inline (the executor that owns this exchange calls it directly, once per order).
+  [[nodiscard, gnu::always_inline]] bool send(const Order& order, Nanos now) noexcept override;
   bool cancel(OrderId id, InstrumentId instrument, Nanos now) noexcept override;
   void on_market(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept override {
     deliver(instrument, price, now, listener);
@@ -128,6 +129,24 @@ void PaperExchange::match(InstrumentId instrument, Price price, Nanos now, Liste
     }  // else liquidity is spent: the rest waits for the next update
     listener.on_fill(FillReport{id, instrument, q, px, fee(q, px), now});
   }
+}
+
+inline bool PaperExchange::send(const Order& order, Nanos now) noexcept {
+  if (order.instrument >= max_instruments_ || order.remaining() <= 0) return false;
+  if (order.id <= last_id_) {  // ids only grow: an id not above the last one was sent before
+    ++duplicate_sends_;
+    return false;
+  }
+  Slot* slots = slots_of(order.instrument);
+  for (std::uint32_t i = 0; i < per_instrument_; ++i) {
+    if (slots[i].id == 0) {
+      slots[i] = Slot{order.id, order.side, order.remaining(), order.limit, now + config_.latency_ns};
+      ++working_[order.instrument];
+      last_id_ = order.id;
+      return true;
+    }
+  }
+  return false;  // no free slot: the executor's open-order limit keeps this from happening
 }
 
 }  // namespace hft_exec
