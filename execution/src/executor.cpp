@@ -96,7 +96,7 @@ void Executor::decide(const Prediction& p, Decision& d) noexcept {
   if (halted_ == Reason::None && day_pnl() <= -loss_limit_)
     engage_halt(Reason::DailyLossLimit, now);
 
-  // Flat signal, flat target: the sizing (two divisions) only when there is a side to size.
+  // Flat signal, flat target: the sizing (a division) only when there is a side to size.
   const Qty target = s.signal == 0 ? 0 : s.signal * target_size(px, p.volatility, config_.strategy, config_.risk.max_position);
   d.target = target;
   Reason why = halted_;
