@@ -166,7 +166,7 @@ def order_quantity(current: int, target: int, c: Config) -> int:
 
 def limit_price(price_ticks: int, buy: bool, c: Config) -> int:
     collar = math.ceil(float(price_ticks) * c.limit_collar_bps * TICK)
-    return price_ticks + collar if buy else max(price_ticks - collar, 1)
+    return max(price_ticks + (collar if buy else -collar), 1)
 
 
 # --------------------------------------------------------------------------------------------------- risk
@@ -399,7 +399,7 @@ class ReferenceExecutor:
 
     def execution_price(self, buy: bool, market: int) -> int:
         slip = llround(float(market) * self.c.slippage_bps * TICK)
-        return market + slip if buy else max(market - slip, 1)
+        return max(market + (slip if buy else -slip), 1)
 
     def fee(self, qty: int, price: int) -> int:
         return llround(float(qty) * float(price) * self.c.fee_bps * TICK + float(qty) * self.c.fee_per_share * TICKS)
