@@ -33,7 +33,8 @@ import math
 from dataclasses import dataclass, field
 
 TICKS = 10_000  # ticks per currency unit
-TICK = 1e-4  # currency units per tick, and a basis point: C++ multiplies by it (kUnitsPerTick, kPerBasisPoint)
+TICK = 1 / TICKS  # currency units per tick (C++ kUnitsPerTick): scale factors multiply, as in C++
+BPS = 1e-4  # a basis point as a fraction (C++ kPerBasisPoint)
 MAX_PRICE = 1e7  # currency units
 DAY_NS = 86_400 * 10**9
 
@@ -165,7 +166,7 @@ def order_quantity(current: int, target: int, c: Config) -> int:
 
 
 def limit_price(price_ticks: int, buy: bool, c: Config) -> int:
-    collar = math.ceil(float(price_ticks) * c.limit_collar_bps * TICK)
+    collar = math.ceil(float(price_ticks) * c.limit_collar_bps * BPS)
     return max(price_ticks + (collar if buy else -collar), 1)
 
 
@@ -398,11 +399,11 @@ class ReferenceExecutor:
     # ---------------------------------------------------------------------------------- paper exchange
 
     def execution_price(self, buy: bool, market: int) -> int:
-        slip = llround(float(market) * self.c.slippage_bps * TICK)
+        slip = llround(float(market) * self.c.slippage_bps * BPS)
         return max(market + (slip if buy else -slip), 1)
 
     def fee(self, qty: int, price: int) -> int:
-        return llround(float(qty) * float(price) * self.c.fee_bps * TICK + float(qty) * self.c.fee_per_share * TICKS)
+        return llround(float(qty) * float(price) * self.c.fee_bps * BPS + float(qty) * self.c.fee_per_share * TICKS)
 
     def _market(self, i: int, px: int, now: int) -> None:
         s = self.inst[i]
