@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
+    from hft.data.lake import upgrade_format
     from hft.features.spark import NoBarsError, compute_features, read_bars, write_features
 
     conf = SparkConf()
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = FeatureSpec(horizon_minutes=args.horizon_minutes)
         spec.horizon_bars(args.interval)
+        upgrade_format(args.input)  # a lake written before float64 volumes: Spark cannot read both side by side
         bars = read_bars(spark, args.input, args.interval, args.start, args.end, args.tickers).cache()
         n_bars = bars.count()
         if n_bars == 0:

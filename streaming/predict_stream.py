@@ -5,8 +5,14 @@ Spark Structured Streaming, micro-batch. Each micro-batch (``foreachBatch``) is 
 ``market.bars.dlq`` with the reason), advances the per-ticker feature state (the same feature code as the
 batch job), runs the ``champion`` model from the MLflow registry (reloaded when the alias moves), and
 commits predictions and state to Redis atomically, keyed by ticker and bar time. Kafka offsets are
-checkpointed by Spark; a replayed batch is recognised by its id, so a kill -9 and restart loses and
-duplicates nothing.
+checkpointed by Spark, and each commit to Redis records the Kafka offsets it consumed: records already
+committed are recognised by their offsets and skipped, so a kill -9 and restart loses and duplicates
+nothing. A job started without its checkpoint (lost, deleted, or a new folder) while Redis holds committed
+offsets resumes from those offsets, not from ``--starting-offsets``, and says so in its log.
+
+Without ``--tickers`` the universe is every ticker whose messages pass validation (a ticker symbol is 1-10
+characters ``A-Z 0-9 . -``, starting with a letter); with it, other tickers go to the DLQ as
+``unknown_ticker``.
 
     spark-submit --master 'local[2]' --jars "$(hft stack jars)" streaming/predict_stream.py \\
         --bootstrap 127.0.0.1:9092 --redis redis://127.0.0.1:6379/0 \\
@@ -33,7 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     p.add_argument("--checkpoint", required=True, help="Spark checkpoint folder (offsets, commits)")
     p.add_argument("--tickers", type=lambda s: [t.strip().upper() for t in s.split(",") if t.strip()],
-                   help="the universe; other tickers go to the DLQ as unknown")
+                   help="the universe; other tickers go to the DLQ as unknown_ticker (default: every valid ticker)")
     p.add_argument("--trigger", default="100 milliseconds",
                    help="micro-batch interval (under load a micro-batch takes longer, and the next starts at once)")
     p.add_argument("--max-offsets", type=int, default=20000, help="max messages per micro-batch")
@@ -45,7 +51,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def source(spark, args):
+def checkpoint_is_new(checkpoint: str) -> bool:
+    """Whether Spark has never committed an offset to this checkpoint folder (missing, empty, or without
+    offset files)."""
+    from pathlib import Path
+
+    offsets = Path(checkpoint) / "offsets"
+    return not offsets.is_dir() or not any(p.name.isdigit() for p in offsets.iterdir())
+
+
+def starting_offsets(args, store) -> str:
+    """``--starting-offsets``, unless the checkpoint is new and Redis holds committed offsets: then those,
+    so a lost or replaced checkpoint neither skips nor repeats what was committed."""
+    from hft.streaming.kafka_io import partitions, starting_offsets_json
+    from hft.streaming.messages import BARS_TOPIC
+
+    committed = store.committed_offsets()
+    if not checkpoint_is_new(args.checkpoint) or not any(t == BARS_TOPIC for t, _ in committed):
+        return args.starting_offsets
+    resume = starting_offsets_json(BARS_TOPIC, committed, partitions(args.bootstrap, BARS_TOPIC))
+    log.warning("checkpoint %s is new but Redis holds committed offsets: resuming from them (%s)",
+                args.checkpoint, resume, extra={"hft": {"starting_offsets": resume}})
+    return resume
+
+
+def source(spark, args, offsets: str):
     """Kafka ``market.bars``: key, value and their coordinates (no parsing here: bad bytes must reach the DLQ)."""
     from hft.streaming.messages import BARS_TOPIC
 
@@ -53,7 +83,7 @@ def source(spark, args):
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", args.bootstrap)
         .option("subscribe", BARS_TOPIC)
-        .option("startingOffsets", args.starting_offsets)
+        .option("startingOffsets", offsets)
         .option("maxOffsetsPerTrigger", args.max_offsets)
         .option("failOnDataLoss", "true")
         # The broker holds a fetch at the log's end this long: the default 500 ms stalls micro-batches, and
@@ -153,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = None
     try:
         proc = processor(args)
-        query = sink(source(spark, args), proc, args)
+        query = sink(source(spark, args, starting_offsets(args, proc.store)), proc, args)
         wait(query, args.stop_when_idle, proc.store.mark_running)
         return 0
     except NoChampionError as exc:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -42,6 +43,21 @@ def test_cli_ingest_rerun_reports_nothing_new(tmp_path):
     assert run(*args).returncode == 0
     proc = run(*args)
     assert proc.returncode == 0 and "0 new, 0 updated, 390 unchanged" in proc.stdout
+
+
+def test_cli_ingest_yfinance_file_with_fractional_volumes_reaches_the_lake(tmp_path, bars_factory):
+    """Yahoo's 1m volumes are fractional since about February 2026 (``88305.015766``): the whole file is stored."""
+    bars = bars_factory(tickers=("AAA",), start="2024-03-07", end="2024-03-07")
+    volume = bars["volume"].to_numpy() + np.where(np.arange(len(bars)) % 2 == 0, 0.015766, 0.0)  # mixed
+    local = pd.to_datetime(bars["ts"], utc=True).dt.tz_convert("America/New_York")
+    csv = tmp_path / "AAA.csv"
+    pd.DataFrame({"Datetime": local, "Open": bars["open"], "High": bars["high"], "Low": bars["low"],
+                  "Close": bars["close"], "Volume": volume, "Dividends": 0.0, "Stock Splits": 0.0}).to_csv(csv, index=False)
+    code = main(["ingest", "--source", "files", "--path", str(csv), "--tickers", "AAA", "--start", "2024-03-07",
+                 "--end", "2024-03-07", "--lake", str(tmp_path / "lake")])
+    assert code == 0
+    stored = BarLake(str(tmp_path / "lake")).read("1m")
+    np.testing.assert_array_equal(stored["volume"].to_numpy(), volume)
 
 
 def test_cli_ingest_bad_file_is_quarantined_with_exit_1_and_lake_kept(tmp_path, bars_factory, capsys):

@@ -243,7 +243,7 @@ def demo_stream(lake_root: str, tickers: list[str], settings: Settings) -> None:
         before = store.r.xlen(store.stream_key)
         stream = argparse.Namespace(master="local[2]", tickers=tickers, trigger="250 milliseconds",
                                     checkpoint=str(config.run_dir / "checkpoints" / "predict_stream"),
-                                    metrics_port=0, stop_when_idle=10.0)
+                                    metrics_port=0, stop_when_idle=10.0, max_offsets=20000)
         job = _stream_process(stream, config)
         deadline = time.monotonic() + 180
         while not store.running():
@@ -430,7 +430,7 @@ def stream_command(args: argparse.Namespace, config) -> list[str]:
     job_args = ["--bootstrap", config.kafka_bootstrap, "--redis", config.redis_url,
                 "--checkpoint", str(args.checkpoint or config.run_dir / "checkpoints" / "predict_stream"),
                 "--trigger", args.trigger, "--metrics-port", str(args.metrics_port),
-                "--stop-when-idle", str(args.stop_when_idle)]
+                "--stop-when-idle", str(args.stop_when_idle), "--max-offsets", str(args.max_offsets)]
     if args.tickers:
         job_args += ["--tickers", ",".join(args.tickers)]
     return spark_submit_command("streaming/predict_stream.py", job_args, args.master, jars=stack.spark_kafka_jars())
@@ -575,8 +575,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stream", help="run the Spark streaming inference job (spark-submit)")
     p.add_argument("--master", default="local[2]")
-    p.add_argument("--tickers", type=arg_tickers, help="universe; other tickers go to the DLQ")
+    p.add_argument("--tickers", type=arg_tickers,
+                   help="universe; other tickers go to the DLQ as unknown_ticker (default: every valid ticker symbol)")
     p.add_argument("--trigger", default="100 milliseconds")
+    p.add_argument("--max-offsets", type=int, default=20000, help="most Kafka messages per micro-batch")
     p.add_argument("--checkpoint", help="checkpoint folder (default <run dir>/checkpoints/predict_stream)")
     p.add_argument("--metrics-port", type=int, default=9108)
     p.add_argument("--stop-when-idle", type=float, default=0.0, help="stop after N seconds without input (0: run until killed)")

@@ -3,6 +3,11 @@
 A *bar* is one OHLCV candle of one ticker. Every source returns bars as a pandas DataFrame with exactly
 :data:`BAR_COLUMNS`, in that order, typed as :data:`BAR_ARROW_SCHEMA`, timestamps in UTC marking the bar's
 *start*. Past ``hft.data.sources`` nothing knows a vendor format.
+
+**Volume is a float64 number of shares, everywhere** (sources, lake, validation, features, Kafka messages,
+Redis state). Since about February 2026 Yahoo returns fractional 1-minute volumes (``88305.015766``), so a
+whole-number type would refuse real data; float64 holds every whole volume up to 2**53 exactly, so whole
+volumes round-trip unchanged. Lakes written before this change hold int64 volumes: readers cast them.
 """
 
 from __future__ import annotations
@@ -47,6 +52,13 @@ class Interval(str, enum.Enum):
 BAR_COLUMNS: tuple[str, ...] = ("ticker", "ts", "interval", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 
+#: Plausible values of a bar, enforced by validation (lake) and by the message decoder (stream) alike.
+#: Prices in [MIN_PRICE, MAX_PRICE] keep every log ratio of the features finite (a sub-penny stock trades at
+#: 0.0001); volumes in [0, MAX_VOLUME] keep the volume z-score's sums finite.
+MIN_PRICE = 1e-4
+MAX_PRICE = 1e7
+MAX_VOLUME = 1e15
+
 BAR_ARROW_SCHEMA = pa.schema(
     [
         pa.field("ticker", pa.string(), nullable=False),
@@ -56,13 +68,13 @@ BAR_ARROW_SCHEMA = pa.schema(
         pa.field("high", pa.float64(), nullable=False),
         pa.field("low", pa.float64(), nullable=False),
         pa.field("close", pa.float64(), nullable=False),
-        pa.field("volume", pa.int64(), nullable=False),
+        pa.field("volume", pa.float64(), nullable=False),
     ]
 )
 
 #: Spark DDL of a bar row (timestamps are Spark TIMESTAMP, i.e. UTC instants).
 BAR_SPARK_DDL = (
-    "ticker STRING, ts TIMESTAMP, interval STRING, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume BIGINT"
+    "ticker STRING, ts TIMESTAMP, interval STRING, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE"
 )
 
 
@@ -103,16 +115,10 @@ def coerce_bars(frame: pd.DataFrame) -> pd.DataFrame:
         except (ValueError, TypeError) as exc:
             raise SchemaError(f"column {col!r} is not numeric: {exc}") from None
     try:
-        vol = pd.to_numeric(frame["volume"], errors="raise")
+        # Nulls and non-finite or negative volumes stay visible to validation instead of being invented.
+        out["volume"] = pd.to_numeric(frame["volume"], errors="raise").astype(np.float64).to_numpy()
     except (ValueError, TypeError) as exc:
         raise SchemaError(f"column 'volume' is not numeric: {exc}") from None
-    if vol.isna().any():
-        # Keep nulls visible to validation instead of inventing a volume.
-        out["volume"] = vol.astype("Int64").to_numpy()
-    else:
-        if not np.all(np.isfinite(vol.to_numpy(dtype=float))) or not np.all(np.mod(vol.to_numpy(dtype=float), 1) == 0):
-            raise SchemaError("column 'volume' must hold whole numbers")
-        out["volume"] = vol.astype(np.int64).to_numpy()
     return out
 
 

@@ -80,3 +80,43 @@ def test_quarantine_keeps_batch_and_report(tmp_path, bars_factory):
     assert where.endswith(batch)
     assert len(pd.read_parquet(tmp_path / "quarantine" / batch / "bars.parquet")) == 10
     assert json.loads((tmp_path / "quarantine" / batch / "report.json").read_text())["success"] is False
+
+
+def _old_format_lake(root, bars) -> None:
+    """A lake as written before float64 volumes: int64 volumes, no format marker."""
+    import pyarrow as pa
+
+    lake = BarLake(str(root))
+    for (ticker, day), part in bars.assign(date=bars["ts"].dt.tz_convert("America/New_York").dt.date).groupby(["ticker", "date"]):
+        directory = lake.partition_dir("1m", ticker, day)
+        lake.fs.create_dir(directory, recursive=True)
+        table = pa.Table.from_pandas(part[["ts", "open", "high", "low", "close"]].reset_index(drop=True), preserve_index=False)
+        table = table.append_column("volume", pa.array(part["volume"].astype("int64").to_numpy(), pa.int64()))
+        pq.write_table(table, f"{directory}/bars.parquet")
+
+
+def test_lake_written_with_int_volumes_is_upgraded_before_fractional_bars_join_it(tmp_path, bars_factory, spark):
+    from hft.features.spark import read_bars
+
+    old = coerce_bars(bars_factory(tickers=("AAA", "BBB"), start="2024-03-07", end="2024-03-07"))
+    _old_format_lake(tmp_path, old)
+    new = coerce_bars(bars_factory(tickers=("CCC",), start="2024-03-07", end="2024-03-07"))
+    new["volume"] = new["volume"] + 0.015766  # Yahoo's fractional volumes
+    BarLake(str(tmp_path)).write(new)
+    files = sorted((tmp_path / "bars").rglob("bars.parquet"))
+    assert len(files) == 3 and {str(pq.read_schema(f).field("volume").type) for f in files} == {"double"}
+    assert (tmp_path / "bars" / "_format").read_text().strip() == "2"
+    got = read_bars(spark, str(tmp_path / "bars"), "1m").toPandas()
+    assert len(got) == len(old) + len(new)
+    ccc = got[got["ticker"] == "CCC"].sort_values("ts")
+    assert ccc["volume"].tolist() == new.sort_values("ts")["volume"].tolist()
+    back = BarLake(str(tmp_path)).read("1m", ["AAA"])
+    assert back["volume"].tolist() == old[old["ticker"] == "AAA"].sort_values("ts")["volume"].astype(float).tolist()
+
+
+def test_upgrade_format_of_marked_lake_touches_nothing(tmp_path, bars_factory):
+    from hft.data.lake import upgrade_format
+
+    BarLake(str(tmp_path)).write(bars_factory(tickers=("AAA",), start="2024-03-07", end="2024-03-07"))
+    assert upgrade_format(str(tmp_path / "bars")) == 0
+    assert upgrade_format(str(tmp_path / "nowhere")) == 0

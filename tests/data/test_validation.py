@@ -40,8 +40,13 @@ def test_validate_clean_bars_pass(clean):
          "expect_column_pair_values_a_to_be_greater_than_b", "high,low"),
         (lambda d: d.__setitem__("volume", d["volume"].where(d.index != 3, -5)),
          "expect_column_values_to_be_between", "volume"),
+        (lambda d: d.__setitem__("volume", d["volume"].where(d.index != 3, np.inf)),
+         "expect_column_values_to_be_between", "volume"),
+        (lambda d: d.__setitem__("low", d["low"].where(d.index != 3, 1e-9)),
+         "expect_column_values_to_be_between", "low"),
     ],
-    ids=["nan_close", "negative_low", "infinite_open", "high_below_low", "negative_volume"],
+    ids=["nan_close", "negative_low", "infinite_open", "high_below_low", "negative_volume", "infinite_volume",
+         "sub_min_price"],
 )
 def test_validate_bad_row_fails_its_expectation_and_rejects_only_its_ticker(clean, mutate, expectation, column):
     bad = clean.copy()
@@ -50,6 +55,12 @@ def test_validate_bad_row_fails_its_expectation_and_rejects_only_its_ticker(clea
     assert not report.success
     assert (expectation, column) in _failed(report), report.summary()
     assert report.rejected_tickers == ("AAA",)
+
+
+def test_validate_fractional_volumes_pass(clean):
+    fractional = clean.assign(volume=clean["volume"] + 0.015766)
+    report = validate_bars(fractional)
+    assert report.success, report.summary()
 
 
 def test_validate_duplicate_bar_fails_uniqueness(clean):

@@ -83,9 +83,28 @@ def _publish(config, messages, extra: list[tuple[bytes, bytes]] = ()):
     return result
 
 
-def _stream_cmd(env, idle: float, metrics_port: int = 0) -> list[str]:
+def _stream_cmd(env, idle: float, metrics_port: int = 0, max_offsets: int = 20000) -> list[str]:
     return [str(Path(sys.executable).with_name("hft")), "stream", "--master", "local[2]", "--tickers", ",".join(TICKERS),
-            "--trigger", "500 milliseconds", "--metrics-port", str(metrics_port), "--stop-when-idle", str(idle)]
+            "--trigger", "500 milliseconds", "--metrics-port", str(metrics_port), "--stop-when-idle", str(idle),
+            "--max-offsets", str(max_offsets)]
+
+
+def _kafka_end(config) -> int:
+    """Messages in ``market.bars`` (the sum of the partitions' high watermarks)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from hft.streaming.kafka_io import partitions
+
+    c = Consumer({"bootstrap.servers": config.kafka_bootstrap, "group.id": f"w-{time.time_ns()}"})
+    try:
+        return sum(c.get_watermark_offsets(TopicPartition("market.bars", p), timeout=10)[1]
+                   for p in partitions(config.kafka_bootstrap, "market.bars"))
+    finally:
+        c.close()
+
+
+def _committed(store) -> int:
+    return sum(o for (t, _), o in store.committed_offsets().items() if t == "market.bars")
 
 
 def _metric(port: int, name: str) -> float:
@@ -128,6 +147,11 @@ def test_stream_predicts_every_bar_and_sends_bad_messages_to_dlq(env):
     env_vars, config = env
     messages = collectors.synthetic(TICKERS, date(2024, 3, 8), date(2024, 3, 8))[:300]
     good = json.loads(encode_bar(messages[-1]))
+    first = json.loads(encode_bar(messages[0]))
+    # Stamped in the future (of the wall clock; of the ticker's bars), sent before the real bars that follow
+    # them: they go to the DLQ and must not block the ticker.
+    future = [(b"AAA", json.dumps({**first, "ts": "2099-01-02T15:00:00Z"}).encode()),
+              (b"AAA", json.dumps({**first, "ts": first["ts"] + 40 * 86_400_000}).encode())]
     bad = [
         (b"AAA", json.dumps({**good, "close": float("nan")}).encode()),
         (b"AAA", json.dumps({**good, "high": 0.001}).encode()),
@@ -136,8 +160,9 @@ def test_stream_predicts_every_bar_and_sends_bad_messages_to_dlq(env):
         (b"AAA", b"definitely not json"),
         (b"AAA", b"{" + b" " * 9000 + b"}"),
     ]
-    sent = _publish(config, messages, bad)
-    assert sent.sent == 300 and sent.failed == 0
+    sent = _publish(config, messages[:20], future)
+    sent2 = _publish(config, messages[20:], bad)
+    assert sent.sent + sent2.sent == 300 and sent.failed == sent2.failed == 0
     proc = subprocess.run(_stream_cmd(env_vars, idle=8), env=env_vars, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
@@ -160,9 +185,10 @@ def test_stream_predicts_every_bar_and_sends_bad_messages_to_dlq(env):
     got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in stream}
     assert got.keys() == expected.keys()
     assert max(abs(got[k] - expected[k]) for k in got) < 1e-9
-    dlq = _consume(config, "market.bars.dlq", expect=len(bad))
+    dlq = _consume(config, "market.bars.dlq", expect=len(bad) + len(future))
     assert sorted(d["reason"] for d in dlq) == sorted(
-        ["non_finite", "inconsistent_ohlc", "unknown_ticker", "wrong_version", "not_json", "oversized"])
+        ["non_finite", "inconsistent_ohlc", "unknown_ticker", "wrong_version", "not_json", "oversized",
+         "implausible_time", "implausible_time"])
     predictions = _consume(config, "predictions", expect=len(stream))
     assert len(predictions) == len(stream)
 
@@ -197,12 +223,56 @@ def test_stream_reloads_champion_then_survives_kill_9_without_loss_or_duplicates
         while not any(e["model_version"] == "2" for e in store.stream()[before:]) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert any(e["model_version"] == "2" for e in store.stream()[before:]), "champion reload not seen"
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+    # Now a job that takes at most 40 messages per micro-batch, killed -9 while the rest of the day waits in
+    # Kafka unprocessed.
+    job = subprocess.Popen(_stream_cmd(env_vars, idle=0, max_offsets=40), env=env_vars, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
         _publish(config, messages[500:])
-        time.sleep(1.0)
+        end = _kafka_end(config)
+        start = _committed(store)
+        deadline = time.monotonic() + 120
+        while _committed(store) < start + 80 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _committed(store) >= start + 80, "the restarted job processed nothing before the kill"
     finally:
         os.killpg(job.pid, signal.SIGKILL)  # kill -9 the whole spark-submit tree mid-stream
         job.wait(30)
+    outstanding = end - _committed(store)
+    assert outstanding > 0, "the kill came after the job had caught up: nothing was in flight"
     proc = subprocess.run(_stream_cmd(env_vars, idle=8), env=env_vars, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert _committed(store) == end
     day = [e for e in store.stream()[before:]]
     assert len({(e["ticker"], e["bar_ts"]) for e in day}) == len(day) == _ready_count(messages)
+
+
+def test_stream_lost_checkpoint_resumes_from_committed_offsets_without_loss_or_duplicates(env):
+    """Spark's checkpoint deleted while Redis holds the state: before, batch ids restarted at 0 and every
+    batch was skipped as already committed; now the job resumes from the offsets Redis committed."""
+    import shutil
+
+    from hft import stack
+    from hft.streaming import collectors
+    from hft.streaming.store import RedisStore
+
+    env_vars, config = env
+    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    messages = collectors.synthetic(TICKERS, date(2024, 3, 12), date(2024, 3, 12))[:200]
+    _publish(config, messages)
+    before = len(store.stream())
+    assert subprocess.run(_stream_cmd(env_vars, idle=6), env=env_vars, capture_output=True, timeout=300).returncode == 0
+    checkpoint = stack.StackConfig.from_env().run_dir / "checkpoints" / "predict_stream"
+    assert (checkpoint / "offsets").is_dir()
+    shutil.rmtree(checkpoint)
+    more = collectors.synthetic(TICKERS, date(2024, 3, 13), date(2024, 3, 13))[:200]
+    _publish(config, more)
+    proc = subprocess.run(_stream_cmd(env_vars, idle=8), env=env_vars, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "resuming from them" in proc.stderr
+    assert _committed(store) == _kafka_end(config)
+    new = store.stream()[before:]
+    assert len({(e["ticker"], e["bar_ts"]) for e in new}) == len(new) == _ready_count(messages) + _ready_count(more)

@@ -26,8 +26,14 @@ def test_decode_good_message_roundtrip():
     bar = decode_bar(raw())
     assert bar.ticker == "AAA" and bar.ts_ms == 1709908200000 and bar.volume == 100
     assert decode_bar(encode_bar(bar)) == bar
-    whole = decode_bar(raw(volume=250.0, ts=1709908200000, open=10, produced_ns=7))
-    assert (whole.volume, whole.open, whole.produced_ns) == (250, 10.0, 7) and type(whole.volume) is int
+    whole = decode_bar(raw(volume=250, ts=1709908200000, open=10, produced_ns=7))
+    assert (whole.volume, whole.open, whole.produced_ns) == (250.0, 10.0, 7) and type(whole.volume) is float
+
+
+def test_decode_fractional_volume_as_yahoo_sends_it():
+    bar = decode_bar(raw(volume=88305.015766))
+    assert bar.volume == 88305.015766
+    assert decode_bar(encode_bar(bar)) == bar
 
 
 @pytest.mark.parametrize(
@@ -49,7 +55,19 @@ def test_decode_good_message_roundtrip():
         (None, "empty"),
         (raw(ticker="bad ticker"), "invalid_field"),
         (raw(volume=-3), "invalid_field"),
-        (raw(volume=1.5), "invalid_field"),
+        (raw(volume=float("inf")), "non_finite"),
+        (raw(volume=1e16), "invalid_field"),
+        (raw(volume=10**400), "invalid_field"),
+        (raw(open=10**400), "invalid_field"),
+        (raw(low=1e-9), "bad_price"),
+        (raw(ts=10**30), "implausible_time"),
+        (raw(ts=-(10**30)), "implausible_time"),
+        (raw(ts=0), "implausible_time"),
+        (raw(ts="1970-01-01T00:00:00Z"), "implausible_time"),
+        (raw(ts="9999-12-31T23:59:00Z"), "implausible_time"),
+        (raw(produced_ns=10**30), "invalid_field"),
+        (raw(produced_ns=-1), "invalid_field"),
+        (b"[" * 2000 + b"]" * 2000, "not_json"),
         (raw(ts="2024-03-08T14:30:30Z"), "invalid_field"),
         (raw(ts="yesterday"), "invalid_field"),
         (raw(interval="1d"), "invalid_field"),
@@ -61,13 +79,23 @@ def test_decode_good_message_roundtrip():
     ],
     ids=["nan", "inf", "zero_price", "negative_price", "high_below_close", "wrong_version",
          "version_true", "version_float", "wrong_schema", "not_json", "json_array", "binary", "oversized", "empty", "bad_ticker", "negative_volume",
-         "fractional_volume", "off_minute", "bad_ts", "daily_interval", "string_price",
+         "inf_volume", "huge_volume", "huge_int_volume", "huge_int_price", "tiny_price", "ts_huge_int",
+         "ts_huge_negative", "ts_epoch", "ts_1970", "ts_year_9999", "produced_ns_huge", "produced_ns_negative",
+         "deeply_nested", "off_minute", "bad_ts", "daily_interval", "string_price",
          "bool_price", "null_volume", "bool_ts", "float_produced_ns"],
 )
 def test_decode_bad_message_raises_with_reason(value, reason):
     with pytest.raises(MessageError) as err:
         decode_bar(value)
     assert err.value.reason == reason
+
+
+def test_decode_bar_far_ahead_of_the_wall_clock_is_implausible():
+    now = 1709908200000  # 2024-03-08T14:30Z
+    assert decode_bar(raw(ts=now + 10 * 60_000), now_ms=now).ts_ms == now + 10 * 60_000  # clock skew tolerated
+    with pytest.raises(MessageError) as err:
+        decode_bar(raw(ts=now + 24 * 3_600_000), now_ms=now)
+    assert err.value.reason == "implausible_time" and "ahead of the wall clock" in err.value.detail
 
 
 def test_decode_unknown_ticker_rejected_against_universe():
@@ -84,9 +112,9 @@ def test_dlq_record_keeps_original_bytes():
 
 
 def _messages(bars: pd.DataFrame) -> list[BarMessage]:
-    b = coerce_bars(bars).sort_values("ts", kind="stable")
-    return [BarMessage(r.ticker, r.interval, int(r.ts.value // 1_000_000), r.open, r.high, r.low, r.close, int(r.volume))
-            for r in b.itertuples()]
+    from hft.streaming.collectors import messages_from_bars
+
+    return messages_from_bars(coerce_bars(bars))
 
 
 def test_state_refuses_duplicates_and_out_of_order():
@@ -101,10 +129,57 @@ def test_state_refuses_duplicates_and_out_of_order():
     assert accepted == [] and [r[1] for r in refused] == ["out_of_order", "duplicate"]
 
 
+def _minutes(first: BarMessage, *offsets_min: int) -> list[BarMessage]:
+    from dataclasses import replace
+
+    return [replace(first, ts_ms=first.ts_ms + m * 60_000) for m in offsets_min]
+
+
+def test_state_bar_far_in_the_future_is_refused_and_does_not_block_the_ticker():
+    state = FeatureState()
+    a, b = _minutes(decode_bar(raw()), 0, 1)
+    state.features(state.admit([a, b])[0])
+    future = _minutes(a, 365 * 24 * 60)[0]  # stamped a year ahead
+    accepted, refused = state.admit([future])
+    assert accepted == [] and [(r[0], r[1]) for r in refused] == [(future, "implausible_time")]
+    assert "days ahead of its ticker's newest bar" in refused[0][2]
+    state.features(accepted)
+    later = _minutes(a, 2, 3)  # the real bars keep flowing
+    accepted, refused = state.admit(later)
+    assert accepted == later and refused == []
+
+
+def test_state_new_ticker_far_ahead_of_every_other_ticker_is_refused():
+    state = FeatureState()
+    a = decode_bar(raw())
+    state.features(state.admit([a])[0])
+    stranger = decode_bar(raw(ticker="BBB", ts="2025-06-02T14:30:00Z"))
+    accepted, refused = state.admit([stranger])
+    assert accepted == [] and refused[0][1] == "implausible_time" and "any ticker" in refused[0][2]
+
+
+def test_state_real_jump_confirmed_by_consistent_far_ahead_bars():
+    state = FeatureState(confirm_ahead=3)
+    a = decode_bar(raw())
+    state.features(state.admit([a])[0])
+    jump = _minutes(a, 60 * 24 * 30, 60 * 24 * 30 + 1, 60 * 24 * 30 + 2, 60 * 24 * 30 + 3)  # back after a month
+    accepted, refused = state.admit(jump)
+    assert [r[1] for r in refused] == ["implausible_time"] * 3 and accepted == jump[3:]
+    # an isolated far-ahead bar between normal ones never confirms
+    state = FeatureState(confirm_ahead=3)
+    state.features(state.admit([a])[0])
+    for k in range(1, 6):
+        bogus, real = _minutes(a, 10**6 + k), _minutes(a, k)
+        accepted, refused = state.admit(bogus + real)
+        assert accepted == real and refused[0][0] == bogus[0]
+        state.features(accepted)
+
+
 def test_streaming_features_equal_batch_features_in_small_batches(bars_factory):
     bars = bars_factory(tickers=("AAA", "BBB"), start="2024-03-07", end="2024-03-08")
     rng = np.random.default_rng(5)
     bars = bars[rng.random(len(bars)) > 0.02]  # missing bars too
+    bars = bars.assign(volume=bars["volume"] * rng.uniform(0.5, 1.5, len(bars)))  # fractional, as Yahoo sends
     expected = compute_features(bars, labelled_only=False).set_index(["ticker", "ts"])
     state = FeatureState()
     msgs = _messages(bars)

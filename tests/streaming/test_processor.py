@@ -121,7 +121,7 @@ def test_processor_bad_messages_go_to_dlq_with_reasons_and_stream_continues(stor
                               "not_json", "oversized", "empty", "duplicate", "duplicate"])
     assert sum(result.rejected.values()) == len(dead) == 10
     assert len(store.stream()) == 60 - 15 and result.accepted == 60
-    after = records(bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-08").iloc[60:70])
+    after = records(bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-08").iloc[60:70], 60)
     assert proc.process(1, after).accepted == 10  # the stream goes on
 
 
@@ -143,3 +143,151 @@ def test_processor_close_waits_for_published_predictions(store):
     proc = BatchProcessor(store, lambda: (LinearModel(), "1"), [].extend, [].extend, flush=lambda: flushed.append(1))
     proc.close()
     assert flushed == [1]
+
+
+def test_processor_lost_checkpoint_batch_ids_restart_at_zero_and_nothing_is_skipped_or_repeated(store, bars_factory):
+    """A new checkpoint restarts Spark's batch ids at 0: the work is recognised by Kafka offsets instead."""
+    bars = bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-08")
+    recs = records(bars)
+    first, _, _ = make(store)
+    for batch_id, i in enumerate(range(0, 200, 50)):
+        first.process(batch_id, recs[i : i + 50])
+    assert store.committed_offsets() == {("market.bars", 0): 200}
+    restarted, _, _ = make(store)  # a new process on a new checkpoint: batch ids from 0 again
+    replay = restarted.process(0, recs[150:260])  # from an older offset: the overlap is skipped, the rest done
+    assert replay.replayed == 50 and not replay.skipped and replay.accepted == 60
+    restarted.process(1, recs[260:])
+    stream = store.stream()
+    assert len({(e["ticker"], e["bar_ts"]) for e in stream}) == len(stream) == len(recs) - 15
+    assert store.committed_offsets() == {("market.bars", 0): len(recs)}
+
+
+def test_processor_offset_gap_is_reported_not_silent(store, bars_factory, caplog):
+    bars = bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-08")
+    recs = records(bars)
+    proc, _, _ = make(store)
+    proc.process(0, recs[:50])
+    with caplog.at_level("ERROR", logger="hft.streaming.processor"):
+        result = proc.process(1, recs[80:100])
+    assert result.offset_gaps == 30 and "offsets 50..79" in caplog.text
+
+
+class PoisonModel(LinearModel):
+    """Raises for any batch holding a row whose ret_5 is exactly the poison value."""
+
+    poison = None
+
+    def predict_proba(self, x):
+        if self.poison is not None and np.any(x[:, 0] == self.poison):
+            raise FloatingPointError("poisoned row")
+        return super().predict_proba(x)
+
+
+def test_processor_one_poison_row_goes_to_dlq_and_the_rest_of_the_batch_commits(store, bars_factory):
+    bars = bars_factory(tickers=("AAA", "BBB"), start="2024-03-08", end="2024-03-08").head(200)
+    model = PoisonModel()
+    feats = compute_features(bars, labelled_only=False).dropna(subset=LinearModel.features)
+    victim = feats.iloc[50]
+    model.poison = victim["ret_5"]
+    proc, dead, _ = make(store, model=model)
+    result = proc.process(0, records(bars))
+    assert [json.loads(v)["reason"] for _, v in dead] == ["processing_error"]
+    assert json.loads(json.loads(dead[0][1])["value"])["ticker"] == victim["ticker"]
+    assert len(store.stream()) == len(feats) - 1 == len(result.predictions)
+    assert store.committed_offsets() == {("market.bars", 0): len(bars)}
+
+
+def test_processor_features_that_raise_for_one_bar_isolate_it(store, bars_factory, monkeypatch):
+    from hft.streaming.state import FeatureState
+
+    bars = bars_factory(tickers=("AAA", "BBB"), start="2024-03-08", end="2024-03-08").head(100)
+    recs = records(bars)
+    bad_ts = json.loads(recs[70].value)["ts"]
+    real = FeatureState.features_and_windows
+
+    def features(self, new, names):
+        if any(b.ts_ms == bad_ts and b.ticker == json.loads(recs[70].value)["ticker"] for b in new):
+            raise OverflowError("cannot compute")
+        return real(self, new, names)
+
+    monkeypatch.setattr(FeatureState, "features_and_windows", features)
+    proc, dead, _ = make(store)
+    result = proc.process(0, recs)
+    assert [json.loads(v)["reason"] for _, v in dead] == ["processing_error"]
+    assert result.accepted == 99 and result.rejected == {"processing_error": 1}
+    more = proc.process(1, records(bars_factory(tickers=("AAA", "BBB"), start="2024-03-08", end="2024-03-08").iloc[100:120], 100))
+    assert more.accepted == 20 and not more.rejected  # the ticker is not blocked
+
+
+_FIELDS = ["schema", "version", "ticker", "interval", "ts", "open", "high", "low", "close", "volume", "produced_ns"]
+_HOSTILE = [None, True, 0, -1, 1.5, 2**63, -(2**63) - 1, 10**30, 1e308, -1e308, 5e-324, float("nan"), float("inf"),
+            "", "A" * 300, "AAA", "1m", "2024-03-08T14:31:00Z", "9999-12-31T00:00:00Z", [], {}, [[[[]]]],
+            {"a": [1, 2]}, 1709908260000, 1709908200000 + 10**12, 4102444800000, 946684800000]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_processor_hostile_values_in_every_field_never_fail_the_batch(store, bars_factory, seed):
+    """Random hostile values in every field of messages mixed with good bars: the batch commits, every
+    message is accounted for (accepted or in the DLQ with a reason), and the good bars are all predicted."""
+    import random
+
+    rng = random.Random(seed)
+    bars = bars_factory(tickers=("AAA", "BBB"), start="2024-03-08", end="2024-03-08").head(120)
+    good = records(bars)
+    template = json.loads(good[-1].value)
+    hostile = []
+    for i in range(300):
+        body = dict(template)
+        for name in rng.sample(_FIELDS, rng.randint(1, 4)):
+            body[name] = rng.choice(_HOSTILE)
+        try:
+            value = json.dumps(body).encode()
+        except (ValueError, OverflowError):
+            continue
+        hostile.append(Record(b"AAA", value, 1, i))
+    mixed = good + hostile
+    rng.shuffle(mixed)
+    proc, dead, _ = make(store)
+    result = proc.process(0, mixed)
+    assert result.messages == len(mixed) == result.accepted + sum(result.rejected.values())
+    assert len(dead) == sum(result.rejected.values())
+    ready = compute_features(bars, labelled_only=False).dropna(subset=LinearModel.features)
+    got = {(e["ticker"], int(e["bar_ts"])) for e in store.stream()}
+    assert set(zip(ready["ticker"], ready["ts"].dt.as_unit("ms").astype("int64"))) <= got
+    later = records(bars_factory(tickers=("AAA", "BBB"), start="2024-03-08", end="2024-03-08").iloc[120:160], 120)
+    assert proc.process(1, later).accepted == 40  # no ticker blocked by what came before
+
+
+def _conv1d_predictor(bars, lookback=6):
+    """A conv1d network over the real features (random weights: the test is about which rows it sees)."""
+    from hft.features.definitions import FeatureSpec
+    from hft.model.config import ModelConfig
+    from hft.model.fast import FastPredictor
+    from hft.model.network import Scaler, build_network
+
+    names = FeatureSpec().feature_names()
+    config = ModelConfig(architecture="conv1d", lookback=lookback, conv_kernel=3, conv_filters=4, widths=(8, 8, 8, 8))
+    feats = compute_features(bars, labelled_only=False).dropna(subset=names)
+    model = build_network(config, len(names))
+    return FastPredictor.from_keras(model, config, names, Scaler.fit(feats[names].to_numpy()))
+
+
+def test_processor_serves_a_conv1d_champion_from_the_ticker_window_like_the_backtest(store, bars_factory):
+    from hft.backtest.predictions import features_for, score
+
+    bars = bars_factory(tickers=("AAA", "BBB"), start="2024-03-07", end="2024-03-08")
+    predictor = _conv1d_predictor(bars)
+    proc, dead, _ = make(store, model=predictor)
+    recs = records(bars)
+    for batch_id, i in enumerate(range(0, len(recs), 37)):  # small batches: windows span batches and sessions
+        if batch_id == 9:
+            proc, dead, _ = make(store, model=predictor)  # a restart: the window comes back from Redis
+        proc.process(batch_id, recs[i : i + 37])
+    assert dead == []
+    feats = features_for(bars)
+    expected = score(feats, predictor)
+    ok = np.isfinite(expected)
+    want = dict(zip(zip(feats["ticker"][ok], feats["ts"][ok].dt.as_unit("ms").astype("int64")), expected[ok]))
+    got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in store.stream()}
+    assert got.keys() == want.keys() and len(got) > 0
+    assert max(abs(got[k] - want[k]) for k in got) < 1e-9

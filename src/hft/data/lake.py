@@ -41,6 +41,50 @@ _FILE_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
 _FILE_SCHEMA = pa.schema([BAR_ARROW_SCHEMA.field(c) for c in _FILE_COLUMNS])
 
 
+#: Layout version of the files under ``bars/``, written to ``bars/_format`` (Spark skips names starting
+#: with ``_``). 1 (no marker): int64 volumes; 2: float64 volumes (fractional, see :mod:`hft.schemas`).
+FORMAT_VERSION = 2
+_FORMAT_FILE = "_format"
+
+
+def upgrade_format(bars_root: str) -> int:
+    """Rewrite the files of a ``bars/`` tree written by an older layout to :data:`FORMAT_VERSION` (Spark
+    cannot read int64 and float64 volumes side by side), then mark the tree. Cheap once marked: one small
+    read. Returns how many files were rewritten."""
+    fs, path = filesystem(bars_root)
+    marker = f"{path}/{_FORMAT_FILE}"
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return 0
+    if fs.get_file_info(marker).type == pafs.FileType.File:
+        with fs.open_input_stream(marker) as f:
+            if f.read().decode().strip() == str(FORMAT_VERSION):
+                return 0
+    rewritten = 0
+    for info in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+        if info.type == pafs.FileType.File and info.base_name == _FILE:
+            if pq.read_schema(info.path, filesystem=fs).field("volume").type != pa.float64():
+                table = pq.read_table(info.path, filesystem=fs).cast(_FILE_SCHEMA)
+                _replace(fs, info.path.rsplit("/", 1)[0], table)
+                rewritten += 1
+    _mark(fs, path)
+    if rewritten:
+        log.warning("lake %s: %d file(s) upgraded to layout %d (float64 volumes)", bars_root, rewritten, FORMAT_VERSION)
+    return rewritten
+
+
+def _mark(fs: pafs.FileSystem, path: str) -> None:
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(f"{path}/{_FORMAT_FILE}") as f:
+        f.write(f"{FORMAT_VERSION}\n".encode())
+
+
+def _replace(fs: pafs.FileSystem, directory: str, table: pa.Table) -> None:
+    """Write ``table`` as the partition's file, atomically (a temporary file renamed into place)."""
+    tmp = f"{directory}/.{uuid.uuid4().hex}.tmp"
+    pq.write_table(table, tmp, filesystem=fs)
+    fs.move(tmp, f"{directory}/{_FILE}")  # atomic rename on local and POSIX filesystems
+
+
 def filesystem(root: str) -> tuple[pafs.FileSystem, str]:
     """pyarrow filesystem and path for a local path or URI."""
     uri = str(root)
@@ -72,6 +116,7 @@ class BarLake:
         self.root = str(lake_root)
         self.bars_root = join_uri(self.root, "bars")
         self.fs, self._bars_path = filesystem(self.bars_root)
+        self._current = False  # whether upgrade_format has run for this lake
 
     # -- paths -------------------------------------------------------------------------------------------
     def partition_dir(self, interval: str, ticker: str, day: date) -> str:
@@ -86,6 +131,10 @@ class BarLake:
         bars = coerce_bars(bars)
         if bars.empty:
             return WriteResult(0, 0, 0, ())
+        if not self._current:
+            upgrade_format(self.bars_root)  # an older lake first: never int64 and float64 side by side
+            _mark(self.fs, self._bars_path)
+            self._current = True
         bars = bars.assign(date=session_date(bars["ts"]))
         new = updated = unchanged = 0
         touched: list[str] = []
@@ -119,10 +168,7 @@ class BarLake:
 
     def _write_file(self, directory: str, frame: pd.DataFrame) -> None:
         self.fs.create_dir(directory, recursive=True)
-        table = pa.Table.from_pandas(frame[_FILE_COLUMNS], schema=_FILE_SCHEMA, preserve_index=False)
-        tmp = f"{directory}/.{uuid.uuid4().hex}.tmp"
-        pq.write_table(table, tmp, filesystem=self.fs)
-        self.fs.move(tmp, f"{directory}/{_FILE}")  # atomic rename on local and POSIX filesystems
+        _replace(self.fs, directory, pa.Table.from_pandas(frame[_FILE_COLUMNS], schema=_FILE_SCHEMA, preserve_index=False))
 
     def _read_file(self, path: str) -> pd.DataFrame | None:
         if self.fs.get_file_info(path).type != pafs.FileType.File:

@@ -1,7 +1,7 @@
 """Validation of bars with Great Expectations 1.x, before anything reaches the clean lake.
 
-The suite (:func:`bar_suite`) checks the schema, nulls, positive and finite prices, OHLC consistency,
-non-negative volume, unique (ticker, ts), bar timestamps aligned to the interval and inside exchange
+The suite (:func:`bar_suite`) checks the schema, nulls, prices in ``[MIN_PRICE, MAX_PRICE]``, OHLC
+consistency, volume (float64 shares, fractional allowed) in ``[0, MAX_VOLUME]``, unique (ticker, ts), bar timestamps aligned to the interval and inside exchange
 sessions, and bounded gaps between consecutive bars of a session. The session and gap checks run on
 derived columns computed here (``in_session``, ``aligned``, ``gap_minutes``), because they need the
 exchange calendar.
@@ -21,12 +21,11 @@ import numpy as np
 import pandas as pd
 
 from hft.data.calendar import in_session, session_date
-from hft.schemas import BAR_COLUMNS, Interval
+from hft.schemas import BAR_COLUMNS, MAX_PRICE, MAX_VOLUME, MIN_PRICE, Interval
 
 log = logging.getLogger(__name__)
 
 #: Upper bound for any price: catches infinities and unit mix-ups (no listed share trades near it).
-MAX_PRICE = 1e7
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
@@ -126,13 +125,13 @@ def bar_suite(max_gap_minutes: int):
     suite.add_expectation(E.ExpectColumnValuesToBeInSet(column="interval", value_set=[i.value for i in Interval]))
     for col in ("open", "high", "low", "close"):
         suite.add_expectation(
-            E.ExpectColumnValuesToBeBetween(column=col, min_value=0, max_value=MAX_PRICE, strict_min=True)
+            E.ExpectColumnValuesToBeBetween(column=col, min_value=MIN_PRICE, max_value=MAX_PRICE)
         )
     for other in ("open", "close", "low"):
         suite.add_expectation(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B=other, or_equal=True))
     for other in ("open", "close"):
         suite.add_expectation(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A=other, column_B="low", or_equal=True))
-    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
+    suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="volume", min_value=0, max_value=MAX_VOLUME))
     suite.add_expectation(E.ExpectCompoundColumnsToBeUnique(column_list=["ticker", "interval", "ts"]))
     suite.add_expectation(E.ExpectColumnValuesToBeInSet(column="in_session", value_set=[True]))
     suite.add_expectation(E.ExpectColumnValuesToBeInSet(column="aligned", value_set=[True]))

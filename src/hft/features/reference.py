@@ -187,6 +187,6 @@ def _empty(spec: FeatureSpec) -> pd.DataFrame:
     frame["interval"] = frame["interval"].astype(object)
     frame["date"] = frame["date"].astype(object)
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    frame["volume"] = frame["volume"].astype(np.int64)
+    frame["volume"] = frame["volume"].astype(np.float64)
     frame["label"] = frame["label"].astype(np.int32)
     return frame

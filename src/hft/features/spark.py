@@ -208,7 +208,7 @@ def read_bars(
         F.col("ts"),
         F.col("interval").cast("string"),
         "open", "high", "low", "close",
-        F.col("volume").cast("long"),
+        F.col("volume").cast("double"),
     )
 
 

@@ -17,6 +17,9 @@ COLLECTOR_FAILED = Counter("hft_collector_messages_failed_total", "Bars Kafka di
 KAFKA_DELIVERY_FAILED = Counter("hft_kafka_delivery_failed_total", "Messages Kafka did not acknowledge", ["topic"])
 STREAM_IN = Counter("hft_stream_messages_in_total", "Messages read from market.bars")
 STREAM_REJECTED = Counter("hft_stream_messages_rejected_total", "Messages sent to the DLQ", ["reason"])
+STREAM_REPLAYED = Counter("hft_stream_messages_replayed_total",
+                          "Messages below their partition's committed offset (processed before a restart), skipped")
+STREAM_OFFSET_GAPS = Counter("hft_stream_offset_gaps_total", "Kafka offsets never processed (a gap before a batch)")
 STREAM_PREDICTIONS = Counter("hft_stream_predictions_total", "Predictions written to Redis")
 STREAM_BATCH_SECONDS = Histogram("hft_stream_batch_duration_seconds", "Micro-batch processing time", buckets=LATENCY_BUCKETS)
 STREAM_INFERENCE_SECONDS = Histogram("hft_stream_inference_latency_seconds", "Model inference time per batch", buckets=LATENCY_BUCKETS)
@@ -34,9 +37,11 @@ def record_batch(result) -> None:
     """Update the streaming metrics from a :class:`hft.streaming.processor.BatchResult`."""
     import time
 
+    STREAM_REPLAYED.inc(result.replayed)
+    STREAM_OFFSET_GAPS.inc(result.offset_gaps)
     if result.skipped:
         return
-    STREAM_IN.inc(result.messages)
+    STREAM_IN.inc(result.messages - result.replayed)
     for reason, count in result.rejected.items():
         STREAM_REJECTED.labels(reason).inc(count)
     STREAM_PREDICTIONS.inc(result.written)

@@ -26,7 +26,7 @@ def messages_from_bars(bars: pd.DataFrame) -> list[BarMessage]:
     b = bars.sort_values(["ts", "ticker"], kind="stable")
     ts_ms = b["ts"].astype("int64").to_numpy() // 1000  # microseconds -> milliseconds
     return [
-        BarMessage(t, i, int(ms), float(o), float(h), float(lo), float(c), int(v))
+        BarMessage(t, i, int(ms), float(o), float(h), float(lo), float(c), float(v))
         for t, i, ms, o, h, lo, c, v in zip(b["ticker"], b["interval"], ts_ms, b["open"], b["high"], b["low"],
                                             b["close"], b["volume"])
     ]

@@ -70,3 +70,22 @@ class TopicSink:
         left = self.p.flush(timeout_s)
         if left:
             raise DeliveryError(f"{left} message(s) to {self.topic} still unacknowledged after {timeout_s}s")
+
+
+def partitions(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[int]:
+    """The partition ids of ``topic`` (raises RuntimeError when the topic does not exist)."""
+    from confluent_kafka.admin import AdminClient
+
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=timeout_s)
+    found = meta.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        raise RuntimeError(f"Kafka topic {topic} not found at {bootstrap}: {found.error if found else 'no metadata'}")
+    return sorted(found.partitions)
+
+
+def starting_offsets_json(topic: str, committed: dict[tuple[str, int], int], partition_ids: list[int]) -> str:
+    """Spark's ``startingOffsets`` JSON resuming every partition of ``topic`` at its committed offset
+    (``-2``, the earliest, for a partition without one: it has never been processed)."""
+    import json
+
+    return json.dumps({topic: {str(p): committed.get((topic, p), -2) for p in partition_ids}})

@@ -3,11 +3,14 @@
 ``market.bars`` (key = ticker)::
 
     {"schema": "hft.bar", "version": 1, "ticker": "SPY", "interval": "1m",
-     "ts": "2024-03-08T14:30:00Z", "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 100,
+     "ts": "2024-03-08T14:30:00Z", "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 100.5,
      "produced_ns": 1709908200000000000}
 
-``ts`` is the bar start (ISO-8601 UTC, or epoch milliseconds as an integer); ``produced_ns`` (optional) is
-the collector's wall clock when it sent the bar, for end-to-end latency.
+``ts`` is the bar start (ISO-8601 UTC, or epoch milliseconds as an integer), between
+:data:`MIN_BAR_TS_MS` (2000-01-01) and the wall clock plus :data:`FUTURE_TOLERANCE_MS`; ``volume`` is a
+number of shares, fractional allowed (see :mod:`hft.schemas`); prices and volume within the bounds of
+:mod:`hft.schemas`; ``produced_ns`` (optional, a 64-bit integer) is the collector's wall clock when it sent
+the bar, for end-to-end latency.
 
 ``market.bars.dlq`` (key = original key): ``{"schema": "hft.dlq", "version": 1, "reason": "...",
 "detail": "...", "topic", "partition", "offset", "key", "value"}`` with the original bytes kept
@@ -26,17 +29,25 @@ import base64
 import json
 import math
 import re
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 import msgspec
+
+from hft.schemas import MAX_PRICE, MAX_VOLUME, MIN_PRICE
 
 BAR_SCHEMA, BAR_VERSION = "hft.bar", 1
 DLQ_SCHEMA, PREDICTION_SCHEMA = "hft.dlq", "hft.prediction"
 MAX_MESSAGE_BYTES = 4096
 TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 INTERVALS = ("1m", "5m")
-MAX_PRICE = 1e7
+#: Bar times before this are absurd for this system (epoch milliseconds of 2000-01-01T00:00Z).
+MIN_BAR_TS_MS = 946_684_800_000
+#: A bar starts before it is sent: one stamped further than this ahead of the wall clock is implausible
+#: (the margin covers clock skew between a collector and the stream).
+FUTURE_TOLERANCE_MS = 15 * 60_000
+_INT64 = 2**63
 
 BARS_TOPIC, DLQ_TOPIC, PREDICTIONS_TOPIC = "market.bars", "market.bars.dlq", "predictions"
 
@@ -59,7 +70,7 @@ class BarMessage:
     high: float
     low: float
     close: float
-    volume: int
+    volume: float
     produced_ns: int | None = None
 
     @property
@@ -76,8 +87,12 @@ def encode_bar(bar: BarMessage) -> bytes:
 
 
 def _number(value, name: str) -> float:
-    if value.__class__ is not float and (value.__class__ is not int):  # bool is not a number here
-        raise MessageError("invalid_field", f"{name} must be a number, got {value!r}")
+    if value.__class__ is int:  # bool is not a number here; a huge integer is no float either
+        if -_INT64 <= value < _INT64:
+            return float(value)
+        raise MessageError("invalid_field", f"{name} is out of range: {str(value)[:40]}")
+    if value.__class__ is not float:
+        raise MessageError("invalid_field", f"{name} must be a number, got {str(value)[:40]!r}")
     if not math.isfinite(value):
         raise MessageError("non_finite", f"{name} is {value}")
     return float(value)
@@ -97,6 +112,17 @@ def _timestamp_ms(value) -> int:
     raise MessageError("invalid_field", "ts must be ISO-8601 or epoch milliseconds")
 
 
+def check_time(ts_ms: int, now_ms: int | None) -> None:
+    """Raise ``implausible_time`` for a bar time before 2000 or ahead of the wall clock (``now_ms``, None:
+    the current time) by more than :data:`FUTURE_TOLERANCE_MS`."""
+    if ts_ms < MIN_BAR_TS_MS:
+        raise MessageError("implausible_time", f"ts {str(ts_ms)[:40]} ms is before 2000-01-01")
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    if ts_ms > now_ms + FUTURE_TOLERANCE_MS:
+        raise MessageError("implausible_time",
+                           f"ts {str(ts_ms)[:40]} ms is {(ts_ms - now_ms) / 60_000:.0f} minutes ahead of the wall clock")
+
+
 _json = msgspec.json.Decoder()
 #: Compact JSON bytes of plain values: ``json.dumps(separators=(',', ':')).encode()``, faster (msgspec).
 encode_json = msgspec.json.Encoder().encode
@@ -107,16 +133,20 @@ def _parse(value: bytes) -> object:
     its wider grammar (NaN, Infinity) still reaches the field checks and their precise reasons."""
     try:
         return _json.decode(value)
+    except RecursionError:
+        raise MessageError("not_json", "nested too deeply") from None
     except msgspec.DecodeError:
         pass
     try:
         return json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise MessageError("not_json", str(exc)[:200]) from None
 
 
-def decode_bar(value: bytes | None, known_tickers: frozenset[str] | None = None) -> BarMessage:
-    """Parse and validate one ``market.bars`` message value."""
+def decode_bar(value: bytes | None, known_tickers: frozenset[str] | None = None,
+               now_ms: int | None = None) -> BarMessage:
+    """Parse and validate one ``market.bars`` message value (``now_ms``: the wall clock for the time check,
+    None: the current time)."""
     if value is None:
         raise MessageError("empty", "message has no value")
     if len(value) > MAX_MESSAGE_BYTES:
@@ -139,22 +169,22 @@ def decode_bar(value: bytes | None, known_tickers: frozenset[str] | None = None)
     if interval not in INTERVALS:
         raise MessageError("invalid_field", f"interval {interval!r} not in {INTERVALS}")
     ts_ms = _timestamp_ms(get("ts"))
+    check_time(ts_ms, now_ms)
     if ts_ms % 60_000:
         raise MessageError("invalid_field", "ts is not on a minute boundary")
     o, h, lo, c = _number(get("open"), "open"), _number(get("high"), "high"), _number(get("low"), "low"), \
         _number(get("close"), "close")
-    if min(o, h, lo, c) <= 0 or max(o, h, lo, c) > MAX_PRICE:
-        raise MessageError("bad_price", f"prices must be in (0, {MAX_PRICE:g}]: o={o} h={h} l={lo} c={c}")
+    if min(o, h, lo, c) < MIN_PRICE or max(o, h, lo, c) > MAX_PRICE:
+        raise MessageError("bad_price", f"prices must be in [{MIN_PRICE:g}, {MAX_PRICE:g}]: o={o} h={h} l={lo} c={c}")
     if h < max(o, c, lo) or lo > min(o, c):
         raise MessageError("inconsistent_ohlc", f"high/low do not bound open/close: o={o} h={h} l={lo} c={c}")
-    volume = get("volume")
-    if volume.__class__ is not int and (volume.__class__ is not float or not math.isfinite(volume)
-                                        or volume != int(volume)) or volume < 0:
-        raise MessageError("invalid_field", f"volume must be a whole number >= 0, got {volume!r}")
+    volume = _number(get("volume"), "volume")
+    if not 0 <= volume <= MAX_VOLUME:
+        raise MessageError("invalid_field", f"volume must be in [0, {MAX_VOLUME:g}], got {volume!r}")
     produced = get("produced_ns")
-    if produced is not None and produced.__class__ is not int:
-        raise MessageError("invalid_field", "produced_ns must be an integer")
-    return BarMessage(ticker, interval, ts_ms, o, h, lo, c, int(volume), produced)
+    if produced is not None and (produced.__class__ is not int or not 0 <= produced < _INT64):
+        raise MessageError("invalid_field", "produced_ns must be a 64-bit integer >= 0")
+    return BarMessage(ticker, interval, ts_ms, o, h, lo, c, volume, produced)
 
 
 def dlq_record(reason: str, detail: str, topic: str, partition: int, offset: int, key: bytes | None,

@@ -1,5 +1,6 @@
 """One micro-batch of ``market.bars``: decode -> validate -> feature state -> champion model -> Redis,
-with every refused message sent to the DLQ with its reason.
+with every refused message sent to the DLQ with its reason. No single message can fail or stall a batch:
+whatever raises for one message after decoding is isolated to the DLQ and the rest commits.
 
 Used by the Spark job's ``foreachBatch`` and by the plain-Python consumer alike, so both paths compute the
 same features with the same model. The batch is idempotent by id (see :mod:`hft.streaming.store`).
@@ -14,9 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from hft.features.definitions import FeatureSpec
-from hft.streaming.messages import BARS_TOPIC, MessageError, decode_bar, dlq_record, prediction_record
+from hft.streaming.messages import BARS_TOPIC, BarMessage, MessageError, decode_bar, dlq_record, prediction_record
 from hft.streaming.state import FeatureState
 from hft.streaming.store import Prediction, RedisStore
 
@@ -44,6 +46,8 @@ class BatchResult:
     predictions: list[Prediction] = field(default_factory=list)
     written: int = 0
     skipped: bool = False
+    replayed: int = 0      # records below their partition's committed offset (processed before), skipped
+    offset_gaps: int = 0   # offsets never processed before this batch's first record of a partition
     inference_s: float = 0.0
     duration_s: float = 0.0
 
@@ -82,30 +86,24 @@ class BatchProcessor:
         # failure drops it, so a batch that did not commit never leaves its bars in memory.
         self._state: FeatureState | None = None
         self._loaded: set[tuple[str, str]] = set()
+        self._committed: dict[tuple[str, int], int] | None = None  # next offset per (topic, partition)
 
     def process(self, batch_id: int, records: Sequence[Record]) -> BatchResult:
+        """Process one micro-batch. Records below their partition's committed offset (see
+        :mod:`hft.streaming.store`) were processed before and are skipped; nothing a single message holds can
+        fail the batch: whatever raises for one message goes to the DLQ with its reason and the rest commits.
+        Only the infrastructure (Redis, the DLQ topic) can fail a batch, and then it is retried whole."""
         started = time.perf_counter()
         result = BatchResult(batch_id, messages=len(records))
-        if batch_id <= self.store.last_batch():
-            result.skipped = True  # replay of a batch already committed before a restart
-            log.info("batch %d already committed, skipped", batch_id)
-            return self._done(result, started)
-        records = sorted(records, key=lambda r: (r.partition, r.offset))
-        dead: list[tuple[bytes | None, bytes]] = []
-        bars, origin = [], {}
-        for rec in records:
-            try:
-                bar = decode_bar(rec.value, self.known)
-            except MessageError as err:
-                result.rejected[err.reason] += 1
-                dead.append((rec.key, dlq_record(err.reason, err.detail, rec.topic, rec.partition, rec.offset, rec.key, rec.value)))
-                continue
-            origin[id(bar)] = rec
-            bars.append(bar)
         try:
-            return self._process(batch_id, result, dead, bars, origin, started)
+            records = self._unprocessed(sorted(records, key=lambda r: (r.topic, r.partition, r.offset)), result)
+            if not records:
+                result.skipped = True  # replay of what was committed before a restart
+                log.info("batch %d: %d messages already committed, skipped", batch_id, result.messages)
+                return self._done(result, started)
+            return self._process(batch_id, result, records, started)
         except BaseException:
-            self._state = None
+            self._state, self._committed = None, None
             raise
 
     def close(self) -> None:
@@ -113,9 +111,39 @@ class BatchProcessor:
         if self.flush:
             self.flush()
 
-    def _feature_state(self, bars) -> FeatureState:
+    def _unprocessed(self, records: list[Record], result: BatchResult) -> list[Record]:
+        """The records at or past their partition's committed offset. A partition whose first record lies
+        beyond its committed offset has a gap (the broker no longer holds those offsets, or the job was
+        started past them): logged as an error and counted in ``result.offset_gaps``, never silent."""
+        if self._committed is None:
+            self._committed = self.store.committed_offsets()
+        committed = self._committed
+        out, first = [], {}
+        for rec in records:
+            tp = (rec.topic, rec.partition)
+            if rec.offset < committed.get(tp, -1):
+                result.replayed += 1
+                continue
+            first.setdefault(tp, rec.offset)
+            out.append(rec)
+        for tp, offset in first.items():
+            if tp in committed and offset > committed[tp]:
+                result.offset_gaps += offset - committed[tp]
+                log.error("offsets %d..%d of %s[%d] were never processed (not in this batch nor committed before)",
+                          committed[tp], offset - 1, tp[0], tp[1],
+                          extra={"hft": {"topic": tp[0], "partition": tp[1], "missing": offset - committed[tp]}})
+        return out
+
+    def _feature_state(self, bars, window: int) -> FeatureState:
+        """The feature state holding every series of ``bars``, for a model taking ``window`` feature rows per
+        input (conv1d: its lookback). A new window (the champion changed architecture) reloads the state from
+        Redis, whose per-series history grows to what the window needs (64 bars by default: lookbacks up to
+        34 bars are served from the first bar after a restart; longer ones warm up once)."""
+        if self._state is not None and self._state.window != window:
+            self._state = None
         if self._state is None:
-            self._state, self._loaded = FeatureState(self.spec), set()
+            self._state, self._loaded = FeatureState(self.spec, window=window), set()
+            self.store.keep = max(self.store.keep, self._state.keep)
         missing = sorted({(b.ticker, b.interval) for b in bars} - self._loaded)
         if missing:
             for key, history in self.store.load_state(missing).items():
@@ -123,33 +151,62 @@ class BatchProcessor:
             self._loaded.update(missing)
         return self._state
 
-    def _process(self, batch_id, result, dead, bars, origin, started) -> BatchResult:
-        state = self._feature_state(bars)
-        accepted, refused = state.admit(bars)
-        for bar, reason, detail in refused:
-            rec = origin[id(bar)]
+    def _process(self, batch_id, result, records, started) -> BatchResult:
+        dead: list[tuple[bytes | None, bytes]] = []
+
+        def reject(rec: Record, reason: str, detail: str) -> None:
             result.rejected[reason] += 1
             dead.append((rec.key, dlq_record(reason, detail, rec.topic, rec.partition, rec.offset, rec.key, rec.value)))
-        result.accepted = len(accepted)
-        if dead:
-            self.dlq(dead)  # before the commit: a crash may repeat DLQ records, never lose them
+
+        now_ms = time.time_ns() // 1_000_000
+        bars, origin = [], {}
+        for rec in records:
+            try:
+                bar = decode_bar(rec.value, self.known, now_ms)
+            except MessageError as err:
+                reject(rec, err.reason, err.detail)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one message must never fail the batch
+                reject(rec, "undecodable", f"{type(exc).__name__}: {exc}")
+                continue
+            origin[id(bar)] = rec
+            bars.append(bar)
+        predictor, version = self.model() if bars else (None, "")
+        names = list(predictor.features) if predictor is not None else []
+        shape = tuple(getattr(predictor, "sample_shape", (len(names),)))
+        state = self._feature_state(bars, shape[0] if len(shape) == 2 else 1)
+        accepted, refused = state.admit(bars)
+        for bar, reason, detail in refused:
+            reject(origin[id(bar)], reason, detail)
+        feats, x, accepted, failed = self._features(state, accepted, names if len(shape) == 2 else [])
         predictions: list[Prediction] = []
         if accepted:
-            feats = state.features(accepted)
-            predictor, version = self.model()
-            x = feats[predictor.features].to_numpy(np.float64)
-            ready = np.isfinite(x).all(axis=1)
+            if len(shape) == 1:
+                x = feats[names].to_numpy(np.float64)
+            ready = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
             result.warming_up = int((~ready).sum())
             if ready.any():
                 t0 = time.perf_counter()
-                proba = predictor.predict_proba(x[ready])
+                proba = self._predict(predictor, x[ready])
                 result.inference_s = time.perf_counter() - t0
                 now = time.time_ns()
                 vol = self.spec.per_bar_volatility(feats[self.spec.volatility_feature].to_numpy(np.float64))[ready]
                 for bar, p, v in zip((b for b, ok in zip(accepted, ready) if ok), proba, vol):
+                    if not 0.0 <= p <= 1.0:  # NaN included: the model could not score this bar
+                        failed.append((bar, f"the model returned {p!r}"))
+                        continue
                     predictions.append(Prediction(bar.ticker, bar.interval, bar.ts_ms, float(p), version,
                                                   bar.produced_ns, now, bar.close, float(v)))
-        result.written = self.store.commit(batch_id, accepted, predictions)
+        for bar, detail in failed:
+            reject(origin[id(bar)], "processing_error", detail)
+        result.accepted = len(accepted)
+        if dead:
+            self.dlq(dead)  # before the commit: a crash may repeat DLQ records, never lose them
+        offsets: dict[tuple[str, int], int] = {}
+        for rec in records:
+            offsets[(rec.topic, rec.partition)] = rec.offset + 1
+        result.written = self.store.commit(batch_id, accepted, predictions, offsets)
+        self._committed.update(offsets)
         result.predictions = predictions
         if self.publish and predictions:
             self.publish([
@@ -158,6 +215,45 @@ class BatchProcessor:
                 for p in predictions
             ])
         return self._done(result, started)
+
+    @staticmethod
+    def _features(state: FeatureState, accepted: list[BarMessage], names: list[str]):
+        """Features of the admitted bars (and, for a windowed model, the windows of ``names``), computed for
+        the batch at once; should that raise, bar by bar, so a bar that cannot be computed is returned in
+        ``failed`` (with why) and never enters the state. Returns (features, windows, their bars, failed)."""
+        try:
+            return (*state.features_and_windows(accepted, names), accepted, [])
+        except Exception:  # noqa: BLE001 - isolated below, bar by bar
+            log.exception("features of a batch of %d bars failed; computing bar by bar", len(accepted))
+        frames, windows, ok, failed = [], [], [], []
+        for bar in accepted:
+            try:
+                frame, window = state.features_and_windows([bar], names)
+            except Exception as exc:  # noqa: BLE001 - this bar goes to the DLQ
+                failed.append((bar, f"features failed: {type(exc).__name__}: {exc}"))
+                continue
+            frames.append(frame)
+            windows.append(window)
+            ok.append(bar)
+        if not ok:
+            return (*state.features_and_windows([], names), ok, failed)
+        return pd.concat(frames, ignore_index=True), np.concatenate(windows), ok, failed
+
+    @staticmethod
+    def _predict(predictor, x: np.ndarray) -> np.ndarray:
+        """Probabilities for the rows of ``x``; should the batch call raise, row by row (NaN where a row
+        raises: those bars go to the DLQ)."""
+        try:
+            return np.asarray(predictor.predict_proba(x), np.float64).reshape(len(x))
+        except Exception:  # noqa: BLE001 - isolated below, row by row
+            log.exception("inference on a batch of %d rows failed; scoring row by row", len(x))
+        out = np.full(len(x), np.nan)
+        for i in range(len(x)):
+            try:
+                out[i] = float(np.asarray(predictor.predict_proba(x[i : i + 1])).reshape(-1)[0])
+            except Exception:  # noqa: BLE001 - NaN: this bar goes to the DLQ
+                log.exception("inference failed for one row")
+        return out
 
     def _done(self, result: BatchResult, started: float) -> BatchResult:
         result.duration_s = time.perf_counter() - started

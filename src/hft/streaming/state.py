@@ -2,7 +2,12 @@
 bar's features are computed exactly as the batch job computes them (same code: the reference engine).
 
 Windows never cross sessions, so a bar's features need at most ``spec.max_lookback`` bars of its own
-session: that is all the state keeps. Out-of-order and duplicate bars are refused with a reason.
+session: that is all the state keeps. Out-of-order and duplicate bars are refused with a reason, and so
+is a bar implausibly far ahead of its ticker's recent bars (``implausible_time``): it does not advance the
+state, so one bar stamped in the future cannot make every later real bar of its ticker ``out_of_order``.
+A real jump (a ticker back after a long halt, a replay that skips months) is recognised when
+``confirm_ahead`` consecutive far-ahead bars agree with each other: the next one is admitted (the refused
+ones are in the DLQ with their reason, for replay).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ def bars_frame(bars: Iterable[BarMessage]) -> pd.DataFrame:
         "high": [b.high for b in rows],
         "low": [b.low for b in rows],
         "close": [b.close for b in rows],
-        "volume": np.array([b.volume for b in rows], dtype=np.int64),
+        "volume": np.array([b.volume for b in rows], dtype=np.float64),
     })
 
 
@@ -41,10 +46,22 @@ class FeatureState:
 
     spec: FeatureSpec = field(default_factory=FeatureSpec)
     bars: dict[Key, list[BarMessage]] = field(default_factory=dict)
+    #: A bar more than this ahead of its ticker's newest bar (or, for a ticker not seen yet, of the newest
+    #: bar of any ticker) is implausible: longer than any market closure (4-day weekends, holidays).
+    max_ahead_ms: int = 10 * 86_400_000
+    #: Consecutive, mutually consistent far-ahead bars that confirm a real jump.
+    confirm_ahead: int = 3
+    #: Per series, the times of the far-ahead bars refused in a row (soft state: not persisted).
+    ahead: dict[Key, list[int]] = field(default_factory=dict)
+
+    #: Feature rows per model input: 1 for ``mlp``, ``lookback`` for ``conv1d`` (the window of the last
+    #: ``window`` bars of the same ticker and session, as in training). The state keeps enough bars for the
+    #: features of each of them.
+    window: int = 1
 
     @property
     def keep(self) -> int:
-        return self.spec.max_lookback
+        return self.spec.max_lookback + self.window - 1
 
     def load(self, key: Key, history: Iterable[BarMessage]) -> None:
         self.bars[key] = sorted(history, key=lambda b: b.ts_ms)[-self.keep :]
@@ -55,26 +72,46 @@ class FeatureState:
 
     def admit(self, bars: list[BarMessage]) -> tuple[list[BarMessage], list[tuple[BarMessage, str, str]]]:
         """Split a batch (in arrival order) into accepted bars and refused ones with (reason, detail):
-        ``duplicate`` (same ticker and bar time seen before) or ``out_of_order`` (older than the latest)."""
+        ``duplicate`` (same ticker and bar time seen before), ``out_of_order`` (older than the latest) or
+        ``implausible_time`` (too far ahead, see the class)."""
         accepted: list[BarMessage] = []
         refused: list[tuple[BarMessage, str, str]] = []
         latest: dict[Key, int | None] = {}
         seen: set[tuple[str, str, int]] = set()
+        market = max((h[-1].ts_ms for h in self.bars.values() if h), default=None)  # newest bar of any series
         for bar in bars:
             key = (bar.ticker, bar.interval)
             if key not in latest:
                 latest[key] = self.last_ts(key)
                 seen.update((bar.ticker, bar.interval, b.ts_ms) for b in self.bars.get(key, []))
             ident = (bar.ticker, bar.interval, bar.ts_ms)
+            reference = latest[key] if latest[key] is not None else market
             if ident in seen:
                 refused.append((bar, "duplicate", f"{bar.ticker} {bar.interval} bar at {bar.ts.isoformat()} already seen"))
             elif latest[key] is not None and bar.ts_ms < latest[key]:
                 refused.append((bar, "out_of_order", f"{bar.ticker} bar at {bar.ts.isoformat()} is older than the latest"))
+            elif reference is not None and bar.ts_ms - reference > self.max_ahead_ms and not self._confirmed(key, bar):
+                whose = "its ticker's newest bar" if latest[key] is not None else "the newest bar of any ticker"
+                refused.append((bar, "implausible_time", f"{bar.ticker} bar at {bar.ts.isoformat()} is "
+                                f"{(bar.ts_ms - reference) / 86_400_000:.1f} days ahead of {whose}"))
             else:
+                self.ahead.pop(key, None)
                 accepted.append(bar)
                 seen.add(ident)
                 latest[key] = bar.ts_ms
+                market = bar.ts_ms if market is None else max(market, bar.ts_ms)
         return accepted, refused
+
+    def _confirmed(self, key: Key, bar: BarMessage) -> bool:
+        """Whether ``bar`` follows ``confirm_ahead`` far-ahead bars of its series that were refused in a row,
+        each newer than the one before and within ``max_ahead_ms`` of it; else it joins (or restarts) them."""
+        run = self.ahead.setdefault(key, [])
+        if run and not 0 < bar.ts_ms - run[-1] <= self.max_ahead_ms:
+            run.clear()
+        if len(run) >= self.confirm_ahead:
+            return True
+        run.append(bar.ts_ms)
+        return False
 
     def features(self, new: list[BarMessage]) -> pd.DataFrame:
         """Features of ``new`` (admitted) bars, computed over the state plus the new bars, then the state
@@ -83,10 +120,17 @@ class FeatureState:
 
         Same formulas as the batch job (:func:`hft.features.reference.feature_arrays`), fed straight from
         the bars: each touched series' history followed by its new bars, already in time order."""
+        return self.features_and_windows(new, [])[0]
+
+    def features_and_windows(self, new: list[BarMessage], names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+        """:meth:`features`, and for each new bar the features ``names`` of the last :attr:`window` bars of
+        its ticker and session, oldest first (``(len(new), window, len(names))``; NaN where the session has
+        fewer bars): a ``conv1d`` model's input."""
         columns = ["ticker", "interval", "ts", "close", *self.spec.feature_names()]
         if not new:
-            return pd.DataFrame({c: pd.Series(dtype=object if c in ("ticker", "interval") else np.float64)
-                                 for c in columns}).astype({"ts": "datetime64[us, UTC]"})
+            frame = pd.DataFrame({c: pd.Series(dtype=object if c in ("ticker", "interval") else np.float64)
+                                  for c in columns}).astype({"ts": "datetime64[us, UTC]"})
+            return frame, np.empty((0, self.window, len(names)))
         series: dict[Key, list[int]] = {}
         for i, bar in enumerate(new):
             series.setdefault((bar.ticker, bar.interval), []).append(i)
@@ -107,8 +151,19 @@ class FeatureState:
             "ticker": [b.ticker for b in new], "interval": [b.interval for b in new],
             "ts": ts[at].as_unit("us"), "close": prices[at, 3], **{name: values[at] for name, values in out.items()},
         })
+        windows = self._windows(out, names, group, at)
         self._advance(new, day[at], {key: day[at[idx[0]] - 1] for key, idx in series.items() if self.bars.get(key)})
-        return frame
+        return frame, windows
+
+    def _windows(self, out: dict[str, np.ndarray], names: list[str], group: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """Rows ``at - window + 1 .. at`` of the features ``names``, NaN where they leave ``at``'s group."""
+        w = self.window
+        table = np.column_stack([out[n] for n in names]) if names else np.empty((len(group), 0))
+        idx = at[:, None] + np.arange(1 - w, 1)[None, :]                  # (n, w) rows, oldest first
+        inside = (idx >= 0) & (group[np.maximum(idx, 0)] == group[at][:, None])
+        windows = table[np.maximum(idx, 0)]
+        windows[~inside] = np.nan
+        return windows
 
     def _advance(self, new: list[BarMessage], days: np.ndarray, last_day: dict[Key, int]) -> None:
         """Append the batch to the state (``days``: each new bar's session; ``last_day``: the session of

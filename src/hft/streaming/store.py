@@ -7,11 +7,15 @@ Keys (``{p}`` = prefix, default ``hft``)::
     {p}:predictions                 stream, capped (MAXLEN ~), one entry per (ticker, interval, bar time)
     {p}:pred:written                hash: {ticker}:{interval} -> bar time (ms) of the newest prediction written
     {p}:state:{interval}:{ticker}   hash: bar time (ms) -> bar JSON, the recent bars of the feature state
-    {p}:stream:last_batch           id of the last micro-batch fully committed
+    {p}:stream:last_batch           id of the last micro-batch fully committed (information only)
+    {p}:stream:offsets              hash: {topic}:{partition} -> next Kafka offset to process
 
 A micro-batch commits in one Lua script (atomic: a script runs alone): state updates and trimming,
-prediction writes and the batch id. A crash before the script leaves nothing; a replayed batch whose id is
-already committed is skipped; a prediction is never appended twice to the stream: the feature state admits
+prediction writes, the Kafka offsets it consumed and the batch id. A crash before the script leaves nothing.
+What was already committed is recognised by its **Kafka offsets**, not by Spark's batch id: records below a
+partition's committed offset are skipped, so a replayed batch, a lost or replaced checkpoint (whose batch
+ids restart at 0) and a restart from the committed offsets all resume exactly where the last commit ended.
+A prediction is never appended twice to the stream: the feature state admits
 a series' bars in strictly increasing time, so its predictions are too, and one is written only when newer
 than the series' mark in ``{p}:pred:written`` (one hash field per series instead of a marker key per
 prediction).
@@ -77,6 +81,11 @@ for ticker, fields in pairs(newest) do  -- the latest hash gets each ticker's ne
   local latest = prefix .. ':pred:latest:' .. ticker
   redis.call('HSET', latest, unpack(fields))
   redis.call('EXPIRE', latest, ttl)
+end
+local offsets_key = prefix .. ':stream:offsets'
+for tp, next_offset in pairs(cjson.decode(ARGV[9])) do  -- offsets only move forward
+  local current = tonumber(redis.call('HGET', offsets_key, tp) or '-1')
+  if tonumber(next_offset) > current then redis.call('HSET', offsets_key, tp, next_offset) end
 end
 redis.call('SET', prefix .. ':stream:last_batch', ARGV[6])
 return written
@@ -156,15 +165,25 @@ class RedisStore:
             bars = []
             for ts, body in raw.items():
                 o, h, lo, c, v = json.loads(body)
-                bars.append(BarMessage(ticker, interval, int(ts), o, h, lo, c, int(v)))
+                bars.append(BarMessage(ticker, interval, int(ts), o, h, lo, c, float(v)))
             out[(ticker, interval)] = sorted(bars, key=lambda b: b.ts_ms)
         return out
 
     # -- commit --------------------------------------------------------------------------------------------
-    def commit(self, batch_id: int, new_bars: list[BarMessage], predictions: list[Prediction]) -> int:
+    def committed_offsets(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> the next Kafka offset to process, as of the last commit."""
+        out = {}
+        for tp, offset in self.r.hgetall(f"{self.p}:stream:offsets").items():
+            topic, _, partition = tp.rpartition(":")
+            out[(topic, int(partition))] = int(offset)
+        return out
+
+    def commit(self, batch_id: int, new_bars: list[BarMessage], predictions: list[Prediction],
+               offsets: dict[tuple[str, int], int] | None = None) -> int:
         """Atomically store the batch's bars in the state (keeping the newest ``keep`` per key: older ones
-        can never enter a window again), its predictions, and its id: one script call, two JSON arguments
-        (packing one argument per value cost more than the rest of the commit).
+        can never enter a window again), its predictions, the next offset of each partition it consumed
+        (``offsets``) and its id: one script call, three JSON arguments (packing one argument per value cost
+        more than the rest of the commit).
 
         Returns how many predictions were newly written (the rest had been written before)."""
         state: dict[str, list[str]] = {}
@@ -172,7 +191,8 @@ class RedisStore:
             state.setdefault(self._state_key(bar.ticker, bar.interval), []).extend((str(bar.ts_ms), _bar_json(bar)))
         now = time.time_ns()
         args = [self.p, self.ttl_s, self.maxlen, self.keep, STATE_TTL_S, batch_id,
-                encode_json(state), encode_json([p.values(now) for p in predictions])]
+                encode_json(state), encode_json([p.values(now) for p in predictions]),
+                encode_json({f"{t}:{p}": str(o) for (t, p), o in (offsets or {}).items()})]
         return int(self._commit(keys=[self.stream_key], args=args))
 
     # -- reads ---------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def test_fetch_yfinance_csv_returns_canonical_utc_bars(tmp_path: Path) -> None:
     assert bars["ticker"].unique().tolist() == ["SPY"]
     assert bars["ts"].iloc[0] == pd.Timestamp("2019-12-16 14:30", tz="UTC")
     assert (bars["interval"] == "1m").all()
-    assert bars["volume"].dtype == np.int64
+    assert bars["volume"].dtype == np.float64
     assert bars["open"].tolist() == [100.0, 101.0, 102.0]
 
 
@@ -239,3 +239,81 @@ def test_fetch_bar_layout_of_other_interval_raises(tmp_path: Path) -> None:
     frame.to_parquet(tmp_path / "bars.parquet", index=False)
     with pytest.raises(SourceError, match=r"bars\.parquet holds 5m bars, not 1m"):
         FileSource([tmp_path]).fetch(["SPY"], START, END, "1m")
+
+
+def test_fetch_fractional_and_whole_volumes_mixed_are_kept_exactly(tmp_path: Path) -> None:
+    """Since about February 2026 Yahoo's 1m volumes can be fractional; whole ones stay in the same file."""
+    rows = [
+        "2026-11-18 09:30:00-05:00,100.0,100.5,99.5,100.25,88305.015766,0.0,0",
+        "2026-11-18 09:31:00-05:00,100.0,100.5,99.5,100.25,1200,0.0,0",
+        "2026-11-18 09:32:00-05:00,100.0,100.5,99.5,100.25,0.5,0.0,0",
+    ]
+    write_csv(tmp_path / "SPY.csv", rows)
+    bars = FileSource([tmp_path]).fetch(["SPY"], START, pd.Timestamp("2027-01-01", tz="UTC"), "1m")
+    assert bars["volume"].tolist() == [88305.015766, 1200.0, 0.5]
+
+
+def _download_csv(tmp_path: Path, name: str, yahoo, **options) -> tuple[Path, pd.DataFrame]:
+    """What a user gets from real ``yf.download(...).to_csv()`` (yfinance 1.7 against the fake Yahoo)."""
+    import requests
+    import yfinance as yf
+
+    session = requests.Session()
+    session.mount("https://", yahoo)
+    frame = yf.download(start="2026-11-18", end="2026-11-19", interval="1m", prepost=True, session=session,
+                        progress=False, threads=False, **options)
+    assert not frame.empty
+    path = tmp_path / name
+    frame.to_csv(path)
+    return path, frame
+
+
+@pytest.fixture
+def download_yahoo(yahoo):
+    from fake_yahoo import local_bars
+
+    spy = local_bars("2026-11-18", ["04:00", "09:30", "09:31", "09:32", "09:33", "16:00"])
+    yahoo.bars["SPY"] = spy.assign(volume=[10.0, 88305.0, 1200.0, 3.0, 0.0, 7.0])
+    yahoo.bars["QQQ"] = local_bars("2026-11-18", ["09:30", "09:31", "09:32"], price=300.0)
+    return yahoo
+
+
+WIDE = (START, pd.Timestamp("2027-01-01", tz="UTC"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"auto_adjust": False}, {"multi_level_index": False, "auto_adjust": False}],
+    ids=["default_two_header_rows", "adj_close_column", "single_header_row"],
+)
+def test_fetch_yf_download_csv_of_one_ticker(tmp_path: Path, download_yahoo, options) -> None:
+    path, frame = _download_csv(tmp_path, "spy.csv", download_yahoo, tickers="SPY", **options)
+    header = path.read_text().splitlines()[0]
+    assert ("Adj Close" in header) == (options.get("auto_adjust") is False)
+    bars = FileSource([path]).fetch(["SPY"], *WIDE, "1m")
+    flat = frame.droplevel("Ticker", axis=1) if isinstance(frame.columns, pd.MultiIndex) else frame
+    assert bars["ts"].tolist() == flat.index.tz_convert("UTC").tolist()  # pre/post-market rows kept
+    assert bars["close"].tolist() == flat["Close"].tolist() and bars["volume"].tolist() == flat["Volume"].tolist()
+    regular = FileSource([path], regular_session_only=True).fetch(["SPY"], *WIDE, "1m")
+    assert local_times(regular) == [f"2026-11-18 {t}" for t in ("09:30", "09:31", "09:32", "09:33")]
+
+
+@pytest.mark.parametrize("group_by", ["column", "ticker"])
+def test_fetch_yf_download_csv_of_two_tickers_takes_tickers_from_header(tmp_path: Path, download_yahoo, group_by) -> None:
+    path, frame = _download_csv(tmp_path, "download.csv", download_yahoo, tickers=["SPY", "QQQ"], group_by=group_by)
+    bars = FileSource([path]).fetch(None, *WIDE, "1m")
+    assert bars.groupby("ticker").size().to_dict() == {"QQQ": 3, "SPY": 6}  # QQQ's empty minutes dropped
+    qqq = bars[bars["ticker"] == "QQQ"]
+    assert qqq["open"].tolist() == [300.0, 301.0, 302.0]
+    only = FileSource([path]).fetch(["QQQ"], *WIDE, "1m")
+    assert set(only["ticker"]) == {"QQQ"}
+    with pytest.raises(SourceError, match="no file holds ticker"):
+        FileSource([path]).fetch(["IWM"], *WIDE, "1m")
+
+
+def test_fetch_yf_download_csv_missing_a_field_raises_naming_ticker(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("Price,Close,High,Low,Open\nTicker,SPY,SPY,SPY,SPY\nDatetime,,,,\n"
+                    "2026-11-18 09:30:00-05:00,1,1,1,1\n")
+    with pytest.raises(SourceError, match="missing column.*SPY: volume"):
+        FileSource([path]).fetch(None, *WIDE, "1m")

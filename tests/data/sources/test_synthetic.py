@@ -78,7 +78,7 @@ def test_fetch_ticker_alone_or_with_others_same_path() -> None:
 def test_fetch_layout_canonical_and_sorted(minute_bars: pd.DataFrame) -> None:
     assert tuple(minute_bars.columns) == BAR_COLUMNS
     assert str(minute_bars["ts"].dtype) == "datetime64[us, UTC]"
-    assert minute_bars["volume"].dtype == np.int64
+    assert minute_bars["volume"].dtype == np.float64
     assert set(minute_bars["interval"]) == {"1m"}
     assert sorted(minute_bars["ticker"].unique()) == TICKERS
     keys = minute_bars[["ticker", "ts"]]

@@ -2,16 +2,23 @@
 
 Two layouts are understood, in CSV or Parquet:
 
-* **yfinance layout** — what ``Ticker.history(...).to_csv()`` writes: a ``Datetime`` column (``Date`` for daily
-  bars) of exchange-local timestamps with their UTC offset (``2019-12-16 11:00:00-05:00``), then ``Open``,
-  ``High``, ``Low``, ``Close``, ``Volume`` and optionally ``Dividends``, ``Stock Splits``, ``Adj Close``
-  (ignored). One ticker per file: the file name's stem, upper-cased. Rows without any price and without
-  volume (yfinance writes such rows for dividends and splits) carry no bar and are dropped.
+* **yfinance layout** — what ``Ticker.history(...).to_csv()`` or ``yf.download(..., multi_level_index=False)
+  .to_csv()`` writes: a ``Datetime`` column (``Date`` for daily bars) of timestamps with their UTC offset
+  (``2019-12-16 11:00:00-05:00``), then ``Open``, ``High``, ``Low``, ``Close``, ``Volume`` in any order and
+  optionally ``Dividends``, ``Stock Splits``, ``Adj Close`` (ignored). One ticker per file: the file name's
+  stem, upper-cased. Rows without any price and without volume (yfinance writes such rows for dividends and
+  splits) carry no bar and are dropped.
+* **yf.download layout** (CSV) — what ``yf.download(...).to_csv()`` writes by default: two header rows,
+  ``Price`` (the field) and ``Ticker`` in either order (``group_by="ticker"`` puts ``Ticker`` first), then a
+  ``Datetime`` (or ``Date``) row, one column per (field, ticker). Any number of tickers per file; the
+  tickers come from the header, not the file name. A ticker's rows without prices (other tickers traded at
+  that minute) are dropped like the dividend rows above.
 * **bar layout** — the canonical :data:`hft.schemas.BAR_COLUMNS` with a ``ticker`` column (``interval``
   optional); any number of tickers per file.
 
-Column names are matched case-insensitively. Files do not say their interval: the caller does, and each file
-is checked against it (see :func:`check_spacing`).
+Column names are matched case-insensitively. Volumes may be fractional (Yahoo's since about February 2026).
+Files do not say their interval: the caller does, and each file is checked against it (see
+:func:`check_spacing`).
 """
 
 from __future__ import annotations
@@ -51,6 +58,13 @@ class DataFile:
     layout: str
     #: lower-cased column name -> the name as written.
     columns: dict[str, str]
+    #: yf.download layout only: (lower-cased field, ticker) of each data column after the time column.
+    fields: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def tickers(self) -> set[str]:
+        """The tickers a yf.download-layout file holds, else the file name's."""
+        return {t for _, t in self.fields} if self.fields else {self.stem_ticker}
 
     @property
     def stem_ticker(self) -> str:
@@ -139,7 +153,7 @@ class FileSource(BarSource):
         found: set[str] = set()
         nulls = duplicates = 0
         for file in files:
-            if file.layout == "yfinance" and wanted is not None and file.stem_ticker not in wanted:
+            if file.layout == "yfinance" and wanted is not None and not file.tickers & wanted:
                 continue
             bars, held, file_nulls, file_duplicates = _load(file, interval, wanted)
             found.update(held)
@@ -191,11 +205,34 @@ class FileSource(BarSource):
         return list(dict.fromkeys(files))
 
 
+_HEADER_ROWS = ("price", "ticker")
+
+
+def _download_header(path: Path) -> DataFile | None:
+    """The yf.download layout's three header rows, read into a :class:`DataFile`; None for another layout."""
+    rows = pd.read_csv(path, header=None, nrows=3, dtype=str, keep_default_na=False)
+    first = [str(v).strip().lower() for v in rows.iloc[:, 0]]
+    if len(first) < 3 or sorted(first[:2]) != list(_HEADER_ROWS) or first[2] not in _YF_TIME_COLUMNS:
+        return None
+    fields = rows.iloc[first.index("price"), 1:].str.strip().str.lower()
+    tickers = rows.iloc[first.index("ticker"), 1:].str.strip().str.upper()
+    pairs = tuple(zip(fields, tickers))
+    for ticker in dict.fromkeys(tickers):
+        missing = [c for c in _VALUE_COLUMNS if (c, ticker) not in pairs]
+        if missing:
+            raise SourceError(f"files: {path} is missing column(s) of {ticker}: {', '.join(missing)}")
+    return DataFile(path=path, format="csv", layout="yfinance", columns={first[2]: first[2]}, fields=pairs)
+
+
 def _inspect(path: Path) -> DataFile:
     """Read a file's header and tell its layout."""
     fmt = FORMATS[path.suffix.lower()]
     try:
         names = list(pd.read_csv(path, nrows=0).columns) if fmt == "csv" else list(pq.read_schema(path).names)
+        if names and str(names[0]).strip().lower() in _HEADER_ROWS and fmt == "csv":
+            download = _download_header(path)
+            if download is not None:
+                return download
     except (OSError, ValueError, pa.ArrowException) as exc:  # EmptyDataError and ArrowInvalid are ValueErrors
         raise SourceError(f"files: cannot read {path} as {fmt}: {_first_line(exc)}") from exc
     columns = {str(n).strip().lower(): str(n) for n in names}
@@ -214,8 +251,19 @@ def _inspect(path: Path) -> DataFile:
 
 
 def _read(file: DataFile) -> pd.DataFrame:
-    """The whole file, columns renamed to lower case."""
+    """The whole file, columns renamed to lower case (a yf.download-layout file in the long form: one row per
+    (time, ticker) with a ``ticker`` column)."""
     try:
+        if file.fields:
+            wide = pd.read_csv(file.path, header=None, skiprows=3)
+            time_column = next(iter(file.columns))
+            parts = []
+            for ticker in dict.fromkeys(t for _, t in file.fields):
+                at = [i + 1 for i, (_, t) in enumerate(file.fields) if t == ticker]
+                part = wide.iloc[:, [0, *at]].copy()
+                part.columns = [time_column, *(file.fields[i - 1][0] for i in at)]
+                parts.append(part.assign(ticker=ticker))
+            return pd.concat(parts, ignore_index=True)
         if file.format == "csv":
             frame = pd.read_csv(file.path)
         else:
@@ -266,8 +314,13 @@ def _load(file: DataFile, interval: Interval, wanted: set[str] | None) -> tuple[
     frame = _read(file)
     if file.layout == "yfinance":
         time_column = next(c for c in _YF_TIME_COLUMNS if c in frame.columns)
-        held = {file.stem_ticker}
-        frame = frame.assign(ticker=file.stem_ticker, ts=frame[time_column], interval=interval.value)
+        held = file.tickers
+        frame = frame.assign(ts=frame[time_column], interval=interval.value)
+        if file.fields:
+            if wanted is not None:
+                frame = frame[frame["ticker"].isin(wanted).to_numpy()]
+        else:
+            frame = frame.assign(ticker=file.stem_ticker)
         null = (frame[list(PRICE_COLUMNS)].isna().all(axis=1) & frame["volume"].fillna(0).eq(0)).to_numpy()
         frame = frame[~null]
         nulls = int(null.sum())
@@ -297,7 +350,7 @@ def _load(file: DataFile, interval: Interval, wanted: set[str] | None) -> tuple[
     if nulls:
         log.info("files: %s: dropped %d row(s) without prices or volume", file.path, nulls)
     for ticker, ts in bars.groupby("ticker", sort=False)["ts"]:
-        where = str(file.path) if file.layout == "yfinance" else f"{file.path} ({ticker})"
+        where = str(file.path) if file.layout == "yfinance" and not file.fields else f"{file.path} ({ticker})"
         check_spacing(ts.reset_index(drop=True), interval, where)
     return bars, held, nulls, duplicates
 
