@@ -9,7 +9,6 @@ Re-running is safe: a new run registers a new challenger version; the gate and p
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import dag, task
@@ -60,7 +59,7 @@ def model_training():
     def gate(evaluated: dict) -> dict:
         from hft.model import registry
 
-        decision = registry.gate(evaluated["version"], float(os.environ.get("HFT_PROMOTION_MARGIN", "0.001")))
+        decision = registry.gate(evaluated["version"], Settings.from_env().promotion_margin)
         return {**evaluated, "promote": decision.promote, "reason": decision.reason}
 
     @task

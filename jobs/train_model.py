@@ -4,7 +4,7 @@ Single-process (Keras on CPU), so it runs with the project's Python, not spark-s
 
     .venv/bin/python jobs/train_model.py --features var/lake/features [--interval 1m] \\
         [--tracking-uri sqlite:///var/mlflow.db] [--set epochs=10 --set architecture=conv1d] \\
-        [--margin 0.0] [--no-promote]
+        [--margin 0.001] [--no-promote]
 
 Same as ``hft train``; the MLflow project in ``mlflow/MLproject`` calls it. Exit status 2 with a one-line
 message on bad input (missing columns, empty table, unreachable tracking server, bad settings).

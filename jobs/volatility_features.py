@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import SparkSession
 
     from hft.data.lake import upgrade_format
+    from hft.model.dataset import write_label_horizon
     from hft.features.spark import NoBarsError, compute_features, read_bars, write_features
 
     conf = SparkConf()
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         features = compute_features(bars, spec).cache()
         n_rows = features.count()
         write_features(features, args.output)
+        write_label_horizon(args.output, args.interval, spec.horizon_minutes)  # training checks its embargo
         log.info(
             "wrote %d feature rows from %d bars to %s", n_rows, n_bars, args.output,
             extra={"hft": {"bars_read": n_bars, "feature_rows": n_rows, "output": args.output}},

@@ -112,6 +112,9 @@ def test_cli_features_runs_spark_job_and_rerun_is_idempotent(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     features = pd.read_parquet(tmp_path / "features" / "interval=1m")
     assert len(features) == 4 * (390 - 5)
+    from hft.model.dataset import label_horizon
+
+    assert label_horizon(str(tmp_path / "features"), "1m") == 5  # recorded for training's embargo check
     # Re-running one date rewrites that date only: same rows, no duplicates.
     proc = run("features", "--lake", str(tmp_path), "--master", "local[2]", "--start", "2024-03-08", "--end", "2024-03-08")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -202,7 +202,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     )
     _out("[4/6] model: train (walk-forward) -> MLflow run -> register challenger -> gate -> champion")
     train_args = argparse.Namespace(
-        features=None, lake=lake_root, interval="1m", tickers=None, set=[], tracking_uri=None, margin=0.001,
+        features=None, lake=lake_root, interval="1m", tickers=None, set=[], tracking_uri=None, margin=None,
         no_promote=False,
     )
     cmd_train(train_args, settings)
@@ -345,7 +345,8 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
         if not args.version:
             raise UserError("model promote needs --version N")
         if not args.force:
-            decision = registry.gate(args.version, args.margin, args.tracking_uri)
+            margin = Settings.from_env().promotion_margin if args.margin is None else args.margin
+            decision = registry.gate(args.version, margin, args.tracking_uri)
             if not decision.promote:
                 _out(f"gate refused version {args.version}: {decision.reason} (use --force to override)")
                 return EXIT_FAILED
@@ -543,7 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tickers", type=arg_tickers)
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="model setting, e.g. epochs=10 (repeatable)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default MLFLOW_TRACKING_URI or sqlite under HFT_HOME)")
-    p.add_argument("--margin", type=float, default=0.001, help="AUC margin a challenger must beat the champion by")
+    p.add_argument("--margin", type=float, default=None,
+                   help="AUC margin the challenger's paired bootstrap interval against the champion must lie above "
+                        "(default HFT_PROMOTION_MARGIN, 0.001)")
     p.add_argument("--no-promote", action="store_true", help="register as challenger only, skip the gate")
     p.set_defaults(func=cmd_train)
 
@@ -551,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "promote", "rollback"])
     p.add_argument("--version", help="model version (promote)")
     p.add_argument("--force", action="store_true", help="promote without the gate")
-    p.add_argument("--margin", type=float, default=0.001)
+    p.add_argument("--margin", type=float, default=None, help="as for train (default HFT_PROMOTION_MARGIN)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI")
     p.set_defaults(func=cmd_model)
 

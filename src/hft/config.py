@@ -31,6 +31,9 @@ class Settings:
             (``HFT_MAX_GAP_MINUTES``, 60).
         spark_master: master for Spark jobs (``HFT_SPARK_MASTER``, ``local[*]``).
         log_level: ``HFT_LOG_LEVEL`` (INFO).
+        promotion_margin: AUC margin the lower end of a challenger's paired bootstrap interval against the
+            champion must exceed to be promoted (``HFT_PROMOTION_MARGIN``, 0.001; see
+            :func:`hft.model.registry.gate`).
     """
 
     home: Path = field(default_factory=lambda: Path(_env("HFT_HOME", "var")).absolute())
@@ -40,6 +43,7 @@ class Settings:
     max_gap_minutes: int = 60
     spark_master: str = "local[*]"
     log_level: str = "INFO"
+    promotion_margin: float = 0.001
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -54,6 +58,7 @@ class Settings:
             max_gap_minutes=int(_env("HFT_MAX_GAP_MINUTES", "60")),
             spark_master=_env("HFT_SPARK_MASTER", "local[*]"),
             log_level=_env("HFT_LOG_LEVEL", "INFO"),
+            promotion_margin=float(_env("HFT_PROMOTION_MARGIN", str(cls.promotion_margin))),
         )
 
     @property

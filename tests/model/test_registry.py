@@ -45,6 +45,48 @@ def test_first_model_verdict_requires_naive_baselines_and_not_worse_than_logisti
     assert not ok and "significantly worse than logistic_regression" in why
 
 
+def _naive(beats: bool = True) -> dict:
+    return {"comparisons": [{"baseline": b, "beats": beats, "auc_diff": {"high": 0.1}} for b in registry.NAIVE_BASELINES]}
+
+
+def _scores(n: int, signal: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities whose AUC rises with ``signal`` (0: chance)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return y, 1 / (1 + np.exp(-(signal * (2 * y - 1) + rng.normal(size=n))))
+
+
+def test_challenger_verdict_promotes_only_when_the_paired_interval_clears_the_margin():
+    from hft.model.evaluation import auc
+
+    y, strong = _scores(4000, 0.6, seed=1)
+    rng = np.random.default_rng(2)
+    weak = 1 / (1 + np.exp(-(0.2 * (2 * y - 1) + rng.normal(size=len(y)))))
+    gap = auc(y, strong) - auc(y, weak)
+    assert 0.1 < gap < 0.3  # real AUCs, a clear difference
+    ok, why = registry.challenger_verdict(y, strong, weak, _naive(), 0.001, "1", resamples=300)
+    assert ok and "above the margin" in why and "same 4000 holdout rows" in why
+    # the same difference does not clear a margin above its interval's lower end
+    ok, why = registry.challenger_verdict(y, strong, weak, _naive(), gap, "1", resamples=300)
+    assert not ok and "not above the margin" in why
+    # a challenger better by chance only: point difference > margin, interval straddles it
+    noise = 1 / (1 + np.exp(-(0.2 * (2 * y - 1) + np.random.default_rng(3).normal(size=len(y)))))
+    assert auc(y, noise) - auc(y, weak) > 0.001  # the point difference alone would promote it
+    ok, why = registry.challenger_verdict(y, noise, weak, _naive(), 0.001, "1", resamples=300)
+    assert not ok and "not above" in why
+    # better than the champion but no longer beating the naive baselines
+    ok, why = registry.challenger_verdict(y, strong, weak, _naive(beats=False), 0.001, "1", resamples=300)
+    assert not ok and "does not beat majority_class" in why
+
+
+def test_training_refuses_an_embargo_shorter_than_the_label_horizon(predictable_table):
+    from hft.model.dataset import DatasetError
+
+    frame, features = prepare(predictable_table)
+    with pytest.raises(DatasetError, match="shorter than the labels' horizon of 15 minutes"):
+        train(frame, features, dataclasses.replace(FAST, embargo_minutes=5), horizon_minutes=15)
+
+
 def test_log_training_registers_challenger_with_artifacts(trained, uri):
     first, _ = trained
     reg = registry.log_training(first, {"rows": 1}, uri)
@@ -55,7 +97,7 @@ def test_log_training_registers_challenger_with_artifacts(trained, uri):
     assert {"model_weights.h5", "features.json", "scaler.json", "evaluation.json", "calibration.png",
             "holdout.parquet", "model"} <= names
     run = client.get_run(reg.run_id)
-    assert run.data.params["widths"] == "16,32,64,128"
+    assert run.data.params["widths"] == "16,32,64,128" and run.data.params["label_horizon_minutes"] == "5"
     assert "fold_auc" in run.data.metrics and "model_auc_ci_low" in run.data.metrics
     # The registered weights rebuild a predictor that reproduces the logged holdout probabilities.
     fast = FastPredictor.from_weights_file(registry.weights_path(client, reg.version))
@@ -70,10 +112,10 @@ def test_gate_promote_rollback_are_idempotent(trained, uri):
     assert registry.promote(v1, "test", uri) is False  # re-running changes nothing
     assert registry.gate(v1, 0.0, uri).reason.endswith("already champion")
     v2 = registry.log_training(second, {}, uri).version
-    lenient, strict = registry.gate(v2, -1.0, uri), registry.gate(v2, 1.0, uri)
-    assert lenient.promote and not strict.promote
-    assert f"champion v{v1}" in strict.reason and "same" in strict.reason
-    registry.promote(v2, lenient.reason, uri)
+    decision = registry.gate(v2, 0.001, uri, resamples=200)
+    assert f"champion v{v1}" in decision.reason and "same" in decision.reason and "paired bootstrap" in decision.reason
+    assert registry.gate(v2, 0.001, uri, resamples=200) == decision  # re-running decides the same
+    registry.promote(v2, "operator", uri)
     versions = {r["version"]: r["aliases"] for r in registry.list_versions(uri)}
     assert versions[v2] == ["challenger", "champion"] and versions[v1] == []
     assert registry.rollback(uri) == v1

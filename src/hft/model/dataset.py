@@ -20,6 +20,39 @@ class DatasetError(ValueError):
 REQUIRED = ("ticker", "ts", "date", "label")
 
 
+#: Written by the feature job beside each interval's feature table: ``{"horizon_minutes": N}``, the label
+#: horizon the table was computed with (pyarrow and Spark skip names starting with ``_``).
+LABEL_FILE = "_label.json"
+
+
+def write_label_horizon(features_root: str, interval: str, minutes: int) -> None:
+    """Record the label horizon of ``features_root``'s ``interval`` table."""
+    import json
+
+    from hft.data.lake import filesystem
+
+    fs, local = filesystem(f"{features_root.rstrip('/')}/interval={interval}")
+    fs.create_dir(local, recursive=True)
+    with fs.open_output_stream(f"{local}/{LABEL_FILE}") as f:
+        f.write(json.dumps({"horizon_minutes": int(minutes)}).encode())
+
+
+def label_horizon(path: str, interval: str = "1m") -> int | None:
+    """The label horizon (minutes) recorded for the feature table at ``path``, or None (none recorded)."""
+    import json
+
+    import pyarrow.fs as pafs
+
+    from hft.data.lake import filesystem
+
+    for candidate in (f"{path.rstrip('/')}/interval={interval}", path.rstrip("/")):
+        fs, local = filesystem(f"{candidate}/{LABEL_FILE}")
+        if fs.get_file_info(local).type == pafs.FileType.File:
+            with fs.open_input_stream(local) as f:
+                return int(json.loads(f.read())["horizon_minutes"])
+    return None
+
+
 def load_feature_table(path: str, interval: str = "1m") -> pd.DataFrame:
     """Read a feature table: ``<features root>`` (its ``interval=<interval>`` part) or a Parquet folder."""
     import pyarrow.dataset as ds

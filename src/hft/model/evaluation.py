@@ -133,6 +133,15 @@ def _bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
+def paired_auc_difference(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resamples: int = 1000,
+                          seed: int = 0) -> "Estimate":
+    """AUC of ``p_a`` minus AUC of ``p_b`` on the same labels ``y``, with the 95% interval of the paired
+    bootstrap (both scored on each resample of the rows)."""
+    y, p_a, p_b = (np.asarray(v, np.float64) for v in (y, p_a, p_b))
+    diff = np.array([auc(y[i], p_a[i]) - auc(y[i], p_b[i]) for i in _bootstrap_indices(len(y), resamples, seed)])
+    return Estimate(auc(y, p_a) - auc(y, p_b), *np.nanpercentile(diff, [2.5, 97.5]))
+
+
 def evaluate(
     y: np.ndarray, predictions: dict[str, np.ndarray], resamples: int = 500, seed: int = 0, model_key: str = "model"
 ) -> Evaluation:

@@ -31,25 +31,29 @@ def train_step(
     """Read the feature table, train with walk-forward validation, log the run and register the model
     as ``challenger``. Returns (:class:`hft.model.registry.Registered`, the holdout evaluation)."""
     from hft.model import registry
-    from hft.model.dataset import load_feature_table, prepare
+    from hft.model.dataset import label_horizon, load_feature_table, prepare
     from hft.model.training import train
 
     registry.check_reachable(tracking_uri or registry.default_tracking_uri())
     table = load_feature_table(features_path, interval)
+    horizon = label_horizon(features_path, interval)  # None (tables written before it was recorded): default
     if tickers:
         table = table[table["ticker"].isin([t.upper() for t in tickers])]
     frame, features = prepare(table)
-    result = train(frame, features, config)
+    result = train(frame, features, config, horizon)
     data = {"features_path": features_path, "interval": interval, "rows": len(frame),
             "tickers": ",".join(sorted(frame["ticker"].unique())),
             "first_session": str(frame["date"].min()), "last_session": str(frame["date"].max())}
     return registry.log_training(result, data, tracking_uri), result.evaluation
 
 
-def gate_and_promote(version: str, margin: float = 0.0, tracking_uri: str | None = None) -> tuple[bool, str]:
-    """Run the gate for ``version`` and move ``champion`` when it passes. Safe to re-run."""
+def gate_and_promote(version: str, margin: float | None = None, tracking_uri: str | None = None) -> tuple[bool, str]:
+    """Run the gate for ``version`` (``margin`` None: ``HFT_PROMOTION_MARGIN``) and move ``champion`` when it
+    passes. Safe to re-run."""
+    from hft.config import Settings
     from hft.model import registry
 
+    margin = Settings.from_env().promotion_margin if margin is None else margin
     decision = registry.gate(version, margin, tracking_uri)
     promoted = registry.promote(version, reason=decision.reason, tracking_uri=tracking_uri) if decision.promote else False
     log.info("gate for version %s: %s -> %s", version, decision.reason, "promoted" if promoted else "champion unchanged",
@@ -63,7 +67,7 @@ def train_and_register(
     interval: str = "1m",
     tracking_uri: str | None = None,
     promote_if_better: bool = True,
-    margin: float = 0.0,
+    margin: float | None = None,
     tickers: list[str] | None = None,
 ) -> TrainingOutcome:
     """All steps in one process (the CLI path)."""

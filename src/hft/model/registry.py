@@ -6,10 +6,11 @@
   (``mlflow.keras`` flavour, with signature and input example).
 * Only when all of that is logged is a version of the registered model ``hft-direction`` created and given
   the alias ``challenger``. A failure before that leaves no version behind (the run is marked FAILED).
-* The gate (:func:`gate`) decides whether a version may become ``champion``: it must beat the current
-  champion's holdout AUC on the *same* holdout rows by ``margin``; with no champion yet, it must beat the
-  naive baselines (majority class, sign of last return: 95% CI of the AUC difference above zero) and must
-  not be significantly worse than logistic regression. Aliases, never the deprecated stages.
+* The gate (:func:`gate`) decides whether a version may become ``champion``. With no champion yet, it must
+  beat the naive baselines (majority class, sign of last return: 95% CI of the AUC difference above zero)
+  and must not be significantly worse than logistic regression. After that, the 95% interval of the paired
+  bootstrap of its AUC minus the champion's, on the *same* holdout rows, must lie above ``margin`` (its
+  lower end > margin), and it must still beat the naive baselines. Aliases, never the deprecated stages.
 * Promotions are recorded on the registered model (tag ``champion_history``), so ``rollback`` returns to the
   previous champion. Every operation is idempotent: re-running it changes nothing.
 """
@@ -130,7 +131,8 @@ def log_training(result, data: dict, tracking_uri: str | None = None) -> Registe
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params({**result.config.to_params(), **{k: str(v) for k, v in data.items()},
                            "n_features": str(len(result.features)), "final_epochs": str(result.epochs),
-                           "train_rows": str(result.train_rows), "holdout_rows": str(ev.n)})
+                           "train_rows": str(result.train_rows), "holdout_rows": str(ev.n),
+                           "label_horizon_minutes": str(result.horizon_minutes)})
         for fold in result.folds:
             mlflow.log_metrics({f"fold_{k}": float(v) for k, v in fold.items() if k != "fold"}, step=fold["fold"])
         mlflow.log_metrics({k: float(v) for k, v in ev.flat_metrics().items() if np.isfinite(v)})
@@ -215,10 +217,15 @@ class GateDecision:
     champion: str | None
 
 
+def _naive_failures(evaluation: dict) -> list[str]:
+    comps = {x["baseline"]: x for x in evaluation["comparisons"]}
+    return [b for b in NAIVE_BASELINES if not comps.get(b, {}).get("beats")]
+
+
 def first_model_verdict(evaluation: dict) -> tuple[bool, str]:
     """With no champion yet: beat the naive baselines, and be no significantly worse than the strong ones."""
     comps = {x["baseline"]: x for x in evaluation["comparisons"]}
-    failed = [b for b in NAIVE_BASELINES if not comps.get(b, {}).get("beats")]
+    failed = _naive_failures(evaluation)
     worse = [b for b in STRONG_BASELINES if b in comps and comps[b]["auc_diff"]["high"] < 0]
     if failed or worse:
         why = "; ".join([f"does not beat {b}" for b in failed] + [f"significantly worse than {b}" for b in worse])
@@ -226,9 +233,25 @@ def first_model_verdict(evaluation: dict) -> tuple[bool, str]:
     return True, "first model: beats the naive baselines and is not significantly worse than logistic regression"
 
 
-def gate(version: str, margin: float = 0.0, tracking_uri: str | None = None) -> GateDecision:
+def challenger_verdict(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, evaluation: dict,
+                       margin: float, champion_version: str, resamples: int = 1000, seed: int = 0) -> tuple[bool, str]:
+    """Against a champion: the paired bootstrap interval of (challenger AUC - champion AUC) on the same rows
+    ``y`` must lie above ``margin``, and the challenger's ``evaluation`` must beat the naive baselines."""
+    from hft.model.evaluation import auc, paired_auc_difference
+
+    d = paired_auc_difference(y, challenger, champion, resamples, seed)
+    above = d.low > margin
+    failed = _naive_failures(evaluation)
+    reason = (f"challenger AUC {auc(y, challenger):.4f} vs champion v{champion_version} AUC {auc(y, champion):.4f} "
+              f"on the same {len(y)} holdout rows: difference {d.value:+.4f}, 95% paired bootstrap interval "
+              f"[{d.low:+.4f}, {d.high:+.4f}] {'above' if above else 'not above'} the margin {margin:.4f}")
+    if failed:
+        reason += f"; does not beat {', '.join(failed)}"
+    return above and not failed, reason
+
+
+def gate(version: str, margin: float = 0.0, tracking_uri: str | None = None, resamples: int = 1000) -> GateDecision:
     """Decide whether ``version`` may become champion (see the module docstring)."""
-    from hft.model.evaluation import auc
     from hft.model.fast import FastPredictor
     from hft.model.training import model_inputs
 
@@ -236,8 +259,9 @@ def gate(version: str, margin: float = 0.0, tracking_uri: str | None = None) -> 
     current = alias_version(c, CHAMPION)
     if current == str(version):
         return GateDecision(str(version), False, f"version {version} is already champion", current)
+    evaluation = evaluation_of(c, version)
     if current is None:
-        ok, why = first_model_verdict(evaluation_of(c, version))
+        ok, why = first_model_verdict(evaluation)
         return GateDecision(str(version), ok, why, None)
     hold = holdout_of(c, version)
     with tempfile.TemporaryDirectory() as tmp:
@@ -248,13 +272,8 @@ def gate(version: str, margin: float = 0.0, tracking_uri: str | None = None) -> 
     hold["date"] = hold["date"].astype(str)
     x, rows = model_inputs(hold, champ.features, champ.config, scaler=None)  # the champion's own input shape
     y = hold["label"].to_numpy()[rows]
-    champ_auc = auc(y, champ.predict_proba(x))
-    chall_auc = auc(y, hold["model_proba"].to_numpy()[rows])
-    diff = chall_auc - champ_auc
-    ok = diff > margin
-    verdict = "beats" if ok else "does not beat"
-    reason = (f"challenger AUC {chall_auc:.4f} {verdict} champion v{current} AUC {champ_auc:.4f} "
-              f"on the same {len(y)} holdout rows by more than {margin:.4f} (difference {diff:+.4f})")
+    ok, reason = challenger_verdict(y, hold["model_proba"].to_numpy()[rows], champ.predict_proba(x), evaluation,
+                                    margin, current, resamples)
     return GateDecision(str(version), ok, reason, current)
 
 

@@ -97,6 +97,7 @@ class TrainResult:
     holdout: pd.DataFrame = field(repr=False)
     holdout_proba: np.ndarray = field(repr=False)
     train_rows: int = 0
+    horizon_minutes: int = 5  # the label horizon of the feature table it was trained on
 
 
 def baselines(train: pd.DataFrame, hold: pd.DataFrame, features: list[str], scaler: Scaler, seed: int) -> dict[str, np.ndarray]:
@@ -117,8 +118,17 @@ def baselines(train: pd.DataFrame, hold: pd.DataFrame, features: list[str], scal
     }
 
 
-def train(frame: pd.DataFrame, features: list[str], config: ModelConfig = ModelConfig()) -> TrainResult:
-    """Train and evaluate on a prepared feature table (see :func:`hft.model.dataset.prepare`)."""
+def train(frame: pd.DataFrame, features: list[str], config: ModelConfig = ModelConfig(),
+          horizon_minutes: int | None = None) -> TrainResult:
+    """Train and evaluate on a prepared feature table (see :func:`hft.model.dataset.prepare`) whose labels
+    look ``horizon_minutes`` ahead (None: the default :class:`FeatureSpec`'s). Refuses (DatasetError) an
+    embargo shorter than that horizon: a training label would then see into the validation block."""
+    from hft.features.definitions import FeatureSpec
+
+    horizon = FeatureSpec().horizon_minutes if horizon_minutes is None else int(horizon_minutes)
+    if config.embargo_minutes < horizon:
+        raise DatasetError(f"embargo_minutes={config.embargo_minutes} is shorter than the labels' horizon of "
+                           f"{horizon} minutes: training labels would overlap validation (set embargo_minutes>={horizon})")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
@@ -158,4 +168,4 @@ def train(frame: pd.DataFrame, features: list[str], config: ModelConfig = ModelC
     preds = {"model": proba, **baselines(pre, hold, features, scaler, config.seed)}
     evaluation = evaluate(hold["label"].to_numpy(), preds, resamples=config.bootstrap, seed=config.seed)
     log.info("holdout evaluation\n%s", evaluation.table())
-    return TrainResult(model, config, features, scaler, fold_results, evaluation, epochs, hold, proba, len(r_pre))
+    return TrainResult(model, config, features, scaler, fold_results, evaluation, epochs, hold, proba, len(r_pre), horizon)
