@@ -66,3 +66,29 @@ def redis_url(tmp_path_factory):
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture
+def hermetic_yfinance(monkeypatch: pytest.MonkeyPatch):
+    """yfinance without disk caches, with a fresh YfData singleton and response cache, and a deterministic
+    tz-probe fallback."""
+    import yfinance.base
+    import yfinance.cache
+    import yfinance.data
+
+    monkeypatch.setattr(yfinance.cache._TzCacheManager, "_tz_cache", yfinance.cache._TzCacheDummy())
+    monkeypatch.setattr(yfinance.cache._CookieCacheManager, "_Cookie_cache", yfinance.cache._CookieCacheDummy())
+    monkeypatch.setattr(yfinance.base, "_tz_info_fetch_ctr", 0)
+    yfinance.data.SingletonMeta._instances.pop(yfinance.data.YfData, None)
+    yfinance.data.YfData.cache_get.cache_clear()
+    yield
+    yfinance.data.SingletonMeta._instances.pop(yfinance.data.YfData, None)
+    yfinance.data.YfData.cache_get.cache_clear()
+
+
+@pytest.fixture
+def yahoo(hermetic_yfinance):
+    """A fake Yahoo (tests/fake_yahoo.py) to mount on a requests.Session handed to yfinance."""
+    from fake_yahoo import FakeYahoo
+
+    return FakeYahoo()

@@ -405,21 +405,26 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
+    from hft.observability.metrics import serve
     from hft.streaming import collectors
 
     config = _stack_config()
     bootstrap = args.bootstrap or config.kafka_bootstrap
+    serve(args.metrics_port)
     if args.source == "yfinance":
-        messages = collectors.YFinancePoller(args.tickers, args.interval, poll_s=args.poll_s)
+        poller = collectors.YFinancePoller(args.tickers, args.interval, poll_s=args.poll_s,
+                                           state_path=settings.home / "collectors" / f"yfinance-{args.interval}.json")
+        result = collectors.run_poller(poller, bootstrap, polls=args.polls)
+        _out(f"yfinance: {result.sent} bars sent, {result.failed} failed in {result.seconds:.1f}s")
+        return EXIT_OK if result.failed == 0 else EXIT_FAILED
+    if not (args.start and args.end):
+        raise UserError(f"collect {args.source} needs --start and --end")
+    if args.start > args.end:
+        raise UserError(f"--start {args.start} is after --end {args.end}")
+    if args.source == "replay":
+        messages = collectors.replay(args.lake or settings.lake_root, args.tickers, args.start, args.end, args.interval)
     else:
-        if not (args.start and args.end):
-            raise UserError(f"collect {args.source} needs --start and --end")
-        if args.start > args.end:
-            raise UserError(f"--start {args.start} is after --end {args.end}")
-        if args.source == "replay":
-            messages = collectors.replay(args.lake or settings.lake_root, args.tickers, args.start, args.end, args.interval)
-        else:
-            messages = collectors.synthetic(args.tickers, args.start, args.end, args.interval)
+        messages = collectors.synthetic(args.tickers, args.start, args.end, args.interval)
     result = collectors.publish(collectors.paced(messages, args.speed), bootstrap, source=args.source, limit=args.limit)
     _out(f"{args.source}: {result.sent} bars sent, {result.failed} failed in {result.seconds:.1f}s")
     return EXIT_OK if result.failed == 0 else EXIT_FAILED
@@ -572,6 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=0.0, help="time multiplier (60: a minute of bars per second); 0: as fast as possible")
     p.add_argument("--limit", type=int, help="stop after this many bars")
     p.add_argument("--poll-s", type=float, default=60.0, help="yfinance polling period")
+    p.add_argument("--polls", type=int, help="yfinance: stop after this many polls (default: run until stopped)")
+    p.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics port on 127.0.0.1 (0: off)")
     p.add_argument("--bootstrap", help="Kafka bootstrap (default: the local stack)")
     p.add_argument("--lake", help="lake root for replay (default HFT_LAKE_ROOT)")
     p.set_defaults(func=cmd_collect)

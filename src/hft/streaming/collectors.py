@@ -1,5 +1,5 @@
 """Collectors: publish bars to Kafka ``market.bars`` (key = ticker), from the lake (replay), from the
-synthetic market (live generation), or from yfinance (polling the newest bars).
+synthetic market (live generation), or from yfinance (polling the newest completed bars).
 
 Each collector yields :class:`BarMessage` objects paced in time; :func:`publish` sends them with an
 idempotent ``acks=all`` producer, stamping ``produced_ns``, and counts what was sent and what failed.
@@ -7,11 +7,14 @@ idempotent ``acks=all`` producer, stamping ``produced_ns``, and counts what was 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pandas as pd
 
@@ -76,13 +79,21 @@ def synthetic(tickers: Sequence[str], start: date, end: date, interval: str = "1
 
 @dataclass
 class YFinancePoller:
-    """Polls yfinance for the newest bars of each ticker every ``poll_s`` seconds (one request per ticker
-    per poll: Yahoo rate-limits), yielding only bars newer than the last one sent."""
+    """Polls yfinance for each ticker's newest **completed** bars every ``poll_s`` seconds (one request per
+    ticker per poll: Yahoo rate-limits).
+
+    A bar is complete once its end (start + interval) is ``settle_s`` in the past: the bar still forming
+    is never sent (Yahoo returns it, with the volume so far). A bar is never sent twice: each ticker's
+    newest sent bar time is kept, and with ``state_path`` written atomically (JSON) once Kafka acknowledged
+    the bars (:meth:`mark_sent`), so a restarted collector resumes after it, and asks Yahoo back to it
+    (up to :data:`MAX_CATCH_UP`) rather than only ``lookback``, so it misses none either."""
 
     tickers: Sequence[str]
     interval: str = "1m"
     poll_s: float = 60.0
     lookback: timedelta = timedelta(minutes=30)
+    settle_s: float = 5.0
+    state_path: Path | None = None
     source: object = None
     sleep: Callable[[float], None] = time.sleep
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
@@ -93,28 +104,87 @@ class YFinancePoller:
 
             self.source = YFinanceSource()
         self.last: dict[str, int] = {}
+        if self.state_path is not None and Path(self.state_path).is_file():
+            self.last = {str(k): int(v) for k, v in json.loads(Path(self.state_path).read_text()).items()}
 
     def poll_once(self) -> list[BarMessage]:
+        """The completed bars not sent yet, in time order (ties by ticker)."""
         from hft.data.sources.base import SourceError
 
         end = self.now()
+        step_ms = Interval.parse(self.interval).minutes * 60_000
+        complete_before_ms = int((end.timestamp() - self.settle_s) * 1000) - step_ms  # start of the newest complete bar
         out: list[BarMessage] = []
         for ticker in self.tickers:
+            start = end - self.lookback
+            if ticker in self.last:  # catch up after a restart or an outage, within Yahoo's reach
+                resume = datetime.fromtimestamp(self.last[ticker] / 1000, timezone.utc) + timedelta(milliseconds=step_ms)
+                start = max(min(start, resume), end - MAX_CATCH_UP)
             try:
-                bars = self.source.fetch([ticker], end - self.lookback, end, Interval.parse(self.interval))
+                bars = self.source.fetch([ticker], start, end, Interval.parse(self.interval))
             except SourceError as exc:
                 log.warning("poll %s: %s", ticker, exc)
                 continue
-            fresh = [m for m in messages_from_bars(bars) if m.ts_ms > self.last.get(ticker, -1)]
-            if fresh:
-                self.last[ticker] = fresh[-1].ts_ms
-            out.extend(fresh)
+            last = self.last.get(ticker, -1)
+            out.extend(m for m in messages_from_bars(bars) if last < m.ts_ms <= complete_before_ms)
         return sorted(out, key=lambda m: (m.ts_ms, m.ticker))
 
-    def __iter__(self) -> Iterator[BarMessage]:
-        while True:
-            yield from self.poll_once()
-            self.sleep(self.poll_s)
+    def mark_sent(self, messages: Sequence[BarMessage]) -> None:
+        """Record ``messages`` as delivered (Kafka acknowledged them)."""
+        for m in messages:
+            self.last[m.ticker] = max(self.last.get(m.ticker, -1), m.ts_ms)
+        if self.state_path is not None and messages:
+            path = Path(self.state_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(self.last))
+            os.replace(tmp, path)
+
+
+#: How far back a restarted yfinance collector asks for the bars it missed (Yahoo serves 1m bars of the
+#: last 7 days per request window).
+MAX_CATCH_UP = timedelta(days=7)
+
+
+class _CollectorMetrics:
+    """Keeps ``hft_collector_messages_{sent,failed}_total`` equal to a sink's counts while it runs."""
+
+    def __init__(self, sink, source: str):
+        from hft.observability.metrics import COLLECTOR_FAILED, COLLECTOR_SENT
+
+        self.sink, self.sent, self.failed = sink, COLLECTOR_SENT.labels(source), COLLECTOR_FAILED.labels(source)
+        self._sent = self._failed = 0
+
+    def sync(self) -> None:
+        self.sent.inc(self.sink.sent - self._sent)
+        self.failed.inc(self.sink.failed - self._failed)
+        self._sent, self._failed = self.sink.sent, self.sink.failed
+
+
+def run_poller(poller: YFinancePoller, bootstrap: str, topic: str = BARS_TOPIC, polls: int | None = None) -> "PublishResult":
+    """Poll, publish and wait for the acknowledgements, then :meth:`YFinancePoller.mark_sent`, every
+    ``poll_s``; ``polls`` None: forever. A poll whose bars Kafka did not all acknowledge is not marked, so
+    its bars are sent again on the next poll (the stream refuses duplicates); metrics move per poll."""
+    from hft.streaming.kafka_io import DeliveryError, TopicSink
+
+    sink = TopicSink(bootstrap, topic, client_id="hft-collector-yfinance")
+    metrics = _CollectorMetrics(sink, "yfinance")
+    started, done = time.monotonic(), 0
+    while polls is None or done < polls:
+        messages = poller.poll_once()
+        failed = sink.failed
+        try:
+            sink.send((m.ticker.encode(), encode_bar(replace(m, produced_ns=time.time_ns()))) for m in messages)
+        except DeliveryError as exc:
+            log.error("poll %d: %s; its bars will be sent again", done, exc)
+        if sink.failed == failed:
+            poller.mark_sent(messages)
+        metrics.sync()
+        log.info("yfinance poll %d: %d new bar(s) sent", done, len(messages))
+        done += 1
+        if polls is None or done < polls:
+            poller.sleep(poller.poll_s)
+    return PublishResult(sink.sent, sink.failed, time.monotonic() - started)
 
 
 @dataclass(frozen=True)
@@ -127,22 +197,22 @@ class PublishResult:
 def publish(messages: Iterable[BarMessage], bootstrap: str, topic: str = BARS_TOPIC, source: str = "replay",
             limit: int | None = None) -> PublishResult:
     """Send messages (stamping ``produced_ns``) with an idempotent acks=all producer; wait for all acks."""
-    from hft.observability.metrics import COLLECTOR_FAILED, COLLECTOR_SENT
     from hft.streaming.kafka_io import TopicSink
 
     sink = TopicSink(bootstrap, topic, client_id=f"hft-collector-{source}")
+    metrics = _CollectorMetrics(sink, source)  # moves as deliveries are acknowledged, not only at the end
     started = time.monotonic()
     count = 0
     for msg in messages:
         sink.produce(msg.ticker.encode(), encode_bar(replace(msg, produced_ns=time.time_ns())))
         count += 1
+        metrics.sync()
         if limit is not None and count >= limit:
             break
     try:
         sink.flush()
     finally:
-        COLLECTOR_SENT.labels(source).inc(sink.sent)
-        COLLECTOR_FAILED.labels(source).inc(sink.failed)
+        metrics.sync()
     result = PublishResult(sink.sent, sink.failed, time.monotonic() - started)
     log.info("collector %s: %d sent, %d failed in %.1fs", source, result.sent, result.failed, result.seconds,
              extra={"hft": {"messages_sent": result.sent, "messages_failed": result.failed, "source": source}})
