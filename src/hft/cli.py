@@ -412,7 +412,10 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = args.bootstrap or config.kafka_bootstrap
     serve(args.metrics_port)
     if args.source == "yfinance":
+        from hft.data.sources.yfinance import YFinanceSource
+
         poller = collectors.YFinancePoller(args.tickers, args.interval, poll_s=args.poll_s,
+                                           source=YFinanceSource(regular_session_only=not args.extended_hours),
                                            state_path=settings.home / "collectors" / f"yfinance-{args.interval}.json")
         result = collectors.run_poller(poller, bootstrap, polls=args.polls)
         _out(f"yfinance: {result.sent} bars sent, {result.failed} failed in {result.seconds:.1f}s")
@@ -578,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="stop after this many bars")
     p.add_argument("--poll-s", type=float, default=60.0, help="yfinance polling period")
     p.add_argument("--polls", type=int, help="yfinance: stop after this many polls (default: run until stopped)")
+    p.add_argument("--extended-hours", action="store_true", help="yfinance: send pre/post-market bars too")
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics port on 127.0.0.1 (0: off)")
     p.add_argument("--bootstrap", help="Kafka bootstrap (default: the local stack)")
     p.add_argument("--lake", help="lake root for replay (default HFT_LAKE_ROOT)")

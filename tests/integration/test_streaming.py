@@ -276,3 +276,61 @@ def test_stream_lost_checkpoint_resumes_from_committed_offsets_without_loss_or_d
     assert _committed(store) == _kafka_end(config)
     new = store.stream()[before:]
     assert len({(e["ticker"], e["bar_ts"]) for e in new}) == len(new) == _ready_count(messages) + _ready_count(more)
+
+
+def test_hft_collect_yfinance_executable_sends_completed_bars_once_and_serves_moving_metrics(env, tmp_path):
+    """The real `hft collect yfinance` process, its yfinance talking HTTPS to a fake Yahoo through a local
+    proxy (tests/fake_yahoo_proxy.py): completed bars only, none twice across a restart, metrics served
+    and moving while it runs. Last in this module: it publishes SPY, outside the other tests' universe."""
+    import urllib.request
+    from datetime import time as clock_time
+
+    import numpy as np
+    import pandas as pd
+
+    from fake_yahoo import FakeYahoo
+    from fake_yahoo_proxy import FakeYahooProxy
+
+    class LiveYahoo(FakeYahoo):
+        """Every minute of the last hour up to the wall clock; the minute still forming has volume 7."""
+
+        def _answer(self, url):
+            now = pd.Timestamp.now(tz="UTC").floor("min")
+            index = pd.date_range(now - pd.Timedelta(minutes=60), now, freq="min")
+            prices = 100.0 + np.arange(len(index))
+            volume = np.full(len(index), 1000.0)
+            volume[-1] = 7.0
+            self.bars["SPY"] = pd.DataFrame({"open": prices, "high": prices + 0.5, "low": prices - 0.5,
+                                             "close": prices + 0.25, "volume": volume}, index=index)
+            return super()._answer(url)
+
+    env_vars, config = env
+    yahoo = LiveYahoo(regular_hours=(clock_time(0, 0), clock_time(23, 59)))
+    home = tmp_path / "collector-home"
+    port = free_port()
+    cmd = [str(Path(sys.executable).with_name("hft")), "collect", "yfinance", "--tickers", "SPY", "--poll-s", "2",
+           "--extended-hours", "--metrics-port", str(port)]
+    with FakeYahooProxy(yahoo, tmp_path) as proxy:
+        run_env = {**env_vars, **proxy.env, "HFT_HOME": str(home)}
+        job = subprocess.Popen([*cmd, "--polls", "4"], env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen, deadline = [], time.monotonic() + 60
+        while job.poll() is None and time.monotonic() < deadline:
+            try:
+                seen.append(_metric(port, 'hft_collector_messages_sent_total{source="yfinance"}'))
+            except OSError:
+                pass
+            time.sleep(0.3)
+        out, err = job.communicate(timeout=60)
+        assert job.returncode == 0, err[-3000:]
+        assert any(v > 0 for v in seen), f"metrics never showed a sent bar while the collector ran: {seen}"
+        again = subprocess.run([*cmd, "--polls", "1"], env=run_env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr[-3000:]
+        ended = pd.Timestamp.now(tz="UTC")
+    assert any("/v8/finance/chart/SPY" in u for u in yahoo.seen)
+    bars = [m for m in _consume(config, "market.bars", expect=10**6, timeout_s=10) if m.get("ticker") == "SPY"]
+    stamps = [m["ts"] for m in bars]
+    assert len(stamps) >= 25, stamps  # the default 30-minute lookback, minus the minute still forming
+    assert len(set(stamps)) == len(stamps), "a bar was sent twice"
+    assert all(m["volume"] != 7.0 for m in bars), "the forming minute was sent"
+    assert max(stamps) <= (ended - pd.Timedelta(minutes=1)).value // 1_000_000
+    assert "bars sent" in out
