@@ -81,3 +81,31 @@ def test_backtest_cli_main_reversed_dates_exits_2_with_one_line(capsys, tmp_path
     code = main(["backtest", "--start", "2024-03-08", "--end", "2024-03-07", "--lake", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+
+
+def _fills(root, probs, out, *flags):
+    import pandas as pd
+
+    args = parse("--start", "2024-03-07", "--end", "2024-03-08", "--lake", str(root), "--probabilities", str(probs),
+                 "--out", str(out), *flags)
+    assert run(args) == 0
+    fills = pd.read_csv(out / "fills.csv")
+    assert len(fills) > 0
+    return fills
+
+
+def test_backtest_cli_takes_fees_slippage_and_latency_from_hft_exec_settings(lake, tmp_path, monkeypatch):
+    root, probs = lake
+    monkeypatch.setenv("HFT_EXEC_FEE_BPS", "3")
+    monkeypatch.setenv("HFT_EXEC_SLIPPAGE_BPS", "0")
+    monkeypatch.setenv("HFT_EXEC_LATENCY_US", "0")
+    live = _fills(root, probs, tmp_path / "live")
+    tick = 1e-4  # fees are integer ticks of the currency
+    assert (live["fee"] - live["notional"] * 3e-4).abs().max() <= tick
+    assert live["slippage"].abs().max() < 1e-9
+    flagged = _fills(root, probs, tmp_path / "flag", "--fee-bps", "1")  # a flag overrides the setting
+    assert (flagged["fee"] - flagged["notional"] * 1e-4).abs().max() <= tick
+    monkeypatch.setenv("HFT_EXEC_LATENCY_US", str(90 * 1_000_000))  # orders arrive 90 s after they are sent
+    late = _fills(root, probs, tmp_path / "late")
+    first = lambda f: f.groupby("ticker")["ts"].min().sort_index()  # noqa: E731
+    assert (first(late) > first(live)).all()

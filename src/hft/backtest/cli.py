@@ -1,7 +1,10 @@
 """``hft backtest``: lake bars -> features -> champion (or given probabilities) -> C++ executor -> report.
 
     hft backtest --start 2024-03-01 --end 2024-03-28 [--tickers AAA,BBB] [--interval 1m] [--out DIR]
-                 [--probabilities FILE.parquet] [--fee-bps 0.5] [--slippage-bps 1] [--capital 1000000]
+                 [--probabilities FILE.parquet] [--fee-bps B] [--slippage-bps B] [--latency-us U] [--capital 1000000]
+
+The paper exchange's fee, slippage and latency, and every strategy and risk setting, are the live
+executor's (``HFT_EXEC_*``, :class:`hft.execution.config.ExecConfig`) unless a flag here overrides them.
 
 Wiring (in ``hft.cli.build_parser``): ``add_parser(sub)``; the parser's ``func`` takes ``(args, settings)``
 like every other command. Mistakes in the input raise ``hft.cli.UserError`` (imported when raised, so this
@@ -33,8 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default MLFLOW_TRACKING_URI or sqlite under HFT_HOME)")
     p.add_argument("--lake", help="lake root (default HFT_LAKE_ROOT)")
     p.add_argument("--capital", type=float, default=1_000_000.0, help="initial capital (currency units)")
-    p.add_argument("--fee-bps", type=float, default=0.5, help="paper exchange fee, bps of notional per fill")
-    p.add_argument("--slippage-bps", type=float, default=1.0, help="paper exchange adverse slippage, bps")
+    p.add_argument("--fee-bps", type=float, help="paper exchange fee, bps of notional per fill (default HFT_EXEC_FEE_BPS)")
+    p.add_argument("--slippage-bps", type=float, help="paper exchange adverse slippage, bps (default HFT_EXEC_SLIPPAGE_BPS)")
+    p.add_argument("--latency-us", type=float, help="order latency to the paper exchange, µs (default HFT_EXEC_LATENCY_US)")
     p.set_defaults(func=run)
     return p
 
@@ -71,14 +75,18 @@ def run(args: argparse.Namespace, settings=None) -> int:
     settings = settings or Settings.from_env()
     if args.end < args.start:
         raise _user_error(f"--start {args.start} is after --end {args.end}")
-    for name in ("capital", "fee_bps", "slippage_bps"):
+    for name in ("capital", "fee_bps", "slippage_bps", "latency_us"):
         value = getattr(args, name)
+        if value is None:
+            continue
         if not (value >= 0 and value < float("inf")) or (name == "capital" and value == 0):
             raise _user_error(f"--{name.replace('_', '-')} must be {'positive' if name == 'capital' else '>= 0'}, got {value}")
     tickers = args.tickers  # None: every ticker the lake holds in the range
     probabilities = _read_probabilities(args.probabilities) if args.probabilities else None
     out = Path(args.out) if args.out else Path(settings.home) / "backtests" / f"{args.start}_{args.end}"
-    config = BacktestConfig(initial_capital=args.capital, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps)
+    latency_ns = None if args.latency_us is None else int(round(args.latency_us * 1e3))
+    config = BacktestConfig(initial_capital=args.capital, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps,
+                            latency_ns=latency_ns)
     try:
         bars = load_bars(args.lake or settings.lake_root, args.interval, tickers, args.start, args.end)
         predictions, source = predictions_from_bars(bars, probabilities=probabilities,

@@ -54,16 +54,18 @@ class BacktestConfig:
         initial_capital: currency units the equity curve starts from (the executor itself starts at 0 cash;
             returns, drawdowns and buy-and-hold sizing use this base). Default 1,000,000, the executor's
             default gross-notional limit.
-        fee_bps, slippage_bps, latency_ns: the paper exchange (defaults as in ``PaperExchangeConfig``).
+        fee_bps, slippage_bps, latency_ns: the paper exchange; None (the default) takes the live setting
+            (``HFT_EXEC_FEE_BPS``, ``HFT_EXEC_SLIPPAGE_BPS``, ``HFT_EXEC_LATENCY_US``: :class:`ExecConfig`),
+            so a backtest trades like ``hft execute`` unless told otherwise. :meth:`resolved` fills them in.
         receive_delay_ns: executor clock = bar time + this (staleness and order-rate limits see it).
         strategy, risk: overrides of ``StrategyConfig`` / ``RiskConfig`` fields by name, e.g.
             ``{"max_position": 100}``; anything not named keeps the live setting (``ExecConfig``).
     """
 
     initial_capital: float = 1_000_000.0
-    fee_bps: float = 0.5
-    slippage_bps: float = 1.0
-    latency_ns: int = 100_000
+    fee_bps: float | None = None
+    slippage_bps: float | None = None
+    latency_ns: int | None = None
     receive_delay_ns: int = 0
     strategy: dict[str, Any] = field(default_factory=dict)
     risk: dict[str, Any] = field(default_factory=dict)
@@ -71,8 +73,22 @@ class BacktestConfig:
     def __post_init__(self) -> None:
         if not self.initial_capital > 0:
             raise ValueError("initial_capital must be positive")
-        if self.fee_bps < 0 or self.slippage_bps < 0 or self.latency_ns < 0 or self.receive_delay_ns < 0:
+        if any(v is not None and v < 0 for v in (self.fee_bps, self.slippage_bps, self.latency_ns, self.receive_delay_ns)):
             raise ValueError("fee_bps, slippage_bps, latency_ns and receive_delay_ns must be >= 0")
+
+    def resolved(self) -> "BacktestConfig":
+        """This config with every exchange setting left None taken from the live settings (``HFT_EXEC_*``)."""
+        from dataclasses import replace
+
+        from hft.execution.config import ExecConfig
+
+        live = ExecConfig.from_env()
+        return replace(
+            self,
+            fee_bps=live.fee_bps if self.fee_bps is None else float(self.fee_bps),
+            slippage_bps=live.slippage_bps if self.slippage_bps is None else float(self.slippage_bps),
+            latency_ns=int(round(live.latency_us * 1e3)) if self.latency_ns is None else int(self.latency_ns),
+        )
 
     def executor_config(self) -> hft_exec.ExecutorConfig:
         """The ``hft_exec.ExecutorConfig`` this backtest runs with: the live executor's settings
@@ -81,8 +97,9 @@ class BacktestConfig:
         from hft.execution.config import ExecConfig
 
         cfg = ExecConfig.from_env().to_core()
+        own = self.resolved()
         ex = cfg.exchange
-        ex.fee_bps, ex.slippage_bps, ex.latency_ns = float(self.fee_bps), float(self.slippage_bps), int(self.latency_ns)
+        ex.fee_bps, ex.slippage_bps, ex.latency_ns = own.fee_bps, own.slippage_bps, own.latency_ns
         cfg.exchange = ex
         for name, overrides in (("strategy", self.strategy), ("risk", self.risk)):
             part = getattr(cfg, name)
@@ -229,6 +246,7 @@ def run_backtest(
     the sorted tickers present.
     """
     started = time.perf_counter()
+    config = config.resolved()  # the result records the costs it really ran with
     frame, names = prepare_predictions(predictions, tickers)
     records = prediction_records(frame, config.receive_delay_ns)
     decisions, events, event_pred, marks, executor, executor_s = _replay(records, config, len(names))
