@@ -58,3 +58,35 @@ def test_latest_holds_each_tickers_last_written_prediction_with_a_ttl(store):
     assert 0 < store.r.ttl(store.latest_key("AAA")) <= store.ttl_s
     store.commit(1, [], [pred("AAA", 2, p=0.8)])  # already written: the latest hash is not touched
     assert store.latest("AAA")["probability"] == "0.2" and store.latest("BBB")["probability"] == "0.3"
+
+
+def test_stream_is_capped_but_never_trims_what_a_consumer_group_has_not_acknowledged(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    store = RedisStore(client, stream_maxlen=20)
+    store.commit(0, [], [pred("AAA", i) for i in range(5)])
+    client.xgroup_create(store.stream_key, "executor", id="0")
+    read = client.xreadgroup("executor", "c1", {store.stream_key: ">"}, count=3)[0][1]  # delivered, not acked
+    for batch in range(1, 10):  # the executor falls behind by 90 predictions
+        store.commit(batch, [], [pred("AAA", 5 + 10 * (batch - 1) + i) for i in range(10)])
+    assert client.xlen(store.stream_key) == store.stream_length == 95  # nothing trimmed: entry 0 is pending
+    first = client.xrange(store.stream_key, count=1)[0][0]
+    assert first == read[0][0]
+    client.xack(store.stream_key, "executor", *[i for i, _ in read])
+    rest = client.xreadgroup("executor", "c1", {store.stream_key: ">"}, count=70)[0][1]
+    client.xack(store.stream_key, "executor", *[i for i, _ in rest])  # 73 acknowledged, 22 still unread
+    store.commit(10, [], [pred("AAA", 200)])
+    remaining = client.xrange(store.stream_key)
+    assert len(remaining) == 23 == store.stream_length  # trimmed to the oldest entry not yet acknowledged
+    assert remaining[0][0] > rest[-1][0]
+    unread = client.xreadgroup("executor", "c1", {store.stream_key: ">"})[0][1]
+    assert len(unread) == 23  # the executor still gets every prediction it had not read
+
+
+def test_stream_without_consumer_groups_is_capped_at_about_maxlen(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    store = RedisStore(client, stream_maxlen=20)
+    for batch in range(10):
+        store.commit(batch, [], [pred("AAA", 10 * batch + i) for i in range(10)])
+    assert 20 <= client.xlen(store.stream_key) <= 22

@@ -24,6 +24,8 @@ STREAM_PREDICTIONS = Counter("hft_stream_predictions_total", "Predictions writte
 STREAM_BATCH_SECONDS = Histogram("hft_stream_batch_duration_seconds", "Micro-batch processing time", buckets=LATENCY_BUCKETS)
 STREAM_INFERENCE_SECONDS = Histogram("hft_stream_inference_latency_seconds", "Model inference time per batch", buckets=LATENCY_BUCKETS)
 STREAM_PREDICTION_AGE = Gauge("hft_stream_prediction_age_seconds", "Bar produced -> prediction written, last batch max")
+STREAM_LENGTH = Gauge("hft_stream_predictions_stream_length",
+                      "Entries in the Redis predictions stream (above its cap while a consumer group lags)")
 STREAM_MODEL_VERSION = Gauge("hft_stream_model_version", "Registered model version being served")
 
 
@@ -45,6 +47,7 @@ def record_batch(result) -> None:
     for reason, count in result.rejected.items():
         STREAM_REJECTED.labels(reason).inc(count)
     STREAM_PREDICTIONS.inc(result.written)
+    STREAM_LENGTH.set(result.stream_length)
     STREAM_BATCH_SECONDS.observe(result.duration_s)
     if result.predictions:
         STREAM_INFERENCE_SECONDS.observe(result.inference_s)

@@ -46,6 +46,7 @@ class BatchResult:
     predictions: list[Prediction] = field(default_factory=list)
     written: int = 0
     skipped: bool = False
+    stream_length: int = 0  # entries in the Redis predictions stream after the commit
     replayed: int = 0      # records below their partition's committed offset (processed before), skipped
     offset_gaps: int = 0   # offsets never processed before this batch's first record of a partition
     inference_s: float = 0.0
@@ -206,6 +207,7 @@ class BatchProcessor:
         for rec in records:
             offsets[(rec.topic, rec.partition)] = rec.offset + 1
         result.written = self.store.commit(batch_id, accepted, predictions, offsets)
+        result.stream_length = self.store.stream_length
         self._committed.update(offsets)
         result.predictions = predictions
         if self.publish and predictions:

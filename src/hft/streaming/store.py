@@ -4,7 +4,8 @@ Keys (``{p}`` = prefix, default ``hft``)::
 
     {p}:pred:latest:{ticker}        hash: probability, bar_ts (ms), interval, model_version, close,
                                     volatility (per bar), produced_ns, predicted_ns, written_ns — with a TTL
-    {p}:predictions                 stream, capped (MAXLEN ~), one entry per (ticker, interval, bar time)
+    {p}:predictions                 stream, about ``stream_maxlen`` entries, one per (ticker, interval, bar
+                                    time); never trimmed past what a consumer group has not acknowledged
     {p}:pred:written                hash: {ticker}:{interval} -> bar time (ms) of the newest prediction written
     {p}:state:{interval}:{ticker}   hash: bar time (ms) -> bar JSON, the recent bars of the feature state
     {p}:stream:last_batch           id of the last micro-batch fully committed (information only)
@@ -68,7 +69,7 @@ for _, v in ipairs(cjson.decode(ARGV[8])) do
       fields[#fields + 1] = names[j]
       fields[#fields + 1] = v[j]
     end
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
+    redis.call('XADD', KEYS[1], '*', unpack(fields))
     newest[v[1]] = fields
     written = written + 1
   end
@@ -88,7 +89,38 @@ for tp, next_offset in pairs(cjson.decode(ARGV[9])) do  -- offsets only move for
   if tonumber(next_offset) > current then redis.call('HSET', offsets_key, tp, next_offset) end
 end
 redis.call('SET', prefix .. ':stream:last_batch', ARGV[6])
-return written
+-- Trim the stream to about maxlen entries, but never an entry a consumer group has not acknowledged (an
+-- executor that falls behind loses nothing; the stream grows instead, visible as its length). Amortised:
+-- only once it exceeds maxlen by a tenth, and then by MINID.
+local function id_parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function id_less(a, b)
+  local am, as = id_parts(a)
+  local bm, bs = id_parts(b)
+  return am < bm or (am == bm and as < bs)
+end
+local function id_next(id)
+  local ms, seq = id_parts(id)
+  return string.format('%d-%d', ms, seq + 1)
+end
+local length = redis.call('XLEN', KEYS[1])
+local cap = tonumber(maxlen)
+if length > cap + math.max(1, math.floor(cap / 10)) then
+  local dropped = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', length - cap)
+  local minid = id_next(dropped[#dropped][1])
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    local pending = redis.call('XPENDING', KEYS[1], info['name'])
+    local needed = (pending[1] > 0) and pending[2] or id_next(info['last-delivered-id'])
+    if id_less(needed, minid) then minid = needed end
+  end
+  redis.call('XTRIM', KEYS[1], 'MINID', minid)
+  length = redis.call('XLEN', KEYS[1])
+end
+return {written, length}
 """
 STATE_TTL_S = 7 * 86_400
 
@@ -125,6 +157,9 @@ class RedisStore:
         self.maxlen = stream_maxlen
         self.keep = state_keep
         self._commit = client.register_script(_COMMIT)
+        #: Entries in the predictions stream after the last commit (above ``stream_maxlen`` while a consumer
+        #: group, such as the executor's, has not acknowledged the older ones).
+        self.stream_length = 0
 
     @classmethod
     def from_url(cls, url: str, **kwargs) -> "RedisStore":
@@ -193,7 +228,9 @@ class RedisStore:
         args = [self.p, self.ttl_s, self.maxlen, self.keep, STATE_TTL_S, batch_id,
                 encode_json(state), encode_json([p.values(now) for p in predictions]),
                 encode_json({f"{t}:{p}": str(o) for (t, p), o in (offsets or {}).items()})]
-        return int(self._commit(keys=[self.stream_key], args=args))
+        written, length = self._commit(keys=[self.stream_key], args=args)
+        self.stream_length = int(length)
+        return int(written)
 
     # -- reads ---------------------------------------------------------------------------------------------
     def latest(self, ticker: str) -> dict[str, str]:
