@@ -271,7 +271,7 @@ def order_share(records: np.ndarray, instruments: int) -> float:
     for start in range(0, len(records), BACKTEST_BLOCK):
         ex.on_predictions(records[start : start + BACKTEST_BLOCK], decisions[start : start + BACKTEST_BLOCK])
         ex.drain_events()
-    return float(np.mean(decisions["action"] == hft_exec.ACTIONS.index("order")))
+    return float(np.mean(decisions["action"] == hft_exec.Action.order))
 
 
 def executor_backtest_seconds(records: np.ndarray, instruments: int) -> float:

@@ -75,6 +75,12 @@ PYBIND11_MODULE(_core, m) {
   py::list reasons;
   for (int r = 0; r < static_cast<int>(Reason::Count); ++r) reasons.append(reason_name(static_cast<Reason>(r)));
   m.attr("REASONS") = py::tuple(reasons);
+  py::list actions;
+  for (int a = 0; a < kActionCount; ++a) actions.append(action_name(static_cast<Action>(a)));
+  m.attr("ACTIONS") = py::tuple(actions);
+  py::dict event_types;
+  for (int t = kFirstEventType; t <= kLastEventType; ++t) event_types[py::int_(t)] = event_type_name(static_cast<EventType>(t));
+  m.attr("EVENT_TYPES") = event_types;
   m.def("layout", &layout, "sizes and (name, offset, size) of the fields of the records shared with NumPy");
 
   py::class_<StrategyConfig>(m, "StrategyConfig")

@@ -85,7 +85,7 @@ def test_on_predictions_structured_arrays_writes_decisions_in_place():
         assert (int(d["action"]), int(d["reason"]), int(d["order_id"]), int(d["qty"]), int(d["price"]),
                 int(d["target"]), int(d["instrument"])) == (action, reason, order_id, qty, price, target,
                                                              int(p["instrument"])), k
-    assert (out["action"] == 1).sum() > 20  # the batch really traded
+    assert (out["action"] == hft_exec.Action.order).sum() > 20  # the batch really traded
     assert batch.drain_events() == single.drain_events()
     assert (batch.cash, batch.equity, batch.fees, batch.position(0), batch.position(1)) == (
         single.cash, single.equity, single.fees, single.position(0), single.position(1))
@@ -189,7 +189,7 @@ def test_on_prediction_bad_input_rejected_with_reason_counted_never_ordered(case
     assert after["orders"] == before["orders"] == 0
     assert sum(after["by_reason"].values()) == after["rejections"]
     events = hft_exec.drain_events(ex)
-    assert not (events["type"] == 2).any()  # no order_sent
+    assert not (events["type"] == hft_exec.EventType.order_sent).any()
     assert (ex.position(0), ex.working(0), ex.open_orders(0), ex.last_price(0)) == (0, 0, 0, 100 * 10_000)
 
     # A bad input never trades later either: the same bar, now valid, is still new unless it was seen.
@@ -304,3 +304,13 @@ def test_halt_from_other_thread_during_batch_stops_orders():
         assert all(ex.open_orders(i) == 0 and ex.working(i) == 0 for i in range(2))
         break
     assert landed, "halt() never landed inside a batch"
+
+
+def test_codes_are_exported_by_name_from_the_core():
+    """Event types, actions and reasons: names and numbers from the C++ module, none written in Python."""
+    from hft_exec import _core
+
+    assert hft_exec.EVENT_TYPES is _core.EVENT_TYPES and hft_exec.ACTIONS is _core.ACTIONS
+    assert {e.name: int(e) for e in hft_exec.EventType} == {v: k for k, v in _core.EVENT_TYPES.items()}
+    assert hft_exec.EventType.fill == 3 and hft_exec.Action.order == 1 and hft_exec.Reason.kill_switch.name == "kill_switch"
+    assert [a.name for a in hft_exec.Action] == ["hold", "order", "reject"]

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import hft_exec
 import numpy as np
 import pytest
 import redis
@@ -210,13 +211,13 @@ def test_service_kill_9_mid_stream_then_restart_no_duplicate_order_no_lost_fill(
     sent = [int(r["order_id"]) for r in records if r["type"] == "order_sent"]
     assert len(sent) == len(set(sent)) and sent == sorted(sent), "an order was sent twice"
     events = Journal(journal).read()
-    assert len(events[events["type"] == 2]) == len(sent)
-    assert len(events[events["type"] == 3]) == sum(r["type"] == "fill" for r in records), "a fill was lost"
+    assert len(events[events["type"] == hft_exec.EventType.order_sent]) == len(sent)
+    assert len(events[events["type"] == hft_exec.EventType.fill]) == sum(r["type"] == "fill" for r in records), "a fill was lost"
     for t in TICKERS:  # positions published across the crash still add up
         mine = [r for r in records if r["type"] == "fill" and r["ticker"] == t]
         assert [int(r["position"]) for r in mine] == list(np.cumsum([int(r["qty"]) for r in mine]))
     # every prediction decided exactly once (dedupe across the crash), and the result equals a run without crash
-    seen = events[events["type"] == 1]
+    seen = events[events["type"] == hft_exec.EventType.prediction_seen]
     assert len(np.unique(seen[["instrument", "bar_ts_ns"]])) == len(preds)
     client.delete("hft:orders", "hft:exec:published")
     client.xgroup_destroy("hft:predictions", GROUP)

@@ -102,6 +102,16 @@ struct Prediction {
 };
 
 enum class Action : std::uint8_t { Hold = 0, Order = 1, Reject = 2 };
+inline constexpr int kActionCount = 3;
+
+inline constexpr const char* action_name(Action a) noexcept {
+  switch (a) {
+    case Action::Hold: return "hold";
+    case Action::Order: return "order";
+    case Action::Reject: return "reject";
+  }
+  return "unknown";
+}
 
 // What the executor did with one prediction.
 struct Decision {
@@ -127,6 +137,21 @@ enum class EventType : std::uint8_t {
   Resume = 6,
   Rejected = 7,        // a valid prediction whose order was refused (halt or risk rule in reason; qty = target)
 };
+inline constexpr int kFirstEventType = 1, kLastEventType = 7;
+
+// The names Python sees (hft_exec.EVENT_TYPES, hft_exec.EventType): defined here only.
+inline constexpr const char* event_type_name(EventType t) noexcept {
+  switch (t) {
+    case EventType::PredictionSeen: return "prediction_seen";
+    case EventType::OrderSent: return "order_sent";
+    case EventType::Fill: return "fill";
+    case EventType::OrderDone: return "order_done";
+    case EventType::Halt: return "halt";
+    case EventType::Resume: return "resume";
+    case EventType::Rejected: return "rejected";
+  }
+  return "unknown";
+}
 
 // The executor's outbox and journal record: appending these to durable storage and replaying them into a
 // fresh executor recovers positions, cash, open orders and the prediction dedupe state exactly.

@@ -9,9 +9,13 @@ replaying it with :meth:`Executor.recover` restores a crashed executor exactly.
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 
 from hft_exec._core import (
+    ACTIONS,
+    EVENT_TYPES,
     REASONS,
     TICKS_PER_UNIT,
     Executor,
@@ -27,6 +31,9 @@ from hft_exec._core import (
 
 __all__ = [
     "ACTIONS",
+    "Action",
+    "EventType",
+    "Reason",
     "DECISION_DTYPE",
     "EVENT_DTYPE",
     "EVENT_TYPES",
@@ -87,8 +94,11 @@ EVENT_DTYPE = np.dtype(
     ]
 )
 
-ACTIONS = ("hold", "order", "reject")
-EVENT_TYPES = {1: "prediction_seen", 2: "order_sent", 3: "fill", 4: "order_done", 5: "halt", 6: "resume", 7: "rejected"}
+#: Codes of the records' ``action``, ``type`` and ``reason`` fields as IntEnums (compare them with the NumPy
+#: columns: ``events["type"] == EventType.fill``). Names and numbers both come from the C++ core.
+Action = enum.IntEnum("Action", {name: code for code, name in enumerate(ACTIONS)})
+EventType = enum.IntEnum("EventType", {name: code for code, name in EVENT_TYPES.items()})
+Reason = enum.IntEnum("Reason", {name: code for code, name in enumerate(REASONS)})
 
 
 def drain_events(executor: Executor) -> np.ndarray:

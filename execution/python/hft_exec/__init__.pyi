@@ -1,6 +1,10 @@
+import enum
+
 import numpy as np
 
 from hft_exec._core import (
+    ACTIONS as ACTIONS,
+    EVENT_TYPES as EVENT_TYPES,
     REASONS as REASONS,
     TICKS_PER_UNIT as TICKS_PER_UNIT,
     Executor as Executor,
@@ -17,7 +21,8 @@ from hft_exec._core import (
 PREDICTION_DTYPE: np.dtype
 DECISION_DTYPE: np.dtype
 EVENT_DTYPE: np.dtype
-ACTIONS: tuple[str, ...]
-EVENT_TYPES: dict[int, str]
+Action: type[enum.IntEnum]
+EventType: type[enum.IntEnum]
+Reason: type[enum.IntEnum]
 
 def drain_events(executor: Executor) -> np.ndarray: ...

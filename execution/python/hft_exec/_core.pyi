@@ -4,6 +4,8 @@ from numpy.typing import NDArray
 
 TICKS_PER_UNIT: int
 REASONS: tuple[str, ...]
+ACTIONS: tuple[str, ...]
+EVENT_TYPES: dict[int, str]
 
 def layout() -> dict[str, tuple[int, tuple[tuple[str, int, int], ...]]]: ...
 

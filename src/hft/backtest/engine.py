@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 #: Predictions per executor call; the outbox is drained after each block (bounded memory).
 BLOCK = 1 << 16
 
-# EVENT_TYPES codes (hft_exec.EVENT_TYPES), named once here.
-SEEN, ORDER_SENT, FILL, ORDER_DONE, HALT, RESUME, REJECTED = 1, 2, 3, 4, 5, 6, 7
+# Event codes, by the names the C++ core exports.
+SEEN, FILL = hft_exec.EventType.prediction_seen, hft_exec.EventType.fill
 
 REQUIRED_COLUMNS = ("ticker", "ts", "probability", "close", "volatility")
 
@@ -161,7 +161,7 @@ class BacktestResult:
     def events_frame(self) -> pd.DataFrame:
         """``events`` as a DataFrame with ticker, type and reason names, prices in currency."""
         ev = self.events
-        names = np.array([hft_exec.EVENT_TYPES.get(k, str(k)) for k in range(8)], dtype=object)
+        names = np.array([hft_exec.EVENT_TYPES.get(k, str(k)) for k in range(max(hft_exec.EVENT_TYPES) + 1)], dtype=object)
         tickers = np.array(self.tickers + ("",), dtype=object)
         inst = np.minimum(ev["instrument"], len(self.tickers)).astype(np.int64)
         return pd.DataFrame({

@@ -88,7 +88,7 @@ class ExecutionService:
         self._account(history)
         # position per ticker as of the last published record: fill records carry the position after them
         done = history[: self.published()]
-        fills = done[done["type"] == 3]
+        fills = done[done["type"] == self.x.EventType.fill]
         self._published_pos = np.zeros(len(self.tickers), dtype=np.int64)
         np.add.at(self._published_pos, fills["instrument"].astype(np.int64), fills["qty"])
         self._pending = True  # first read our own delivered-but-unacknowledged entries
@@ -113,7 +113,7 @@ class ExecutionService:
         }
 
     def _account(self, events: np.ndarray) -> None:
-        fills = events[events["type"] == 3]
+        fills = events[events["type"] == self.x.EventType.fill]
         np.add.at(self._cash, fills["instrument"].astype(np.int64), -(fills["qty"] * fills["price"] + fills["fee"]))
 
     def published(self) -> int:
@@ -130,7 +130,8 @@ class ExecutionService:
         return len(events)
 
     def _publish(self, first_seq: int, events: np.ndarray) -> None:
-        wanted = np.isin(events["type"], (2, 3, 4, 5, 6))  # orders, fills, done, halt, resume
+        kind = self.x.EventType
+        wanted = np.isin(events["type"], (kind.order_sent, kind.fill, kind.order_done, kind.halt, kind.resume))
         records = []
         for k, e in enumerate(events):
             if not wanted[k]:
@@ -229,18 +230,19 @@ class ExecutionService:
         self.r.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
 
         result.events = len(events)
-        result.orders = int((decisions["action"] == 1).sum())
-        result.fills = int((events["type"] == 3).sum())
-        result.rejected = malformed + Tally(self.x.REASONS[r] for r in decisions["reason"][decisions["action"] == 2])
+        result.orders = int((decisions["action"] == self.x.Action.order).sum())
+        result.fills = int((events["type"] == self.x.EventType.fill).sum())
+        rejected = decisions["reason"][decisions["action"] == self.x.Action.reject]
+        result.rejected = malformed + Tally(self.x.REASONS[r] for r in rejected)
         if len(preds):
             m.EXEC_DECISION_SECONDS.observe(spent / len(preds) / 1e9)
         for a, n in zip(*np.unique(decisions["action"], return_counts=True)):
             m.EXEC_DECISIONS.labels(self.x.ACTIONS[a]).inc(int(n))
         for reason, n in result.rejected.items():
             m.EXEC_REJECTED.labels(reason).inc(n)
-        for e in events[events["type"] == 2]:
+        for e in events[events["type"] == self.x.EventType.order_sent]:
             m.EXEC_ORDERS.labels(self.tickers[e["instrument"]], "buy" if e["qty"] > 0 else "sell").inc()
-        for e in events[events["type"] == 3]:
+        for e in events[events["type"] == self.x.EventType.fill]:
             m.EXEC_FILLS.labels(self.tickers[e["instrument"]]).inc()
         self.update_gauges()
         return result
