@@ -432,7 +432,7 @@ class Ctx:
 
 def reset(ctx: Ctx) -> None:
     """Delete and create the stream topics again, flush Redis."""
-    from hft.cli import stream_topics
+    from hft.stack import stream_topics
     from hft.stack import ensure_topics
     from hft.stack.kafka import admin_client
 
@@ -584,7 +584,7 @@ def start_spark(ctx: Ctx, trigger: str, tag: str):
 def start_spark_tuned(ctx: Ctx, trigger: str, tuned: str, tag: str):
     """The same job through :func:`spark_job` (this file spark-submitted as the driver) with ``tuned``."""
     def start(metrics_port: int) -> Engine:
-        from hft.cli import spark_submit_command
+        from hft.spark_submit import spark_submit_command
         from hft.stack import spark_kafka_jars
 
         checkpoint = ctx.config.run_dir / "checkpoints" / f"bench-{tag}-{time.time_ns()}"

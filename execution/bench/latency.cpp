@@ -43,7 +43,7 @@
 #include <sched.h>
 
 #include "hft_exec/executor.hpp"
-#include "hft_exec/spsc_queue.hpp"
+#include "spsc_queue.hpp"  // beside this benchmark, its only user
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>

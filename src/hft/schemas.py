@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from hft.errors import HftError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql.types import StructType
@@ -84,7 +85,7 @@ def bar_spark_schema() -> "StructType":
     return StructType.fromDDL(BAR_SPARK_DDL)
 
 
-class SchemaError(ValueError):
+class SchemaError(HftError, ValueError):
     """A frame does not have the bar layout."""
 
 

@@ -30,6 +30,7 @@ import pandas as pd
 
 import hft_exec
 from hft_exec import DECISION_DTYPE, EVENT_DTYPE, PREDICTION_DTYPE, TICKS_PER_UNIT
+from hft.errors import HftError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ SEEN, FILL = hft_exec.EventType.prediction_seen, hft_exec.EventType.fill
 REQUIRED_COLUMNS = ("ticker", "ts", "probability", "close", "volatility")
 
 
-class BacktestInputError(ValueError):
+class BacktestInputError(HftError, ValueError):
     """The predictions cannot be replayed (missing columns, nothing usable)."""
 
 

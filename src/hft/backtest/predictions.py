@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 
 from hft.features.definitions import FeatureSpec
+from hft.errors import HftError
 
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["ticker", "ts", "probability", "close", "volatility"]
 
 
-class PredictionsError(ValueError):
+class PredictionsError(HftError, ValueError):
     """Bars or probabilities that cannot give predictions (nothing in range, missing columns...)."""
 
 

@@ -18,11 +18,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+from hft.errors import HftError
 
 log = logging.getLogger(__name__)
 
 
-class JournalError(RuntimeError):
+class JournalError(HftError, RuntimeError):
     """The journal cannot be used (unreadable, or its instrument table is inconsistent)."""
 
 

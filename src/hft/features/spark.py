@@ -30,6 +30,7 @@ from hft.features.definitions import (
     FeatureSpec,
     yang_zhang_k,
 )
+from hft.errors import HftError
 
 
 #: The window of every feature: a ticker's bars of one session, in time order.
@@ -175,7 +176,7 @@ def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> Data
     return df.where("fwd_close IS NOT NULL").selectExpr(*(labels.get(c, c) for c in spec.output_columns()))
 
 
-class NoBarsError(ValueError):
+class NoBarsError(HftError, ValueError):
     """The lake holds no bars for what the job was asked to process."""
 
 

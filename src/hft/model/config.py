@@ -94,3 +94,16 @@ class ModelConfig:
     def to_params(self) -> dict[str, str]:
         """Flat string parameters for MLflow."""
         return {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in dataclasses.asdict(self).items()}
+
+
+def config_with(overrides: list[str] | None) -> ModelConfig:
+    """``ModelConfig.from_env()`` with ``NAME=VALUE`` overrides (the CLI's ``--set``); ValueError names a
+    malformed item or a bad value."""
+    values = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
+        name, value = item.split("=", 1)
+        values[name.strip()] = value.strip()
+    return ModelConfig.from_env().with_overrides(**values)
+

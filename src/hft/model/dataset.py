@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 
 from hft.features.definitions import FeatureSpec
+from hft.errors import HftError
 
 log = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(HftError, ValueError):
     """The feature table cannot be used for training (missing columns, empty, too short...)."""
 
 

@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from hft.model.config import ModelConfig
+from hft.errors import HftError
 
 WEIGHTS_FORMAT = "hft-direction-weights"
 WEIGHTS_VERSION = 1
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(HftError, ValueError):
     """A weights file is missing, unreadable, or does not fit the network."""
 
 

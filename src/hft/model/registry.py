@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hft.errors import HftError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ NAIVE_BASELINES = ("majority_class", "last_return_sign")
 STRONG_BASELINES = ("logistic_regression",)
 
 
-class RegistryError(RuntimeError):
+class RegistryError(HftError, RuntimeError):
     """The tracking server or registry cannot do what was asked; the message says why."""
 
 

@@ -13,7 +13,7 @@ Programs and jars come from ``make setup`` (infra/setup.sh): Kafka's jars in ``b
 """
 
 from hft.stack.config import SERVICES, StackConfig, StackError, repo_root
-from hft.stack.kafka import TopicSpec, ensure_topics, kafka_health
+from hft.stack.kafka import TopicSpec, ensure_topics, kafka_health, orders_topic, stream_topics
 from hft.stack.services import ServiceStatus, down, status, up
 from hft.stack.spark import spark_kafka_jars
 
@@ -26,8 +26,10 @@ __all__ = [
     "down",
     "ensure_topics",
     "kafka_health",
+    "orders_topic",
     "repo_root",
     "spark_kafka_jars",
     "status",
+    "stream_topics",
     "up",
 ]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from hft.errors import HftError
 
 SERVICES: tuple[str, ...] = ("kafka", "redis", "mlflow")
 HOST = "127.0.0.1"
 
 
-class StackError(Exception):
+class StackError(HftError):
     """The stack cannot do what was asked; the message says why and, where it can, what to do."""
 
 

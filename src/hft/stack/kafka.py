@@ -138,3 +138,27 @@ def _wait_for_leaders(admin: Any, names: list[str], timeout: float) -> None:
         if time.monotonic() > deadline:
             raise StackError(f"Kafka topics created but without a leader after {timeout:.0f}s: {pending}")
         time.sleep(0.1)
+
+
+def stream_topics() -> dict[str, TopicSpec]:
+    """The real-time path's topics: ``market.bars``, its DLQ and ``predictions`` (partitions from
+    ``HFT_BARS_PARTITIONS``, 2; retention from ``HFT_TOPIC_RETENTION_MS``, 7 days; the DLQ keeps 4x longer)."""
+    import os
+
+    from hft.streaming.messages import BARS_TOPIC, DLQ_TOPIC, PREDICTIONS_TOPIC
+
+    partitions = int(os.environ.get("HFT_BARS_PARTITIONS", "2"))
+    retention = int(os.environ.get("HFT_TOPIC_RETENTION_MS", str(7 * 86_400_000)))
+    return {
+        BARS_TOPIC: TopicSpec(partitions=partitions, retention_ms=retention),
+        DLQ_TOPIC: TopicSpec(partitions=1, retention_ms=4 * retention),
+        PREDICTIONS_TOPIC: TopicSpec(partitions=partitions, retention_ms=retention),
+    }
+
+
+def orders_topic() -> dict[str, TopicSpec]:
+    """The executor's ``orders`` topic (one partition: one ordered record of orders and fills)."""
+    from hft.execution.service import ORDERS_TOPIC
+
+    return {ORDERS_TOPIC: TopicSpec(partitions=1, retention_ms=7 * 86_400_000)}
+

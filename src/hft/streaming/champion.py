@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from hft.errors import HftError
 
 log = logging.getLogger(__name__)
 
 
-class NoChampionError(RuntimeError):
+class NoChampionError(HftError, RuntimeError):
     """The registry has no ``champion`` version to serve."""
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from hft.errors import HftError
 
 log = logging.getLogger(__name__)
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(HftError, RuntimeError):
     """Kafka did not acknowledge some messages."""
 
 
@@ -89,3 +90,18 @@ def starting_offsets_json(topic: str, committed: dict[tuple[str, int], int], par
     import json
 
     return json.dumps({topic: {str(p): committed.get((topic, p), -2) for p in partition_ids}})
+
+
+def topic_size(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
+    """Records in ``topic``: the sum over its partitions of (high watermark - low watermark)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "hft-topic-size", "enable.auto.commit": False})
+    try:
+        total = 0
+        for p in partitions(bootstrap, topic, timeout_s):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            total += high - low
+        return total
+    finally:
+        consumer.close()

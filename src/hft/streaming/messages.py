@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 import msgspec
 
 from hft.schemas import MAX_PRICE, MAX_VOLUME, MIN_PRICE
+from hft.errors import HftError
 
 BAR_SCHEMA, BAR_VERSION = "hft.bar", 1
 DLQ_SCHEMA, PREDICTION_SCHEMA = "hft.dlq", "hft.prediction"
@@ -52,7 +53,7 @@ _INT64 = 2**63
 BARS_TOPIC, DLQ_TOPIC, PREDICTIONS_TOPIC = "market.bars", "market.bars.dlq", "predictions"
 
 
-class MessageError(ValueError):
+class MessageError(HftError, ValueError):
     """A message that cannot be processed; ``reason`` is a short stable code."""
 
     def __init__(self, reason: str, detail: str):

@@ -11,9 +11,10 @@ import pandas as pd
 
 from hft.data import calendar
 from hft.schemas import Interval, coerce_bars
+from hft.errors import HftError
 
 
-class SourceError(Exception):
+class SourceError(HftError):
     """A source cannot deliver what was asked (unknown ticker, empty answer, unreadable file...).
 
     The message is meant for the user: one line, saying what was asked and what went wrong.

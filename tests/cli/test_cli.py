@@ -153,3 +153,29 @@ def test_cli_model_mistakes_give_one_line_error_and_exit_2(tmp_path, args, messa
 def test_cli_model_list_on_empty_registry(tmp_path):
     proc = run("model", "list", env={"HFT_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": ""})
     assert proc.returncode == 0 and "no registered versions" in proc.stdout
+
+
+def test_train_job_without_feature_table_exits_2_with_one_line(tmp_path):
+    job = Path(__file__).resolve().parents[2] / "jobs" / "train_model.py"
+    proc = subprocess.run([sys.executable, str(job), "--features", str(tmp_path / "none")], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "HFT_HOME": str(tmp_path)})
+    assert proc.returncode == 2 and "error: no feature table" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_every_project_error_derives_from_one_base():
+    from hft.backtest.engine import BacktestInputError
+    from hft.backtest.predictions import PredictionsError
+    from hft.data.sources.base import SourceError
+    from hft.errors import HftError, JobError, UserError
+    from hft.execution.journal import JournalError
+    from hft.model.dataset import DatasetError
+    from hft.model.network import WeightsFileError
+    from hft.model.registry import RegistryError
+    from hft.schemas import SchemaError
+    from hft.stack import StackError
+    from hft.streaming.champion import NoChampionError
+    from hft.streaming.kafka_io import DeliveryError
+
+    for error in (BacktestInputError, PredictionsError, SourceError, JobError, UserError, JournalError, DatasetError,
+                  WeightsFileError, RegistryError, SchemaError, StackError, NoChampionError, DeliveryError):
+        assert issubclass(error, HftError), error

@@ -6,9 +6,7 @@
 The paper exchange's fee, slippage and latency, and every strategy and risk setting, are the live
 executor's (``HFT_EXEC_*``, :class:`hft.execution.config.ExecConfig`) unless a flag here overrides them.
 
-Wiring (in ``hft.cli.build_parser``): ``add_parser(sub)``; the parser's ``func`` takes ``(args, settings)``
-like every other command. Mistakes in the input raise ``hft.cli.UserError`` (imported when raised, so this
-module can be imported by ``hft.cli`` without a cycle), which ``hft.cli.main`` reports as one
+Mistakes in the input raise :class:`hft.errors.UserError`, which ``hft.cli.main`` reports as one
 ``error: ...`` line with exit status 2.
 """
 
@@ -19,13 +17,14 @@ import logging
 import sys
 from pathlib import Path
 
+from hft.cli._common import arg_date, arg_tickers
+from hft.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def register(subparsers) -> argparse.ArgumentParser:
     """Adds ``backtest`` to the ``hft`` sub-commands and returns its parser."""
-    from hft.cli import arg_date, arg_tickers  # here, not at import: hft.cli imports this module
-
     p = subparsers.add_parser("backtest", help="replay lake bars and model predictions through the C++ executor")
     p.add_argument("--start", type=arg_date, required=True, help="first session date YYYY-MM-DD")
     p.add_argument("--end", type=arg_date, required=True, help="last session date YYYY-MM-DD (inclusive)")
@@ -43,25 +42,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _user_error(message: str) -> Exception:
-    from hft.cli import UserError  # here, not at import: hft.cli imports this module
-
-    return UserError(message)
-
-
 def _read_probabilities(path: str):
     import pandas as pd
 
     file = Path(path)
     if not file.exists():
-        raise _user_error(f"--probabilities: no such file: {path}")
+        raise UserError(f"--probabilities: no such file: {path}")
     try:
         frame = pd.read_parquet(file)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a file that is not Parquet
-        raise _user_error(f"--probabilities: cannot read {path} as Parquet: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"--probabilities: cannot read {path} as Parquet: {str(exc).splitlines()[0]}") from None
     missing = [c for c in ("ticker", "ts", "probability") if c not in frame.columns]
     if missing:
-        raise _user_error(f"--probabilities: {path} lacks column(s): {', '.join(missing)}")
+        raise UserError(f"--probabilities: {path} lacks column(s): {', '.join(missing)}")
     return frame
 
 
@@ -74,13 +67,13 @@ def run(args: argparse.Namespace, settings=None) -> int:
 
     settings = settings or Settings.from_env()
     if args.end < args.start:
-        raise _user_error(f"--start {args.start} is after --end {args.end}")
+        raise UserError(f"--start {args.start} is after --end {args.end}")
     for name in ("capital", "fee_bps", "slippage_bps", "latency_us"):
         value = getattr(args, name)
         if value is None:
             continue
         if not (value >= 0 and value < float("inf")) or (name == "capital" and value == 0):
-            raise _user_error(f"--{name.replace('_', '-')} must be {'positive' if name == 'capital' else '>= 0'}, got {value}")
+            raise UserError(f"--{name.replace('_', '-')} must be {'positive' if name == 'capital' else '>= 0'}, got {value}")
     tickers = args.tickers  # None: every ticker the lake holds in the range
     probabilities = _read_probabilities(args.probabilities) if args.probabilities else None
     out = Path(args.out) if args.out else Path(settings.home) / "backtests" / f"{args.start}_{args.end}"
@@ -93,7 +86,7 @@ def run(args: argparse.Namespace, settings=None) -> int:
                                                     tracking_uri=getattr(args, "tracking_uri", None))
         result = run_backtest(predictions, config, tickers=sorted(set(predictions["ticker"])))
     except (PredictionsError, BacktestInputError) as exc:
-        raise _user_error(str(exc)) from None
+        raise UserError(str(exc)) from None
     report = write_report(result, out)
     sys.stdout.write(
         f"backtest {args.start}..{args.end} {args.interval} {','.join(result.tickers)}: {len(result.predictions)} "
@@ -103,4 +96,4 @@ def run(args: argparse.Namespace, settings=None) -> int:
     return 0
 
 
-__all__ = ["add_parser", "run"]
+__all__ = ["register", "run"]

@@ -1,0 +1,39 @@
+"""``hft stack``: start, stop and check the local services (Kafka, Redis, MLflow) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+
+from hft.cli._common import EXIT_FAILED, EXIT_OK, out, stack_config
+from hft.config import Settings
+
+
+def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
+    from hft import stack
+
+    config = stack_config()
+    services = tuple(args.services.split(",")) if args.services else ("kafka", "redis", "mlflow")
+    if args.action == "up":
+        stack.up(config, services)
+        if "kafka" in services:
+            stack.ensure_topics(config.kafka_bootstrap, stack.stream_topics())
+    elif args.action == "down":
+        stack.down(config, services)
+    elif args.action == "jars":
+        out(",".join(stack.spark_kafka_jars()))
+        return EXIT_OK
+    healthy = True
+    for name, st in stack.status(config).items():
+        if name not in services:
+            continue
+        healthy &= st.healthy or args.action != "up"  # `up` must end healthy; status/down only report
+        out(f"{name:<7} {'running' if st.running else 'stopped':<8} {'healthy' if st.healthy else '-':<8} "
+            f"pid={st.pid or '-'} {st.address} {st.detail or ''}".rstrip())
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
+def register(sub) -> None:
+    p = sub.add_parser("stack", help="start, stop or check the local Kafka, Redis and MLflow")
+    p.add_argument("action", choices=["up", "down", "status", "jars"])
+    p.add_argument("--services", help="comma-separated subset of kafka,redis,mlflow")
+    p.set_defaults(func=cmd_stack)

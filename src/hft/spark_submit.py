@@ -1,0 +1,100 @@
+"""Run the project's Spark entry points with ``spark-submit``: the feature job (batch) and the streaming job.
+
+Each command line uses the project's Python on driver and executors and binds Spark to loopback
+(:data:`hft.config.SPARK_LOCAL_CONF`). Used by the ``hft`` command, the demo and the DAGs' tasks alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from hft.config import SPARK_LOCAL_CONF, SPARK_LOCAL_ENV, join_uri
+from hft.errors import JobError, UserError
+from hft.stack.config import repo_root
+
+log = logging.getLogger(__name__)
+
+FEATURE_JOB = "jobs/volatility_features.py"
+STREAM_JOB = "streaming/predict_stream.py"
+
+
+def spark_submit_command(script: str, job_args: list[str], master: str, jars: list[str] | None = None) -> list[str]:
+    """``spark-submit`` of a repository script (``jobs/x.py``, ``streaming/y.py``) with the project's Python
+    on driver and executors, bound to loopback."""
+    binary = Path(sys.executable).with_name("spark-submit")
+    submit = str(binary) if binary.exists() else shutil.which("spark-submit")
+    if not submit:
+        raise UserError("spark-submit not found: run `make setup` (it installs pyspark into .venv)")
+    path = repo_root() / script
+    if not path.exists():
+        raise UserError(f"script not found: {path} (set HFT_REPO_ROOT to the checkout)")
+    return [
+        submit, "--master", master,
+        *(["--jars", ",".join(jars)] if jars else []),
+        "--conf", f"spark.pyspark.python={sys.executable}",
+        "--conf", "spark.sql.session.timeZone=UTC",
+        "--conf", "spark.ui.showConsoleProgress=false",
+        *(arg for key, value in SPARK_LOCAL_CONF.items() for arg in ("--conf", f"{key}={value}")),
+        str(path), *job_args,
+    ]
+
+
+def spark_env() -> dict[str, str]:
+    return {**os.environ, **SPARK_LOCAL_ENV, "PYSPARK_PYTHON": sys.executable}
+
+
+def run_spark_job(script: str, job_args: list[str], master: str) -> None:
+    """Run a batch job to its end; :class:`JobError` with the job's last ``error:`` line if it fails."""
+    cmd = spark_submit_command(script, job_args, master)
+    log.info("running %s", " ".join(cmd))
+    proc = subprocess.run(cmd, env=spark_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        # spark-submit sends the Python driver's output to stdout; the job's last word is "error: ...".
+        lines = (proc.stdout + "\n" + proc.stderr).splitlines()
+        tail = [line for line in lines if line.startswith("error:")]
+        detail = tail[-1][len("error: "):] if tail else "\n".join(proc.stderr.splitlines()[-15:])
+        raise JobError(f"spark job {script} failed (exit {proc.returncode}): {detail}")
+
+
+def run_feature_job(lake_root: str, master: str, interval: str = "1m", output: str | None = None,
+                    start: date | None = None, end: date | None = None, tickers: list[str] | None = None) -> str:
+    """The Spark volatility-features job on the lake's bars; returns the feature table root it wrote."""
+    output = output or join_uri(lake_root, "features")
+    job_args = ["--input", join_uri(lake_root, "bars"), "--output", output, "--interval", interval]
+    if start:
+        job_args += ["--start", start.isoformat()]
+    if end:
+        job_args += ["--end", end.isoformat()]
+    if tickers:
+        job_args += ["--tickers", ",".join(tickers)]
+    run_spark_job(FEATURE_JOB, job_args, master)
+    return output
+
+
+def stream_job_command(config, master: str = "local[2]", tickers: list[str] | None = None,
+                       trigger: str = "100 milliseconds", checkpoint: str | None = None, metrics_port: int = 0,
+                       stop_when_idle: float = 0.0, max_offsets: int = 20000) -> list[str]:
+    """The streaming job's ``spark-submit`` command against the stack ``config`` (a StackConfig)."""
+    from hft.stack import spark_kafka_jars
+
+    job_args = ["--bootstrap", config.kafka_bootstrap, "--redis", config.redis_url,
+                "--checkpoint", str(checkpoint or config.run_dir / "checkpoints" / "predict_stream"),
+                "--trigger", trigger, "--metrics-port", str(metrics_port),
+                "--stop-when-idle", str(stop_when_idle), "--max-offsets", str(max_offsets)]
+    if tickers:
+        job_args += ["--tickers", ",".join(tickers)]
+    return spark_submit_command(STREAM_JOB, job_args, master, jars=spark_kafka_jars())
+
+
+def start_stream_job(command: list[str], output=None) -> subprocess.Popen:
+    """Start the streaming job; its output (Spark's and the driver's ECS logs) goes to ``output`` (a file
+    object; default: our stderr)."""
+    log.info("running %s", " ".join(command))
+    out = output or sys.stderr
+    return subprocess.Popen(command, env={**spark_env(), "OPENBLAS_NUM_THREADS": "1"}, stdout=out, stderr=out)
