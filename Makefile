@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: setup demo test test-cpp test-fast bench-features bench-inference bench-streaming bench-execution clean
+.PHONY: setup demo test lint test-cpp test-fast bench-features bench-inference bench-streaming bench-execution clean
 
 setup:
 	@bash infra/setup.sh
@@ -15,8 +15,14 @@ setup:
 demo: setup
 	$(VENV)/bin/hft demo
 
-test: setup test-cpp
+test: setup lint test-cpp
 	$(VENV)/bin/pytest -q
+
+# Static checks: ruff (whole repository), mypy (src/hft), clang-format (execution/, style in its .clang-format).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	clang-format --dry-run --Werror $$(git ls-files 'execution/*.cpp' 'execution/*.hpp')
 
 # The executor's GoogleTest suite (CMake + ctest), built under build/execution.
 test-cpp: setup

@@ -114,9 +114,8 @@ def prepare(path: Path) -> None:
 
 def worker(mode: str, path: Path, args: argparse.Namespace) -> dict:
     """All measurements of one thread mode; returns them as a dict (printed as JSON by the worker)."""
-    from threadpoolctl import threadpool_info, threadpool_limits
-
     import tensorflow as tf
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     single = mode == MODES[0]
     if single:

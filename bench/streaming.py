@@ -432,8 +432,7 @@ class Ctx:
 
 def reset(ctx: Ctx) -> None:
     """Delete and create the stream topics again, flush Redis."""
-    from hft.stack import stream_topics
-    from hft.stack import ensure_topics
+    from hft.stack import ensure_topics, stream_topics
     from hft.stack.kafka import admin_client
 
     topics = stream_topics()
@@ -542,7 +541,7 @@ def run_engine(ctx: Ctx, name: str, start) -> list[Row]:
                 infer_s = after.get("hft_stream_inference_latency_seconds_sum", 0) - before.get("hft_stream_inference_latency_seconds_sum", 0)
                 progs = [p for p in _spark_progress(text) if p.get("numInputRows", 0) > 0
                          and sent.first_ns - 2e9 <= _iso_ns(p["timestamp"]) <= end_ns]
-                dur = lambda k: sum(p["durationMs"].get(k, 0) for p in progs) / 1000  # noqa: E731
+                dur = lambda k, progs=progs: sum(p["durationMs"].get(k, 0) for p in progs) / 1000  # noqa: E731
                 row.batches = len(progs)
                 row.mean_batch = sum(p["numInputRows"] for p in progs) / max(1, len(progs))
                 trig, add = dur("triggerExecution"), dur("addBatch")

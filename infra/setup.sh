@@ -106,13 +106,14 @@ fetch_jars() {  # POM OUT_DIR WHAT
 fetch_jars infra/kafka/pom.xml build/kafka-libs "Kafka broker"
 fetch_jars infra/spark/pom.xml build/spark-jars "Spark Kafka connector"
 
-# 6. The C++ executor: toolchain and GoogleTest from Debian, then the pybind11 module (scikit-build-core)
+# 6. The C++ executor: toolchain, GoogleTest and clang-format from Debian, then the pybind11 module (scikit-build-core)
 #    into .venv, rebuilt only when a file under execution/ changed (the stamp holds their hash).
 missing=()
 command -v g++ >/dev/null || missing+=(g++)
 command -v cmake >/dev/null || missing+=(cmake)
 command -v ninja >/dev/null || missing+=(ninja-build)
 [ -f /usr/include/gtest/gtest.h ] || missing+=(libgtest-dev)
+command -v clang-format >/dev/null || missing+=(clang-format)  # `make lint`: the C++ style check
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing the C++ toolchain: ${missing[*]}"
   apt_install "${missing[@]}"

@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import SparkSession
 
     from hft.data.lake import upgrade_format
-    from hft.model.dataset import write_label_horizon
     from hft.features.spark import NoBarsError, compute_features, read_bars, write_features
+    from hft.model.dataset import write_label_horizon
 
     conf = SparkConf()
     builder = SparkSession.builder.appName("hft-volatility-features").config("spark.sql.session.timeZone", "UTC")

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from hft.config import SPARK_LOCAL_CONF, SPARK_LOCAL_ENV
 from bar_fixtures import make_bars
+from hft.config import SPARK_LOCAL_CONF, SPARK_LOCAL_ENV
 from ports import free_port
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")

@@ -8,7 +8,6 @@ the yfinance source's tests and by the files source's test of what ``yf.download
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import time
 from typing import Any
@@ -17,10 +16,6 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pandas as pd
 import requests
-import yfinance
-import yfinance.base
-import yfinance.cache
-import yfinance.data
 from requests.adapters import BaseAdapter
 
 NY = "America/New_York"

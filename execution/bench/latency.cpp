@@ -23,6 +23,9 @@
 // Clock: rdtsc (lfence-fenced start, rdtscp end) calibrated against std::chrono::steady_clock; the median
 // cost of an empty timed region is subtracted from every sample (and printed). Other targets:
 // std::chrono::steady_clock.
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -39,9 +42,6 @@
 #include <thread>
 #include <vector>
 
-#include <pthread.h>
-#include <sched.h>
-
 #include "hft_exec/executor.hpp"
 #include "spsc_queue.hpp"  // beside this benchmark, its only user
 
@@ -57,10 +57,11 @@ std::atomic<std::uint64_t> g_allocated_bytes{0};
 std::atomic<std::uint64_t> g_frees{0};
 
 void* counted(std::size_t n, std::size_t align) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic, read after joins only
+  g_allocations.fetch_add(1, std::memory_order_relaxed);      // relaxed: a statistic, read after joins only
   g_allocated_bytes.fetch_add(n, std::memory_order_relaxed);  // relaxed: as above
   if (n == 0) n = 1;
-  void* p = align <= alignof(std::max_align_t) ? std::malloc(n) : std::aligned_alloc(align, (n + align - 1) / align * align);
+  void* p =
+      align <= alignof(std::max_align_t) ? std::malloc(n) : std::aligned_alloc(align, (n + align - 1) / align * align);
   return p;
 }
 void release(void* p) noexcept {
@@ -146,7 +147,8 @@ double calibrate_ticks_per_ns() {
   }
   const std::uint64_t t1 = tick_end();
   const auto c1 = Clock::now();
-  return static_cast<double>(t1 - t0) / static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(c1 - c0).count());
+  return static_cast<double>(t1 - t0) /
+         static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(c1 - c0).count());
 #else
   return 1.0;
 #endif
@@ -171,14 +173,16 @@ Percentiles percentiles(std::vector<std::uint32_t>& ticks, double ticks_per_ns, 
   r.n = ticks.size();
   if (ticks.empty()) return r;
   auto at = [&](double q) {
-    const auto k = static_cast<std::size_t>(std::min<double>(q * static_cast<double>(ticks.size()), static_cast<double>(ticks.size() - 1)));
+    const auto k = static_cast<std::size_t>(
+        std::min<double>(q * static_cast<double>(ticks.size()), static_cast<double>(ticks.size() - 1)));
     std::nth_element(ticks.begin(), ticks.begin() + static_cast<std::ptrdiff_t>(k), ticks.end());
     return std::max(0.0, static_cast<double>(ticks[k]) - overhead_ticks) / ticks_per_ns;
   };
   r.p50 = at(0.50);
   r.p99 = at(0.99);
   r.p999 = at(0.999);
-  r.max = std::max(0.0, static_cast<double>(*std::max_element(ticks.begin(), ticks.end())) - overhead_ticks) / ticks_per_ns;
+  r.max =
+      std::max(0.0, static_cast<double>(*std::max_element(ticks.begin(), ticks.end())) - overhead_ticks) / ticks_per_ns;
   double sum = 0;
   for (std::uint32_t t : ticks) sum += static_cast<double>(t);
   r.mean = std::max(0.0, sum / static_cast<double>(ticks.size()) - overhead_ticks) / ticks_per_ns;
@@ -204,7 +208,8 @@ Summary summarize(const std::vector<Percentiles>& runs) {
     for (const auto& r : runs) v.push_back(r.*f);
     return v;
   };
-  for (double Percentiles::*f : {&Percentiles::p50, &Percentiles::p99, &Percentiles::p999, &Percentiles::max, &Percentiles::mean}) {
+  for (double Percentiles::*f :
+       {&Percentiles::p50, &Percentiles::p99, &Percentiles::p999, &Percentiles::max, &Percentiles::mean}) {
     const auto v = field(f);
     s.best.*f = v.empty() ? 0.0 : *std::min_element(v.begin(), v.end());
     s.median.*f = median_of(v);
@@ -230,7 +235,7 @@ class PredictionStream {
     const std::int64_t bar = static_cast<std::int64_t>(k_ / n_);
     ++k_;
     State& s = state_[i];
-    s.x = 0.5 * s.x + 0.0693 * normal_(rng_);                       // stationary sd 0.08
+    s.x = 0.5 * s.x + 0.0693 * normal_(rng_);  // stationary sd 0.08
     s.price *= std::exp(s.vol * normal_(rng_));
     const double vol = s.vol * std::exp(0.2 * normal_(rng_));
     const Nanos ts = kStart + bar * 60'000'000'000;
@@ -289,14 +294,22 @@ Options parse(int argc, char** argv) {
       }
       return argv[++k];
     };
-    if (a == "--events") o.events = static_cast<std::uint64_t>(std::stod(value()));
-    else if (a == "--instruments") o.instruments = static_cast<std::uint32_t>(std::stoul(value()));
-    else if (a == "--warmup") o.warmup = static_cast<std::uint64_t>(std::stod(value()));
-    else if (a == "--hop-samples") o.hop_samples = static_cast<std::uint64_t>(std::stod(value()));
-    else if (a == "--batch-events") o.batch_events = static_cast<std::uint64_t>(std::stod(value()));
-    else if (a == "--repeat") o.repeat = std::max(1, std::stoi(value()));
-    else if (a == "--seed") o.seed = std::stoull(value());
-    else if (a == "--json") o.json = value();
+    if (a == "--events")
+      o.events = static_cast<std::uint64_t>(std::stod(value()));
+    else if (a == "--instruments")
+      o.instruments = static_cast<std::uint32_t>(std::stoul(value()));
+    else if (a == "--warmup")
+      o.warmup = static_cast<std::uint64_t>(std::stod(value()));
+    else if (a == "--hop-samples")
+      o.hop_samples = static_cast<std::uint64_t>(std::stod(value()));
+    else if (a == "--batch-events")
+      o.batch_events = static_cast<std::uint64_t>(std::stod(value()));
+    else if (a == "--repeat")
+      o.repeat = std::max(1, std::stoi(value()));
+    else if (a == "--seed")
+      o.seed = std::stoull(value());
+    else if (a == "--json")
+      o.json = value();
     else {
       std::fprintf(stderr,
                    "usage: hft_exec_bench [--events N] [--instruments N] [--warmup N] [--hop-samples N]\n"
@@ -469,8 +482,9 @@ BatchRun batched(const Options& o) {
     }
     const auto c1 = Clock::now();
     r.chunked_allocations = g_allocations.load(std::memory_order_relaxed) - a0;
-    r.chunked_ns_per_event = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(c1 - c0).count()) /
-                             static_cast<double>(in.size());
+    r.chunked_ns_per_event =
+        static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(c1 - c0).count()) /
+        static_cast<double>(in.size());
   }
   {
     Executor ex(bench_config(), o.instruments);
@@ -503,8 +517,9 @@ void row(const char* name, const Summary& s) {
 
 void json_percentiles(std::FILE* f, const char* name, const Summary& s, bool comma) {
   auto one = [&](const Percentiles& p) {
-    std::fprintf(f, "{\"p50_ns\": %.2f, \"p99_ns\": %.2f, \"p999_ns\": %.2f, \"max_ns\": %.2f, \"mean_ns\": %.2f, \"n\": %zu}",
-                 p.p50, p.p99, p.p999, p.max, p.mean, p.n);
+    std::fprintf(
+        f, "{\"p50_ns\": %.2f, \"p99_ns\": %.2f, \"p999_ns\": %.2f, \"max_ns\": %.2f, \"mean_ns\": %.2f, \"n\": %zu}",
+        p.p50, p.p99, p.p999, p.max, p.mean, p.n);
   };
   std::fprintf(f, "  \"%s\": {\"best\": ", name);
   one(s.best);
@@ -554,27 +569,34 @@ int main(int argc, char** argv) {
   const double best_single = *std::min_element(single.begin(), single.end());
 
   std::printf("Executor decision latency (hft_exec_bench)\n");
-  std::printf("clock: %s, %.3f ticks/ns, readings in steps of ~%.1f ns here; empty timed region p50 %.1f ns "
-              "(subtracted from every sample), p99 %.1f ns\n",
-              kClockName, timer.ticks_per_ns, timer.step_ns, timer.overhead.p50, timer.overhead.p99);
-  std::printf("stream: %llu timed predictions (+%llu warm-up) over %u instruments, 1-minute bars; repeats: %d "
-              "(fresh executor each); outbox cleared every %zu events (untimed)\n",
-              static_cast<unsigned long long>(o.events), static_cast<unsigned long long>(o.warmup), o.instruments,
-              o.repeat, kDrainEvery);
-  std::printf("config: strategy/exchange defaults (enter 0.55/0.45, exit 0.52/0.48, risk_per_trade %.0f, latency %lld ns); "
-              "risk: max_position %lld, max_order_notional %.0e, max_gross_notional %.0e, orders_per_second %.0e, "
-              "order_burst %.0e, daily_loss_limit %.0e, price_band %.2f, max_open_orders %u\n",
-              config.strategy.risk_per_trade, static_cast<long long>(config.exchange.latency_ns),
-              static_cast<long long>(config.risk.max_position), config.risk.max_order_notional,
-              config.risk.max_gross_notional, config.risk.orders_per_second, config.risk.order_burst,
-              config.risk.daily_loss_limit, config.risk.price_band, config.risk.max_open_orders);
+  std::printf(
+      "clock: %s, %.3f ticks/ns, readings in steps of ~%.1f ns here; empty timed region p50 %.1f ns "
+      "(subtracted from every sample), p99 %.1f ns\n",
+      kClockName, timer.ticks_per_ns, timer.step_ns, timer.overhead.p50, timer.overhead.p99);
+  std::printf(
+      "stream: %llu timed predictions (+%llu warm-up) over %u instruments, 1-minute bars; repeats: %d "
+      "(fresh executor each); outbox cleared every %zu events (untimed)\n",
+      static_cast<unsigned long long>(o.events), static_cast<unsigned long long>(o.warmup), o.instruments, o.repeat,
+      kDrainEvery);
+  std::printf(
+      "config: strategy/exchange defaults (enter 0.55/0.45, exit 0.52/0.48, risk_per_trade %.0f, latency %lld ns); "
+      "risk: max_position %lld, max_order_notional %.0e, max_gross_notional %.0e, orders_per_second %.0e, "
+      "order_burst %.0e, daily_loss_limit %.0e, price_band %.2f, max_open_orders %u\n",
+      config.strategy.risk_per_trade, static_cast<long long>(config.exchange.latency_ns),
+      static_cast<long long>(config.risk.max_position), config.risk.max_order_notional, config.risk.max_gross_notional,
+      config.risk.orders_per_second, config.risk.order_burst, config.risk.daily_loss_limit, config.risk.price_band,
+      config.risk.max_open_orders);
   const double n = static_cast<double>(d0.events);
-  std::printf("decisions (repeat 1): orders %.1f%%, holds %.1f%%, rejects %.1f%%; fills %llu; outbox events %llu (%.2f per prediction)\n",
-              100.0 * static_cast<double>(d0.orders) / n, 100.0 * static_cast<double>(d0.holds) / n,
-              100.0 * static_cast<double>(d0.rejects) / n, static_cast<unsigned long long>(d0.fills),
-              static_cast<unsigned long long>(d0.outbox_events), static_cast<double>(d0.outbox_events) / n);
+  std::printf(
+      "decisions (repeat 1): orders %.1f%%, holds %.1f%%, rejects %.1f%%; fills %llu; outbox events %llu (%.2f per "
+      "prediction)\n",
+      100.0 * static_cast<double>(d0.orders) / n, 100.0 * static_cast<double>(d0.holds) / n,
+      100.0 * static_cast<double>(d0.rejects) / n, static_cast<unsigned long long>(d0.fills),
+      static_cast<unsigned long long>(d0.outbox_events), static_cast<double>(d0.outbox_events) / n);
   for (std::size_t k = 1; k < d0.by_reason.size(); ++k)
-    if (d0.by_reason[k]) std::printf("  rejected %-22s %llu\n", reason_name(static_cast<Reason>(k)), static_cast<unsigned long long>(d0.by_reason[k]));
+    if (d0.by_reason[k])
+      std::printf("  rejected %-22s %llu\n", reason_name(static_cast<Reason>(k)),
+                  static_cast<unsigned long long>(d0.by_reason[k]));
   std::printf("\n%-34s%9s%9s%10s%11s%9s%12s\n", "best of repeats, ns", "p50", "p99", "p99.9", "max", "mean", "samples");
   std::printf("%s\n", std::string(84, '-').c_str());
   row("spsc try_push+try_pop (1 thread)", s_same);
@@ -588,19 +610,25 @@ int main(int argc, char** argv) {
   std::printf("\nheap allocations during the timed loops: %llu (%llu bytes, %llu frees), worst repeat\n",
               static_cast<unsigned long long>(allocations), static_cast<unsigned long long>(allocated_bytes),
               static_cast<unsigned long long>(frees));
-  std::printf("batched on_predictions over %llu predictions: chunks of %zu + drain %.1f ns/event (best; %.2fM events/s), "
-              "%llu allocations; one call %.1f ns/event (best), %llu allocations (%llu bytes) with %llu events left in the outbox\n",
-              static_cast<unsigned long long>(o.batch_events), kBatch, best_chunked, 1e3 / best_chunked,
-              static_cast<unsigned long long>(b0.chunked_allocations), best_single,
-              static_cast<unsigned long long>(b0.single_allocations), static_cast<unsigned long long>(b0.single_allocated_bytes),
-              static_cast<unsigned long long>(b0.single_outbox_events));
+  std::printf(
+      "batched on_predictions over %llu predictions: chunks of %zu + drain %.1f ns/event (best; %.2fM events/s), "
+      "%llu allocations; one call %.1f ns/event (best), %llu allocations (%llu bytes) with %llu events left in the "
+      "outbox\n",
+      static_cast<unsigned long long>(o.batch_events), kBatch, best_chunked, 1e3 / best_chunked,
+      static_cast<unsigned long long>(b0.chunked_allocations), best_single,
+      static_cast<unsigned long long>(b0.single_allocations),
+      static_cast<unsigned long long>(b0.single_allocated_bytes),
+      static_cast<unsigned long long>(b0.single_outbox_events));
   const bool ok_p50 = s_dec.best.p50 <= kTargetP50, ok_p99 = s_dec.best.p99 <= kTargetP99;
   const bool ok_n = o.events >= kTargetEvents, ok_alloc = allocations == 0;
-  std::printf("\ntarget p50 <= %.0f ns: %.1f ns (median of repeats %.1f) -> %s\n", kTargetP50, s_dec.best.p50, s_dec.median.p50, pass(ok_p50));
-  std::printf("target p99 <= %.0f ns: %.1f ns (median of repeats %.1f) -> %s\n", kTargetP99, s_dec.best.p99, s_dec.median.p99, pass(ok_p99));
+  std::printf("\ntarget p50 <= %.0f ns: %.1f ns (median of repeats %.1f) -> %s\n", kTargetP50, s_dec.best.p50,
+              s_dec.median.p50, pass(ok_p50));
+  std::printf("target p99 <= %.0f ns: %.1f ns (median of repeats %.1f) -> %s\n", kTargetP99, s_dec.best.p99,
+              s_dec.median.p99, pass(ok_p99));
   std::printf("target >= %llu events: %llu -> %s\n", static_cast<unsigned long long>(kTargetEvents),
               static_cast<unsigned long long>(o.events), pass(ok_n));
-  std::printf("target zero heap allocations on the hot path: %llu -> %s\n", static_cast<unsigned long long>(allocations), pass(ok_alloc));
+  std::printf("target zero heap allocations on the hot path: %llu -> %s\n",
+              static_cast<unsigned long long>(allocations), pass(ok_alloc));
 
   if (!o.json.empty()) {
     std::FILE* f = std::fopen(o.json.c_str(), "w");
@@ -608,7 +636,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "cannot write %s\n", o.json.c_str());
       return 1;
     }
-    std::fprintf(f, "{\n  \"clock\": \"%s\",\n  \"ticks_per_ns\": %.6f,\n  \"timer_overhead_p50_ns\": %.2f,\n  \"timer_step_ns\": %.2f,\n",
+    std::fprintf(f,
+                 "{\n  \"clock\": \"%s\",\n  \"ticks_per_ns\": %.6f,\n  \"timer_overhead_p50_ns\": %.2f,\n  "
+                 "\"timer_step_ns\": %.2f,\n",
                  kClockName, timer.ticks_per_ns, timer.overhead.p50, timer.step_ns);
     std::fprintf(f, "  \"events\": %llu,\n  \"instruments\": %u,\n  \"repeat\": %d,\n",
                  static_cast<unsigned long long>(o.events), o.instruments, o.repeat);
@@ -620,17 +650,20 @@ int main(int argc, char** argv) {
     json_percentiles(f, "spsc_same_thread", s_same, true);
     if (two_cpus) json_percentiles(f, "spsc_hop", s_hop, true);
     json_percentiles(f, "on_prediction", s_dec, true);
-    std::fprintf(f, "  \"batched\": {\"batch\": %zu, \"events\": %llu, \"chunked_ns_per_event_best\": %.3f, "
-                    "\"chunked_ns_per_event_median\": %.3f, \"single_call_ns_per_event_best\": %.3f, "
-                    "\"single_call_ns_per_event_median\": %.3f, \"chunked_allocations\": %llu, "
-                    "\"single_call_allocations\": %llu, \"single_call_allocated_bytes\": %llu, \"single_call_outbox_events\": %llu},\n",
+    std::fprintf(f,
+                 "  \"batched\": {\"batch\": %zu, \"events\": %llu, \"chunked_ns_per_event_best\": %.3f, "
+                 "\"chunked_ns_per_event_median\": %.3f, \"single_call_ns_per_event_best\": %.3f, "
+                 "\"single_call_ns_per_event_median\": %.3f, \"chunked_allocations\": %llu, "
+                 "\"single_call_allocations\": %llu, \"single_call_allocated_bytes\": %llu, "
+                 "\"single_call_outbox_events\": %llu},\n",
                  kBatch, static_cast<unsigned long long>(o.batch_events), best_chunked, median_of(chunked), best_single,
                  median_of(single), static_cast<unsigned long long>(b0.chunked_allocations),
                  static_cast<unsigned long long>(b0.single_allocations),
                  static_cast<unsigned long long>(b0.single_allocated_bytes),
                  static_cast<unsigned long long>(b0.single_outbox_events));
-    std::fprintf(f, "  \"targets\": {\"p50_ns\": %.0f, \"p99_ns\": %.0f, \"events\": %llu, \"p50_pass\": %s, "
-                    "\"p99_pass\": %s, \"events_pass\": %s, \"allocations_pass\": %s}\n}\n",
+    std::fprintf(f,
+                 "  \"targets\": {\"p50_ns\": %.0f, \"p99_ns\": %.0f, \"events\": %llu, \"p50_pass\": %s, "
+                 "\"p99_pass\": %s, \"events_pass\": %s, \"allocations_pass\": %s}\n}\n",
                  kTargetP50, kTargetP99, static_cast<unsigned long long>(kTargetEvents), ok_p50 ? "true" : "false",
                  ok_p99 ? "true" : "false", ok_n ? "true" : "false", ok_alloc ? "true" : "false");
     std::fclose(f);

@@ -25,8 +25,7 @@ class SpscQueue {
   static constexpr std::size_t kCacheLine = 64;
 
   // `capacity`: a power of two >= 2; all slots are allocated here, never later.
-  explicit SpscQueue(std::size_t capacity)
-      : mask_(capacity - 1), slots_(std::make_unique<Slot[]>(capacity)) {
+  explicit SpscQueue(std::size_t capacity) : mask_(capacity - 1), slots_(std::make_unique<Slot[]>(capacity)) {
     if (capacity < 2 || (capacity & (capacity - 1)) != 0)
       throw std::invalid_argument("SpscQueue capacity must be a power of two >= 2");
   }

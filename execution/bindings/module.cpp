@@ -5,10 +5,10 @@
 
 #include <array>
 #include <cstddef>
-#include <type_traits>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "hft_exec/executor.hpp"
 #include "hft_exec/strategy.hpp"
@@ -19,13 +19,17 @@ using namespace hft_exec;
 namespace {
 
 // Field names of the records shared with NumPy, in layout order (layout() gives offsets and sizes).
-template <typename T> constexpr std::array<const char*, 0> kFields{};
-template <> constexpr std::array kFields<Prediction>{"ts_ns", "recv_ns", "instrument", "reserved", "probability", "price",
-                                                     "volatility"};
-template <> constexpr std::array kFields<Decision>{"ts_ns", "order_id", "qty", "price", "target", "instrument", "action",
-                                                   "reason", "reserved"};
-template <> constexpr std::array kFields<Event>{"ts_ns", "order_id", "price", "qty", "fee", "bar_ts_ns", "instrument",
-                                                "type", "reason", "reserved"};
+template <typename T>
+constexpr std::array<const char*, 0> kFields{};
+template <>
+constexpr std::array kFields<Prediction>{"ts_ns",       "recv_ns", "instrument", "reserved",
+                                         "probability", "price",   "volatility"};
+template <>
+constexpr std::array kFields<Decision>{"ts_ns",      "order_id", "qty",    "price",   "target",
+                                       "instrument", "action",   "reason", "reserved"};
+template <>
+constexpr std::array kFields<Event>{"ts_ns",     "order_id",   "price", "qty",    "fee",
+                                    "bar_ts_ns", "instrument", "type",  "reason", "reserved"};
 
 // A 1-d, C-contiguous NumPy array of `T` records: the structured dtype with T's field names and size (the
 // offsets are fixed by the dtypes in hft_exec, checked against layout() by a test).
@@ -52,18 +56,19 @@ std::span<T> records(const py::array& a, const char* what, const char* dtype_nam
 
 py::dict layout() {
   py::dict d;
-  d["Prediction"] = py::make_tuple(sizeof(Prediction), py::make_tuple(
-      FIELD(Prediction, ts_ns), FIELD(Prediction, recv_ns), FIELD(Prediction, instrument),
-      FIELD(Prediction, reserved), FIELD(Prediction, probability), FIELD(Prediction, price),
-      FIELD(Prediction, volatility)));
-  d["Decision"] = py::make_tuple(sizeof(Decision), py::make_tuple(
-      FIELD(Decision, ts_ns), FIELD(Decision, order_id), FIELD(Decision, qty), FIELD(Decision, price),
-      FIELD(Decision, target), FIELD(Decision, instrument), FIELD(Decision, action), FIELD(Decision, reason),
-      FIELD(Decision, reserved)));
-  d["Event"] = py::make_tuple(sizeof(Event), py::make_tuple(
-      FIELD(Event, ts_ns), FIELD(Event, order_id), FIELD(Event, price), FIELD(Event, qty), FIELD(Event, fee),
-      FIELD(Event, bar_ts_ns), FIELD(Event, instrument), FIELD(Event, type), FIELD(Event, reason),
-      FIELD(Event, reserved)));
+  d["Prediction"] =
+      py::make_tuple(sizeof(Prediction),
+                     py::make_tuple(FIELD(Prediction, ts_ns), FIELD(Prediction, recv_ns), FIELD(Prediction, instrument),
+                                    FIELD(Prediction, reserved), FIELD(Prediction, probability),
+                                    FIELD(Prediction, price), FIELD(Prediction, volatility)));
+  d["Decision"] = py::make_tuple(
+      sizeof(Decision), py::make_tuple(FIELD(Decision, ts_ns), FIELD(Decision, order_id), FIELD(Decision, qty),
+                                       FIELD(Decision, price), FIELD(Decision, target), FIELD(Decision, instrument),
+                                       FIELD(Decision, action), FIELD(Decision, reason), FIELD(Decision, reserved)));
+  d["Event"] = py::make_tuple(
+      sizeof(Event), py::make_tuple(FIELD(Event, ts_ns), FIELD(Event, order_id), FIELD(Event, price), FIELD(Event, qty),
+                                    FIELD(Event, fee), FIELD(Event, bar_ts_ns), FIELD(Event, instrument),
+                                    FIELD(Event, type), FIELD(Event, reason), FIELD(Event, reserved)));
   return d;
 }
 
@@ -79,7 +84,8 @@ PYBIND11_MODULE(_core, m) {
   for (int a = 0; a < kActionCount; ++a) actions.append(action_name(static_cast<Action>(a)));
   m.attr("ACTIONS") = py::tuple(actions);
   py::dict event_types;
-  for (int t = kFirstEventType; t <= kLastEventType; ++t) event_types[py::int_(t)] = event_type_name(static_cast<EventType>(t));
+  for (int t = kFirstEventType; t <= kLastEventType; ++t)
+    event_types[py::int_(t)] = event_type_name(static_cast<EventType>(t));
   m.attr("EVENT_TYPES") = event_types;
   m.def("layout", &layout, "sizes and (name, offset, size) of the fields of the records shared with NumPy");
 
@@ -126,13 +132,13 @@ PYBIND11_MODULE(_core, m) {
           "on_prediction",
           [](Executor& ex, Nanos ts_ns, Nanos recv_ns, std::uint32_t instrument, double probability, double price,
              double volatility) {
-            const Decision d = ex.on_prediction(Prediction{ts_ns, recv_ns, instrument, 0, probability, price, volatility});
+            const Decision d =
+                ex.on_prediction(Prediction{ts_ns, recv_ns, instrument, 0, probability, price, volatility});
             return py::make_tuple(static_cast<int>(d.action), static_cast<int>(d.reason), d.order_id, d.qty, d.price,
                                   d.target);
           },
           py::arg("ts_ns"), py::arg("recv_ns"), py::arg("instrument"), py::arg("probability"), py::arg("price"),
-          py::arg("volatility"),
-          "one prediction -> (action, reason, order_id, qty, limit_ticks, target)")
+          py::arg("volatility"), "one prediction -> (action, reason, order_id, qty, limit_ticks, target)")
       .def(
           "on_predictions",
           [](Executor& ex, const py::array& in, const py::array& out) {
@@ -144,17 +150,21 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("predictions"), py::arg("decisions"),
           "a structured array of predictions -> decisions written into `decisions` (no copies)")
-      .def("drain_events",
-           [](Executor& ex) {
-             auto ev = ex.events();
-             py::bytes out(reinterpret_cast<const char*>(ev.data()), ev.size() * sizeof(Event));
-             ex.clear_events();
-             return out;
-           },
-           "the outbox as bytes of Event records (then cleared)")
-      .def("recover",
-           [](Executor& ex, const py::array& events) { ex.recover(records<const Event>(events, "events", "EVENT_DTYPE", false)); },
-           py::arg("events"))
+      .def(
+          "drain_events",
+          [](Executor& ex) {
+            auto ev = ex.events();
+            py::bytes out(reinterpret_cast<const char*>(ev.data()), ev.size() * sizeof(Event));
+            ex.clear_events();
+            return out;
+          },
+          "the outbox as bytes of Event records (then cleared)")
+      .def(
+          "recover",
+          [](Executor& ex, const py::array& events) {
+            ex.recover(records<const Event>(events, "events", "EVENT_DTYPE", false));
+          },
+          py::arg("events"))
       .def("halt", &Executor::halt, "kill switch: takes effect before the next decision")
       .def("resume", &Executor::resume, py::arg("now_ns"))
       .def_property_readonly("halted", &Executor::halted)

@@ -34,7 +34,8 @@ bool PaperExchange::cancel(OrderId id, InstrumentId instrument, Nanos) noexcept 
 }
 
 Price PaperExchange::execution_price(Side side, Price market) const noexcept {
-  const auto slip = static_cast<Price>(round_half_away(static_cast<double>(market) * config_.slippage_bps * kPerBasisPoint));
+  const auto slip =
+      static_cast<Price>(round_half_away(static_cast<double>(market) * config_.slippage_bps * kPerBasisPoint));
   return std::max<Price>(market + sign(side) * slip, 1);  // a buy's is above market: the floor is for sells
 }
 

@@ -9,7 +9,7 @@
 namespace hft_exec {
 
 namespace {
-constexpr double kMaxPrice = 1e7;           // currency units: keeps ticks x shares far inside int64
+constexpr double kMaxPrice = 1e7;  // currency units: keeps ticks x shares far inside int64
 constexpr Nanos kDayNs = 86'400'000'000'000;
 constexpr std::size_t kOutboxCapacity = 1 << 16;
 
@@ -27,9 +27,9 @@ bool too_old(Nanos ts, Nanos recv, Nanos max_age) noexcept {
 Executor::Executor(const ExecutorConfig& config, std::uint32_t instruments, ExchangeGateway* gateway)
     : config_(config),
       n_instruments_(std::min(instruments, config.max_instruments)),
-      owned_exchange_(gateway ? nullptr
-                              : std::make_unique<PaperExchange>(config.exchange, n_instruments_,
-                                                                config.risk.max_open_orders)),
+      owned_exchange_(
+          gateway ? nullptr
+                  : std::make_unique<PaperExchange>(config.exchange, n_instruments_, config.risk.max_open_orders)),
       gateway_(gateway ? gateway : owned_exchange_.get()),
       inst_(n_instruments_),
       orders_(std::size_t{n_instruments_} * config.risk.max_open_orders),
@@ -62,7 +62,8 @@ void Executor::decide(const Prediction& p, Decision& d) noexcept {
   const Nanos now = p.recv_ns;
   // The kill switch engages before anything else: whatever this prediction is, working orders go now. It
   // overrides a daily-loss halt (which the next day would lift).
-  if (halted_ != Reason::KillSwitch && halt_request_.load(std::memory_order_acquire)) engage_halt(Reason::KillSwitch, now);
+  if (halted_ != Reason::KillSwitch && halt_request_.load(std::memory_order_acquire))
+    engage_halt(Reason::KillSwitch, now);
   if (p.instrument >= n_instruments_) return reject(d, Reason::UnknownInstrument, now, 0);
   const InstrumentId i = p.instrument;
   InstrumentState& s = inst_[i];
@@ -93,11 +94,11 @@ void Executor::decide(const Prediction& p, Decision& d) noexcept {
   mark(i, px);
   s.signal = next_signal(s.signal, p.probability, config_.strategy);
   seen(i, p.ts_ns, now, px, Reason::None);
-  if (halted_ == Reason::None && day_pnl() <= -loss_limit_)
-    engage_halt(Reason::DailyLossLimit, now);
+  if (halted_ == Reason::None && day_pnl() <= -loss_limit_) engage_halt(Reason::DailyLossLimit, now);
 
   // Flat signal, flat target: the sizing (a division) only when there is a side to size.
-  const Qty target = s.signal == 0 ? 0 : s.signal * target_size(px, p.volatility, config_.strategy, config_.risk.max_position);
+  const Qty target =
+      s.signal == 0 ? 0 : s.signal * target_size(px, p.volatility, config_.strategy, config_.risk.max_position);
   d.target = target;
   Reason why = halted_;
   const Qty delta = order_quantity(s.position + s.working, target, config_.strategy);
@@ -234,8 +235,7 @@ void Executor::close_order(Order& o, OrderState to, Nanos now, Reason why, bool 
   s.working -= o.signed_remaining();
   gross_ += exposure(s) - before;
   (void)o.transition(to);
-  if (emit_event) emit(Event{now, o.id, o.limit, o.signed_filled(), 0, 0, o.instrument,
-                             EventType::OrderDone, why, 0});
+  if (emit_event) emit(Event{now, o.id, o.limit, o.signed_filled(), 0, 0, o.instrument, EventType::OrderDone, why, 0});
   release(o, s);
 }
 
@@ -253,10 +253,12 @@ void Executor::on_fill(const FillReport& f) noexcept { apply_fill(f, true); }
   fees_ += f.fee;
   marked_ += q * s.last;
   ++counters_.fills;
-  if (emit_event) emit(Event{f.ts_ns, f.order_id, f.price, q, f.fee, 0, f.instrument, EventType::Fill, Reason::None, 0});
+  if (emit_event)
+    emit(Event{f.ts_ns, f.order_id, f.price, q, f.fee, 0, f.instrument, EventType::Fill, Reason::None, 0});
   if (o->state == OrderState::Filled) {
-    if (emit_event) emit(Event{f.ts_ns, o->id, o->limit, o->signed_filled(), 0, 0,
-                               o->instrument, EventType::OrderDone, Reason::None, 0});
+    if (emit_event)
+      emit(Event{f.ts_ns, o->id, o->limit, o->signed_filled(), 0, 0, o->instrument, EventType::OrderDone, Reason::None,
+                 0});
     release(*o, s);
   }
 }
@@ -299,16 +301,12 @@ void Executor::recover(std::span<const Event> events) {
         apply_fill(FillReport{e.order_id, e.instrument, std::abs(e.qty), e.price, e.fee, e.ts_ns}, false);
         break;
       case EventType::OrderDone:
-        if (Order* o = find_order(e.instrument, e.order_id)) close_order(*o, OrderState::Cancelled, e.ts_ns, e.reason, false);
+        if (Order* o = find_order(e.instrument, e.order_id))
+          close_order(*o, OrderState::Cancelled, e.ts_ns, e.reason, false);
         break;
-      case EventType::Halt:
-        halted_ = e.reason;
-        break;
-      case EventType::Resume:
-        halted_ = Reason::None;
-        break;
-      case EventType::Rejected:
-        break;
+      case EventType::Halt: halted_ = e.reason; break;
+      case EventType::Resume: halted_ = Reason::None; break;
+      case EventType::Rejected: break;
     }
   }
   replaying_ = false;

@@ -19,9 +19,9 @@ inline constexpr Nanos kSecond = 1'000'000'000;
 inline constexpr Nanos kMinute = 60 * kSecond;
 inline constexpr Nanos kHour = 60 * kMinute;
 inline constexpr Nanos kDay = 24 * kHour;
-inline constexpr Nanos kDay0 = 19'700 * kDay;                 // 2023-12-09 00:00 UTC
+inline constexpr Nanos kDay0 = 19'700 * kDay;                      // 2023-12-09 00:00 UTC
 inline constexpr Nanos kOpen = kDay0 + 14 * kHour + 30 * kMinute;  // 14:30 UTC, the New York open
-inline constexpr Nanos kRecvDelay = 2 * 1'000'000;             // 2 ms from bar time to the executor
+inline constexpr Nanos kRecvDelay = 2 * 1'000'000;                 // 2 ms from bar time to the executor
 
 // The tests' sizing: risk_per_trade 50 (the expected quantities are worked out with it), else the defaults.
 inline StrategyConfig strategy_config() {

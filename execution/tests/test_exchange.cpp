@@ -44,9 +44,9 @@ TEST(PaperExchange, BeforeArrival_NoFill) {
 
 TEST(PaperExchange, BuyAndSell_SlippageAgainstTheOrder) {
   PaperExchange ex(cfg(), 1, 4);
-  EXPECT_EQ(ex.execution_price(Side::Buy, 1'000'000), 1'000'100);   // +1 bp
-  EXPECT_EQ(ex.execution_price(Side::Sell, 1'000'000), 999'900);    // -1 bp
-  EXPECT_EQ(ex.execution_price(Side::Sell, 1), 1);                  // never below one tick
+  EXPECT_EQ(ex.execution_price(Side::Buy, 1'000'000), 1'000'100);  // +1 bp
+  EXPECT_EQ(ex.execution_price(Side::Sell, 1'000'000), 999'900);   // -1 bp
+  EXPECT_EQ(ex.execution_price(Side::Sell, 1), 1);                 // never below one tick
 
   FillRecorder rec;
   ASSERT_TRUE(ex.send(order(1, Side::Buy, 5, 1'010'000), 0));
@@ -133,7 +133,7 @@ TEST(PaperExchange, SameArrivalInReusedSlot_LowerIdFilledFirst) {
   FillRecorder rec;
   ASSERT_TRUE(ex.send(order(1, Side::Buy, 50, 1'010'000), 0));  // slot 0
   ASSERT_TRUE(ex.send(order(2, Side::Buy, 50, 1'010'000), 0));  // slot 1
-  ASSERT_TRUE(ex.cancel(1, 0, 0));                               // frees slot 0
+  ASSERT_TRUE(ex.cancel(1, 0, 0));                              // frees slot 0
   ASSERT_TRUE(ex.send(order(3, Side::Buy, 50, 1'010'000), 0));  // slot 0, sent after order 2
   ex.on_market(0, 1'000'000, kLatency, rec);
   ASSERT_EQ(rec.fills.size(), 1u);
@@ -145,9 +145,9 @@ TEST(PaperExchange, FreeSlotBetweenWorkingOrders_BothFillInOneUpdate) {
   // The scan skips free slots and stops after the last working one, wherever it sits.
   PaperExchange ex(cfg(), 1, 4);
   FillRecorder rec;
-  ASSERT_TRUE(ex.send(order(1, Side::Buy, 10, 1'010'000), 0));   // slot 0
-  ASSERT_TRUE(ex.send(order(2, Side::Buy, 20, 1'010'000), 0));   // slot 1
-  ASSERT_TRUE(ex.send(order(3, Side::Sell, 30, 990'000), 0));    // slot 2
+  ASSERT_TRUE(ex.send(order(1, Side::Buy, 10, 1'010'000), 0));  // slot 0
+  ASSERT_TRUE(ex.send(order(2, Side::Buy, 20, 1'010'000), 0));  // slot 1
+  ASSERT_TRUE(ex.send(order(3, Side::Sell, 30, 990'000), 0));   // slot 2
   ASSERT_TRUE(ex.cancel(2, 0, 0));
   ex.on_market(0, 1'000'000, kLatency, rec);
   ASSERT_EQ(rec.fills.size(), 2u);
@@ -186,7 +186,7 @@ TEST(PaperExchange, SellLimitAboveExecutionPrice_RestsUntilMarketable) {
 TEST(PaperExchange, RestingOlderOrder_DoesNotBlockYoungerMarketable) {
   PaperExchange ex(cfg(30), 1, 4);
   FillRecorder rec;
-  ASSERT_TRUE(ex.send(order(1, Side::Buy, 50, 900'000), 0));     // far below the market
+  ASSERT_TRUE(ex.send(order(1, Side::Buy, 50, 900'000), 0));  // far below the market
   ASSERT_TRUE(ex.send(order(2, Side::Buy, 20, 1'010'000), 10));
   ex.on_market(0, 1'000'000, kLatency + 10, rec);
   ASSERT_EQ(rec.fills.size(), 1u);
@@ -220,13 +220,13 @@ TEST(PaperExchange, Cancel_RemovesWorkingOrder) {
   PaperExchange ex(cfg(), 2, 4);
   FillRecorder rec;
   ASSERT_TRUE(ex.send(order(1, Side::Buy, 10, 1'010'000), 0));
-  EXPECT_FALSE(ex.cancel(1, 1, 5));   // wrong instrument
-  EXPECT_FALSE(ex.cancel(2, 0, 5));   // unknown id
-  EXPECT_FALSE(ex.cancel(1, 9, 5));   // instrument out of range
+  EXPECT_FALSE(ex.cancel(1, 1, 5));  // wrong instrument
+  EXPECT_FALSE(ex.cancel(2, 0, 5));  // unknown id
+  EXPECT_FALSE(ex.cancel(1, 9, 5));  // instrument out of range
   EXPECT_EQ(ex.working(0), 1u);
   EXPECT_TRUE(ex.cancel(1, 0, 5));
   EXPECT_EQ(ex.working(0), 0u);
-  EXPECT_FALSE(ex.cancel(1, 0, 6));   // already gone
+  EXPECT_FALSE(ex.cancel(1, 0, 6));  // already gone
   ex.on_market(0, 1'000'000, kLatency, rec);
   EXPECT_TRUE(rec.fills.empty());
 }
@@ -286,7 +286,7 @@ TEST(PaperExchange, MarketUpdateForOtherInstrument_DoesNotFill) {
   FillRecorder rec;
   ASSERT_TRUE(ex.send(order(1, Side::Buy, 50, 1'010'000, 0), 0));
   ex.on_market(1, 1'000'000, kLatency, rec);
-  ex.on_market(0, 0, kLatency, rec);    // no price
+  ex.on_market(0, 0, kLatency, rec);  // no price
   ex.on_market(0, -5, kLatency, rec);
   ex.on_market(7, 1'000'000, kLatency, rec);  // out of range: ignored
   EXPECT_TRUE(rec.fills.empty());

@@ -52,8 +52,8 @@ std::vector<BadInput> bad_inputs() {
       {"volatility +inf", with([](Prediction& p) { p.volatility = kInf; }), Reason::InvalidVolatility},
       {"unknown instrument", with([](Prediction& p) { p.instrument = 2; }), Reason::UnknownInstrument},
       {"instrument max", with([](Prediction& p) { p.instrument = UINT32_MAX; }), Reason::UnknownInstrument},
-      {"NaN everywhere: probability first",
-       with([](Prediction& p) { p.probability = p.price = p.volatility = kNaN; }), Reason::InvalidProbability},
+      {"NaN everywhere: probability first", with([](Prediction& p) { p.probability = p.price = p.volatility = kNaN; }),
+       Reason::InvalidProbability},
   };
 }
 
@@ -141,8 +141,8 @@ TEST(ExecutorDecision, EnterLong_OrderDecisionAndEventsDescribeTheOrder) {
   EXPECT_EQ(d.action, Action::Order);
   EXPECT_EQ(d.reason, Reason::None);
   EXPECT_EQ(d.order_id, 1u);
-  EXPECT_EQ(d.qty, 50);              // 50 / (100 x 0.01)
-  EXPECT_EQ(d.price, 1'005'000);     // 100.00 + 50 bps
+  EXPECT_EQ(d.qty, 50);           // 50 / (100 x 0.01)
+  EXPECT_EQ(d.price, 1'005'000);  // 100.00 + 50 bps
   EXPECT_EQ(d.target, 50);
   EXPECT_EQ(d.ts_ns, p.ts_ns);
   EXPECT_EQ(d.instrument, 0u);
@@ -223,8 +223,7 @@ TEST(ExecutorDecision, ExitLong_SellsWholePosition) {
 
 TEST(ExecutorDecision, Batch_SameAsOneByOne) {
   std::vector<Prediction> in;
-  for (int bar = 0; bar < 20; ++bar)
-    in.push_back(pred(bar % 2, bar, bar % 3 == 0 ? 0.6 : 0.4, 100.0 + bar * 0.1));
+  for (int bar = 0; bar < 20; ++bar) in.push_back(pred(bar % 2, bar, bar % 3 == 0 ? 0.6 : 0.4, 100.0 + bar * 0.1));
   in.push_back(pred(0, 1, 0.6, 100.0));  // a duplicate among them
   Executor one(test_config(), 2), batch(test_config(), 2);
   std::vector<Decision> expected;
@@ -295,7 +294,7 @@ TEST(ExecutorAccounting, BuyFillThenSellFill_CashPositionFeesEquityGross) {
   ASSERT_EQ(sell.action, Action::Order);
   ASSERT_EQ(sell.price, 1'014'900);
   ASSERT_EQ(ex.on_prediction(pred(0, 4, 0.5, 102.0)).action, Action::Hold);  // fills at 102 - 1 bp
-  const Money sell_fee = 2'550;  // 50 x 1'019'898 x 0.5 bp = 2549.745
+  const Money sell_fee = 2'550;                                              // 50 x 1'019'898 x 0.5 bp = 2549.745
   EXPECT_EQ(ex.position(0), 0);
   EXPECT_EQ(ex.fees(), buy_fee + sell_fee);
   EXPECT_EQ(ex.cash(), -(50 * 1'000'100 + buy_fee) + 50 * 1'019'898 - sell_fee);
@@ -308,7 +307,7 @@ TEST(ExecutorAccounting, SellLimitNotMarketable_RestsAndPositionUnchanged) {
   Executor ex(test_config(), 1);
   ASSERT_EQ(ex.on_prediction(pred(0, 0, 0.6, 100.0)).action, Action::Order);
   ASSERT_EQ(ex.on_prediction(pred(0, 1, 0.6, 100.0)).action, Action::Hold);
-  ASSERT_EQ(ex.on_prediction(pred(0, 2, 0.5, 100.0)).qty, -50);  // limit 99.50
+  ASSERT_EQ(ex.on_prediction(pred(0, 2, 0.5, 100.0)).qty, -50);             // limit 99.50
   EXPECT_EQ(ex.on_prediction(pred(0, 3, 0.5, 99.0)).action, Action::Hold);  // 98.99 < 99.50
   EXPECT_EQ(ex.position(0), 50);
   EXPECT_EQ(ex.working(0), -50);
@@ -347,10 +346,10 @@ TEST(ExecutorAccounting, FillForUnknownOrderOrTooLarge_Ignored) {
   Executor ex(c, 1);
   ASSERT_EQ(ex.on_prediction(pred(0, 0, 0.6, 100.0)).action, Action::Order);
   ex.clear_events();
-  ex.on_fill(FillReport{99, 0, 10, 1'000'000, 5, kOpen});   // not ours
-  ex.on_fill(FillReport{1, 0, 51, 1'000'000, 5, kOpen});    // more than the order
-  ex.on_fill(FillReport{1, 0, 0, 1'000'000, 5, kOpen});     // nothing
-  ex.on_fill(FillReport{1, 3, 10, 1'000'000, 5, kOpen});    // instrument out of range
+  ex.on_fill(FillReport{99, 0, 10, 1'000'000, 5, kOpen});  // not ours
+  ex.on_fill(FillReport{1, 0, 51, 1'000'000, 5, kOpen});   // more than the order
+  ex.on_fill(FillReport{1, 0, 0, 1'000'000, 5, kOpen});    // nothing
+  ex.on_fill(FillReport{1, 3, 10, 1'000'000, 5, kOpen});   // instrument out of range
   EXPECT_EQ(ex.position(0), 0);
   EXPECT_EQ(ex.cash(), 0);
   EXPECT_EQ(ex.fees(), 0);
@@ -524,32 +523,32 @@ ExecutorConfig scenario_config() {
 // Partial fills, rests, an invalid input, a bad tick, a stale prediction, a kill switch with cancels and a
 // resume, and working orders (some partly filled) left at the end.
 void run_scenario(Journaled& j) {
-  j.feed(pred(0, 0, 0.6, 100.0));         // buy 50
-  j.feed(pred(1, 0, 0.4, 50.0));          // sell 100
-  j.feed(pred(2, 0, 0.5, 20.0));          // hold
-  j.feed(pred(0, 1, 0.6, 100.0));         // 20 of the buy
-  j.feed(pred(1, 1, 0.4, 50.0));          // 20 of the sell
-  j.feed(pred(2, 1, kNaN, 20.0));         // invalid
+  j.feed(pred(0, 0, 0.6, 100.0));  // buy 50
+  j.feed(pred(1, 0, 0.4, 50.0));   // sell 100
+  j.feed(pred(2, 0, 0.5, 20.0));   // hold
+  j.feed(pred(0, 1, 0.6, 100.0));  // 20 of the buy
+  j.feed(pred(1, 1, 0.4, 50.0));   // 20 of the sell
+  j.feed(pred(2, 1, kNaN, 20.0));  // invalid
   j.feed(pred(0, 2, 0.6, 100.0));
-  j.feed(pred(1, 2, 0.4, 60.0));          // bad tick
-  j.feed(pred(2, 2, 0.6, 20.0, 0.02));    // buy 125
+  j.feed(pred(1, 2, 0.4, 60.0));        // bad tick
+  j.feed(pred(2, 2, 0.6, 20.0, 0.02));  // buy 125
   j.feed(pred(0, 3, 0.6, 100.0));
   j.feed(pred(1, 3, 0.4, 50.0));
   j.feed(pred(2, 3, 0.6, 20.0, 0.02));
   j.ex.halt();
-  j.feed(pred(0, 4, 0.6, 100.0));         // kill switch: cancels everything
+  j.feed(pred(0, 4, 0.6, 100.0));  // kill switch: cancels everything
   j.feed(pred(1, 4, 0.6, 50.0));
   j.ex.resume(kOpen + 5 * kMinute);
   j.drain();
-  j.feed(pred(0, 5, 0.4, 100.0));         // flip short
-  j.feed(pred(1, 5, 0.6, 50.0));          // flip long
+  j.feed(pred(0, 5, 0.4, 100.0));  // flip short
+  j.feed(pred(1, 5, 0.6, 50.0));   // flip long
   j.feed(pred(2, 5, 0.6, 20.0, 0.02));
   const Nanos stale_ts = kOpen + 6 * kMinute;
   j.feed(pred_at(2, stale_ts, stale_ts + 121 * kSecond, 0.6, 20.0));
   j.feed(pred(0, 6, 0.4, 100.0));
   j.feed(pred(1, 6, 0.6, 50.0));
-  j.feed(pred(0, 7, 0.4, 99.0));          // the sell rests
-  j.feed(pred(1, 7, 0.5, 50.0));          // exit long while the buy still works
+  j.feed(pred(0, 7, 0.4, 99.0));  // the sell rests
+  j.feed(pred(1, 7, 0.5, 50.0));  // exit long while the buy still works
 }
 
 void expect_same_state(const Executor& a, const Executor& b) {

@@ -28,8 +28,8 @@ TEST(TokenBucket, Burst_ThenEmpty) {
 TEST(TokenBucket, Refill_OneTokenPerIntervalAtRate) {
   TokenBucket b(10.0, 1.0);  // one token per 100 ms
   ASSERT_TRUE(b.try_take(kSecond));
-  EXPECT_FALSE(b.try_take(kSecond + 50'000'000));   // half a token
-  EXPECT_TRUE(b.try_take(kSecond + 100'000'000));   // a whole one
+  EXPECT_FALSE(b.try_take(kSecond + 50'000'000));  // half a token
+  EXPECT_TRUE(b.try_take(kSecond + 100'000'000));  // a whole one
   EXPECT_FALSE(b.try_take(kSecond + 100'000'000));
 }
 
@@ -82,8 +82,8 @@ TEST(Risk, MaxPositionExceeded_RejectsOrder) {
   c.max_order_notional = 1e9;
   TokenBucket b(50, 20);
   const Exposure e{900, 50, 1, 950 * kPx100, kPx100};
-  EXPECT_EQ(check_order(51, kPx100, e, c, b, 0), Reason::MaxPosition);   // 1001 with working
-  EXPECT_EQ(check_order(50, kPx100, e, c, b, 0), Reason::None);          // exactly 1000
+  EXPECT_EQ(check_order(51, kPx100, e, c, b, 0), Reason::MaxPosition);  // 1001 with working
+  EXPECT_EQ(check_order(50, kPx100, e, c, b, 0), Reason::None);         // exactly 1000
   const Exposure s{-900, -100, 0, 1'000 * kPx100, kPx100};
   EXPECT_EQ(check_order(-1, kPx100, s, c, b, 0), Reason::MaxPosition);
   EXPECT_EQ(check_order(2'001, kPx100, s, c, b, 0), Reason::MaxPosition);  // flips past +1000
@@ -110,10 +110,10 @@ TEST(Risk, GrossAlreadyOverLimit_ReducingOrderPasses) {
   RiskConfig c = risk();
   c.max_gross_notional = 10'000.0;
   TokenBucket b(50, 20);
-  const Exposure e{50, 0, 0, 15'000 * kTicksPerUnit, kPx100};  // over the limit (prices moved)
-  EXPECT_EQ(check_order(-20, kPx100, e, c, b, 0), Reason::None);    // 13'000 after, but reducing
-  EXPECT_EQ(check_order(-50, kPx100, e, c, b, 0), Reason::None);    // closing
-  EXPECT_EQ(check_order(-100, kPx100, e, c, b, 0), Reason::None);   // flip to -50: same exposure
+  const Exposure e{50, 0, 0, 15'000 * kTicksPerUnit, kPx100};                  // over the limit (prices moved)
+  EXPECT_EQ(check_order(-20, kPx100, e, c, b, 0), Reason::None);               // 13'000 after, but reducing
+  EXPECT_EQ(check_order(-50, kPx100, e, c, b, 0), Reason::None);               // closing
+  EXPECT_EQ(check_order(-100, kPx100, e, c, b, 0), Reason::None);              // flip to -50: same exposure
   EXPECT_EQ(check_order(-101, kPx100, e, c, b, 0), Reason::MaxGrossNotional);  // flip adds exposure
   EXPECT_EQ(check_order(1, kPx100, e, c, b, 0), Reason::MaxGrossNotional);
 }
@@ -235,7 +235,7 @@ TEST(ExecutorRisk, MaxGrossNotionalExceeded_RejectsAddingOrderOnOtherInstrument)
   Executor ex(c, 2);
   ASSERT_EQ(feed(ex, pred(0, 0, 0.6, 100.0)).action, Action::Order);  // 50 x 100 = 5'000 gross
   EXPECT_EQ(ex.gross(), 50 * ticks(100.0));
-  const Decision d = feed(ex, pred(1, 0, 0.6, 100.0));                 // would make 10'000
+  const Decision d = feed(ex, pred(1, 0, 0.6, 100.0));  // would make 10'000
   EXPECT_EQ(d.action, Action::Reject);
   EXPECT_EQ(d.reason, Reason::MaxGrossNotional);
   EXPECT_EQ(ex.working(1), 0);

@@ -3,14 +3,15 @@
 
 #include <limits>
 
-#include "hft_exec/strategy.hpp"
 #include "helpers.hpp"
+#include "hft_exec/strategy.hpp"
 
 namespace {
 
 using namespace hft_exec;
 
-const StrategyConfig kCfg = hft_exec_test::strategy_config();  // risk_per_trade 50; enter_long 0.55, exit_long 0.52, enter_short 0.45, exit_short 0.48
+const StrategyConfig kCfg = hft_exec_test::strategy_config();  // risk_per_trade 50; enter_long 0.55, exit_long 0.52,
+                                                               // enter_short 0.45, exit_short 0.48
 
 // ---- next_signal --------------------------------------------------------------------------------------------
 
@@ -106,9 +107,7 @@ TEST(TargetSize, NonPositiveLot_TreatedAsOne) {
   EXPECT_EQ(target_size(1'000'000, 0.01, c, 1'000), 50);
 }
 
-TEST(TargetSize, AboveMaxPosition_CappedAtMaxPosition) {
-  EXPECT_EQ(target_size(1'000'000, 0.01, kCfg, 30), 30);
-}
+TEST(TargetSize, AboveMaxPosition_CappedAtMaxPosition) { EXPECT_EQ(target_size(1'000'000, 0.01, kCfg, 30), 30); }
 
 TEST(TargetSize, CapAndLot_CapRoundedDownToLot) {
   StrategyConfig c = kCfg;
@@ -136,15 +135,15 @@ TEST(OrderQuantity, FromFlat_TradesWholeTarget) {
 }
 
 TEST(OrderQuantity, SameSideSmallChange_NoTrade) {
-  EXPECT_EQ(order_quantity(50, 55, kCfg), 0);    // 5 < 0.25 * 55
-  EXPECT_EQ(order_quantity(50, 45, kCfg), 0);    // 5 < 0.25 * 45
+  EXPECT_EQ(order_quantity(50, 55, kCfg), 0);  // 5 < 0.25 * 55
+  EXPECT_EQ(order_quantity(50, 45, kCfg), 0);  // 5 < 0.25 * 45
   EXPECT_EQ(order_quantity(-50, -45, kCfg), 0);
   EXPECT_EQ(order_quantity(-50, -60, kCfg), 0);  // 10 < 15
 }
 
 TEST(OrderQuantity, SameSideChangeAtThreshold_Trades) {
-  EXPECT_EQ(order_quantity(30, 40, kCfg), 10);     // 10 == 0.25 * 40: not below, traded
-  EXPECT_EQ(order_quantity(50, 70, kCfg), 20);     // 20 > 17.5
+  EXPECT_EQ(order_quantity(30, 40, kCfg), 10);  // 10 == 0.25 * 40: not below, traded
+  EXPECT_EQ(order_quantity(50, 70, kCfg), 20);  // 20 > 17.5
   EXPECT_EQ(order_quantity(-30, -40, kCfg), -10);
   EXPECT_EQ(order_quantity(100, 50, kCfg), -50);
 }

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
 from hft.errors import HftError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,7 +83,9 @@ BAR_SPARK_DDL = (
 def bar_spark_schema() -> "StructType":
     from pyspark.sql.types import StructType
 
-    return StructType.fromDDL(BAR_SPARK_DDL)
+    schema = StructType.fromDDL(BAR_SPARK_DDL)
+    assert isinstance(schema, StructType)
+    return schema
 
 
 class SchemaError(HftError, ValueError):

@@ -10,8 +10,8 @@ import pytest
 from bar_fixtures import make_bars
 from hft.cli import build_parser, main
 from hft.cli.backtest import register, run
-from hft.errors import UserError
 from hft.data.lake import BarLake
+from hft.errors import UserError
 
 
 def parse(*argv):

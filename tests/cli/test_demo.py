@@ -17,13 +17,13 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_runs_end_to_end_on_a_small_market(tmp_path):
-    env = {**os.environ, "HFT_HOME": str(tmp_path), "HFT_TICKERS": "AAA,BBB", "HFT_KAFKA_PORT": str(free_port()),
+    env = {**os.environ, "HFT_HOME": str(tmp_path), "HFT_KAFKA_PORT": str(free_port()),
            "HFT_REDIS_PORT": str(free_port()), "HFT_MLFLOW_PORT": str(free_port()),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "HFT_MODEL_EPOCHS": "3", "HFT_MODEL_FOLDS": "2", "HFT_MODEL_BOOTSTRAP": "100"}
+           "HFT_MODEL_FOLDS": "2", "HFT_MODEL_BOOTSTRAP": "200"}
     hft = str(Path(sys.executable).with_name("hft"))
-    proc = subprocess.run([hft, "demo", "--master", "local[2]", "--start", "2024-01-02", "--end", "2024-02-09",
-                           "--held-back", "2024-02-12"], env=env, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run([hft, "demo", "--master", "local[2]", "--start", "2024-01-02", "--end", "2024-02-29",
+                           "--held-back", "2024-03-01"], env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     for step in range(1, 7):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from hft.data.ingest import ingest, read_staged, stage, store
 from hft.data.lake import BarLake, Quarantine
 from hft.data.sources.base import BarSource, SourceError
-from hft.schemas import Interval, coerce_bars
+from hft.schemas import coerce_bars
 
 START = datetime(2024, 3, 7, tzinfo=timezone.utc)
 END = datetime(2024, 3, 9, tzinfo=timezone.utc)

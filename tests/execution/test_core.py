@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import threading
 
-import hft_exec
 import numpy as np
 import pytest
+
+import hft_exec
 
 BAR_NS = 60 * 10**9
 T0 = 20_000 * 86_400 * 10**9 + 14 * 3_600 * 10**9  # 14:00 UTC, well inside one UTC day

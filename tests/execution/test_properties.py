@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 
-import hft_exec
+import exec_reference as ref
 import numpy as np
+from exec_reference import Config, ReferenceExecutor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import exec_reference as ref
-from exec_reference import Config, ReferenceExecutor
+import hft_exec
 
 BAR_NS = 60 * 10**9
 DAY_NS = 86_400 * 10**9

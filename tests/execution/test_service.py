@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-import hft_exec
 import numpy as np
 import pytest
 import redis
 
+import hft_exec
 from hft.execution.config import ExecConfig
 from hft.execution.journal import Journal
 from hft.execution.service import GROUP, MALFORMED, ExecutionService, set_halt
@@ -91,7 +91,7 @@ def test_service_predictions_become_orders_fills_and_positions_in_redis(client, 
         assert int(client.hget("hft:positions", t)) == from_fills == svc.executor.position(TICKERS.index(t))
         mine = [r for r in fills if r["ticker"] == t]  # each fill record carries the position after it
         assert [int(r["position"]) for r in mine] == list(np.cumsum([int(r["qty"]) for r in mine]))
-    assert client.xpending(f"hft:predictions", GROUP)["pending"] == 0  # everything acknowledged
+    assert client.xpending("hft:predictions", GROUP)["pending"] == 0  # everything acknowledged
     assert int(client.get("hft:exec:published")) == svc.journal.records
 
 

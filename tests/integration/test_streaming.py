@@ -16,11 +16,11 @@ import time
 from datetime import date
 from pathlib import Path
 
-import hft_exec
 import numpy as np
 import pytest
 import redis
 
+import hft_exec
 from ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -343,7 +343,6 @@ def test_hft_collect_yfinance_executable_sends_completed_bars_once_and_serves_mo
     """The real `hft collect yfinance` process, its yfinance talking HTTPS to a fake Yahoo through a local
     proxy (tests/fake_yahoo_proxy.py): completed bars only, none twice across a restart, metrics served
     and moving while it runs. Last in this module: it publishes SPY, outside the other tests' universe."""
-    import urllib.request
     from datetime import time as clock_time
 
     import numpy as np

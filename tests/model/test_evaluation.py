@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import brier_score_loss, log_loss as sk_log_loss, roc_auc_score
+from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.metrics import log_loss as sk_log_loss
 
 from hft.model.evaluation import auc, brier, calibration_curve, evaluate, log_loss
 

@@ -8,13 +8,12 @@ import dataclasses
 import mlflow
 import numpy as np
 import pytest
+from model_fixtures import FAST
 
 from hft.model import registry
 from hft.model.dataset import prepare
 from hft.model.fast import FastPredictor
 from hft.model.training import train
-
-from model_fixtures import FAST
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+from model_fixtures import FAST
 
 from hft.model.config import ModelConfig
 from hft.model.dataset import prepare
 from hft.model.network import build_network
 from hft.model.training import class_weights, model_inputs, train
-
-from model_fixtures import FAST
 
 
 def test_network_is_four_dense_layers_of_increasing_width_with_sigmoid_output():

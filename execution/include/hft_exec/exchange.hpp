@@ -60,7 +60,8 @@ class PaperExchange final : public ExchangeGateway {
   // their instrument and return here.
   template <class Listener>
   [[gnu::always_inline]] void deliver(InstrumentId instrument, Price price, Nanos now, Listener& listener) noexcept {
-    if (instrument < max_instruments_ && price > 0 && working_[instrument] != 0) match(instrument, price, now, listener);
+    if (instrument < max_instruments_ && price > 0 && working_[instrument] != 0)
+      match(instrument, price, now, listener);
   }
 
   // Fill price for a side at a market price (slippage applied), and the fee of a fill, both integer.
@@ -93,7 +94,7 @@ class PaperExchange final : public ExchangeGateway {
   std::uint32_t per_instrument_;
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> working_;  // orders in the slots, per instrument (a quiet instrument costs nothing)
-  OrderId last_id_ = 0;  // client order ids increase: anything not above this is a re-send
+  OrderId last_id_ = 0;                 // client order ids increase: anything not above this is a re-send
   std::uint64_t duplicate_sends_ = 0;
 };
 
@@ -112,9 +113,10 @@ void PaperExchange::match(InstrumentId instrument, Price price, Nanos now, Liste
       if (s.id == 0) continue;
       --left;
       if (s.arrive_ns > now) continue;
-      const bool marketable = sign(s.side) * (s.limit - fill_price(s.side)) >= 0;  // buy: px <= limit; sell: px >= limit
-      if (marketable && (next == nullptr || s.arrive_ns < next->arrive_ns ||
-                         (s.arrive_ns == next->arrive_ns && s.id < next->id)))
+      const bool marketable =
+          sign(s.side) * (s.limit - fill_price(s.side)) >= 0;  // buy: px <= limit; sell: px >= limit
+      if (marketable &&
+          (next == nullptr || s.arrive_ns < next->arrive_ns || (s.arrive_ns == next->arrive_ns && s.id < next->id)))
         next = &s;
     }
     if (next == nullptr) return;

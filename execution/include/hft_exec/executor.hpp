@@ -36,10 +36,13 @@ struct Counters {
 class Outbox {
  public:
   [[gnu::always_inline]] void push(const Event& e) noexcept {
-    if (end_ == limit_) [[unlikely]] grow(size() + 1);
+    if (end_ == limit_) [[unlikely]]
+      grow(size() + 1);
     *end_++ = e;
   }
-  void reserve(std::size_t n) { if (n > capacity()) grow(n); }
+  void reserve(std::size_t n) {
+    if (n > capacity()) grow(n);
+  }
   void clear() noexcept { end_ = data_.get(); }
   [[nodiscard]] std::size_t size() const noexcept { return static_cast<std::size_t>(end_ - data_.get()); }
   [[nodiscard]] std::size_t capacity() const noexcept { return static_cast<std::size_t>(limit_ - data_.get()); }
@@ -64,9 +67,13 @@ class Executor final : public FillListener {
 
   // Kill switch: safe from any thread; takes effect before the next decision, which cancels every working
   // order and rejects everything until resume().
-  void halt() noexcept { halt_request_.store(true, std::memory_order_release); }  // release: pairs with the decision thread's acquire
+  void halt() noexcept {
+    halt_request_.store(true, std::memory_order_release);
+  }  // release: pairs with the decision thread's acquire
   void resume(Nanos now) noexcept;
-  [[nodiscard]] bool halted() const noexcept { return halted_ != Reason::None || halt_request_.load(std::memory_order_acquire); }
+  [[nodiscard]] bool halted() const noexcept {
+    return halted_ != Reason::None || halt_request_.load(std::memory_order_acquire);
+  }
   [[nodiscard]] Reason halt_reason() const noexcept { return halted_; }
 
   // Replays journal events (in order) into this fresh executor: positions, cash, open orders (re-sent to
@@ -82,7 +89,9 @@ class Executor final : public FillListener {
   [[nodiscard]] Qty working(InstrumentId i) const noexcept { return i < n_instruments_ ? inst_[i].working : 0; }
   [[nodiscard]] Price last_price(InstrumentId i) const noexcept { return i < n_instruments_ ? inst_[i].last : 0; }
   [[nodiscard]] std::int8_t signal(InstrumentId i) const noexcept { return i < n_instruments_ ? inst_[i].signal : 0; }
-  [[nodiscard]] std::uint32_t open_orders(InstrumentId i) const noexcept { return i < n_instruments_ ? inst_[i].open : 0; }
+  [[nodiscard]] std::uint32_t open_orders(InstrumentId i) const noexcept {
+    return i < n_instruments_ ? inst_[i].open : 0;
+  }
   [[nodiscard]] Money cash() const noexcept { return cash_; }
   [[nodiscard]] Money equity() const noexcept { return cash_ + marked_; }  // cash + positions at last prices
   [[nodiscard]] Money day_pnl() const noexcept { return equity() - day_start_equity_; }
@@ -101,8 +110,8 @@ class Executor final : public FillListener {
     Price last = 0;             // last trade (market) price, ticks
     Price band_candidate = 0;   // the last price refused by the band (0: none)
     Qty position = 0;
-    Qty working = 0;            // signed remaining quantity of working orders
-    std::uint32_t open = 0;     // working orders (occupied slots in orders_)
+    Qty working = 0;         // signed remaining quantity of working orders
+    std::uint32_t open = 0;  // working orders (occupied slots in orders_)
     std::int8_t signal = 0;
   };
 
@@ -113,13 +122,14 @@ class Executor final : public FillListener {
     const std::int8_t signal = i < n_instruments_ ? inst_[i].signal : 0;
     emit(Event{now, 0, px, signal, 0, bar_ts, i, EventType::PredictionSeen, r, 0});
   }
-  void mark(InstrumentId i, Price px) noexcept;                // new last price: marks and gross
-  void apply_fill(const FillReport& f, bool emit) noexcept;    // positions, cash, order state
+  void mark(InstrumentId i, Price px) noexcept;                  // new last price: marks and gross
+  void apply_fill(const FillReport& f, bool emit) noexcept;      // positions, cash, order state
   [[gnu::always_inline]] void roll_day(Nanos bar_ts) noexcept {  // new UTC day: day start equity, lifts a loss halt
-    if (bar_ts >= next_day_ns_) [[unlikely]] new_day(bar_ts);  // the common case, without a call or a division
+    if (bar_ts >= next_day_ns_) [[unlikely]]
+      new_day(bar_ts);  // the common case, without a call or a division
   }
   [[gnu::cold]] void new_day(Nanos bar_ts) noexcept;
-  void engage_halt(Reason why, Nanos now) noexcept;            // cancels working orders, emits Halt
+  void engage_halt(Reason why, Nanos now) noexcept;  // cancels working orders, emits Halt
   Order* find_order(InstrumentId i, OrderId id) noexcept;
   Order* free_slot(InstrumentId i) noexcept;
   void close_order(Order& o, OrderState to, Nanos now, Reason why, bool emit) noexcept;

@@ -23,8 +23,7 @@ enum class OrderState : std::uint8_t {
 // The legal transitions; anything else is a bug or a corrupt venue message and is refused.
 [[nodiscard]] constexpr bool can_transition(OrderState from, OrderState to) noexcept {
   switch (from) {
-    case OrderState::New:
-      return to == OrderState::Sent || to == OrderState::Rejected;
+    case OrderState::New: return to == OrderState::Sent || to == OrderState::Rejected;
     case OrderState::Sent:
       return to == OrderState::PartiallyFilled || to == OrderState::Filled || to == OrderState::Cancelled ||
              to == OrderState::Rejected;
@@ -32,8 +31,7 @@ enum class OrderState : std::uint8_t {
       return to == OrderState::PartiallyFilled || to == OrderState::Filled || to == OrderState::Cancelled;
     case OrderState::Filled:
     case OrderState::Cancelled:
-    case OrderState::Rejected:
-      return false;
+    case OrderState::Rejected: return false;
   }
   return false;
 }

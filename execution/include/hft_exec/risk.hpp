@@ -36,24 +36,24 @@ class TokenBucket {
 
 // What the risk check needs to know about the book, in integer units.
 struct Exposure {
-  Qty position = 0;    // the instrument's position
-  Qty working = 0;     // signed quantity of its working orders
+  Qty position = 0;  // the instrument's position
+  Qty working = 0;   // signed quantity of its working orders
   std::uint32_t open_orders = 0;
-  Money gross = 0;     // sum over instruments of |position + working| x last price (ticks x shares)
-  Price last = 0;      // the instrument's last price (ticks)
+  Money gross = 0;  // sum over instruments of |position + working| x last price (ticks x shares)
+  Price last = 0;   // the instrument's last price (ticks)
 };
 
 // Checks in a fixed order (cheapest and most fundamental first); the first failing rule is the reason.
 // `qty` is signed (buy > 0). The rate bucket is consulted last, so a rejected order spends no token.
-[[nodiscard, gnu::always_inline]] inline Reason check_order(Qty qty, Price limit, const Exposure& e, const RiskConfig& c,
-                                        TokenBucket& bucket, Nanos now) noexcept {
+[[nodiscard, gnu::always_inline]] inline Reason check_order(Qty qty, Price limit, const Exposure& e,
+                                                            const RiskConfig& c, TokenBucket& bucket,
+                                                            Nanos now) noexcept {
   const double notional = std::abs(static_cast<double>(qty)) * static_cast<double>(limit) * kUnitsPerTick;
   if (notional > c.max_order_notional) return Reason::MaxOrderNotional;
   const Qty after = e.position + e.working + qty;
   if (std::abs(after) > c.max_position) return Reason::MaxPosition;
   const Money before_inst = std::abs(e.position + e.working) * e.last;
-  const double gross_after =
-      static_cast<double>(e.gross - before_inst + std::abs(after) * e.last) * kUnitsPerTick;
+  const double gross_after = static_cast<double>(e.gross - before_inst + std::abs(after) * e.last) * kUnitsPerTick;
   if (std::abs(after) > std::abs(e.position + e.working) && gross_after > c.max_gross_notional)
     return Reason::MaxGrossNotional;  // only orders that add exposure can breach the gross limit
   if (e.open_orders >= c.max_open_orders) return Reason::TooManyOpenOrders;

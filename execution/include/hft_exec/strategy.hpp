@@ -12,7 +12,8 @@ namespace hft_exec {
 // Next signal (-1 short, 0 flat, +1 long) from the current one and a probability in [0, 1]. Entering needs
 // the probability past an entry threshold; leaving needs it back past the (closer to 0.5) exit threshold,
 // so a probability hovering around one threshold does not flip the position on every bar.
-[[nodiscard, gnu::always_inline]] constexpr std::int8_t next_signal(std::int8_t current, double p, const StrategyConfig& c) noexcept {
+[[nodiscard, gnu::always_inline]] constexpr std::int8_t next_signal(std::int8_t current, double p,
+                                                                    const StrategyConfig& c) noexcept {
   if (p >= c.enter_long) return 1;
   if (p <= c.enter_short) return -1;
   if (current > 0 && p < c.exit_long) return 0;
@@ -23,7 +24,7 @@ namespace hft_exec {
 // |target position| in shares for a price (ticks) and a per-bar volatility: risk_per_trade currency units
 // of one bar's move, rounded down to whole lots, capped at max_position.
 [[nodiscard, gnu::always_inline]] inline Qty target_size(Price price, double volatility, const StrategyConfig& c,
-                                     Qty max_position) noexcept {
+                                                         Qty max_position) noexcept {
   const double px = static_cast<double>(price) * kUnitsPerTick;
   const double vol = std::max(volatility, c.min_volatility);
   const double shares = c.risk_per_trade / (px * vol);
@@ -48,7 +49,7 @@ namespace hft_exec {
 // Marketable limit price: the price moved against us by the collar (buy above, sell below), in ticks.
 [[nodiscard, gnu::always_inline]] inline Price limit_price(Price price, Side side, const StrategyConfig& c) noexcept {
   const double exact = static_cast<double>(price) * c.limit_collar_bps * kPerBasisPoint;  // >= 0
-  auto collar = static_cast<Price>(exact);  // ceil without the libm call
+  auto collar = static_cast<Price>(exact);                                                // ceil without the libm call
   collar += static_cast<double>(collar) < exact;
   return std::max<Price>(price + sign(side) * collar, 1);  // a buy's is above price: the floor is for sells
 }

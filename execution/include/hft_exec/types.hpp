@@ -25,7 +25,7 @@ inline constexpr std::int64_t kTicksPerUnit = 10'000;  // 1 tick = 0.0001 curren
 // six. x * 1e-4 equals x / 1e4 whenever the quotient is a double (integers, halves...), so integer ticks
 // and fees round the same; elsewhere the two differ by at most an ulp.
 inline constexpr double kUnitsPerTick = 1.0 / kTicksPerUnit;  // currency units per tick (the double nearest 1e-4)
-inline constexpr double kPerBasisPoint = 1e-4;  // a basis point as a fraction
+inline constexpr double kPerBasisPoint = 1e-4;                // a basis point as a fraction
 
 enum class Side : std::int8_t { Buy = 1, Sell = -1 };
 
@@ -52,10 +52,10 @@ enum class Reason : std::uint8_t {
   MaxOrderNotional,
   MaxPosition,
   MaxGrossNotional,
-  OrderRate,            // token bucket empty
+  OrderRate,  // token bucket empty
   TooManyOpenOrders,
-  FutureBarTime,        // bar time later than its arrival by more than max_future_ns (a bad clock)
-  VenueRejected,        // the gateway refused the order
+  FutureBarTime,  // bar time later than its arrival by more than max_future_ns (a bad clock)
+  VenueRejected,  // the gateway refused the order
   Count
 };
 
@@ -92,13 +92,13 @@ inline constexpr const char* reason_name(Reason r) noexcept {
 
 // One model prediction for one instrument's bar: the executor's input.
 struct Prediction {
-  Nanos ts_ns;               // the bar's time, as of its end (when the prediction became possible)
-  Nanos recv_ns;             // when the executor received it: "now" for staleness and rate limits
+  Nanos ts_ns;    // the bar's time, as of its end (when the prediction became possible)
+  Nanos recv_ns;  // when the executor received it: "now" for staleness and rate limits
   InstrumentId instrument;
-  std::uint32_t reserved;    // explicit padding, keep 0
-  double probability;        // P(close in h minutes > close now)
-  double price;              // the bar's close, currency units
-  double volatility;         // recent per-bar volatility (e.g. rv over 30 bars), a fraction
+  std::uint32_t reserved;  // explicit padding, keep 0
+  double probability;      // P(close in h minutes > close now)
+  double price;            // the bar's close, currency units
+  double volatility;       // recent per-bar volatility (e.g. rv over 30 bars), a fraction
 };
 
 enum class Action : std::uint8_t { Hold = 0, Order = 1, Reject = 2 };
@@ -116,13 +116,13 @@ inline constexpr const char* action_name(Action a) noexcept {
 // What the executor did with one prediction.
 struct Decision {
   Nanos ts_ns;
-  OrderId order_id;          // 0 unless action == Order
-  Qty qty;                   // signed order quantity (buy > 0), 0 unless action == Order
-  Price price;               // limit price in ticks, 0 unless action == Order
-  Qty target;                // target position after the decision
+  OrderId order_id;  // 0 unless action == Order
+  Qty qty;           // signed order quantity (buy > 0), 0 unless action == Order
+  Price price;       // limit price in ticks, 0 unless action == Order
+  Qty target;        // target position after the decision
   InstrumentId instrument;
   Action action;
-  Reason reason;             // why it was rejected, None otherwise
+  Reason reason;  // why it was rejected, None otherwise
   std::uint16_t reserved;
 };
 
@@ -135,7 +135,7 @@ enum class EventType : std::uint8_t {
   OrderDone = 4,       // order closed: filled, or cancelled (reason = why)
   Halt = 5,            // kill switch or daily loss limit engaged (reason)
   Resume = 6,
-  Rejected = 7,        // a valid prediction whose order was refused (halt or risk rule in reason; qty = target)
+  Rejected = 7,  // a valid prediction whose order was refused (halt or risk rule in reason; qty = target)
 };
 inline constexpr int kFirstEventType = 1, kLastEventType = 7;
 
@@ -156,12 +156,12 @@ inline constexpr const char* event_type_name(EventType t) noexcept {
 // The executor's outbox and journal record: appending these to durable storage and replaying them into a
 // fresh executor recovers positions, cash, open orders and the prediction dedupe state exactly.
 struct Event {
-  Nanos ts_ns;           // event time (recv time of the triggering prediction or exchange time)
+  Nanos ts_ns;  // event time (recv time of the triggering prediction or exchange time)
   OrderId order_id;
   Price price;
-  Qty qty;               // signed: buy > 0
+  Qty qty;  // signed: buy > 0
   Money fee;
-  Nanos bar_ts_ns;       // PredictionSeen: the prediction's bar time
+  Nanos bar_ts_ns;  // PredictionSeen: the prediction's bar time
   InstrumentId instrument;
   EventType type;
   Reason reason;

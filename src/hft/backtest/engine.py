@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 import hft_exec
-from hft_exec import DECISION_DTYPE, EVENT_DTYPE, PREDICTION_DTYPE, TICKS_PER_UNIT
 from hft.errors import HftError
+from hft_exec import DECISION_DTYPE, EVENT_DTYPE, PREDICTION_DTYPE, TICKS_PER_UNIT
 
 log = logging.getLogger(__name__)
 

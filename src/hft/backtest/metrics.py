@@ -222,14 +222,15 @@ def buy_and_hold(result: BacktestResult) -> tuple[pd.Series, pd.DataFrame, pd.Da
         empty = pd.DataFrame(columns=["ts", "ticker", "qty", "price", "fee", "slippage", "notional", "row"])
         return pd.Series(cfg.initial_capital, index=result.equity.index, name="equity"), empty, round_trips(empty)
     budget = cfg.initial_capital / len(tickers)
+    fee_bps, slippage_bps = float(cfg.fee_bps or 0.0), float(cfg.slippage_bps or 0.0)  # resolved by run_backtest
     rows = []
     for t in tickers:  # one entry per ticker
         first = closes[t].first_valid_index()
         market = float(closes.at[first, t])
-        price = market * (1 + cfg.slippage_bps / 1e4)
-        shares = int(budget // (price * (1 + cfg.fee_bps / 1e4)))
+        price = market * (1 + slippage_bps / 1e4)
+        shares = int(budget // (price * (1 + fee_bps / 1e4)))
         rows.append({"ts": first, "ticker": t, "qty": shares, "price": price, "market": market,
-                     "fee": shares * price * cfg.fee_bps / 1e4, "slippage": shares * (price - market),
+                     "fee": shares * price * fee_bps / 1e4, "slippage": shares * (price - market),
                      "notional": shares * price, "row": 0})
     fills = pd.DataFrame(rows)
     shares = fills.set_index("ticker")["qty"]

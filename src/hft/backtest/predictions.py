@@ -21,8 +21,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from hft.features.definitions import FeatureSpec
 from hft.errors import HftError
+from hft.features.definitions import FeatureSpec
 
 log = logging.getLogger(__name__)
 

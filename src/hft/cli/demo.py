@@ -80,14 +80,26 @@ def run_demo(plan: DemoPlan, settings: Settings, lake_root: str, out: Callable[[
     out("[3/6] feature summary")
     _feature_summary(features_root, out)
     out("[4/6] model: train (walk-forward) -> MLflow run -> register challenger -> gate -> champion")
-    report_training(train_and_register(features_root, _model_config(), interval="1m"))
+    outcome = train_and_register(features_root, _model_config(), interval="1m")
+    report_training(outcome)
     list_models()
+    _require_champion(outcome.gate_reason)
     out(f"[5/6] streaming: held-back sessions {plan.held_back[0]}..{plan.held_back[1]} -> Kafka -> Spark -> Redis")
     held = _ingest(plan, *plan.held_back, settings, lake_root)
     if not held.ok:
         raise UserError("demo: the held-back sessions failed validation")
     _stream_and_execute(plan, lake_root, out)
     out(f"demo finished in {time.monotonic() - t0:.1f}s")
+
+
+def _require_champion(gate_reason: str) -> None:
+    """The stream serves only the registry's champion: say so plainly when the gate has promoted none."""
+    from hft.model import registry
+
+    if registry.alias_version(registry.client(), registry.CHAMPION) is None:
+        raise UserError(f"no champion to stream with: the gate refused the model ({gate_reason}). Train on more "
+                        "sessions (--start/--end), or promote a version past the gate with "
+                        "`hft model promote --version N --force`")
 
 
 def _ingest(plan: DemoPlan, start: date, end: date, settings: Settings, lake_root: str):

@@ -29,7 +29,8 @@ def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
             else "kill switch released: the executor resumes at its next batch")
         return EXIT_OK
     if args.action == "status":
-        state, positions = r.hgetall("hft:exec:state"), r.hgetall("hft:positions")
+        state: dict[str, str] = r.hgetall("hft:exec:state")  # type: ignore[assignment]  # decode_responses
+        positions: dict[str, str] = r.hgetall("hft:positions")  # type: ignore[assignment]
         if not state:
             out("no executor state in Redis yet")
             return EXIT_OK

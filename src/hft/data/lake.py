@@ -207,7 +207,8 @@ class BarLake:
             if (start and day < start) or (end and day > end):
                 continue
             frame = self._read_file(f"{self.partition_dir(interval, ticker, day)}/{_FILE}")
-            frames.append(frame.assign(ticker=ticker, interval=interval))
+            if frame is not None:  # listed a moment ago; gone if a writer replaced it in between
+                frames.append(frame.assign(ticker=ticker, interval=interval))
         if not frames:
             return empty_bars()
         return coerce_bars(pd.concat(frames, ignore_index=True)).sort_values(["ticker", "ts"]).reset_index(drop=True)
@@ -219,7 +220,7 @@ class BarLake:
         if not days:
             return None
         frame = self._read_file(f"{self.partition_dir(interval, ticker.upper(), max(days))}/{_FILE}")
-        return frame["ts"].max()
+        return None if frame is None else frame["ts"].max()
 
 
 class Quarantine:

@@ -1,10 +1,10 @@
 """Validation of bars with Great Expectations 1.x, before anything reaches the clean lake.
 
 The suite (:func:`bar_suite`) checks the schema, nulls, prices in ``[MIN_PRICE, MAX_PRICE]``, OHLC
-consistency, volume (float64 shares, fractional allowed) in ``[0, MAX_VOLUME]``, unique (ticker, ts), bar timestamps aligned to the interval and inside exchange
-sessions, and bounded gaps between consecutive bars of a session. The session and gap checks run on
-derived columns computed here (``in_session``, ``aligned``, ``gap_minutes``), because they need the
-exchange calendar.
+consistency, volume (float64 shares, fractional allowed) in ``[0, MAX_VOLUME]``, unique (ticker, ts), bar
+timestamps aligned to the interval and inside exchange sessions, and bounded gaps between consecutive bars of
+a session. The session and gap checks run on derived columns computed here (``in_session``, ``aligned``,
+``gap_minutes``), because they need the exchange calendar.
 
 The verdict is per ticker: a ticker with any failing row is rejected as a whole (its batch goes to
 quarantine with the report), the other tickers pass.
@@ -119,7 +119,8 @@ def bar_suite(max_gap_minutes: int):
 
     E = gx.expectations
     suite = gx.ExpectationSuite(name="bars")
-    suite.add_expectation(E.ExpectTableColumnsToMatchSet(column_set=[*BAR_COLUMNS, "in_session", "aligned", "gap_minutes"], exact_match=True))
+    columns = [*BAR_COLUMNS, "in_session", "aligned", "gap_minutes"]
+    suite.add_expectation(E.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True))
     for col in BAR_COLUMNS:
         suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=col))
     suite.add_expectation(E.ExpectColumnValuesToBeInSet(column="interval", value_set=[i.value for i in Interval]))
@@ -163,6 +164,7 @@ def validate_bars(bars: pd.DataFrame, max_gap_minutes: int = 60, extended_hours:
         if er.success:
             continue
         cfg = er.expectation_config
+        assert cfg is not None  # a suite's results carry their expectation
         kwargs = cfg.kwargs
         column = kwargs.get("column") or ",".join(
             filter(None, [kwargs.get("column_A"), kwargs.get("column_B")] + list(kwargs.get("column_list") or []))

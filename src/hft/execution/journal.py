@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from hft.errors import HftError
 
 log = logging.getLogger(__name__)

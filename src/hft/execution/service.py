@@ -175,7 +175,7 @@ class ExecutionService:
         recv = time.time_ns()
         preds = np.zeros(len(entries), dtype=self.x.PREDICTION_DTYPE)
         n = 0  # records filled so far
-        malformed = Tally()
+        malformed: Tally[str] = Tally()
         unknown = len(self.tickers)
         for entry_id, f in entries:
             try:
@@ -207,7 +207,7 @@ class ExecutionService:
         from hft.observability import metrics as m
 
         self._check_halt()
-        entries = []
+        entries: list = []
         if self._pending:  # after a restart: what was delivered to us before the crash, not acknowledged
             reply = self.r.xreadgroup(GROUP, self.consumer, {self.stream: "0"}, count=self.batch)
             entries = reply[0][1] if reply else []
@@ -264,7 +264,7 @@ class ExecutionService:
 
     def run(self, stop_when_idle_s: float | None = None, max_seconds: float | None = None) -> Tally:
         """Loop until idle for ``stop_when_idle_s`` (None: forever) or ``max_seconds``; returns totals."""
-        totals = Tally()
+        totals: Tally[str] = Tally()
         started = idle_since = time.monotonic()
         while True:
             r = self.step()

@@ -18,7 +18,7 @@ from hft.features.definitions import (
     FeatureSpec,
     yang_zhang_k,
 )
-from hft.schemas import Interval, coerce_bars
+from hft.schemas import coerce_bars
 
 _CHUNK = 1 << 20  # rows per block when reducing windows, bounds memory at ~CHUNK * w * 8 bytes
 

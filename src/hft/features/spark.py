@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from hft.data.calendar import EXCHANGE_TZ, REGULAR_OPEN
+from hft.errors import HftError
 from hft.features.definitions import (
     GK_CO_WEIGHT,
     LN2,
@@ -30,8 +31,6 @@ from hft.features.definitions import (
     FeatureSpec,
     yang_zhang_k,
 )
-from hft.errors import HftError
-
 
 #: The window of every feature: a ticker's bars of one session, in time order.
 _SESSION = "PARTITION BY ticker, interval, date ORDER BY ts_us"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class ModelConfig:
     def with_overrides(self, **values: str) -> "ModelConfig":
         """A copy with fields set from strings (``"16,32,64,128"``, ``"true"``, ``"0.2"``)."""
         fields = {f.name: f for f in dataclasses.fields(self)}
-        parsed = {}
+        parsed: dict[str, Any] = {}
         for name, raw in values.items():
             if name not in fields:
                 raise ValueError(f"unknown model setting {name!r}; known: {', '.join(fields)}")

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hft.features.definitions import FeatureSpec
 from hft.errors import HftError
+from hft.features.definitions import FeatureSpec
 
 log = logging.getLogger(__name__)
 

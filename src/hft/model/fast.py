@@ -143,7 +143,7 @@ class FastPredictor:
             raise WeightsFileError(f"{source}: scaler has {mean.size}/{scale.size} columns for {n} features")
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
             raise WeightsFileError(f"{source}: scaler mean/scale must be finite with scale > 0")
-        eps = [float(bn_epsilon)] * 4 if np.isscalar(bn_epsilon) else [float(e) for e in bn_epsilon]
+        eps = [float(bn_epsilon)] * 4 if isinstance(bn_epsilon, (int, float)) else [float(e) for e in bn_epsilon]
         if len(eps) != 4 or any(not e > 0 for e in eps):
             raise ValueError(f"bn_epsilon must be one positive value or one per dense layer, got {bn_epsilon!r}")
 
@@ -286,11 +286,12 @@ class FastPredictor:
         if self._conv:
             n = x.shape[0]
             cols = x[:, self._window].reshape(n * self._steps, -1)                 # (n * steps, k * features)
-            h = cols @ self._conv_w
+            h: np.ndarray = cols @ self._conv_w
             h += self._conv_b
             np.maximum(h, 0.0, out=h)
             h = h.astype(np.float32).reshape(n, self._steps * self._filters)       # Keras Flatten order
         else:
+            assert self._first64 is not None  # set for mlp in __init__
             kernel, bias = self._first64
             h = x @ kernel
             h += bias

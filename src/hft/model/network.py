@@ -16,11 +16,12 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from hft.model.config import ModelConfig
 from hft.errors import HftError
+from hft.model.config import ModelConfig
 
 WEIGHTS_FORMAT = "hft-direction-weights"
 WEIGHTS_VERSION = 1
@@ -125,7 +126,8 @@ def read_weights_file(path: str | Path) -> WeightsFile:
             if int(f.attrs.get("version", -1)) != WEIGHTS_VERSION:
                 raise WeightsFileError(f"{path}: unsupported weights version {f.attrs.get('version')}")
             raw = json.loads(f.attrs["config"])
-            config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+            values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+            config = ModelConfig(**values)
             features = list(json.loads(f.attrs["features"]))
             scaler = Scaler(mean=f["scaler/mean"][()], scale=f["scaler/scale"][()])
             keys = sorted(f["weights"].keys())

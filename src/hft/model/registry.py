@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from hft.errors import HftError
 
 log = logging.getLogger(__name__)

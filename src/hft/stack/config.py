@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
 from hft.errors import HftError
 
 SERVICES: tuple[str, ...] = ("kafka", "redis", "mlflow")

@@ -300,12 +300,17 @@ class MLflow(_Service):
     stop_timeout = 20.0
 
     @property
+    def home(self) -> Path:
+        assert self.config.home is not None  # StackConfig fills it in (run_dir's parent by default)
+        return self.config.home
+
+    @property
     def db(self) -> Path:
-        return self.config.home / "mlflow.db"
+        return self.home / "mlflow.db"
 
     @property
     def artifacts(self) -> Path:
-        return self.config.home / "mlartifacts"
+        return self.home / "mlartifacts"
 
     def ports(self) -> dict[str, int]:
         return {"HFT_MLFLOW_PORT": self.config.mlflow_port}
@@ -327,13 +332,13 @@ class MLflow(_Service):
 
     def prepare(self) -> tuple[list[str], Path]:
         binary = self._binary()
-        self.config.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
         self.artifacts.mkdir(parents=True, exist_ok=True)
         argv = [
             str(binary), "server", "--host", HOST, "--port", str(self.config.mlflow_port), "--workers", "1",
             "--backend-store-uri", f"sqlite:///{self.db}", "--default-artifact-root", str(self.artifacts),
         ]
-        return argv, self.config.home
+        return argv, self.home
 
     def env(self) -> dict[str, str]:
         env = super().env()

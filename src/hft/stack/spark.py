@@ -18,7 +18,8 @@ def spark_kafka_jars() -> list[str]:
     (or ``spark.jars``). Raises StackError, naming ``make setup``, when one is missing."""
     folder = repo_root() / "build" / "spark-jars"
     jars = sorted(folder.glob("*.jar"))
-    found, missing = [], []
+    found: list[str] = []
+    missing: list[str] = []
     for prefix in SPARK_KAFKA_ARTIFACTS:
         hits = [j for j in jars if j.name.startswith(prefix)]
         if hits:

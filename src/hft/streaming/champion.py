@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from typing import Any
+
 from hft.errors import HftError
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ class ChampionModel:
         self.clock = clock
         self._checked = -float("inf")
         self._version: str | None = None
-        self._predictor = None
+        self._predictor: Any = None  # a FastPredictor once loaded
 
     def __call__(self):
         now = self.clock()

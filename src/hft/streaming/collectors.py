@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -42,7 +43,8 @@ def paced(messages: Iterable[BarMessage], speed: float | None, max_gap_ms: int =
     Gaps between bars longer than ``max_gap_ms`` of market time (nights, weekends, holidays) count as
     ``max_gap_ms``, so a replay of several sessions does not sleep through the closed hours."""
     market_ms = 0
-    last_ts = start = None
+    last_ts: int | None = None
+    start = 0.0
     for msg in messages:
         if speed:
             if last_ts is None:
@@ -94,7 +96,7 @@ class YFinancePoller:
     lookback: timedelta = timedelta(minutes=30)
     settle_s: float = 5.0
     state_path: Path | None = None
-    source: object = None
+    source: Any = None  # a BarSource; YFinanceSource() when None
     sleep: Callable[[float], None] = time.sleep
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 

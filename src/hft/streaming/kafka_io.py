@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+
 from hft.errors import HftError
 
 log = logging.getLogger(__name__)

@@ -35,8 +35,8 @@ from datetime import datetime, timezone
 
 import msgspec
 
-from hft.schemas import MAX_PRICE, MAX_VOLUME, MIN_PRICE
 from hft.errors import HftError
+from hft.schemas import MAX_PRICE, MAX_VOLUME, MIN_PRICE
 
 BAR_SCHEMA, BAR_VERSION = "hft.bar", 1
 DLQ_SCHEMA, PREDICTION_SCHEMA = "hft.dlq", "hft.prediction"

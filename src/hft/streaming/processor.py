@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -119,7 +120,8 @@ class BatchProcessor:
         if self._committed is None:
             self._committed = self.store.committed_offsets()
         committed = self._committed
-        out, first = [], {}
+        out: list[Record] = []
+        first: dict[tuple[str, int], int] = {}
         for rec in records:
             tp = (rec.topic, rec.partition)
             if rec.offset < committed.get(tp, -1):
@@ -172,6 +174,7 @@ class BatchProcessor:
                 continue
             origin[id(bar)] = rec
             bars.append(bar)
+        predictor: Any
         predictor, version = self.model() if bars else (None, "")
         names = list(predictor.features) if predictor is not None else []
         shape = tuple(getattr(predictor, "sample_shape", (len(names),)))
@@ -208,7 +211,7 @@ class BatchProcessor:
             offsets[(rec.topic, rec.partition)] = rec.offset + 1
         result.written = self.store.commit(batch_id, accepted, predictions, offsets)
         result.stream_length = self.store.stream_length
-        self._committed.update(offsets)
+        self._committed = {**(self._committed or {}), **offsets}
         result.predictions = predictions
         if self.publish and predictions:
             self.publish([

@@ -88,7 +88,7 @@ class FeatureState:
             reference = latest[key] if latest[key] is not None else market
             if ident in seen:
                 refused.append((bar, "duplicate", f"{bar.ticker} {bar.interval} bar at {bar.ts.isoformat()} already seen"))
-            elif latest[key] is not None and bar.ts_ms < latest[key]:
+            elif (last := latest[key]) is not None and bar.ts_ms < last:
                 refused.append((bar, "out_of_order", f"{bar.ticker} bar at {bar.ts.isoformat()} is older than the latest"))
             elif reference is not None and bar.ts_ms - reference > self.max_ahead_ms and not self._confirmed(key, bar):
                 whose = "its ticker's newest bar" if latest[key] is not None else "the newest bar of any ticker"
@@ -146,7 +146,8 @@ class FeatureState:
         day = exchange_days(ts)
         group = np.asarray(key_id, np.int64) << np.int64(32) | (day - day.min())  # (series, session) ids
         prices = np.array([(b.open, b.high, b.low, b.close, b.volume) for b in rows], dtype=np.float64)
-        out = feature_arrays(*prices.T, group_positions(group), minutes_since_open(ts), self.spec)
+        o, h, lo, c, v = prices.T
+        out = feature_arrays(o, h, lo, c, v, group_positions(group), minutes_since_open(ts), self.spec)
         frame = pd.DataFrame({
             "ticker": [b.ticker for b in new], "interval": [b.interval for b in new],
             "ts": ts[at].as_unit("us"), "close": prices[at, 3], **{name: values[at] for name, values in out.items()},

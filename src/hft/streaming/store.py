@@ -36,7 +36,8 @@ _COMMIT = """
 -- (all values strings): {state_key: [bar_ts, bar_json, ...]} and [[field values in the order of names]].
 -- State hashes keep their newest state_keep bars. A prediction is written only if its bar time is newer
 -- than its series' mark in {prefix}:pred:written (then moved to it); returns how many were written.
-local names = {'ticker', 'interval', 'bar_ts', 'probability', 'model_version', 'close', 'volatility', 'produced_ns', 'predicted_ns', 'written_ns'}
+local names = {'ticker', 'interval', 'bar_ts', 'probability', 'model_version', 'close', 'volatility',
+               'produced_ns', 'predicted_ns', 'written_ns'}
 local prefix, ttl, maxlen = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local keep, state_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local CHUNK = 2000  -- arguments per command: unpack() has a stack limit

@@ -6,29 +6,20 @@ cookie, getcrumb, the consent page, the v8 chart API, quoteSummary) and records 
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pandas as pd
 import pytest
 import requests
-import yfinance
-import yfinance.base
-import yfinance.cache
-import yfinance.data
-from requests.adapters import BaseAdapter
 
-from hft.data.sources.base import SourceError
-from hft.data.sources.base import clean_bars
+from fake_yahoo import NOT_FOUND, NY, SERVER_ERROR_JSON, FakeYahoo, local_bars
+from hft.data.sources.base import SourceError, clean_bars
 from hft.data.sources.yfinance import YFinanceSource, is_transient, split_windows
 from hft.schemas import BAR_COLUMNS, Interval
-from fake_yahoo import NOT_FOUND, NY, SERVER_ERROR_JSON, FakeYahoo, local_bars
 
 NOW = datetime(2024, 3, 20, 12, 0, tzinfo=timezone.utc)
 

@@ -10,8 +10,8 @@ from typing import ClassVar, NamedTuple
 import pandas as pd
 
 from hft.data import calendar
-from hft.schemas import Interval, coerce_bars
 from hft.errors import HftError
+from hft.schemas import Interval, coerce_bars
 
 
 class SourceError(HftError):

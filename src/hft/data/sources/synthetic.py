@@ -166,7 +166,7 @@ class SyntheticSource(BarSource):
         days = calendar.trading_days(_ny_date(lo), _ny_date(hi))
         grid = _build_grid(days, step) if days else None
         keep = (grid.ts >= lo) & (grid.ts < hi) if grid is not None else np.zeros(0, dtype=bool)
-        if not keep.any():
+        if grid is None or not keep.any():
             raise SourceError(f"synthetic: no NYSE trading session between {lo.isoformat()} and {hi.isoformat()}")
         frames = [
             _to_frame(_simulate(self.config, grid, chunk, step, days[0]), grid, chunk, step, keep)

@@ -94,7 +94,7 @@ def split_windows(
     return windows
 
 
-def _http_status(exc: BaseException) -> int | None:
+def _http_status(exc: BaseException | None) -> int | None:
     """The HTTP status an exception carries (``requests``/``curl_cffi`` HTTPError), if any."""
     status = getattr(getattr(exc, "response", None), "status_code", None)
     return status if isinstance(status, int) else None
@@ -123,7 +123,7 @@ def _utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException | None) -> str:
     """One line saying why a request failed (HTTP errors by status only: their URL carries the crumb)."""
     status = _http_status(exc)
     if status is not None:
