@@ -13,6 +13,7 @@ volumes round-trip unchanged. Lakes written before this change hold int64 volume
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -78,6 +79,36 @@ BAR_ARROW_SCHEMA = pa.schema(
 BAR_SPARK_DDL = (
     "ticker STRING, ts TIMESTAMP, interval STRING, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE"
 )
+
+
+def bar_end_ns(bar_ts_ns, interval: "str | Interval"):
+    """When a bar starting at ``bar_ts_ns`` (epoch ns; an int or an int64 array) ends: the earliest moment its
+    close, and so a prediction from it, exists. The executor's clock for a prediction, live and in backtests."""
+    return bar_ts_ns + Interval.parse(interval).minutes * 60_000_000_000
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One model prediction for one bar: the record the streaming job writes (Redis hash and stream, Kafka
+    ``predictions``), the executor service reads and the backtest replays.
+
+    ``ts_ms`` is the bar's **start** (epoch ms), as every bar time in the system; the prediction becomes
+    possible at the bar's **end** (:attr:`available_ns`, :func:`bar_end_ns`), which is the time the executor
+    decides it at, live and in backtests alike."""
+
+    ticker: str
+    interval: str
+    ts_ms: int
+    probability: float
+    model_version: str
+    produced_ns: int | None
+    predicted_ns: int
+    close: float = float("nan")       # the bar's close: the executor's market price
+    volatility: float = float("nan")  # per-bar volatility (FeatureSpec.per_bar_volatility): position sizing
+
+    @property
+    def available_ns(self) -> int:
+        return bar_end_ns(self.ts_ms * 1_000_000, self.interval)
 
 
 def bar_spark_schema() -> "StructType":

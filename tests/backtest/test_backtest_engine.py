@@ -36,7 +36,8 @@ def test_run_backtest_long_signal_fills_at_next_close_with_fee_and_slippage():
     fills = result.fills
     assert len(fills) == 1
     fill = fills.iloc[0]
-    assert (fill["ts"], fill["qty"], fill["price"], fill["fee"]) == (T0 + pd.Timedelta(minutes=1), 500, 100.21, 2.5053)
+    # stamped at bar 1's end: its close exists only then (times are bar ends, as for the live executor)
+    assert (fill["ts"], fill["qty"], fill["price"], fill["fee"]) == (T0 + pd.Timedelta(minutes=2), 500, 100.21, 2.5053)
     assert fill["slippage"] == pytest.approx(500 * 0.01)
     pnl = result.pnl.to_numpy()
     assert pnl == pytest.approx([0.0, -5.0 - 2.5053, 500 * (101 - 100.21) - 2.5053], abs=1e-9)
@@ -48,7 +49,7 @@ def test_run_backtest_price_beyond_limit_collar_order_waits_for_next_bar():
     # Limit = 100 + 50 bp collar = 100.5: bar 1 (101 + slippage) is beyond it, bar 2 (100.3) is not.
     result = run_backtest(frame([100.0, 101.0, 100.3], [0.9, 0.9, 0.9]),
                           BacktestConfig(slippage_bps=1.0, strategy={"risk_per_trade": 50.0}))
-    assert result.fills[["ts", "qty", "price"]].values.tolist() == [[T0 + pd.Timedelta(minutes=2), 500, 100.31]]
+    assert result.fills[["ts", "qty", "price"]].values.tolist() == [[T0 + pd.Timedelta(minutes=3), 500, 100.31]]
 
 
 def test_run_backtest_order_on_last_bar_never_fills():
@@ -61,7 +62,9 @@ def test_run_backtest_several_tickers_equity_matches_positions_and_cash():
     preds = random_predictions()
     result = run_backtest(preds, BacktestConfig())
     assert len(result.fills) > 20
-    closes = preds.pivot(index="ts", columns="ticker", values="close").reindex(result.equity.index).ffill()
+    closes = preds.pivot(index="ts", columns="ticker", values="close")
+    closes.index = closes.index + pd.Timedelta(minutes=1)  # the equity curve is stamped at bar ends
+    closes = closes.reindex(result.equity.index).ffill()
     marked = (result.positions * closes).sum(axis=1) + result.cash + result.config.initial_capital
     np.testing.assert_allclose(result.equity.to_numpy(), marked.to_numpy(), atol=1e-6)
     net = result.fills.groupby("ticker")["qty"].sum().reindex(result.tickers, fill_value=0)
@@ -92,7 +95,7 @@ def test_run_backtest_rows_without_volatility_are_dropped_not_replayed():
     preds = frame([100.0, 100.5, 101.0, 101.5], [0.9] * 4, vol=[np.nan, np.nan, 0.001, 0.001])
     result = run_backtest(preds)
     assert len(result.predictions) == 2 and result.counters["predictions"] == 2
-    assert result.equity.index[0] == T0 + pd.Timedelta(minutes=2)
+    assert result.equity.index[0] == T0 + pd.Timedelta(minutes=3)  # the end of the first bar replayed
 
 
 def test_run_backtest_missing_column_raises_input_error():
@@ -113,3 +116,16 @@ def test_backtest_config_unknown_risk_setting_raises_value_error():
 def test_backtest_config_overrides_reach_executor_config():
     cfg = BacktestConfig(fee_bps=2.0, slippage_bps=0.0, strategy={"lot": 10}, risk={"max_position": 7}).executor_config()
     assert (cfg.exchange.fee_bps, cfg.exchange.slippage_bps, cfg.strategy.lot, cfg.risk.max_position) == (2.0, 0.0, 10, 7)
+
+
+@pytest.mark.parametrize("interval, minutes", [("1m", 1), ("5m", 5)])
+def test_backtest_decides_each_prediction_at_its_bar_end_like_the_live_executor(interval, minutes):
+    from hft.backtest.engine import prediction_records, prepare_predictions
+    from hft.schemas import Prediction
+
+    preds = frame([100.0, 100.5], [0.9, 0.9])
+    prepared, _ = prepare_predictions(preds)
+    records = prediction_records(prepared, interval=interval)
+    live = [Prediction("AAA", interval, int(ts.value // 1_000_000), 0.9, "1", None, 0).available_ns for ts in preds["ts"]]
+    assert records["ts_ns"].tolist() == live
+    assert records["ts_ns"][0] == (T0 + pd.Timedelta(minutes=minutes)).value

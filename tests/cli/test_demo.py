@@ -29,6 +29,7 @@ def test_demo_runs_end_to_end_on_a_small_market(tmp_path):
     for step in range(1, 7):
         assert f"[{step}/6]" in out
     assert re.search(r"^ *ticker +rows +sessions +up_share", out, re.M), "the feature summary lacks its column names"
+    assert "gate: " in out and ("promoted to champion" in out or "DEMO ONLY: promoting it past the gate" in out)
     predictions = int(re.search(r"(\d+) predictions in Redis", out).group(1))
     decided = re.search(r"(\d+) predictions decided: (\d+) orders, (\d+) fills", out)
     assert predictions > 0 and int(decided.group(1)) == predictions

@@ -18,7 +18,8 @@ import hft_exec
 from hft.execution.config import ExecConfig
 from hft.execution.journal import Journal
 from hft.execution.service import GROUP, MALFORMED, ExecutionService, set_halt
-from hft.streaming.store import Prediction, RedisStore
+from hft.schemas import Prediction
+from hft.streaming.store import RedisStore, entry_values
 
 TICKERS = ["AAA", "BBB"]
 T0_MS = 1_711_978_200_000  # 2024-04-01 13:30 UTC
@@ -105,7 +106,7 @@ def test_service_bad_entries_are_refused_with_reason_and_never_ordered(client, t
     ]
     write(client, good + bad)
     # BBB's bar again, as a producer retry would append it (the store's own dedupe marker bypassed)
-    client.xadd("hft:predictions", dict(zip(FIELDS, good[1].values(0))))
+    client.xadd("hft:predictions", dict(zip(FIELDS, entry_values(good[1], 0))))
     client.xadd("hft:predictions", {"ticker": "AAA", "bar_ts": "soon", "probability": "0.9"})
     client.xadd("hft:predictions", {"probability": "0.9"})
     svc = service(client, tmp_path)
@@ -147,7 +148,7 @@ def test_service_restart_recovers_from_journal_and_refuses_replayed_predictions(
     assert (second.executor.cash, [second.executor.position(i) for i in range(2)], second.executor.next_order_id) == state
     # the same predictions delivered again (a producer retry) never become orders
     for p in preds[:4]:
-        client.xadd("hft:predictions", dict(zip(FIELDS, p.values(0))))
+        client.xadd("hft:predictions", dict(zip(FIELDS, entry_values(p, 0))))
     again = second.step()
     assert again.orders == 0 and again.rejected == {"duplicate_prediction": 4}
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import redis
 
+from hft.schemas import Prediction
 from hft.streaming.messages import BarMessage
-from hft.streaming.store import Prediction, RedisStore
+from hft.streaming.store import RedisStore
 
 T0 = 1_709_908_200_000  # 2024-03-08 14:30 UTC, ms
 MINUTE = 60_000

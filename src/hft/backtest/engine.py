@@ -9,8 +9,11 @@ vectorised NumPy over the event arrays: there is no Python loop per prediction o
 Timing (what the paper exchange does, not a choice made here): an order decided on bar ``t`` of a ticker
 is sent at the executor's clock ``recv_ns`` and arrives ``latency_ns`` later; it executes at the first market
 price of that ticker seen at or after its arrival, i.e. at the close of the ticker's NEXT prediction, moved
-against it by ``slippage_bps``, with ``fee_bps`` of notional per fill. The executor's clock is the bar time
-plus :attr:`BacktestConfig.receive_delay_ns` (default 0), so staleness and rate limits see bar time.
+against it by ``slippage_bps``, with ``fee_bps`` of notional per fill. The executor's clock is the bar's
+**end** (``hft.schemas.bar_end_ns``: the input's ``ts`` is the bar's start, and its close exists only at its
+end; the live executor uses the same clock) plus :attr:`BacktestConfig.receive_delay_ns` (default 0). Times
+in the results (fills, equity) are therefore bar ends: a fill at the close of bar ``t+1`` is stamped with
+the end of bar ``t+1``.
 
 Accounting is in the executor's integer units (ticks of ``1 / TICKS_PER_UNIT``, ticks x shares for money)
 and converted to currency only for the result frames. The equity curve is marked to market at each bar's
@@ -30,6 +33,7 @@ import pandas as pd
 
 import hft_exec
 from hft.errors import HftError
+from hft.schemas import bar_end_ns
 from hft_exec import DECISION_DTYPE, EVENT_DTYPE, PREDICTION_DTYPE, TICKS_PER_UNIT
 
 log = logging.getLogger(__name__)
@@ -58,7 +62,9 @@ class BacktestConfig:
         fee_bps, slippage_bps, latency_ns: the paper exchange; None (the default) takes the live setting
             (``HFT_EXEC_FEE_BPS``, ``HFT_EXEC_SLIPPAGE_BPS``, ``HFT_EXEC_LATENCY_US``: :class:`ExecConfig`),
             so a backtest trades like ``hft execute`` unless told otherwise. :meth:`resolved` fills them in.
-        receive_delay_ns: executor clock = bar time + this (staleness and order-rate limits see it).
+        receive_delay_ns: executor clock = bar end + this (staleness and order-rate limits see it).
+        interval: the bars' length: a prediction is decided at its bar's end (``hft.schemas.bar_end_ns``),
+            as ``hft execute`` does.
         strategy, risk: overrides of ``StrategyConfig`` / ``RiskConfig`` fields by name, e.g.
             ``{"max_position": 100}``; anything not named keeps the live setting (``ExecConfig``).
     """
@@ -68,6 +74,7 @@ class BacktestConfig:
     slippage_bps: float | None = None
     latency_ns: int | None = None
     receive_delay_ns: int = 0
+    interval: str = "1m"
     strategy: dict[str, Any] = field(default_factory=dict)
     risk: dict[str, Any] = field(default_factory=dict)
 
@@ -173,10 +180,11 @@ class BacktestResult:
         })
 
 
-def prediction_records(frame: pd.DataFrame, receive_delay_ns: int = 0) -> np.ndarray:
-    """``PREDICTION_DTYPE`` records for a frame from :func:`prepare_predictions` (replay order)."""
+def prediction_records(frame: pd.DataFrame, receive_delay_ns: int = 0, interval: str = "1m") -> np.ndarray:
+    """``PREDICTION_DTYPE`` records for a frame from :func:`prepare_predictions` (replay order): each decided
+    at its bar's end (``ts`` is the bar's start of ``interval`` bars), as the live executor does."""
     out = np.zeros(len(frame), PREDICTION_DTYPE)
-    ts_ns = _ts_ns(frame["ts"])
+    ts_ns = bar_end_ns(_ts_ns(frame["ts"]), interval)
     out["ts_ns"] = ts_ns
     out["recv_ns"] = ts_ns + np.int64(receive_delay_ns)
     out["instrument"] = frame["instrument"].to_numpy(np.uint32)
@@ -249,7 +257,7 @@ def run_backtest(
     started = time.perf_counter()
     config = config.resolved()  # the result records the costs it really ran with
     frame, names = prepare_predictions(predictions, tickers)
-    records = prediction_records(frame, config.receive_delay_ns)
+    records = prediction_records(frame, config.receive_delay_ns, config.interval)
     decisions, events, event_pred, marks, executor, executor_s = _replay(records, config, len(names))
 
     n = len(records)

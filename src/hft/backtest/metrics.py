@@ -208,8 +208,12 @@ def _last_closes(result: BacktestResult) -> pd.Series:
 
 
 def _closes(result: BacktestResult) -> pd.DataFrame:
-    """Close per bar (rows: the equity curve's bars) and ticker, forward-filled."""
+    """Close per bar (rows: the equity curve's bars, stamped at their ends) and ticker, forward-filled."""
+    from hft.schemas import bar_end_ns
+
     wide = result.predictions.pivot_table(index="ts", columns="ticker", values="close", aggfunc="last")
+    ends = bar_end_ns(wide.index.as_unit("ns").asi8, result.config.interval)
+    wide.index = pd.DatetimeIndex(pd.to_datetime(ends, utc=True), name="ts")
     return wide.reindex(result.equity.index).ffill()
 
 

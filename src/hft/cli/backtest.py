@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, settings=None) -> int:
     out = Path(args.out) if args.out else Path(settings.home) / "backtests" / f"{args.start}_{args.end}"
     latency_ns = None if args.latency_us is None else int(round(args.latency_us * 1e3))
     config = BacktestConfig(initial_capital=args.capital, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps,
-                            latency_ns=latency_ns)
+                            latency_ns=latency_ns, interval=args.interval)
     try:
         bars = load_bars(args.lake or settings.lake_root, args.interval, tickers, args.start, args.end)
         predictions, source = predictions_from_bars(bars, probabilities=probabilities,

@@ -82,8 +82,8 @@ def run_demo(plan: DemoPlan, settings: Settings, lake_root: str, out: Callable[[
     out("[4/6] model: train (walk-forward) -> MLflow run -> register challenger -> gate -> champion")
     outcome = train_and_register(features_root, _model_config(), interval="1m")
     report_training(outcome)
+    _ensure_champion(outcome, out)
     list_models()
-    _require_champion(outcome.gate_reason)
     out(f"[5/6] streaming: held-back sessions {plan.held_back[0]}..{plan.held_back[1]} -> Kafka -> Spark -> Redis")
     held = _ingest(plan, *plan.held_back, settings, lake_root)
     if not held.ok:
@@ -92,14 +92,17 @@ def run_demo(plan: DemoPlan, settings: Settings, lake_root: str, out: Callable[[
     out(f"demo finished in {time.monotonic() - t0:.1f}s")
 
 
-def _require_champion(gate_reason: str) -> None:
-    """The stream serves only the registry's champion: say so plainly when the gate has promoted none."""
+def _ensure_champion(outcome, out: Callable[[str], None]) -> None:
+    """The stream serves only the registry's champion. When the gate refused the first model, the demo
+    still shows the rest of the pipeline: it promotes that version past the gate, says so, and records it
+    in the champion history (what `hft model promote --force` does); a deployment would stop here."""
     from hft.model import registry
 
-    if registry.alias_version(registry.client(), registry.CHAMPION) is None:
-        raise UserError(f"no champion to stream with: the gate refused the model ({gate_reason}). Train on more "
-                        "sessions (--start/--end), or promote a version past the gate with "
-                        "`hft model promote --version N --force`")
+    if registry.alias_version(registry.client(), registry.CHAMPION) is not None:
+        return
+    out(f"  the gate refused v{outcome.version}; DEMO ONLY: promoting it past the gate to show the stream "
+        "(recorded as forced in the champion history; a deployment would stop here)")
+    registry.promote(outcome.version, reason=f"demo: forced past the gate ({outcome.gate_reason})")
 
 
 def _ingest(plan: DemoPlan, start: date, end: date, settings: Settings, lake_root: str):

@@ -37,6 +37,7 @@ import numpy as np
 
 from hft.execution.config import ExecConfig
 from hft.execution.journal import Journal
+from hft.schemas import bar_end_ns
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,6 @@ ORDERS_TOPIC = "orders"
 GROUP = "executor"
 #: Entries of the predictions stream that cannot be read (missing or non-numeric fields).
 MALFORMED = "malformed_entry"
-
-
-def _interval_ms(interval: str | None) -> int:
-    """Length of a bar of ``interval`` (``1m``, ``5m``); an unknown interval is refused as malformed."""
-    from hft.schemas import Interval
-
-    return Interval.parse(interval or "1m").minutes * 60_000
 
 
 @dataclass
@@ -181,8 +175,9 @@ class ExecutionService:
             try:
                 ticker = f["ticker"].upper()
                 row = preds[n]
-                # as of the bar's end: when the prediction became possible (the stale guard's origin)
-                row["ts_ns"] = (int(f["bar_ts"]) + _interval_ms(f.get("interval"))) * 1_000_000
+                # as of the bar's end: when the prediction became possible (the stale guard's origin); an
+                # unknown interval raises ValueError: malformed
+                row["ts_ns"] = bar_end_ns(int(f["bar_ts"]) * 1_000_000, f.get("interval") or "1m")
                 row["recv_ns"] = self._received(row["ts_ns"], f, recv)
                 row["instrument"] = self.ids.get(ticker, unknown)
                 row["probability"] = float(f["probability"])

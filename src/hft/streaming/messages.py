@@ -17,7 +17,8 @@ the bar, for end-to-end latency.
 (UTF-8 when possible, else base64 under ``value_b64``).
 
 ``predictions`` (key = ticker): ``{"schema": "hft.prediction", "version": 1, "ticker", "interval", "ts",
-"probability", "model_version", "produced_ns", "predicted_ns"}``.
+"probability", "model_version", "produced_ns", "predicted_ns", "close", "volatility"}``: a
+:class:`hft.schemas.Prediction`, ``ts`` its bar's start.
 
 :func:`decode_bar` accepts a message only when every check passes; otherwise it raises
 :class:`MessageError` with a machine-readable ``reason`` (the DLQ and the rejection metric use it).
@@ -36,7 +37,7 @@ from datetime import datetime, timezone
 import msgspec
 
 from hft.errors import HftError
-from hft.schemas import MAX_PRICE, MAX_VOLUME, MIN_PRICE
+from hft.schemas import MAX_PRICE, MAX_VOLUME, MIN_PRICE, Prediction
 
 BAR_SCHEMA, BAR_VERSION = "hft.bar", 1
 DLQ_SCHEMA, PREDICTION_SCHEMA = "hft.dlq", "hft.prediction"
@@ -201,10 +202,10 @@ def dlq_record(reason: str, detail: str, topic: str, partition: int, offset: int
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def prediction_record(ticker: str, interval: str, ts_ms: int, probability: float, model_version: str,
-                      produced_ns: int | None, predicted_ns: int) -> bytes:
+def prediction_record(p: Prediction) -> bytes:
+    """The Kafka ``predictions`` message of a :class:`hft.schemas.Prediction` (``ts``: the bar's start)."""
     return encode_json({
-        "schema": PREDICTION_SCHEMA, "version": 1, "ticker": ticker, "interval": interval, "ts": ts_ms,
-        "probability": probability, "model_version": model_version, "produced_ns": produced_ns,
-        "predicted_ns": predicted_ns,
+        "schema": PREDICTION_SCHEMA, "version": 1, "ticker": p.ticker, "interval": p.interval, "ts": p.ts_ms,
+        "probability": p.probability, "model_version": p.model_version, "produced_ns": p.produced_ns,
+        "predicted_ns": p.predicted_ns, "close": p.close, "volatility": p.volatility,
     })

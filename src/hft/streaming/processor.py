@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from hft.features.definitions import FeatureSpec
+from hft.schemas import Prediction
 from hft.streaming.messages import BARS_TOPIC, BarMessage, MessageError, decode_bar, dlq_record, prediction_record
 from hft.streaming.state import FeatureState
-from hft.streaming.store import Prediction, RedisStore
+from hft.streaming.store import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +216,7 @@ class BatchProcessor:
         result.predictions = predictions
         if self.publish and predictions:
             self.publish([
-                (p.ticker.encode(), prediction_record(p.ticker, p.interval, p.ts_ms, p.probability, p.model_version,
-                                                      p.produced_ns, p.predicted_ns))
-                for p in predictions
+                (p.ticker.encode(), prediction_record(p)) for p in predictions
             ])
         return self._done(result, started)
 

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
+from hft.schemas import Prediction
 from hft.streaming.messages import BarMessage, encode_json
+
+__all__ = ["Prediction", "RedisStore", "entry_values"]  # Prediction is defined once, in hft.schemas
 
 _COMMIT = """
 -- One call per micro-batch; a script runs alone, so the batch commits atomically. KEYS[1]: the predictions
@@ -126,24 +128,12 @@ return {written, length}
 STATE_TTL_S = 7 * 86_400
 
 
-@dataclass(frozen=True)
-class Prediction:
-    ticker: str
-    interval: str
-    ts_ms: int
-    probability: float
-    model_version: str
-    produced_ns: int | None
-    predicted_ns: int
-    close: float = float("nan")       # the bar's close: the executor's market price
-    volatility: float = float("nan")  # per-bar volatility (FeatureSpec.per_bar_volatility): position sizing
-
-    def values(self, written_ns: int) -> list[str]:
-        """Field values in the order of the script's ``names``: ticker, interval, bar_ts, probability,
-        model_version, close, volatility, produced_ns, predicted_ns, written_ns."""
-        return [self.ticker, self.interval, str(self.ts_ms), repr(float(self.probability)), self.model_version,
-                repr(float(self.close)), repr(float(self.volatility)),
-                str(self.produced_ns or ""), str(self.predicted_ns), str(written_ns)]
+def entry_values(p: Prediction, written_ns: int) -> list[str]:
+    """Field values in the order of the script's ``names``: ticker, interval, bar_ts, probability,
+    model_version, close, volatility, produced_ns, predicted_ns, written_ns."""
+    return [p.ticker, p.interval, str(p.ts_ms), repr(float(p.probability)), p.model_version,
+            repr(float(p.close)), repr(float(p.volatility)),
+            str(p.produced_ns or ""), str(p.predicted_ns), str(written_ns)]
 
 
 def _bar_json(bar: BarMessage) -> str:
@@ -227,7 +217,7 @@ class RedisStore:
             state.setdefault(self._state_key(bar.ticker, bar.interval), []).extend((str(bar.ts_ms), _bar_json(bar)))
         now = time.time_ns()
         args = [self.p, self.ttl_s, self.maxlen, self.keep, STATE_TTL_S, batch_id,
-                encode_json(state), encode_json([p.values(now) for p in predictions]),
+                encode_json(state), encode_json([entry_values(p, now) for p in predictions]),
                 encode_json({f"{t}:{p}": str(o) for (t, p), o in (offsets or {}).items()})]
         written, length = self._commit(keys=[self.stream_key], args=args)
         self.stream_length = int(length)
