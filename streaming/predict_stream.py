@@ -34,9 +34,12 @@ log = logging.getLogger("hft.streaming.predict_stream")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    from hft.stack import StackConfig
+
+    stack = StackConfig.from_env()  # the local stack's addresses (HFT_*_PORT), defined once there
     p = argparse.ArgumentParser(description="Kafka bars -> features -> champion model -> Redis")
-    p.add_argument("--bootstrap", default="127.0.0.1:9092")
-    p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--bootstrap", default=stack.kafka_bootstrap)
+    p.add_argument("--redis", default=stack.redis_url)
     p.add_argument("--checkpoint", required=True, help="Spark checkpoint folder (offsets, commits)")
     p.add_argument("--tickers", type=lambda s: [t.strip().upper() for t in s.split(",") if t.strip()],
                    help="the universe; other tickers go to the DLQ as unknown_ticker (default: every valid ticker)")

@@ -6,14 +6,52 @@ appear here with a default; they come from the environment only.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
-def _env(name: str, default: str) -> str:
+def env_value(name: str, default: str) -> str:
+    """``os.environ[name]``, or ``default`` when it is unset or empty."""
     value = os.environ.get(name)
     return default if value is None or value == "" else value
+
+
+def parse_setting(name: str, default: Any, raw: str) -> Any:
+    """``raw`` (an environment value or a ``--set``) as the type of the setting's ``default``: bool
+    (``1/0/true/false/yes/no``), a tuple of ints (``16,32,64``), int, float or str. ValueError names it."""
+    try:
+        if isinstance(default, bool):
+            text = str(raw).strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return text in ("1", "true", "yes")
+        if isinstance(default, tuple):
+            return tuple(int(v) for v in str(raw).split(",") if v.strip())
+        return type(default)(raw)
+    except ValueError:
+        raise ValueError(f"bad value for {name}: {raw!r} (expected {type(default).__name__})") from None
+
+
+def settings_from_env(cls: type[T], prefix: str, **overrides: Any) -> T:
+    """The one way a frozen settings dataclass is read from the environment: each field ``name`` from
+    ``<prefix><NAME>`` (empty or unset: its default), parsed as its default's type (:func:`parse_setting`),
+    then ``overrides``."""
+    known = {f"{prefix}{f.name.upper()}" for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(k for k in os.environ if k.startswith(prefix) and k not in known)
+    if unknown:  # a misspelt setting must not be ignored silently
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        raw = os.environ.get(f"{prefix}{f.name.upper()}")
+        if raw not in (None, ""):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
+            values[f.name] = parse_setting(f"{prefix}{f.name.upper()}", default, raw)
+    return cls(**{**values, **overrides})
 
 
 @dataclass(frozen=True)
@@ -36,7 +74,7 @@ class Settings:
             :func:`hft.model.registry.gate`).
     """
 
-    home: Path = field(default_factory=lambda: Path(_env("HFT_HOME", "var")).absolute())
+    home: Path = field(default_factory=lambda: Path(env_value("HFT_HOME", "var")).absolute())
     lake_root: str = ""
     tickers: tuple[str, ...] = ()
     interval: str = "1m"
@@ -47,18 +85,18 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        home = Path(_env("HFT_HOME", "var")).absolute()
+        home = Path(env_value("HFT_HOME", "var")).absolute()
         return cls(
             home=home,
-            lake_root=_env("HFT_LAKE_ROOT", str(home / "lake")),
+            lake_root=env_value("HFT_LAKE_ROOT", str(home / "lake")),
             tickers=tuple(
-                t.strip().upper() for t in _env("HFT_TICKERS", "AAA,BBB,CCC,DDD").split(",") if t.strip()
+                t.strip().upper() for t in env_value("HFT_TICKERS", "AAA,BBB,CCC,DDD").split(",") if t.strip()
             ),
-            interval=_env("HFT_INTERVAL", "1m"),
-            max_gap_minutes=int(_env("HFT_MAX_GAP_MINUTES", "60")),
-            spark_master=_env("HFT_SPARK_MASTER", "local[*]"),
-            log_level=_env("HFT_LOG_LEVEL", "INFO"),
-            promotion_margin=float(_env("HFT_PROMOTION_MARGIN", str(cls.promotion_margin))),
+            interval=env_value("HFT_INTERVAL", "1m"),
+            max_gap_minutes=int(env_value("HFT_MAX_GAP_MINUTES", "60")),
+            spark_master=env_value("HFT_SPARK_MASTER", "local[*]"),
+            log_level=env_value("HFT_LOG_LEVEL", "INFO"),
+            promotion_margin=float(env_value("HFT_PROMOTION_MARGIN", str(cls.promotion_margin))),
         )
 
     @property

@@ -6,8 +6,7 @@ Money amounts are in currency units, times in seconds; the C++ side works in int
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -72,15 +71,9 @@ class ExecConfig:
 
     @classmethod
     def from_env(cls, **overrides) -> "ExecConfig":
-        values = {}
-        for f in fields(cls):
-            raw = os.environ.get(f"HFT_EXEC_{f.name.upper()}")
-            if raw not in (None, ""):
-                try:
-                    values[f.name] = int(raw) if f.type == "int" else float(raw)
-                except ValueError:
-                    raise ValueError(f"HFT_EXEC_{f.name.upper()}={raw!r} is not a number") from None
-        return cls(**{**values, **overrides})
+        from hft.config import settings_from_env
+
+        return settings_from_env(cls, "HFT_EXEC_", **overrides)
 
     def to_core(self):
         """The ``hft_exec.ExecutorConfig`` of these settings."""

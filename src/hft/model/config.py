@@ -7,9 +7,10 @@ Defaults are what ``hft train`` uses; each field can be overridden from the comm
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any
+
+from hft.config import parse_setting, settings_from_env
 
 
 @dataclass(frozen=True)
@@ -72,25 +73,13 @@ class ModelConfig:
         for name, raw in values.items():
             if name not in fields:
                 raise ValueError(f"unknown model setting {name!r}; known: {', '.join(fields)}")
-            current = getattr(self, name)
-            try:
-                if isinstance(current, bool):
-                    if str(raw).lower() not in ("1", "0", "true", "false", "yes", "no"):
-                        raise ValueError(raw)
-                    parsed[name] = str(raw).lower() in ("1", "true", "yes")
-                elif isinstance(current, tuple):
-                    parsed[name] = tuple(int(v) for v in str(raw).split(",") if v.strip())
-                else:
-                    parsed[name] = type(current)(raw)
-            except ValueError:
-                raise ValueError(f"bad value for {name}: {raw!r}") from None
+            parsed[name] = parse_setting(name, getattr(self, name), raw)
         return dataclasses.replace(self, **parsed)
 
     @classmethod
     def from_env(cls) -> "ModelConfig":
-        prefix = "HFT_MODEL_"
-        values = {k[len(prefix):].lower(): v for k, v in os.environ.items() if k.startswith(prefix) and v}
-        return cls().with_overrides(**values)
+        """From ``HFT_MODEL_<FIELD>`` variables (:func:`hft.config.settings_from_env`)."""
+        return settings_from_env(cls, "HFT_MODEL_")
 
     def to_params(self) -> dict[str, str]:
         """Flat string parameters for MLflow."""

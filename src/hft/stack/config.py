@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from hft.config import Settings, env_value
 from hft.errors import HftError
 
 SERVICES: tuple[str, ...] = ("kafka", "redis", "mlflow")
@@ -16,13 +17,8 @@ class StackError(HftError):
     """The stack cannot do what was asked; the message says why and, where it can, what to do."""
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return default if value is None or value == "" else value
-
-
 def _port(name: str, default: int) -> int:
-    raw = _env(name, str(default))
+    raw = env_value(name, str(default))
     try:
         port = int(raw)
     except ValueError:
@@ -71,14 +67,14 @@ class StackConfig:
     def from_env(cls) -> StackConfig:
         """``HFT_HOME`` (default ``./var``; the run directory is ``<HFT_HOME>/run``), ``HFT_KAFKA_PORT``,
         ``HFT_KAFKA_CONTROLLER_PORT``, ``HFT_REDIS_PORT``, ``HFT_MLFLOW_PORT``, ``HFT_KAFKA_HEAP``."""
-        home = Path(_env("HFT_HOME", "var")).absolute()
+        home = Settings.from_env().home
         return cls(
             run_dir=home / "run",
             kafka_port=_port("HFT_KAFKA_PORT", 9092),
             kafka_controller_port=_port("HFT_KAFKA_CONTROLLER_PORT", 9093),
             redis_port=_port("HFT_REDIS_PORT", 6379),
             mlflow_port=_port("HFT_MLFLOW_PORT", 5000),
-            kafka_heap=_env("HFT_KAFKA_HEAP", "512m"),
+            kafka_heap=env_value("HFT_KAFKA_HEAP", "512m"),
             home=home,
         )
 
