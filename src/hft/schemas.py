@@ -160,3 +160,66 @@ def coerce_bars(frame: pd.DataFrame) -> pd.DataFrame:
 def bars_to_arrow(frame: pd.DataFrame) -> pa.Table:
     """Canonical bars as an Arrow table with :data:`BAR_ARROW_SCHEMA`."""
     return pa.Table.from_pandas(coerce_bars(frame), schema=BAR_ARROW_SCHEMA, preserve_index=False)
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Every Redis key of the system, under one ``prefix`` (default ``hft``): defined here only.
+
+    Streaming job (:mod:`hft.streaming.store`): ``predictions`` (stream), ``latest(ticker)`` (hash),
+    ``pred_written`` (hash: series -> newest bar time written), ``state(interval, ticker)`` (hash: the
+    feature state's bars), ``heartbeat``, ``last_batch``, ``offsets`` (hash: topic:partition -> next offset).
+    Executor (:mod:`hft.execution.service`): ``orders`` (stream), ``positions``, ``exec_state`` (hashes),
+    ``exec_published`` (publication cursor), ``exec_halt`` (kill switch)."""
+
+    prefix: str = "hft"
+
+    @property
+    def predictions(self) -> str:
+        return f"{self.prefix}:predictions"
+
+    def latest(self, ticker: str) -> str:
+        return f"{self.prefix}:pred:latest:{ticker}"
+
+    @property
+    def latest_prefix(self) -> str:
+        return f"{self.prefix}:pred:latest:"
+
+    @property
+    def pred_written(self) -> str:
+        return f"{self.prefix}:pred:written"
+
+    def state(self, interval: str, ticker: str) -> str:
+        return f"{self.prefix}:state:{interval}:{ticker}"
+
+    @property
+    def heartbeat(self) -> str:
+        return f"{self.prefix}:stream:heartbeat"
+
+    @property
+    def last_batch(self) -> str:
+        return f"{self.prefix}:stream:last_batch"
+
+    @property
+    def offsets(self) -> str:
+        return f"{self.prefix}:stream:offsets"
+
+    @property
+    def orders(self) -> str:
+        return f"{self.prefix}:orders"
+
+    @property
+    def positions(self) -> str:
+        return f"{self.prefix}:positions"
+
+    @property
+    def exec_state(self) -> str:
+        return f"{self.prefix}:exec:state"
+
+    @property
+    def exec_published(self) -> str:
+        return f"{self.prefix}:exec:published"
+
+    @property
+    def exec_halt(self) -> str:
+        return f"{self.prefix}:exec:halt"

@@ -8,6 +8,7 @@ import argparse
 from hft.cli._common import EXIT_OK, arg_tickers, out, stack_config
 from hft.config import Settings
 from hft.errors import UserError
+from hft.schemas import RedisKeys
 
 
 def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
@@ -29,8 +30,9 @@ def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
             else "kill switch released: the executor resumes at its next batch")
         return EXIT_OK
     if args.action == "status":
-        state: dict[str, str] = r.hgetall("hft:exec:state")  # type: ignore[assignment]  # decode_responses
-        positions: dict[str, str] = r.hgetall("hft:positions")  # type: ignore[assignment]
+        keys = RedisKeys()
+        state: dict[str, str] = r.hgetall(keys.exec_state)  # type: ignore[assignment]  # decode_responses
+        positions: dict[str, str] = r.hgetall(keys.positions)  # type: ignore[assignment]
         if not state:
             out("no executor state in Redis yet")
             return EXIT_OK

@@ -37,7 +37,7 @@ import numpy as np
 
 from hft.execution.config import ExecConfig
 from hft.execution.journal import Journal
-from hft.schemas import bar_end_ns
+from hft.schemas import RedisKeys, bar_end_ns
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ class ExecutionService:
         self.x = hft_exec
         self.r = redis_client
         self.p = prefix
-        self.stream = f"{prefix}:predictions"
+        self.keys = RedisKeys(prefix)
+        self.stream = self.keys.predictions
         self.consumer = consumer
         self.kafka = kafka
         self.batch = batch
@@ -111,7 +112,7 @@ class ExecutionService:
         np.add.at(self._cash, fills["instrument"].astype(np.int64), -(fills["qty"] * fills["price"] + fills["fee"]))
 
     def published(self) -> int:
-        return int(self.r.get(f"{self.p}:exec:published") or 0)
+        return int(self.r.get(self.keys.exec_published) or 0)
 
     def republish(self) -> int:
         """Publish journal records past the cursor (after a crash between journal and publication)."""
@@ -139,29 +140,29 @@ class ExecutionService:
             self.kafka.send((r["ticker"].encode(), json.dumps(r, separators=(",", ":")).encode()) for r in records)
         pipe = self.r.pipeline(transaction=True)
         for rec in records:
-            pipe.xadd(f"{self.p}:orders", {k: str(v) for k, v in rec.items()}, maxlen=1_000_000, approximate=True)
+            pipe.xadd(self.keys.orders, {k: str(v) for k, v in rec.items()}, maxlen=1_000_000, approximate=True)
         ex = self.executor
         positions = {t: ex.position(i) for i, t in enumerate(self.tickers)}
         if positions:
-            pipe.hset(f"{self.p}:positions", mapping=positions)
-        pipe.hset(f"{self.p}:exec:state", mapping={
+            pipe.hset(self.keys.positions, mapping=positions)
+        pipe.hset(self.keys.exec_state, mapping={
             "cash": ex.cash / self.x.TICKS_PER_UNIT, "equity": ex.equity / self.x.TICKS_PER_UNIT,
             "day_pnl": ex.day_pnl / self.x.TICKS_PER_UNIT, "fees": ex.fees / self.x.TICKS_PER_UNIT,
             "halted": int(ex.halted), "halt_reason": ex.halt_reason, "journal_records": self.journal.records,
         })
-        pipe.set(f"{self.p}:exec:published", first_seq + len(events))
+        pipe.set(self.keys.exec_published, first_seq + len(events))
         pipe.execute()
 
     # -- the loop --------------------------------------------------------------------------------------------
     def _check_halt(self) -> None:
-        flag = self.r.get(f"{self.p}:exec:halt")
+        flag = self.r.get(self.keys.exec_halt)
         if flag == "halt" and not self.executor.halted:
             log.warning("kill switch: halting the executor")
             self.executor.halt()
         elif flag == "resume" and self.executor.halted:
             log.warning("kill switch released: resuming")
             self.executor.resume(time.time_ns())
-            self.r.delete(f"{self.p}:exec:halt")
+            self.r.delete(self.keys.exec_halt)
 
     def _parse(self, entries) -> tuple[np.ndarray, Tally]:
         """Stream entries -> prediction records (unknown tickers get an id the executor refuses); malformed
@@ -293,4 +294,4 @@ class ExecutionService:
 
 def set_halt(redis_client, prefix: str = "hft", halt: bool = True) -> None:
     """The kill switch, from anywhere: the service reads it before its next decision."""
-    redis_client.set(f"{prefix}:exec:halt", "halt" if halt else "resume")
+    redis_client.set(RedisKeys(prefix).exec_halt, "halt" if halt else "resume")

@@ -27,20 +27,21 @@ from __future__ import annotations
 import json
 import time
 
-from hft.schemas import Prediction
+from hft.schemas import Prediction, RedisKeys
 from hft.streaming.messages import BarMessage, encode_json
 
 __all__ = ["Prediction", "RedisStore", "entry_values"]  # Prediction is defined once, in hft.schemas
 
 _COMMIT = """
--- One call per micro-batch; a script runs alone, so the batch commits atomically. KEYS[1]: the predictions
--- stream. ARGV: prefix, ttl_s, stream_maxlen, state_keep, state_ttl_s, batch_id, then two JSON documents
+-- One call per micro-batch; a script runs alone, so the batch commits atomically. KEYS: the predictions
+-- stream, the written marks, the offsets hash, the last batch id (hft.schemas.RedisKeys names them all).
+-- ARGV: the latest hashes' key prefix, ttl_s, stream_maxlen, state_keep, state_ttl_s, batch_id, then two JSON documents
 -- (all values strings): {state_key: [bar_ts, bar_json, ...]} and [[field values in the order of names]].
 -- State hashes keep their newest state_keep bars. A prediction is written only if its bar time is newer
--- than its series' mark in {prefix}:pred:written (then moved to it); returns how many were written.
+-- than its series' mark in KEYS[2] (then moved to it); returns how many were written.
 local names = {'ticker', 'interval', 'bar_ts', 'probability', 'model_version', 'close', 'volatility',
                'produced_ns', 'predicted_ns', 'written_ns'}
-local prefix, ttl, maxlen = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local latest_prefix, ttl, maxlen = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local keep, state_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local CHUNK = 2000  -- arguments per command: unpack() has a stack limit
 local function each_chunk(command, key, items)
@@ -61,7 +62,7 @@ for key, items in pairs(cjson.decode(ARGV[7])) do
   end
 end
 local written, marks, newest = 0, {}, {}
-local marks_key = prefix .. ':pred:written'
+local marks_key = KEYS[2]
 for _, v in ipairs(cjson.decode(ARGV[8])) do
   local series, bar_ts = v[1] .. ':' .. v[2], tonumber(v[3])
   if marks[series] == nil then marks[series] = tonumber(redis.call('HGET', marks_key, series) or '-1') end
@@ -82,16 +83,16 @@ if written > 0 then
   redis.call('EXPIRE', marks_key, state_ttl)
 end
 for ticker, fields in pairs(newest) do  -- the latest hash gets each ticker's newest prediction only
-  local latest = prefix .. ':pred:latest:' .. ticker
+  local latest = latest_prefix .. ticker
   redis.call('HSET', latest, unpack(fields))
   redis.call('EXPIRE', latest, ttl)
 end
-local offsets_key = prefix .. ':stream:offsets'
+local offsets_key = KEYS[3]
 for tp, next_offset in pairs(cjson.decode(ARGV[9])) do  -- offsets only move forward
   local current = tonumber(redis.call('HGET', offsets_key, tp) or '-1')
   if tonumber(next_offset) > current then redis.call('HSET', offsets_key, tp, next_offset) end
 end
-redis.call('SET', prefix .. ':stream:last_batch', ARGV[6])
+redis.call('SET', KEYS[4], ARGV[6])
 -- Trim the stream to about maxlen entries, but never an entry a consumer group has not acknowledged (an
 -- executor that falls behind loses nothing; the stream grows instead, visible as its length). Amortised:
 -- only once it exceeds maxlen by a tenth, and then by MINID.
@@ -144,6 +145,7 @@ class RedisStore:
     def __init__(self, client, prefix: str = "hft", ttl_s: int = 3600, stream_maxlen: int = 100_000, state_keep: int = 64):
         self.r = client
         self.p = prefix
+        self.keys = RedisKeys(prefix)
         self.ttl_s = ttl_s
         self.maxlen = stream_maxlen
         self.keep = state_keep
@@ -160,26 +162,26 @@ class RedisStore:
 
     # -- keys ----------------------------------------------------------------------------------------------
     def latest_key(self, ticker: str) -> str:
-        return f"{self.p}:pred:latest:{ticker}"
+        return self.keys.latest(ticker)
 
     @property
     def stream_key(self) -> str:
-        return f"{self.p}:predictions"
+        return self.keys.predictions
 
     def _state_key(self, ticker: str, interval: str) -> str:
-        return f"{self.p}:state:{interval}:{ticker}"
+        return self.keys.state(interval, ticker)
 
     # -- liveness ------------------------------------------------------------------------------------------
     def mark_running(self, ttl_s: int = 30) -> None:
         """Heartbeat of the streaming job (``{p}:stream:heartbeat``, epoch ns, expires after ``ttl_s``)."""
-        self.r.set(f"{self.p}:stream:heartbeat", time.time_ns(), ex=ttl_s)
+        self.r.set(self.keys.heartbeat, time.time_ns(), ex=ttl_s)
 
     def running(self) -> bool:
-        return self.r.exists(f"{self.p}:stream:heartbeat") == 1
+        return self.r.exists(self.keys.heartbeat) == 1
 
     # -- state ---------------------------------------------------------------------------------------------
     def last_batch(self) -> int:
-        value = self.r.get(f"{self.p}:stream:last_batch")
+        value = self.r.get(self.keys.last_batch)
         return int(value) if value is not None else -1
 
     def load_state(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[BarMessage]]:
@@ -199,7 +201,7 @@ class RedisStore:
     def committed_offsets(self) -> dict[tuple[str, int], int]:
         """(topic, partition) -> the next Kafka offset to process, as of the last commit."""
         out = {}
-        for tp, offset in self.r.hgetall(f"{self.p}:stream:offsets").items():
+        for tp, offset in self.r.hgetall(self.keys.offsets).items():
             topic, _, partition = tp.rpartition(":")
             out[(topic, int(partition))] = int(offset)
         return out
@@ -216,10 +218,11 @@ class RedisStore:
         for bar in new_bars:
             state.setdefault(self._state_key(bar.ticker, bar.interval), []).extend((str(bar.ts_ms), _bar_json(bar)))
         now = time.time_ns()
-        args = [self.p, self.ttl_s, self.maxlen, self.keep, STATE_TTL_S, batch_id,
+        args = [self.keys.latest_prefix, self.ttl_s, self.maxlen, self.keep, STATE_TTL_S, batch_id,
                 encode_json(state), encode_json([entry_values(p, now) for p in predictions]),
                 encode_json({f"{t}:{p}": str(o) for (t, p), o in (offsets or {}).items()})]
-        written, length = self._commit(keys=[self.stream_key], args=args)
+        keys = [self.keys.predictions, self.keys.pred_written, self.keys.offsets, self.keys.last_batch]
+        written, length = self._commit(keys=keys, args=args)
         self.stream_length = int(length)
         return int(written)
 
