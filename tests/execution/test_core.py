@@ -315,3 +315,14 @@ def test_codes_are_exported_by_name_from_the_core():
     assert {e.name: int(e) for e in hft_exec.EventType} == {v: k for k, v in _core.EVENT_TYPES.items()}
     assert hft_exec.EventType.fill == 3 and hft_exec.Action.order == 1 and hft_exec.Reason.kill_switch.name == "kill_switch"
     assert [a.name for a in hft_exec.Action] == ["hold", "order", "reject"]
+
+
+def test_exec_config_defaults_are_the_core_defaults():
+    """Each executor default has one home, the C++ core: ExecConfig() converts back to it exactly."""
+    from hft.execution.config import ExecConfig
+
+    ours, core = ExecConfig().to_core(), hft_exec.ExecutorConfig()
+    for part in ("strategy", "risk", "exchange"):
+        a, b = getattr(ours, part), getattr(core, part)
+        names = [n for n in dir(b) if not n.startswith("_")]
+        assert names and {n: getattr(a, n) for n in names} == {n: getattr(b, n) for n in names}, part

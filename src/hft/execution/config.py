@@ -1,12 +1,20 @@
 """The executor's settings: strategy, risk limits and paper exchange, from ``HFT_EXEC_<NAME>`` variables.
 
-One frozen dataclass, defaults documented here, converted to the C++ configuration by :meth:`to_core`.
+One frozen dataclass, converted to the C++ configuration by :meth:`to_core`. Its defaults are the C++
+core's own (``hft_exec::ExecutorConfig``, documented in ``execution/include/hft_exec/config.hpp``), read
+from the module, so each default has one home; the values are listed below for reference.
 Money amounts are in currency units, times in seconds; the C++ side works in integer ticks and nanoseconds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import hft_exec
+
+#: The defaults are the C++ core's (execution/include/hft_exec/config.hpp), read once here: one home each.
+_CORE = hft_exec.ExecutorConfig()
+_S, _R, _X = _CORE.strategy, _CORE.risk, _CORE.exchange
 
 
 @dataclass(frozen=True)
@@ -27,29 +35,29 @@ class ExecConfig:
     ``max_fill_qty`` 0 (shares per ticker per market update, 0 = unlimited: partial fills otherwise).
     """
 
-    enter_long: float = 0.55
-    exit_long: float = 0.52
-    enter_short: float = 0.45
-    exit_short: float = 0.48
-    risk_per_trade: float = 20.0
-    min_volatility: float = 0.0005
-    lot: int = 1
-    rebalance_fraction: float = 0.25
-    limit_collar_bps: float = 50.0
-    max_position: int = 1_000
-    max_gross_notional: float = 1.0e6
-    max_order_notional: float = 1.0e5
-    orders_per_second: float = 50.0
-    order_burst: float = 20.0
-    max_prediction_age_s: float = 120.0
-    price_band: float = 0.10
-    daily_loss_limit: float = 10_000.0
-    max_open_orders: int = 4
-    latency_us: float = 100.0
-    fee_bps: float = 0.5
-    fee_per_share: float = 0.0
-    slippage_bps: float = 1.0
-    max_fill_qty: int = 0
+    enter_long: float = _S.enter_long
+    exit_long: float = _S.exit_long
+    enter_short: float = _S.enter_short
+    exit_short: float = _S.exit_short
+    risk_per_trade: float = _S.risk_per_trade
+    min_volatility: float = _S.min_volatility
+    lot: int = _S.lot
+    rebalance_fraction: float = _S.rebalance_fraction
+    limit_collar_bps: float = _S.limit_collar_bps
+    max_position: int = _R.max_position
+    max_gross_notional: float = _R.max_gross_notional
+    max_order_notional: float = _R.max_order_notional
+    orders_per_second: float = _R.orders_per_second
+    order_burst: float = _R.order_burst
+    max_prediction_age_s: float = _R.max_prediction_age_ns / 1e9
+    price_band: float = _R.price_band
+    daily_loss_limit: float = _R.daily_loss_limit
+    max_open_orders: int = _R.max_open_orders
+    latency_us: float = _X.latency_ns / 1e3
+    fee_bps: float = _X.fee_bps
+    fee_per_share: float = _X.fee_per_share
+    slippage_bps: float = _X.slippage_bps
+    max_fill_qty: int = _X.max_fill_qty
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.enter_short <= self.exit_short <= 0.5 <= self.exit_long <= self.enter_long <= 1.0:
@@ -77,8 +85,6 @@ class ExecConfig:
 
     def to_core(self):
         """The ``hft_exec.ExecutorConfig`` of these settings."""
-        import hft_exec
-
         core = hft_exec.ExecutorConfig()
         s, r, x = core.strategy, core.risk, core.exchange
         for name in ("enter_long", "exit_long", "enter_short", "exit_short", "risk_per_trade", "min_volatility",
