@@ -339,6 +339,49 @@ def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fi
         assert mine and mine[-1]["position"] == sum(r["qty"] for r in mine) == int(positions[ticker])
 
 
+def test_stream_serves_a_conv1d_champion_from_the_ticker_window_like_the_backtest(env):
+    """A conv1d champion through Kafka and Spark: each prediction is the model on the last `lookback` bars'
+    features of the same ticker and session, exactly as the backtest (and training) build its input."""
+    from datetime import datetime, timezone
+
+    from hft.backtest.predictions import features_for, score
+    from hft.data.sources.synthetic import SyntheticSource
+    from hft.features.reference import compute_features
+    from hft.model import registry
+    from hft.model.config import ModelConfig
+    from hft.model.dataset import prepare
+    from hft.model.fast import FastPredictor
+    from hft.model.training import train
+    from hft.streaming import collectors
+    from hft.streaming.state import bars_frame
+    from hft.streaming.store import RedisStore
+
+    env_vars, config = env
+    bars = SyntheticSource().fetch(TICKERS, datetime(2024, 1, 2, tzinfo=timezone.utc),
+                                   datetime(2024, 1, 13, tzinfo=timezone.utc), "1m")
+    frame, features = prepare(compute_features(bars))
+    cfg = ModelConfig(architecture="conv1d", lookback=6, conv_kernel=3, conv_filters=4, epochs=1, folds=1,
+                      bootstrap=20, widths=(8, 16, 32, 64))
+    version = registry.log_training(train(frame, features, cfg), {}, None).version
+    registry.promote(version, "test: conv1d")
+    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    before = len(store.stream())
+    messages = collectors.synthetic(TICKERS, date(2024, 3, 15), date(2024, 3, 15))[:200]
+    _publish(config, messages)
+    proc = subprocess.run(_stream_cmd(env_vars, idle=8), env=env_vars, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in store.stream()[before:]}
+    assert {e["model_version"] for e in store.stream()[before:]} == {version}
+    predictor = FastPredictor.from_weights_file(registry.weights_path(registry.client(), version, env_vars["HFT_HOME"]))
+    feats = features_for(bars_frame(messages))
+    expected = score(feats, predictor)
+    ok = np.isfinite(expected)
+    want = dict(zip(zip(feats["ticker"][ok], feats["ts"][ok].dt.as_unit("ms").astype("int64")), expected[ok]))
+    assert got.keys() == want.keys() and len(got) > 100
+    # float32 layers after the first, batched differently: a wrong window would be off by ~1e-2
+    assert max(abs(got[k] - want[k]) for k in got) < 1e-6
+
+
 def test_hft_collect_yfinance_executable_sends_completed_bars_once_and_serves_moving_metrics(env, tmp_path):
     """The real `hft collect yfinance` process, its yfinance talking HTTPS to a fake Yahoo through a local
     proxy (tests/fake_yahoo_proxy.py): completed bars only, none twice across a restart, metrics served
