@@ -178,12 +178,12 @@ class RedisKeys:
     def predictions(self) -> str:
         return f"{self.prefix}:predictions"
 
-    def latest(self, ticker: str) -> str:
-        return f"{self.prefix}:pred:latest:{ticker}"
-
     @property
     def latest_prefix(self) -> str:
         return f"{self.prefix}:pred:latest:"
+
+    def latest(self, ticker: str) -> str:
+        return self.latest_prefix + ticker
 
     @property
     def pred_written(self) -> str:

@@ -92,16 +92,9 @@ def _stream_cmd(env, idle: float, metrics_port: int = 0, max_offsets: int = 2000
 
 def _kafka_end(config) -> int:
     """Messages in ``market.bars`` (the sum of the partitions' high watermarks)."""
-    from confluent_kafka import Consumer, TopicPartition
+    from hft.streaming.kafka_io import watermarks
 
-    from hft.streaming.kafka_io import partitions
-
-    c = Consumer({"bootstrap.servers": config.kafka_bootstrap, "group.id": f"w-{time.time_ns()}"})
-    try:
-        return sum(c.get_watermark_offsets(TopicPartition("market.bars", p), timeout=10)[1]
-                   for p in partitions(config.kafka_bootstrap, "market.bars"))
-    finally:
-        c.close()
+    return sum(high for _, high in watermarks(config.kafka_bootstrap, "market.bars").values())
 
 
 def _committed(store) -> int:

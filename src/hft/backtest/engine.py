@@ -33,6 +33,7 @@ import pandas as pd
 
 import hft_exec
 from hft.errors import HftError
+from hft.execution.config import ExecConfig
 from hft.schemas import bar_end_ns
 from hft_exec import DECISION_DTYPE, EVENT_DTYPE, PREDICTION_DTYPE, TICKS_PER_UNIT
 
@@ -84,13 +85,12 @@ class BacktestConfig:
         if any(v is not None and v < 0 for v in (self.fee_bps, self.slippage_bps, self.latency_ns, self.receive_delay_ns)):
             raise ValueError("fee_bps, slippage_bps, latency_ns and receive_delay_ns must be >= 0")
 
-    def resolved(self) -> "BacktestConfig":
-        """This config with every exchange setting left None taken from the live settings (``HFT_EXEC_*``)."""
+    def resolved(self, live: ExecConfig | None = None) -> "BacktestConfig":
+        """This config with every exchange setting left None taken from the live settings (``live``;
+        None: read ``HFT_EXEC_*``)."""
         from dataclasses import replace
 
-        from hft.execution.config import ExecConfig
-
-        live = ExecConfig.from_env()
+        live = live or ExecConfig.from_env()
         return replace(
             self,
             fee_bps=live.fee_bps if self.fee_bps is None else float(self.fee_bps),
@@ -102,10 +102,8 @@ class BacktestConfig:
         """The ``hft_exec.ExecutorConfig`` this backtest runs with: the live executor's settings
         (:class:`hft.execution.config.ExecConfig`, ``HFT_EXEC_*``), then this backtest's exchange costs and
         overrides, so a backtest trades like ``hft execute``."""
-        from hft.execution.config import ExecConfig
-
-        cfg = ExecConfig.from_env().to_core()
-        own = self.resolved()
+        live = ExecConfig.from_env()
+        cfg, own = live.to_core(), self.resolved(live)
         ex = cfg.exchange
         ex.fee_bps, ex.slippage_bps, ex.latency_ns = own.fee_bps, own.slippage_bps, own.latency_ns
         cfg.exchange = ex

@@ -226,7 +226,8 @@ def buy_and_hold(result: BacktestResult) -> tuple[pd.Series, pd.DataFrame, pd.Da
         empty = pd.DataFrame(columns=["ts", "ticker", "qty", "price", "fee", "slippage", "notional", "row"])
         return pd.Series(cfg.initial_capital, index=result.equity.index, name="equity"), empty, round_trips(empty)
     budget = cfg.initial_capital / len(tickers)
-    fee_bps, slippage_bps = float(cfg.fee_bps or 0.0), float(cfg.slippage_bps or 0.0)  # resolved by run_backtest
+    fee_bps, slippage_bps = cfg.fee_bps, cfg.slippage_bps
+    assert fee_bps is not None and slippage_bps is not None  # run_backtest resolves them
     rows = []
     for t in tickers:  # one entry per ticker
         first = closes[t].first_valid_index()

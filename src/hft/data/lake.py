@@ -47,13 +47,16 @@ FORMAT_VERSION = 2
 _FORMAT_FILE = "_format"
 
 
-def upgrade_format(bars_root: str) -> int:
+def upgrade_format(bars_root: str, create: bool = False) -> int:
     """Rewrite the files of a ``bars/`` tree written by an older layout to :data:`FORMAT_VERSION` (Spark
     cannot read int64 and float64 volumes side by side), then mark the tree. Cheap once marked: one small
-    read. Returns how many files were rewritten."""
+    read. A missing tree is left alone, or (``create``, a writer's call) created and marked. Returns how
+    many files were rewritten."""
     fs, path = filesystem(bars_root)
     marker = f"{path}/{_FORMAT_FILE}"
     if fs.get_file_info(path).type != pafs.FileType.Directory:
+        if create:
+            _mark(fs, path)
         return 0
     if fs.get_file_info(marker).type == pafs.FileType.File:
         with fs.open_input_stream(marker) as f:
@@ -132,8 +135,7 @@ class BarLake:
         if bars.empty:
             return WriteResult(0, 0, 0, ())
         if not self._current:
-            upgrade_format(self.bars_root)  # an older lake first: never int64 and float64 side by side
-            _mark(self.fs, self._bars_path)
+            upgrade_format(self.bars_root, create=True)  # an older lake first: never int64 and float64 together
             self._current = True
         bars = bars.assign(date=session_date(bars["ts"]))
         new = updated = unchanged = 0

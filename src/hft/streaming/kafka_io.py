@@ -76,9 +76,9 @@ class TopicSink:
 
 def partitions(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[int]:
     """The partition ids of ``topic`` (raises RuntimeError when the topic does not exist)."""
-    from confluent_kafka.admin import AdminClient
+    from hft.stack.kafka import admin_client
 
-    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=timeout_s)
+    meta = admin_client(bootstrap).list_topics(topic, timeout=timeout_s)
     found = meta.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
         raise RuntimeError(f"Kafka topic {topic} not found at {bootstrap}: {found.error if found else 'no metadata'}")
@@ -93,16 +93,18 @@ def starting_offsets_json(topic: str, committed: dict[tuple[str, int], int], par
     return json.dumps({topic: {str(p): committed.get((topic, p), -2) for p in partition_ids}})
 
 
-def topic_size(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
-    """Records in ``topic``: the sum over its partitions of (high watermark - low watermark)."""
+def watermarks(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:
+    """Partition id -> (low, high) watermark offsets of ``topic``."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "hft-topic-size", "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "hft-watermarks", "enable.auto.commit": False})
     try:
-        total = 0
-        for p in partitions(bootstrap, topic, timeout_s):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            total += high - low
-        return total
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+                for p in partitions(bootstrap, topic, timeout_s)}
     finally:
         consumer.close()
+
+
+def topic_size(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
+    """Records in ``topic``: the sum over its partitions of (high watermark - low watermark)."""
+    return sum(high - low for low, high in watermarks(bootstrap, topic, timeout_s).values())

@@ -159,7 +159,9 @@ class FeatureState:
     def _windows(self, out: dict[str, np.ndarray], names: list[str], group: np.ndarray, at: np.ndarray) -> np.ndarray:
         """Rows ``at - window + 1 .. at`` of the features ``names``, NaN where they leave ``at``'s group."""
         w = self.window
-        table = np.column_stack([out[n] for n in names]) if names else np.empty((len(group), 0))
+        if not names:  # an mlp: no windows to build
+            return np.empty((len(at), w, 0))
+        table = np.column_stack([out[n] for n in names])
         idx = at[:, None] + np.arange(1 - w, 1)[None, :]                  # (n, w) rows, oldest first
         inside = (idx >= 0) & (group[np.maximum(idx, 0)] == group[at][:, None])
         windows = table[np.maximum(idx, 0)]
