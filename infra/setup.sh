@@ -4,6 +4,7 @@
 #   - .venv with the exact lock (requirements.lock) and the hft package (editable)
 #   - the local stack (hft stack up): redis-server from Debian, Kafka broker jars in build/kafka-libs and
 #     Spark's Kafka connector jars in build/spark-jars, both fetched with Maven from infra/{kafka,spark}/pom.xml
+#   - the project's Spark classes (streaming/jvm) compiled into build/hft-spark/hft-spark.jar (a JDK's javac)
 # Fails with a clear message when something cannot be installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,6 +106,25 @@ fetch_jars() {  # POM OUT_DIR WHAT
 }
 fetch_jars infra/kafka/pom.xml build/kafka-libs "Kafka broker"
 fetch_jars infra/spark/pom.xml build/spark-jars "Spark Kafka connector"
+
+# 5b. The project's Spark classes (streaming/jvm: the streaming job's checkpoint manager), compiled against
+#     pyspark's own jars into build/hft-spark/hft-spark.jar, again only when a source or pyspark changed.
+command -v javac >/dev/null || { say "installing a Java 17 compiler"; apt_install openjdk-17-jdk-headless; }
+pyspark_jars="$("$VENV/bin/python" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
+jvm_want="$( (find streaming/jvm -name '*.java' | LC_ALL=C sort | xargs sha256sum; ls "$pyspark_jars") | sha256sum | cut -d' ' -f1)"
+if [ -f build/hft-spark/.stamp ] && [ "$(cat build/hft-spark/.stamp)" = "$jvm_want" ] && [ -f build/hft-spark/hft-spark.jar ]; then
+  say "project Spark classes up to date (build/hft-spark)"
+else
+  say "compiling the project's Spark classes (streaming/jvm -> build/hft-spark/hft-spark.jar)"
+  rm -rf build/hft-spark.tmp && mkdir -p build/hft-spark.tmp/classes
+  find streaming/jvm -name '*.java' | LC_ALL=C sort > build/hft-spark.tmp/sources
+  javac --release 17 -Xlint:all,-path -Werror -cp "$pyspark_jars/*" -d build/hft-spark.tmp/classes @build/hft-spark.tmp/sources \
+    || die "javac failed on streaming/jvm (see above)"
+  jar cf build/hft-spark.tmp/hft-spark.jar -C build/hft-spark.tmp/classes . || die "jar failed"
+  rm -rf build/hft-spark.tmp/classes build/hft-spark.tmp/sources
+  echo "$jvm_want" > build/hft-spark.tmp/.stamp
+  rm -rf build/hft-spark && mv build/hft-spark.tmp build/hft-spark
+fi
 
 # 6. The C++ executor: toolchain, GoogleTest and clang-format from Debian, then the pybind11 module (scikit-build-core)
 #    into .venv, rebuilt only when a file under execution/ changed (the stamp holds their hash).

@@ -78,8 +78,41 @@ def starting_offsets(args, store) -> str:
     return resume
 
 
-def source(spark, args, offsets: str):
-    """Kafka ``market.bars``: key, value and their coordinates (no parsing here: bad bytes must reach the DLQ)."""
+#: The checkpoint manager for a local folder (streaming/jvm, built by ``make setup``, on the classpath through
+#: ``hft stack jars``). Spark's default forks a ``readlink`` and a ``chmod`` from the JVM for each of the two
+#: files a micro-batch writes (Hadoop without its native library): ~30 ms of walCommit and of commitOffsets
+#: per batch, most of the job's fixed cost (bench/streaming).
+LOCAL_CHECKPOINT_MANAGER = "hft.spark.LocalCheckpointFileManager"
+CHECKPOINT_MANAGER_CONF = "spark.sql.streaming.checkpointFileManagerClass"
+
+
+def checkpoint_conf(checkpoint: str) -> dict[str, str]:
+    """Spark SQL settings for the checkpoint folder: a local one (a path or ``file:``) is written by
+    :data:`LOCAL_CHECKPOINT_MANAGER`, still to a temporary file renamed into place (a POSIX rename, atomic;
+    the job is the folder's only writer), without forks and without ``.crc`` sidecars. Other file systems
+    (HDFS, object stores) keep Spark's default."""
+    from urllib.parse import urlparse
+
+    if urlparse(str(checkpoint)).scheme not in ("", "file"):
+        return {}
+    return {CHECKPOINT_MANAGER_CONF: LOCAL_CHECKPOINT_MANAGER}
+
+
+def apply_checkpoint_conf(spark, checkpoint: str) -> None:
+    """Set :func:`checkpoint_conf` on the session; without the project's jar on the classpath (a
+    hand-written spark-submit without ``hft stack jars``), Spark's default, with a warning saying why."""
+    conf = checkpoint_conf(checkpoint)
+    if conf and not spark.sparkContext._jvm.org.apache.spark.util.Utils.classIsLoadable(LOCAL_CHECKPOINT_MANAGER):
+        log.warning("%s is not on the classpath (pass --jars \"$(hft stack jars)\"): Spark's default checkpoint "
+                    "manager forks processes for every micro-batch", LOCAL_CHECKPOINT_MANAGER)
+        return
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+
+
+def source(spark, args, offsets: str, options: dict[str, str] | None = None):
+    """Kafka ``market.bars``: key, value and their coordinates (no parsing here: bad bytes must reach the DLQ);
+    ``options``: more Kafka source options, or other values for these (bench/streaming's spark-tuned)."""
     from hft.streaming.messages import BARS_TOPIC
 
     return (
@@ -92,6 +125,7 @@ def source(spark, args, offsets: str):
         # The broker holds a fetch at the log's end this long: the default 500 ms stalls micro-batches, and
         # 10 rather than 50 cut the p99 latency at 5,000 bars/s from 439 to 311 ms (bench/streaming).
         .option("kafka.fetch.max.wait.ms", "10")
+        .options(**(options or {}))
         .load()
         .select("key", "value", "topic", "partition", "offset")
     )
@@ -176,12 +210,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from hft.streaming.champion import NoChampionError
 
-    # Checkpoint files on a local disk without .crc sidecars (Hadoop's RawLocalFs instead of its checksummed
-    # LocalFs): half the file operations of the two small files each micro-batch writes (its offsets and
-    # its commit), still written to a temporary file and renamed into place.
-    spark = (SparkSession.builder.appName("hft-predict-stream")
-             .config("spark.hadoop.fs.AbstractFileSystem.file.impl", "org.apache.hadoop.fs.local.RawLocalFs")
-             .getOrCreate())
+    spark = SparkSession.builder.appName("hft-predict-stream").getOrCreate()
+    apply_checkpoint_conf(spark, args.checkpoint)
     quiet_spark_logs(spark)
     proc = None
     try:

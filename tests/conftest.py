@@ -29,6 +29,8 @@ def spark():
     os.environ.update(SPARK_LOCAL_ENV)
     from pyspark.sql import SparkSession
 
+    from hft.stack import hft_spark_jar
+
     builder = SparkSession.builder
     for key, value in SPARK_LOCAL_CONF.items():
         builder = builder.config(key, value)
@@ -38,6 +40,7 @@ def spark():
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.driver.memory", "1g")
+        .config("spark.jars", hft_spark_jar())  # the project's classes (streaming/jvm)
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

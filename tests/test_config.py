@@ -42,3 +42,19 @@ def test_promotion_margin_default_lives_in_settings(monkeypatch):
     assert Settings.from_env().promotion_margin == 0.001
     monkeypatch.setenv("HFT_PROMOTION_MARGIN", "0.01")
     assert Settings.from_env().promotion_margin == 0.01
+
+
+def test_kafka_producers_linger_default_and_env(monkeypatch):
+    from hft.streaming.kafka_io import DEFAULT_LINGER_MS, producer, producer_config
+
+    monkeypatch.delenv("HFT_KAFKA_LINGER_MS", raising=False)
+    conf = producer_config("127.0.0.1:1", "x")
+    assert conf["linger.ms"] == DEFAULT_LINGER_MS == 20
+    assert conf["enable.idempotence"] is True and conf["acks"] == "all"
+    monkeypatch.setenv("HFT_KAFKA_LINGER_MS", "2")
+    assert producer_config("127.0.0.1:1")["linger.ms"] == 2
+    assert producer_config("127.0.0.1:1", linger_ms=50)["linger.ms"] == 50
+    producer("127.0.0.1:1")  # librdkafka accepts the settings (it connects lazily)
+    monkeypatch.setenv("HFT_KAFKA_LINGER_MS", "soon")
+    with pytest.raises(ValueError, match="HFT_KAFKA_LINGER_MS"):
+        producer_config("127.0.0.1:1")

@@ -81,7 +81,7 @@ def stream_job_command(config, master: str = "local[2]", tickers: list[str] | No
                        trigger: str = "100 milliseconds", checkpoint: str | None = None, metrics_port: int = 0,
                        stop_when_idle: float = 0.0, max_offsets: int = 20000) -> list[str]:
     """The streaming job's ``spark-submit`` command against the stack ``config`` (a StackConfig)."""
-    from hft.stack import spark_kafka_jars
+    from hft.stack import streaming_jars
 
     job_args = ["--bootstrap", config.kafka_bootstrap, "--redis", config.redis_url,
                 "--checkpoint", str(checkpoint or config.run_dir / "checkpoints" / "predict_stream"),
@@ -89,7 +89,7 @@ def stream_job_command(config, master: str = "local[2]", tickers: list[str] | No
                 "--stop-when-idle", str(stop_when_idle), "--max-offsets", str(max_offsets)]
     if tickers:
         job_args += ["--tickers", ",".join(tickers)]
-    return spark_submit_command(STREAM_JOB, job_args, master, jars=spark_kafka_jars())
+    return spark_submit_command(STREAM_JOB, job_args, master, jars=streaming_jars())
 
 
 def start_stream_job(command: list[str], output=None) -> subprocess.Popen:

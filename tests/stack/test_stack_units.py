@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hft.stack import SERVICES, StackConfig, StackError, TopicSpec, down, spark_kafka_jars, status, up
+from hft.stack import SERVICES, StackConfig, StackError, TopicSpec, down, hft_spark_jar, spark_kafka_jars, status, up
 from hft.stack.config import repo_root
 
 
@@ -95,6 +95,8 @@ def test_missing_jars_say_make_setup(tmp_path, monkeypatch):
     assert not (cfg.run_dir / "kafka.pid").exists()
     with pytest.raises(StackError, match=r"build/spark-jars .*run `make setup`"):
         spark_kafka_jars()
+    with pytest.raises(StackError, match=r"build/hft-spark/hft-spark.jar not found .*run `make setup`"):
+        hft_spark_jar()
 
 
 def test_spark_kafka_jars_are_the_connector_and_its_dependencies():

@@ -20,7 +20,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "down":
         stack.down(config, services)
     elif args.action == "jars":
-        out(",".join(stack.spark_kafka_jars()))
+        out(",".join(stack.streaming_jars()))
         return EXIT_OK
     healthy = True
     for name, st in stack.status(config).items():

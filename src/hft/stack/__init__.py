@@ -15,7 +15,7 @@ Programs and jars come from ``make setup`` (infra/setup.sh): Kafka's jars in ``b
 from hft.stack.config import SERVICES, StackConfig, StackError, repo_root
 from hft.stack.kafka import TopicSpec, ensure_topics, kafka_health, orders_topic, stream_topics
 from hft.stack.services import ServiceStatus, down, status, up
-from hft.stack.spark import spark_kafka_jars
+from hft.stack.spark import hft_spark_jar, spark_kafka_jars, streaming_jars
 
 __all__ = [
     "SERVICES",
@@ -28,7 +28,9 @@ __all__ = [
     "kafka_health",
     "orders_topic",
     "repo_root",
+    "hft_spark_jar",
     "spark_kafka_jars",
+    "streaming_jars",
     "status",
     "stream_topics",
     "up",

@@ -1,4 +1,6 @@
-"""Jars that Spark needs for Kafka, fetched by ``make setup`` (infra/spark/pom.xml) into build/spark-jars."""
+"""Jars the streaming job needs on Spark's classpath: the Kafka connector, fetched by ``make setup``
+(infra/spark/pom.xml) into build/spark-jars, and the project's own classes (``streaming/jvm``), compiled by
+``make setup`` into build/hft-spark."""
 
 from __future__ import annotations
 
@@ -29,3 +31,21 @@ def spark_kafka_jars() -> list[str]:
     if missing:
         raise StackError(f"Spark Kafka connector jars missing in {folder} ({', '.join(missing)}): run `make setup`")
     return found
+
+
+#: The project's JVM classes (streaming/jvm), compiled by ``make setup``.
+HFT_SPARK_JAR = "build/hft-spark/hft-spark.jar"
+
+
+def hft_spark_jar() -> str:
+    """Absolute path of the project's jar (``hft.spark.LocalCheckpointFileManager``); StackError naming
+    ``make setup`` when it was not built."""
+    jar = repo_root() / HFT_SPARK_JAR
+    if not jar.is_file():
+        raise StackError(f"{jar} not found (the project's Spark classes, streaming/jvm): run `make setup`")
+    return str(jar)
+
+
+def streaming_jars() -> list[str]:
+    """Every jar the streaming job needs, for ``spark-submit --jars ','.join(...)``."""
+    return [*spark_kafka_jars(), hft_spark_jar()]

@@ -1,0 +1,1 @@
+"""The parts of bench/streaming.py (run that file; see its docstring)."""

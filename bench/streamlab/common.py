@@ -1,0 +1,146 @@
+"""Paths, constants and small helpers shared by the parts of bench/streaming.py: CPU accounting from /proc
+and the engine subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOME = ROOT / "var" / "bench-streaming"
+VENV_BIN = Path(sys.executable).parent
+ENTRY = ROOT / "bench" / "streaming.py"  # the benchmark's entry point; its hidden flags start the workers
+SUSTAIN_FRACTION = 0.95
+TARGET_RATE, TARGET_P99_MS = 5000, 500.0
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def load_avg() -> str:
+    return "load %.2f %.2f %.2f" % os.getloadavg()
+
+
+def pct(values, q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def pid_ticks(pid: int | None) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except (OSError, TypeError):
+        return 0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_ticks(pgid: int) -> int:
+    """utime + stime (clock ticks) of every live process in a process group."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid:  # field 5 (pgrp), after pid and (comm)
+            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return total
+
+
+def jit_ticks(pgid: int) -> int:
+    """utime + stime (clock ticks) of the JIT compiler threads (HotSpot's "C1/C2 CompilerThreadN") of every
+    live process in a process group: a JVM still compiling spends cores on it that steady state does not."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            if int(stat[stat.rindex(")") + 2:].split()[2]) != pgid:
+                continue
+            tasks = os.listdir(f"/proc/{entry}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{entry}/task/{tid}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if "CompilerThre" in stat[stat.index("(") + 1: stat.rindex(")")]:
+                fields = stat[stat.rindex(")") + 2:].split()
+                total += int(fields[11]) + int(fields[12])
+    return total
+
+
+class Engine:
+    """A subprocess in its own session (so the whole tree can be signalled), output to a log file."""
+
+    def __init__(self, name: str, cmd: list[str], log_path: Path, env: dict):
+        self.name = name
+        self.log_path = log_path
+        self.log_file = open(log_path, "w")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                     start_new_session=True, cwd=ROOT)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def cpu_ticks(self) -> int:
+        return cpu_ticks(self.proc.pid)
+
+    def jit_ticks(self) -> int:
+        return jit_ticks(self.proc.pid)
+
+    def log_text(self) -> str:
+        self.log_file.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, n: int = 25) -> str:
+        lines = [ln for ln in self.log_text().splitlines() if not ln.startswith("\tat ")]
+        return "\n".join(lines[-n:])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # whatever is left of the group (JVM, python workers): SIGKILL
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.log_file.close()
