@@ -221,3 +221,53 @@ def test_paced_follows_bar_times_and_skips_closed_hours():
     sleeps.clear()
     list(paced(msgs, 0, sleep=sleep, clock=lambda: t["now"]))
     assert sleeps == []
+
+
+def test_decode_fast_path_and_general_path_agree_on_hostile_messages():
+    """decode_bar accepts well-typed in-range bars on a fast path and hands every other message to the
+    general one: over random hostile values in every field, both give the same bar or the same reason."""
+    import random
+
+    from hft.streaming import messages
+
+    fields = ["schema", "version", "ticker", "interval", "ts", "open", "high", "low", "close", "volume", "produced_ns"]
+    hostile = [None, True, False, 0, -1, 1, 1.0, 1.5, 2**63, 2**63 - 1, 2**64, -(2**63) - 1, 10**30, 1e308, -1e308,
+               5e-324, float("nan"), float("inf"), "", "A" * 300, "AAA", "aaa", "1m", "5m", "1d", "hft.bar",
+               "2024-03-08T14:31:00Z", [], {}, [[[]]], 1709908260000, 1709908230000, 4102444800000, 946684800000,
+               946684740000, 1e-4, 1e7, 1e15, 1e15 + 1, 10.0, 10.5, 9.5, 11.0]
+    rng = random.Random(7)
+    now_ms = 1_709_950_000_000
+    template = json.loads(raw(ts=1_709_908_200_000, produced_ns=1_709_908_260_000_000_000))
+    outcomes = {"fast": 0, "refused": 0}
+    for _ in range(4000):
+        body = dict(template)
+        for name in rng.sample(fields, rng.randint(1, 3)):
+            if rng.random() < 0.1:
+                body.pop(name, None)
+            else:
+                body[name] = rng.choice(hostile)
+        try:
+            value = json.dumps(body).encode()
+        except (ValueError, OverflowError):
+            continue
+        known = rng.choice([None, frozenset({"AAA"}), frozenset({"BBB"})])
+        try:
+            expected = messages._decode_general(value, known, now_ms)
+        except MessageError as err:
+            with pytest.raises(MessageError) as got:
+                decode_bar(value, known, now_ms)
+            assert got.value.reason == err.reason, value
+            outcomes["refused"] += 1
+            continue
+        assert decode_bar(value, known, now_ms) == expected, value
+        outcomes["fast"] += 1
+    assert outcomes["fast"] > 50 and outcomes["refused"] > 1000, outcomes
+
+
+def test_decode_well_typed_bar_takes_the_fast_path(monkeypatch):
+    from hft.streaming import messages
+
+    value = raw(ts=1_709_908_200_000, produced_ns=1_709_908_260_000_000_000, volume=88305.015766)
+    expected = decode_bar(value)
+    monkeypatch.setattr(messages, "_decode_general", lambda *a: pytest.fail("general path taken"))
+    assert decode_bar(value) == expected and expected.volume == 88305.015766
