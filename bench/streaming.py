@@ -1,6 +1,6 @@
 """Benchmark of streaming inference: Spark Structured Streaming (``hft stream``) against a plain-Python consumer.
 
-Run from the repository root (about 10 minutes on 2 cores with the defaults, 12 with ``spark-tuned``)::
+Run from the repository root (about 15 minutes on 2 cores with the defaults, 18 with ``spark-tuned``)::
 
     .venv/bin/python bench/streaming.py [--bars 60000] [--rate 5000] [--tickers 20]
                                          [--sweep 1000,2000,10000] [--sweep-seconds 15]

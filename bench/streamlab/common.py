@@ -54,47 +54,44 @@ def pid_ticks(pid: int | None) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def cpu_ticks(pgid: int) -> int:
-    """utime + stime (clock ticks) of every live process in a process group."""
-    total = 0
+def _stat_fields(path: str) -> tuple[str, list[str]] | None:
+    """(comm, the fields after it) of a /proc/.../stat file; None when it is gone."""
+    try:
+        with open(path) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.index("(") + 1: stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+
+
+def _group(pgid: int) -> list[str]:
+    """The pids of every live process in a process group (field 5 of stat, pgrp)."""
+    out = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid:  # field 5 (pgrp), after pid and (comm)
-            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
-    return total
+        if entry.isdigit() and (st := _stat_fields(f"/proc/{entry}/stat")) and int(st[1][2]) == pgid:
+            out.append(entry)
+    return out
+
+
+def cpu_ticks(pgid: int) -> int:
+    """utime + stime (clock ticks; fields 14, 15 of stat) of every live process in a process group."""
+    return sum(int(f[11]) + int(f[12]) for pid in _group(pgid) if (st := _stat_fields(f"/proc/{pid}/stat"))
+               for f in (st[1],))
 
 
 def jit_ticks(pgid: int) -> int:
     """utime + stime (clock ticks) of the JIT compiler threads (HotSpot's "C1/C2 CompilerThreadN") of every
     live process in a process group: a JVM still compiling spends cores on it that steady state does not."""
     total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in _group(pgid):
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-            if int(stat[stat.rindex(")") + 2:].split()[2]) != pgid:
-                continue
-            tasks = os.listdir(f"/proc/{entry}/task")
+            tasks = os.listdir(f"/proc/{pid}/task")
         except OSError:
             continue
         for tid in tasks:
-            try:
-                with open(f"/proc/{entry}/task/{tid}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if "CompilerThre" in stat[stat.index("(") + 1: stat.rindex(")")]:
-                fields = stat[stat.rindex(")") + 2:].split()
-                total += int(fields[11]) + int(fields[12])
+            st = _stat_fields(f"/proc/{pid}/task/{tid}/stat")
+            if st and "CompilerThre" in st[0]:
+                total += int(st[1][11]) + int(st[1][12])
     return total
 
 
