@@ -45,13 +45,9 @@ def pct(values, q: float) -> float:
 
 
 def pid_ticks(pid: int | None) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except (OSError, TypeError):
-        return 0
-    fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])
+    """utime + stime (clock ticks) of one process; 0 when there is none."""
+    st = _stat_fields(f"/proc/{pid}/stat") if pid is not None else None
+    return int(st[1][11]) + int(st[1][12]) if st else 0
 
 
 def _stat_fields(path: str) -> tuple[str, list[str]] | None:
@@ -75,8 +71,7 @@ def _group(pgid: int) -> list[str]:
 
 def cpu_ticks(pgid: int) -> int:
     """utime + stime (clock ticks; fields 14, 15 of stat) of every live process in a process group."""
-    return sum(int(f[11]) + int(f[12]) for pid in _group(pgid) if (st := _stat_fields(f"/proc/{pid}/stat"))
-               for f in (st[1],))
+    return sum(pid_ticks(int(pid)) for pid in _group(pgid))
 
 
 def jit_ticks(pgid: int) -> int:
