@@ -2,6 +2,10 @@
 
     ingest (source -> staging parquet) -> validate (GX: lake or quarantine) -> features (spark-submit)
 
+A run's params (the Trigger form in the UI, ``conf`` in the REST API) override the source and the tickers
+for that run. A failed task (after its retries) logs an error and counts in
+``hft_airflow_task_failures_total`` (:mod:`hft.observability.dag_failures`).
+
 Runs once per weekday for the session of its logical date (``ds``, a New York date). Every step is
 idempotent for its interval: re-running a date merges the same bars and overwrites that date's feature
 partitions. Tasks pass only paths and dates through XCom.
@@ -20,9 +24,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 
 from hft.config import SPARK_LOCAL_CONF, SPARK_LOCAL_ENV, Settings  # light: no heavy imports at parse time
+from hft.observability.dag_failures import on_task_failure
+
+SOURCES = ["synthetic", "yfinance"]
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
 
@@ -33,24 +40,34 @@ JOBS = Path(__file__).resolve().parents[1] / "jobs"
     start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True,
+                  "on_failure_callback": on_task_failure},
+    params={
+        "source": Param(os.environ.get("HFT_DAG_SOURCE", "synthetic"), type="string", enum=SOURCES,
+                        description="where the bars come from"),
+        "tickers": Param("", type="string", description="comma-separated tickers; empty: HFT_TICKERS"),
+    },
     tags=["hft", "data", "spark"],
     doc_md=__doc__,
 )
 def market_data():
     @task
-    def ingest(ds: str | None = None) -> str | None:
+    def ingest(ds: str | None = None, params: dict | None = None) -> str | None:
         from datetime import date
 
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+        from hft.config import parse_tickers
         from hft.data.ingest import stage_session
 
         settings = Settings.from_env()
-        uri = stage_session(
-            os.environ.get("HFT_DAG_SOURCE", "synthetic"), settings.tickers, date.fromisoformat(ds),
-            settings.interval, settings.lake_root,
-        )
+        params = params or {}
+        try:  # a bad parameter does not get better by retrying
+            tickers = parse_tickers(params["tickers"], "param tickers") if params.get("tickers") else settings.tickers
+        except ValueError as e:
+            raise AirflowFailException(str(e)) from None
+        source = params.get("source") or os.environ.get("HFT_DAG_SOURCE", "synthetic")
+        uri = stage_session(source, tickers, date.fromisoformat(ds), settings.interval, settings.lake_root)
         if uri is None:
             raise AirflowSkipException(f"{ds} is not a trading day")
         return uri

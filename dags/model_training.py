@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import dag, task
 
 from hft.config import Settings  # light: no heavy imports at parse time
+from hft.observability.dag_failures import on_task_failure
 
 
 @dag(
@@ -22,7 +23,7 @@ from hft.config import Settings  # light: no heavy imports at parse time
     start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=5), "on_failure_callback": on_task_failure},
     tags=["hft", "model", "mlflow"],
     doc_md=__doc__,
 )

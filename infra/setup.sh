@@ -149,6 +149,16 @@ else
   echo "$exec_want" > "$exec_stamp"
 fi
 
+# 6b. A headless browser for the UI tests and the README's screenshots: Debian's chromium, driven by Playwright
+#     (the Python package in the lock) through its executable path, so no browser download is needed.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing the headless browser for the UI tests: ${missing[*]}"
+  apt_install "${missing[@]}"
+fi
+
 # 7. Sanity: the versions CI tested (pyspark and pyspark-client share one folder and must match).
 "$VENV/bin/python" - <<'PY' || die "environment check failed (see above)"
 import importlib.metadata as md

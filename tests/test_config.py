@@ -58,3 +58,14 @@ def test_kafka_producers_linger_default_and_env(monkeypatch):
     monkeypatch.setenv("HFT_KAFKA_LINGER_MS", "soon")
     with pytest.raises(ValueError, match="HFT_KAFKA_LINGER_MS"):
         producer_config("127.0.0.1:1")
+
+
+def test_parse_tickers_normalises_and_refuses_bad_symbols():
+    import pytest
+
+    from hft.config import parse_tickers
+
+    assert parse_tickers(" aapl, MSFT ,aapl,brk.b,,") == ("AAPL", "MSFT", "BRK.B")
+    for bad in ("AAPL,not a ticker!", "1AB", "TOOLONGTICKER", "AAPL\nX", ",,"):
+        with pytest.raises(ValueError, match="invalid ticker|no tickers"):
+            parse_tickers(bad)

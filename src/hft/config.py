@@ -8,11 +8,27 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+#: A ticker symbol: upper-case letters, digits, '.' and '-', at most 10 characters, a letter first.
+TICKER_PATTERN = re.compile(r"[A-Z][A-Z0-9.\-]{0,9}")
+
+
+def parse_tickers(text: str, what: str = "tickers") -> tuple[str, ...]:
+    """Comma-separated tickers, upper-cased, in order, without repeats; ValueError naming a bad one."""
+    out = tuple(dict.fromkeys(t.strip().upper() for t in str(text).split(",") if t.strip()))
+    bad = [t for t in out if not TICKER_PATTERN.fullmatch(t)]
+    if bad:
+        raise ValueError(f"{what}: invalid ticker {bad[0][:40]!r} (expected {TICKER_PATTERN.pattern})")
+    if not out:
+        raise ValueError(f"{what}: no tickers given")
+    return out
 
 
 def env_value(name: str, default: str) -> str:
@@ -89,9 +105,7 @@ class Settings:
         return cls(
             home=home,
             lake_root=env_value("HFT_LAKE_ROOT", str(home / "lake")),
-            tickers=tuple(
-                t.strip().upper() for t in env_value("HFT_TICKERS", "AAA,BBB,CCC,DDD").split(",") if t.strip()
-            ),
+            tickers=parse_tickers(env_value("HFT_TICKERS", "AAA,BBB,CCC,DDD"), "HFT_TICKERS"),
             interval=env_value("HFT_INTERVAL", "1m"),
             max_gap_minutes=int(env_value("HFT_MAX_GAP_MINUTES", "60")),
             spark_master=env_value("HFT_SPARK_MASTER", "local[*]"),

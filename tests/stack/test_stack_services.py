@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from hft.stack import StackError, TopicSpec, ensure_topics, status, up
+from hft.stack import AIRFLOW_SERVICES, StackError, TopicSpec, ensure_topics, status, up
 from hft.stack.process import read_pid
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,9 @@ def test_up_is_idempotent(stack):
 def test_status_reports_running_and_healthy(stack):
     cfg = stack[0]
     st = status(cfg)
-    assert set(st) == {"kafka", "redis", "mlflow"}
+    assert set(st) == {"kafka", "redis", "mlflow", *AIRFLOW_SERVICES}
+    for name in AIRFLOW_SERVICES:  # not asked for: not started
+        assert not st.pop(name).running
     for name, s in st.items():
         assert s.name == name
         assert s.running and s.healthy, s

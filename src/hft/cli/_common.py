@@ -18,11 +18,13 @@ def arg_date(value: str) -> date:
 
 
 def arg_tickers(value: str) -> list[str]:
-    """argparse type: comma-separated tickers, upper-cased."""
-    out = [t.strip().upper() for t in value.split(",") if t.strip()]
-    if not out:
-        raise argparse.ArgumentTypeError("no tickers given")
-    return out
+    """argparse type: comma-separated tickers, upper-cased (:func:`hft.config.parse_tickers`)."""
+    from hft.config import parse_tickers
+
+    try:
+        return list(parse_tickers(value))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def out(text: str = "") -> None:

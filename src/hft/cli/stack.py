@@ -1,4 +1,4 @@
-"""``hft stack``: start, stop and check the local services (Kafka, Redis, MLflow) on 127.0.0.1."""
+"""``hft stack``: start, stop and check the local services (Kafka, Redis, MLflow, Airflow) on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -12,11 +12,15 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     from hft import stack
 
     config = stack_config()
-    services = tuple(args.services.split(",")) if args.services else ("kafka", "redis", "mlflow")
+    default = stack.SERVICES if args.action == "up" else stack.ALL_SERVICES
+    services = stack.expand_services(args.services.split(",")) if args.services else default
     if args.action == "up":
         stack.up(config, services)
         if "kafka" in services:
             stack.ensure_topics(config.kafka_bootstrap, stack.stream_topics())
+        if "airflow-api" in services:
+            user, where = stack.airflow_login(config)
+            out(f"Airflow UI: {config.airflow_url} (user {user!r}, password {where})")
     elif args.action == "down":
         stack.down(config, services)
     elif args.action == "jars":
@@ -24,16 +28,19 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     healthy = True
     for name, st in stack.status(config).items():
-        if name not in services:
+        if name not in services or (args.action == "status" and not args.services and not st.running
+                                    and name in stack.AIRFLOW_SERVICES):
             continue
         healthy &= st.healthy or args.action != "up"  # `up` must end healthy; status/down only report
-        out(f"{name:<7} {'running' if st.running else 'stopped':<8} {'healthy' if st.healthy else '-':<8} "
+        out(f"{name:<21} {'running' if st.running else 'stopped':<8} {'healthy' if st.healthy else '-':<8} "
             f"pid={st.pid or '-'} {st.address} {st.detail or ''}".rstrip())
     return EXIT_OK if healthy else EXIT_FAILED
 
 
 def register(sub) -> None:
-    p = sub.add_parser("stack", help="start, stop or check the local Kafka, Redis and MLflow")
+    p = sub.add_parser("stack", help="start, stop or check the local Kafka, Redis, MLflow and Airflow")
     p.add_argument("action", choices=["up", "down", "status", "jars"])
-    p.add_argument("--services", help="comma-separated subset of kafka,redis,mlflow")
+    p.add_argument("--services", help="comma-separated services or groups: kafka, redis, mlflow, airflow-api, "
+                   "airflow-scheduler, airflow-dag-processor; airflow (its three), all. Default: up starts "
+                   "kafka,redis,mlflow; down stops everything; status shows the data path and Airflow when running")
     p.set_defaults(func=cmd_stack)

@@ -1,4 +1,5 @@
-"""The local stack: Kafka (KRaft, single node), Redis and the MLflow tracking server on 127.0.0.1.
+"""The local stack on 127.0.0.1: Kafka (KRaft, single node), Redis, the MLflow tracking server, and Airflow
+(API server with the UI, scheduler, DAG processor: ``up(cfg, ["airflow"])``, see :mod:`hft.stack.airflow`).
 
     from hft.stack import StackConfig, up, status, down, ensure_topics, TopicSpec
 
@@ -12,12 +13,27 @@ Programs and jars come from ``make setup`` (infra/setup.sh): Kafka's jars in ``b
 ``/usr/bin/redis-server`` from Debian, MLflow from the venv. Logs: ``<run_dir>/<service>.log``.
 """
 
-from hft.stack.config import SERVICES, StackConfig, StackError, repo_root
+from hft.stack.airflow import admin_credentials, airflow_env, airflow_login
+from hft.stack.config import (
+    AIRFLOW_SERVICES,
+    ALL_SERVICES,
+    SERVICES,
+    StackConfig,
+    StackError,
+    expand_services,
+    repo_root,
+)
 from hft.stack.kafka import TopicSpec, ensure_topics, kafka_health, orders_topic, stream_topics
-from hft.stack.services import ServiceStatus, down, status, up
+from hft.stack.services import ServiceStatus, down, listening, status, up
 from hft.stack.spark import hft_spark_jar, spark_kafka_jars, streaming_jars
 
 __all__ = [
+    "AIRFLOW_SERVICES",
+    "ALL_SERVICES",
+    "admin_credentials",
+    "airflow_env",
+    "airflow_login",
+    "expand_services",
     "SERVICES",
     "ServiceStatus",
     "StackConfig",
@@ -26,6 +42,7 @@ __all__ = [
     "down",
     "ensure_topics",
     "kafka_health",
+    "listening",
     "orders_topic",
     "repo_root",
     "hft_spark_jar",

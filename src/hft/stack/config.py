@@ -9,8 +9,23 @@ from pathlib import Path
 from hft.config import Settings, env_value
 from hft.errors import HftError
 
+#: What ``hft stack up`` starts by default: the data path.
 SERVICES: tuple[str, ...] = ("kafka", "redis", "mlflow")
+#: Airflow: the API server (UI and REST API), the scheduler (LocalExecutor) and the DAG processor.
+AIRFLOW_SERVICES: tuple[str, ...] = ("airflow-api", "airflow-scheduler", "airflow-dag-processor")
+#: Every service the stack knows, in start order.
+ALL_SERVICES: tuple[str, ...] = (*SERVICES, *AIRFLOW_SERVICES)
+#: Names that stand for several services (``hft stack up --services kafka,airflow``).
+GROUPS: dict[str, tuple[str, ...]] = {"airflow": AIRFLOW_SERVICES, "all": ALL_SERVICES}
 HOST = "127.0.0.1"
+
+
+def expand_services(names) -> tuple[str, ...]:
+    """Service names with groups (``airflow``, ``all``) expanded, in the order given, without repeats."""
+    out: list[str] = []
+    for name in names:
+        out.extend(GROUPS.get(name, (name,)))
+    return tuple(dict.fromkeys(out))
 
 
 class StackError(HftError):
@@ -37,6 +52,7 @@ class StackConfig:
         kafka_port: the broker's PLAINTEXT listener (clients).
         kafka_controller_port: the KRaft controller listener.
         redis_port, mlflow_port: as named.
+        airflow_port: Airflow's API server (UI, REST API and the execution API its workers call).
         kafka_heap: the broker JVM's ``-Xmx``.
         home: ``HFT_HOME``; MLflow keeps ``mlflow.db`` and ``mlartifacts/`` here, where the CLI finds them
             when ``MLFLOW_TRACKING_URI`` is unset. Defaults to the parent of ``run_dir``.
@@ -47,6 +63,7 @@ class StackConfig:
     kafka_controller_port: int = 9093
     redis_port: int = 6379
     mlflow_port: int = 5000
+    airflow_port: int = 8080
     kafka_heap: str = "512m"
     home: Path | None = None
 
@@ -59,6 +76,7 @@ class StackConfig:
             "kafka_controller_port": self.kafka_controller_port,
             "redis_port": self.redis_port,
             "mlflow_port": self.mlflow_port,
+            "airflow_port": self.airflow_port,
         }
         if len(set(ports.values())) != len(ports):
             raise StackError(f"two services share a port: {ports}")
@@ -66,7 +84,7 @@ class StackConfig:
     @classmethod
     def from_env(cls) -> StackConfig:
         """``HFT_HOME`` (default ``./var``; the run directory is ``<HFT_HOME>/run``), ``HFT_KAFKA_PORT``,
-        ``HFT_KAFKA_CONTROLLER_PORT``, ``HFT_REDIS_PORT``, ``HFT_MLFLOW_PORT``, ``HFT_KAFKA_HEAP``."""
+        ``HFT_KAFKA_CONTROLLER_PORT``, ``HFT_REDIS_PORT``, ``HFT_MLFLOW_PORT``, ``HFT_AIRFLOW_PORT``, ``HFT_KAFKA_HEAP``."""
         home = Settings.from_env().home
         return cls(
             run_dir=home / "run",
@@ -74,6 +92,7 @@ class StackConfig:
             kafka_controller_port=_port("HFT_KAFKA_CONTROLLER_PORT", 9093),
             redis_port=_port("HFT_REDIS_PORT", 6379),
             mlflow_port=_port("HFT_MLFLOW_PORT", 5000),
+            airflow_port=_port("HFT_AIRFLOW_PORT", 8080),
             kafka_heap=env_value("HFT_KAFKA_HEAP", "512m"),
             home=home,
         )
@@ -89,6 +108,16 @@ class StackConfig:
     @property
     def mlflow_uri(self) -> str:
         return f"http://{HOST}:{self.mlflow_port}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{HOST}:{self.airflow_port}"
+
+    @property
+    def airflow_home(self) -> Path:
+        """``AIRFLOW_HOME`` of the stack's Airflow: ``<HFT_HOME>/airflow`` (airflow.cfg, logs, database)."""
+        assert self.home is not None
+        return self.home / "airflow"
 
 
 def repo_root() -> Path:

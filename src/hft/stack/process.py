@@ -150,15 +150,57 @@ def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
         return False
 
 
-def _listen_inodes(port: int) -> set[str]:
-    inodes = set()
+def _listening() -> list[tuple[str, int, str]]:
+    """Every listening TCP socket of this machine: (local address, port, socket inode)."""
+    out = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError):
             for line in Path(table).read_text().splitlines()[1:]:
                 f = line.split()
-                if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f[9])
-    return inodes
+                if len(f) > 9 and f[3] == "0A":
+                    hex_addr, hex_port = f[1].rsplit(":", 1)
+                    out.append((_address(hex_addr), int(hex_port, 16), f[9]))
+    return out
+
+
+def _address(hex_addr: str) -> str:
+    """/proc/net/tcp's local address (each 32-bit word in host byte order) as text."""
+    raw = b"".join(int(hex_addr[i:i + 8], 16).to_bytes(4, "little") for i in range(0, len(hex_addr), 8))
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+
+
+def _listen_inodes(port: int) -> set[str]:
+    return {inode for _, p, inode in _listening() if p == port}
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (children, their children, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                raw = Path(f"/proc/{entry}/stat").read_text()
+                children.setdefault(int(raw[raw.rindex(")") + 2:].split()[1]), []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def listening_sockets(pids: Sequence[int]) -> list[tuple[int, str, int]]:
+    """(pid, local address, port) of every listening TCP socket held by ``pids``."""
+    by_inode = {f"socket:[{inode}]": (addr, port) for addr, port, inode in _listening()}
+    out = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    hit = by_inode.get(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                    if hit is not None:
+                        out.append((pid, *hit))
+    return sorted(set(out))
 
 
 def port_owner(port: int) -> str:

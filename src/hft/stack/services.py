@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import shutil
-import string
 import subprocess
 import sys
 import time
@@ -20,134 +18,24 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from hft.stack import process
-from hft.stack.config import HOST, SERVICES, StackConfig, StackError, infra_file, repo_root
+from hft.stack.airflow import AirflowApi, AirflowDagProcessor, AirflowScheduler
+from hft.stack.base import SETUP_HINT, Service, ServiceStatus, java, render
+from hft.stack.config import (
+    ALL_SERVICES,
+    HOST,
+    SERVICES,
+    StackConfig,
+    StackError,
+    expand_services,
+    infra_file,
+    repo_root,
+)
 from hft.stack.kafka import _ck, kafka_health
 
 log = logging.getLogger("hft.stack")
-
-SETUP_HINT = "run `make setup`"
-
-
-@dataclass(frozen=True)
-class ServiceStatus:
-    """What ``status`` knows about one service.
-
-    Attributes:
-        running: a process started by ``hft stack up`` (per its pid file) is alive.
-        healthy: the address answers the service's health check (Kafka metadata, Redis PING, MLflow /health).
-        pid: the running process, else None.
-        address: what clients use (bootstrap servers, Redis URL, MLflow URI).
-        detail: one line for people.
-    """
-
-    name: str
-    running: bool
-    healthy: bool
-    pid: int | None
-    address: str
-    detail: str
-
-
-# -- the services ----------------------------------------------------------------------------------------------
-class _Service:
-    name: str = ""
-    start_timeout: float = 60.0
-    stop_timeout: float = 30.0
-    port_env: str = ""
-
-    def __init__(self, config: StackConfig):
-        self.config = config
-
-    # Paths.
-    @property
-    def pid_file(self) -> Path:
-        return self.config.run_dir / f"{self.name}.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.config.run_dir / f"{self.name}.log"
-
-    # To fill in.
-    def ports(self) -> dict[str, int]:  # {env variable that moves it: port}
-        raise NotImplementedError
-
-    def address(self) -> str:
-        raise NotImplementedError
-
-    def markers(self) -> list[str]:
-        """Substrings of ``/proc/<pid>/cmdline`` that identify our process."""
-        raise NotImplementedError
-
-    def check(self) -> None:
-        """Prerequisites (programs, jars, templates): StackError naming the fix when one is missing."""
-        raise NotImplementedError
-
-    def prepare(self) -> tuple[list[str], Path]:
-        """Write configs and data folders; the argv and its working directory."""
-        raise NotImplementedError
-
-    def health(self) -> tuple[bool, str]:
-        raise NotImplementedError
-
-    def env(self) -> dict[str, str]:
-        """The child's environment."""
-        env = dict(os.environ)
-        # Keep the JVM's global option variables out of Kafka's command line.
-        env.pop("JAVA_TOOL_OPTIONS", None)
-        env.pop("_JAVA_OPTIONS", None)
-        return env
-
-    # Shared.
-    def pid(self) -> int | None:
-        """The pid of our running process; a stale pid file is removed."""
-        pid = process.read_pid(self.pid_file)
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)  # unreadable: no use to anyone
-            return None
-        if process.matches(pid, self.markers()):
-            return pid
-        log.info("removing stale pid file %s (pid %d no longer runs %s)", self.pid_file, pid, self.name)
-        self.pid_file.unlink(missing_ok=True)
-        return None
-
-    def check_ports(self) -> None:
-        for env, port in self.ports().items():
-            if process.port_in_use(port):
-                raise StackError(
-                    f"{self.name}: port {HOST}:{port} is already in use by {process.port_owner(port)}; "
-                    f"stop it or pick another port with {env}=..."
-                )
-
-    def safe_health(self) -> tuple[bool, str]:
-        if not all(process.port_open(p) for p in self.ports().values()):
-            return False, "port not open"
-        try:
-            return self.health()
-        except StackError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a health check reports, never raises
-            return False, f"{type(e).__name__}: {e}"
-
-
-def _java() -> str:
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").exists():
-        return str(Path(home) / "bin" / "java")
-    java = shutil.which("java")
-    if not java:
-        raise StackError(f"java not found (Kafka needs Java 17+): {SETUP_HINT}")
-    return java
-
-
-def _render(template: Path, target: Path, **values: object) -> None:
-    text = string.Template(template.read_text()).substitute({k: str(v) for k, v in values.items()})
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(target)
 
 
 def _cluster_id() -> str:
@@ -158,7 +46,7 @@ def _cluster_id() -> str:
             return cid
 
 
-class Kafka(_Service):
+class Kafka(Service):
     name = "kafka"
     start_timeout = 120.0
     stop_timeout = 45.0
@@ -193,7 +81,7 @@ class Kafka(_Service):
         if not list(self.libs.glob("kafka_2.13-*.jar")):
             raise StackError(f"Kafka jars not found in {self.libs}: {SETUP_HINT}")
         return [
-            _java(), f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            java(), f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={infra_file('kafka', 'log4j2.xml')}",
             # Kafka logs its own shutdown from a shutdown hook: log4j's hook must not close the log first.
@@ -210,7 +98,7 @@ class Kafka(_Service):
     def prepare(self) -> tuple[list[str], Path]:
         jvm = self._jvm(self.config.kafka_heap)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        _render(infra_file("kafka", "server.properties.template"), self.properties,
+        render(infra_file("kafka", "server.properties.template"), self.properties,
                 port=self.config.kafka_port, controller_port=self.config.kafka_controller_port,
                 log_dirs=self.data_dir)
         if not (self.data_dir / "meta.properties").exists():
@@ -236,7 +124,7 @@ class Kafka(_Service):
         return kafka_health(self.config.kafka_bootstrap, timeout=3.0)
 
 
-class Redis(_Service):
+class Redis(Service):
     name = "redis"
     start_timeout = 30.0
     stop_timeout = 20.0
@@ -269,7 +157,7 @@ class Redis(_Service):
         binary = self._binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "redis.conf"
-        _render(infra_file("redis", "redis.conf.template"), conf, port=self.config.redis_port, dir=self.data_dir)
+        render(infra_file("redis", "redis.conf.template"), conf, port=self.config.redis_port, dir=self.data_dir)
         return [binary, str(conf)], self.data_dir
 
     def health(self) -> tuple[bool, str]:
@@ -294,7 +182,7 @@ def _redis_module():
     return redis
 
 
-class MLflow(_Service):
+class MLflow(Service):
     name = "mlflow"
     start_timeout = 180.0
     stop_timeout = 20.0
@@ -356,14 +244,18 @@ class MLflow(_Service):
             return False, f"/health failed: {e}"
 
 
-_CLASSES: dict[str, type[_Service]] = {"kafka": Kafka, "redis": Redis, "mlflow": MLflow}
+_CLASSES: dict[str, type[Service]] = {
+    "kafka": Kafka, "redis": Redis, "mlflow": MLflow,
+    "airflow-api": AirflowApi, "airflow-scheduler": AirflowScheduler, "airflow-dag-processor": AirflowDagProcessor,
+}
 
 
-def _services(config: StackConfig, names: Iterable[str]) -> list[_Service]:
-    names = list(dict.fromkeys(names))  # keep the order, drop repeats
+def _services(config: StackConfig, names: Iterable[str]) -> list[Service]:
+    names = expand_services(names)  # groups expanded, the order kept, repeats dropped
     unknown = [n for n in names if n not in _CLASSES]
     if unknown:
-        raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+        raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(ALL_SERVICES)}, "
+                         "and the groups airflow, all")
     return [_CLASSES[n](config) for n in names]
 
 
@@ -379,8 +271,8 @@ def up(config: StackConfig, services: Iterable[str] = SERVICES, timeout: float |
     todo = _services(config, services)
     config.run_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, str] = {}
-    started: dict[str, tuple[_Service, int, int, float]] = {}  # name -> (service, pid, log offset, t0)
-    waiting: dict[str, tuple[_Service, int]] = {}  # already running, not healthy yet
+    started: dict[str, tuple[Service, int, int, float]] = {}  # name -> (service, pid, log offset, t0)
+    waiting: dict[str, tuple[Service, int]] = {}  # already running, not healthy yet
     errors: list[str] = []
     with process.locked(config.run_dir / ".stack.lock"):
         to_start = []
@@ -452,7 +344,7 @@ def up(config: StackConfig, services: Iterable[str] = SERVICES, timeout: float |
     return {svc.name: result[svc.name] for svc in todo}
 
 
-def down(config: StackConfig, services: Iterable[str] = SERVICES, timeout: float | None = None) -> dict[str, str]:
+def down(config: StackConfig, services: Iterable[str] = ALL_SERVICES, timeout: float | None = None) -> dict[str, str]:
     """Stop what ``up`` started: SIGTERM, then SIGKILL after a timeout; idempotent.
 
     Only processes named by our pid files (and still running the expected program) are signalled; a service
@@ -480,7 +372,7 @@ def down(config: StackConfig, services: Iterable[str] = SERVICES, timeout: float
 def status(config: StackConfig) -> dict[str, ServiceStatus]:
     """Running (our pid file names a live process) and healthy (the address answers) for each service."""
     out: dict[str, ServiceStatus] = {}
-    for svc in _services(config, SERVICES):
+    for svc in _services(config, ALL_SERVICES):
         pid = svc.pid() if config.run_dir.exists() else None
         try:
             healthy, detail = svc.safe_health()
@@ -501,3 +393,13 @@ def status(config: StackConfig) -> dict[str, ServiceStatus]:
 
 def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines()) if text else "    (log is empty)"
+
+
+def listening(config: StackConfig) -> dict[str, list[tuple[str, int]]]:
+    """The listening TCP sockets (address, port) of each running service and every process below it."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for svc in _services(config, ALL_SERVICES):
+        pid = svc.pid() if config.run_dir.exists() else None
+        if pid is not None:
+            out[svc.name] = [(addr, port) for _, addr, port in process.listening_sockets(process.descendants(pid))]
+    return out

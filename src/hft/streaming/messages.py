@@ -29,20 +29,19 @@ from __future__ import annotations
 import base64
 import json
 import math
-import re
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 import msgspec
 
+from hft.config import TICKER_PATTERN
 from hft.errors import HftError
 from hft.schemas import MAX_PRICE, MAX_VOLUME, MIN_PRICE, Prediction
 
 BAR_SCHEMA, BAR_VERSION = "hft.bar", 1
 DLQ_SCHEMA, PREDICTION_SCHEMA = "hft.dlq", "hft.prediction"
 MAX_MESSAGE_BYTES = 4096
-TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 INTERVALS = ("1m", "5m")
 #: Bar times before this are absurd for this system (epoch milliseconds of 2000-01-01T00:00Z).
 MIN_BAR_TS_MS = 946_684_800_000
@@ -184,7 +183,7 @@ def decode_bar(value: bytes | None, known_tickers: frozenset[str] | None = None,
     o, h, lo, c, ts, produced = b.open, b.high, b.low, b.close, b.ts, b.produced_ns
     now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     if (b.schema == BAR_SCHEMA and b.version == BAR_VERSION and b.interval in INTERVALS
-            and TICKER.match(b.ticker) is not None and (known_tickers is None or b.ticker in known_tickers)
+            and TICKER_PATTERN.fullmatch(b.ticker) is not None and (known_tickers is None or b.ticker in known_tickers)
             and MIN_BAR_TS_MS <= ts <= now_ms + FUTURE_TOLERANCE_MS and not ts % 60_000
             and MIN_PRICE <= lo <= min(o, c) and max(o, c) <= h <= MAX_PRICE
             and 0 <= b.volume <= MAX_VOLUME and (produced is None or 0 <= produced < _INT64)):
@@ -204,7 +203,7 @@ def _decode_general(value: bytes, known_tickers: frozenset[str] | None, now_ms: 
     if version != BAR_VERSION or version.__class__ is not int:
         raise MessageError("wrong_version", f"version {version!r} != {BAR_VERSION}")
     ticker = get("ticker")
-    if not isinstance(ticker, str) or not TICKER.match(ticker):
+    if not isinstance(ticker, str) or not TICKER_PATTERN.fullmatch(ticker):
         raise MessageError("invalid_field", f"bad ticker {ticker!r}")
     if known_tickers is not None and ticker not in known_tickers:
         raise MessageError("unknown_ticker", f"{ticker} is not in the configured universe")

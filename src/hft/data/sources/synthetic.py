@@ -48,7 +48,6 @@ Fetching ``[a, c)`` is not the concatenation of ``[a, b)`` and ``[b, c)``: each 
 from __future__ import annotations
 
 import logging
-import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,13 +58,12 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
+from hft.config import TICKER_PATTERN
 from hft.data import calendar
 from hft.data.sources.base import BarSource, SourceError
 from hft.schemas import Interval, coerce_bars
 
 log = logging.getLogger(__name__)
-
-TICKER_PATTERN = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 
 _TRADING_DAYS_PER_YEAR = 252
 _REGULAR_SESSION_MINUTES = 390

@@ -1,0 +1,139 @@
+"""What every service of the local stack has: a pid file, a log, ports, a health check, and how it starts.
+
+A service is a subclass of :class:`Service` filling in ``ports``, ``address``, ``markers``, ``check``,
+``prepare`` and ``health``; :mod:`hft.stack.services` starts, waits for and stops them together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from hft.stack import process
+from hft.stack.config import HOST, StackConfig, StackError
+
+log = logging.getLogger("hft.stack")
+
+SETUP_HINT = "run `make setup`"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What ``status`` knows about one service.
+
+    Attributes:
+        running: a process started by ``hft stack up`` (per its pid file) is alive.
+        healthy: the address answers the service's health check (Kafka metadata, Redis PING, MLflow /health).
+        pid: the running process, else None.
+        address: what clients use (bootstrap servers, Redis URL, MLflow URI).
+        detail: one line for people.
+    """
+
+    name: str
+    running: bool
+    healthy: bool
+    pid: int | None
+    address: str
+    detail: str
+
+
+# -- the services ----------------------------------------------------------------------------------------------
+class Service:
+    name: str = ""
+    start_timeout: float = 60.0
+    stop_timeout: float = 30.0
+    port_env: str = ""
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+
+    # Paths.
+    @property
+    def pid_file(self) -> Path:
+        return self.config.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.config.run_dir / f"{self.name}.log"
+
+    # To fill in.
+    def ports(self) -> dict[str, int]:  # {env variable that moves it: port}
+        raise NotImplementedError
+
+    def address(self) -> str:
+        raise NotImplementedError
+
+    def markers(self) -> list[str]:
+        """Substrings of ``/proc/<pid>/cmdline`` that identify our process."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Prerequisites (programs, jars, templates): StackError naming the fix when one is missing."""
+        raise NotImplementedError
+
+    def prepare(self) -> tuple[list[str], Path]:
+        """Write configs and data folders; the argv and its working directory."""
+        raise NotImplementedError
+
+    def health(self) -> tuple[bool, str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        """The child's environment."""
+        env = dict(os.environ)
+        # Keep the JVM's global option variables out of Kafka's command line.
+        env.pop("JAVA_TOOL_OPTIONS", None)
+        env.pop("_JAVA_OPTIONS", None)
+        return env
+
+    # Shared.
+    def pid(self) -> int | None:
+        """The pid of our running process; a stale pid file is removed."""
+        pid = process.read_pid(self.pid_file)
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)  # unreadable: no use to anyone
+            return None
+        if process.matches(pid, self.markers()):
+            return pid
+        log.info("removing stale pid file %s (pid %d no longer runs %s)", self.pid_file, pid, self.name)
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def check_ports(self) -> None:
+        for env, port in self.ports().items():
+            if process.port_in_use(port):
+                raise StackError(
+                    f"{self.name}: port {HOST}:{port} is already in use by {process.port_owner(port)}; "
+                    f"stop it or pick another port with {env}=..."
+                )
+
+    def safe_health(self) -> tuple[bool, str]:
+        if not all(process.port_open(p) for p in self.ports().values()):
+            return False, "port not open"
+        try:
+            return self.health()
+        except StackError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a health check reports, never raises
+            return False, f"{type(e).__name__}: {e}"
+
+
+def java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return str(Path(home) / "bin" / "java")
+    java = shutil.which("java")
+    if not java:
+        raise StackError(f"java not found (Kafka needs Java 17+): {SETUP_HINT}")
+    return java
+
+
+def render(template: Path, target: Path, **values: object) -> None:
+    text = string.Template(template.read_text()).substitute({k: str(v) for k, v in values.items()})
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(target)

@@ -1,0 +1,100 @@
+"""Airflow as the stack runs it: real API server, scheduler and DAG processor; DAG runs through the REST API."""
+
+from __future__ import annotations
+
+import stat
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+
+from hft.observability.dag_failures import metrics_file, read_failures
+from hft.stack import listening
+from hft.stack.airflow_rest import AirflowApiError, AirflowClient
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_listening_socket_of_the_stack_binds_loopback(ops_stack):
+    sockets = listening(ops_stack.config)
+    assert set(sockets) == {"mlflow", "airflow-api", "airflow-scheduler", "airflow-dag-processor"}
+    everything = [(name, addr, port) for name, held in sockets.items() for addr, port in held]
+    assert ("airflow-api", "127.0.0.1", ops_stack.config.airflow_port) in everything
+    assert ("mlflow", "127.0.0.1", ops_stack.config.mlflow_port) in everything
+    assert [s for s in everything if s[1] != "127.0.0.1"] == []
+    assert sockets["airflow-scheduler"] == []  # no task-log server (it would listen on 0.0.0.0:8793)
+
+
+def test_rest_api_wants_a_token_and_the_right_password(ops_stack):
+    url = ops_stack.config.airflow_url
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(f"{url}/api/v2/dags", timeout=10)
+    assert anonymous.value.code == 401
+    with pytest.raises(AirflowApiError) as wrong:
+        AirflowClient(url, ops_stack.user, ops_stack.password + "x").dags()
+    assert wrong.value.status == 401
+    assert {d["dag_id"] for d in ops_stack.client().dags()} >= {"market_data", "model_training"}
+    home = ops_stack.config.airflow_home
+    for secret in (home / "admin-password", home / "secrets.json"):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
+    cfg = (home / "airflow.cfg").read_text()
+    assert ops_stack.password not in cfg and "FabAuthManager" in cfg
+    assert "jwt_secret =" not in cfg.replace("# jwt_secret", "")
+
+
+def _wait_for_run(client: AirflowClient, dag_id: str, run_type: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [r for r in client.runs(dag_id) if r["run_type"] == run_type]
+        if runs:
+            return runs[0]
+        time.sleep(2)
+    raise AssertionError(f"no {run_type} run of {dag_id} after {timeout}s: {client.runs(dag_id)}")
+
+
+def test_market_data_runs_when_triggered_and_on_its_schedule(ops_stack):
+    client = ops_stack.client()
+    run = client.trigger("market_data", logical_date="2024-03-08T22:00:00Z", run_id="rest-2024-03-08")
+    assert run["state"] == "queued"
+    assert client.dag("market_data")["is_paused"]  # new DAGs start paused: nothing ran yet
+    client.unpause("market_data")
+    try:
+        assert client.wait("market_data", "rest-2024-03-08", timeout=420) == "success"
+        states = {t: ti["state"] for t, ti in client.task_instances("market_data", "rest-2024-03-08").items()}
+        assert states == {"ingest": "success", "validate": "success", "features": "success"}
+        assert "staged 780 bars" in client.task_log("market_data", "rest-2024-03-08", "ingest")
+        bars = pd.read_parquet(ops_stack.lake / "bars" / "interval=1m" / "ticker=AAA" / "date=2024-03-08")
+        assert len(bars) == 390
+        # The schedule is real: unpaused, the scheduler creates the latest weekday's 22:00 run itself.
+        scheduled = _wait_for_run(client, "market_data", "scheduled")
+        assert scheduled["dag_run_id"].startswith("scheduled__")
+        assert client.wait("market_data", scheduled["dag_run_id"], timeout=420) == "success"
+        logical = datetime.fromisoformat(scheduled["logical_date"].replace("Z", "+00:00"))
+        assert logical.weekday() < 5 and logical.hour == 22 and logical < datetime.now(timezone.utc)
+    finally:
+        client.unpause("market_data", paused=True)
+
+
+def test_a_bad_run_parameter_is_refused_or_fails_loudly_and_is_counted(ops_stack):
+    client = ops_stack.client()
+    with pytest.raises(AirflowApiError) as refused:  # outside the param's enum: no run is created
+        client.trigger("market_data", logical_date="2024-03-11T22:00:00Z", conf={"source": "nowhere"})
+    assert refused.value.status == 400
+    before = read_failures(metrics_file(ops_stack.config.home)).get(("market_data", "ingest"), 0)
+    client.trigger("market_data", logical_date="2024-03-12T22:00:00Z", run_id="bad-tickers",
+                   conf={"tickers": "AAA,not a ticker!"})
+    client.unpause("market_data")
+    try:
+        assert client.wait("market_data", "bad-tickers", timeout=300) == "failed"
+    finally:
+        client.unpause("market_data", paused=True)
+    ingest = client.task_instances("market_data", "bad-tickers")["ingest"]
+    assert ingest["state"] == "failed" and ingest["try_number"] == 1  # a bad parameter is not retried
+    log_text = client.task_log("market_data", "bad-tickers", "ingest")
+    assert "invalid ticker 'NOT A TICKER!'" in log_text
+    assert read_failures(metrics_file(ops_stack.config.home))[("market_data", "ingest")] == before + 1
+    prom = metrics_file(ops_stack.config.home).read_text()
+    assert 'hft_airflow_task_failures_total{dag_id="market_data",task_id="ingest"}' in prom
