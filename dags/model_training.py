@@ -50,18 +50,26 @@ def model_training():
 
     @task
     def evaluate(registered: dict) -> dict:
-        from hft.model import registry
+        """Re-score the holdout with the registered weights; the report goes to the run (evaluation_report/)."""
+        from hft.model.report import evaluation_report
 
-        ev = registry.evaluation_of(registry.client(), registered["version"])
-        return {**registered, "beats_all_baselines": ev["beats_all_baselines"],
-                "holdout_auc": ev["scores"]["model"]["auc"]["value"]}
+        report = evaluation_report(registered["version"])
+        return {**registered, "beats_all_baselines": report["beats_all_baselines"],
+                "evaluated_auc": round(report["overall"]["auc"], 6), "holdout_rows": report["overall"]["rows"],
+                "reproduces_training": report["reproduced"]}
 
     @task
     def gate(evaluated: dict) -> dict:
-        from hft.model import registry
+        """The gate's verdict: in this task's log and XCom, and on the version in MLflow (tags, description)."""
+        import logging
 
-        decision = registry.gate(evaluated["version"], Settings.from_env().promotion_margin)
-        return {**evaluated, "promote": decision.promote, "reason": decision.reason}
+        from hft.model.pipeline import judge
+
+        decision = judge(evaluated["version"])
+        verdict = "APPROVED" if decision.promote else "REJECTED"
+        logging.getLogger("hft.dags").info("gate verdict for version %s: %s - %s", evaluated["version"], verdict,
+                                           decision.reason)
+        return {**evaluated, "promote": decision.promote, "verdict": verdict.lower(), "reason": decision.reason}
 
     @task
     def promote(decision: dict) -> str:
@@ -69,7 +77,7 @@ def model_training():
 
         if not decision["promote"]:
             return f"champion unchanged: {decision['reason']}"
-        registry.promote(decision["version"], reason=decision["reason"])
+        registry.promote(decision["version"], reason=decision["reason"], by="gate (model_training DAG)")
         return f"champion -> version {decision['version']}"
 
     promote(gate(evaluate(train(features_ready()))))

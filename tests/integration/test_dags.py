@@ -1,6 +1,4 @@
-"""The DAGs: DagBag integrity, and a real `airflow dags test` run of model_training on synthetic features.
-
-market_data runs through the real scheduler in test_airflow_rest.py."""
+"""The DAGs' structure (DagBag). They run through the real scheduler and REST API in test_airflow_rest.py."""
 
 from __future__ import annotations
 
@@ -8,8 +6,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
@@ -70,30 +66,3 @@ def test_dagbag_model_training_is_wired_in_order(tmp_path, monkeypatch):
     dag = DagBag(dag_folder=str(DAGS)).dags["model_training"]
     assert dag.catchup is False and "model" in dag.tags
     assert [t.task_id for t in dag.topological_sort()] == ["features_ready", "train", "evaluate", "gate", "promote"]
-
-
-@pytest.mark.integration
-def test_airflow_dags_test_model_training_registers_and_gates(tmp_path):
-    from datetime import datetime, timezone
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from hft.data.sources.synthetic import SyntheticSource
-    from hft.features.reference import compute_features
-    from hft.model import registry
-
-    bars = SyntheticSource().fetch(["AAA", "BBB"], datetime(2024, 1, 2, tzinfo=timezone.utc),
-                                   datetime(2024, 1, 26, tzinfo=timezone.utc), "1m")
-    features = compute_features(bars).assign(date=lambda f: f["date"].astype(str))
-    pq.write_to_dataset(pa.Table.from_pandas(features, preserve_index=False), str(tmp_path / "lake" / "features"),
-                        partition_cols=["interval", "ticker", "date"])
-    env = {**_airflow_env(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "HFT_MODEL_EPOCHS": "2", "HFT_MODEL_FOLDS": "2", "HFT_MODEL_BOOTSTRAP": "50",
-           "HFT_MODEL_WIDTHS": "8,16,32,64"}
-    proc = _dags_test(env, "model_training", "2024-03-08")
-    versions = registry.list_versions(env["MLFLOW_TRACKING_URI"])
-    assert [v["version"] for v in versions] == ["1"] and "challenger" in versions[0]["aliases"]
-    out = proc.stdout + proc.stderr
-    assert "champion -> version 1" in out or "champion unchanged: first model rejected" in out, out[-3000:]
-    assert ("champion -> version 1" in out) == ("champion" in versions[0]["aliases"])

@@ -102,7 +102,8 @@ def _ensure_champion(outcome, out: Callable[[str], None]) -> None:
         return
     out(f"  the gate refused v{outcome.version}; DEMO ONLY: promoting it past the gate to show the stream "
         "(recorded as forced in the champion history; a deployment would stop here)")
-    registry.promote(outcome.version, reason=f"demo: forced past the gate ({outcome.gate_reason})")
+    registry.promote(outcome.version, reason=f"demo: forced past the gate ({outcome.gate_reason})",
+                     by="hft demo (forced past the gate)")
 
 
 def _ingest(plan: DemoPlan, start: date, end: date, settings: Settings, lake_root: str):

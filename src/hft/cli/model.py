@@ -51,6 +51,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     from hft.model import registry
+    from hft.model.pipeline import judge
 
     if args.action == "list":
         list_models(args.tracking_uri)
@@ -59,14 +60,14 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
             raise UserError("model promote needs --version N")
         if not args.force:
             margin = settings.promotion_margin if args.margin is None else args.margin
-            decision = registry.gate(args.version, margin, args.tracking_uri)
+            decision = judge(args.version, margin, args.tracking_uri)
             if not decision.promote:
                 out(f"gate refused version {args.version}: {decision.reason} (use --force to override)")
                 return EXIT_FAILED
-            reason = decision.reason
+            reason, by = decision.reason, "gate (hft model promote)"
         else:
-            reason = "forced by operator"
-        changed = registry.promote(args.version, reason=reason, tracking_uri=args.tracking_uri)
+            reason, by = "forced by operator", "operator (hft model promote --force)"
+        changed = registry.promote(args.version, reason=reason, tracking_uri=args.tracking_uri, by=by)
         out(f"champion is version {args.version}" + ("" if changed else " (unchanged)"))
     elif args.action == "rollback":
         out(f"champion rolled back to version {registry.rollback(args.tracking_uri)}")

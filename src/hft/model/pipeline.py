@@ -47,15 +47,28 @@ def train_step(
     return registry.log_training(result, data, tracking_uri), result.evaluation
 
 
-def gate_and_promote(version: str, margin: float | None = None, tracking_uri: str | None = None) -> tuple[bool, str]:
-    """Run the gate for ``version`` (``margin`` None: ``HFT_PROMOTION_MARGIN``) and move ``champion`` when it
-    passes. Safe to re-run."""
+def judge(version: str, margin: float | None = None, tracking_uri: str | None = None):
+    """Run the gate for ``version`` (``margin`` None: ``HFT_PROMOTION_MARGIN``) and record its verdict on the
+    version in MLflow (tags and description). Returns the :class:`hft.model.registry.GateDecision`."""
     from hft.config import Settings
     from hft.model import registry
+    from hft.model.report import record_verdict
 
+    registry.audit_champion(tracking_uri)  # a champion set by hand is recorded before it is compared against
     margin = Settings.from_env().promotion_margin if margin is None else margin
     decision = registry.gate(version, margin, tracking_uri)
-    promoted = registry.promote(version, reason=decision.reason, tracking_uri=tracking_uri) if decision.promote else False
+    if decision.champion != str(version):  # "already champion" is no verdict
+        record_verdict(version, decision.promote, decision.reason, tracking_uri)
+    return decision
+
+
+def gate_and_promote(version: str, margin: float | None = None, tracking_uri: str | None = None) -> tuple[bool, str]:
+    """Judge ``version`` (:func:`judge`) and move ``champion`` when the gate approves. Safe to re-run."""
+    from hft.model import registry
+
+    decision = judge(version, margin, tracking_uri)
+    promoted = (registry.promote(version, reason=decision.reason, tracking_uri=tracking_uri, by="gate")
+                if decision.promote else False)
     log.info("gate for version %s: %s -> %s", version, decision.reason, "promoted" if promoted else "champion unchanged",
              extra={"hft": {"model_version": version, "promoted": promoted}})
     return promoted, decision.reason

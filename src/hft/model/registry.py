@@ -279,22 +279,61 @@ def gate(version: str, margin: float = 0.0, tracking_uri: str | None = None, res
     return GateDecision(str(version), ok, reason, current)
 
 
-def promote(version: str, reason: str = "manual", tracking_uri: str | None = None) -> bool:
-    """Point ``champion`` at ``version`` and record it. Returns False when it already was."""
+def promote(version: str, reason: str = "manual", tracking_uri: str | None = None, by: str = "hft") -> bool:
+    """Point ``champion`` at ``version`` and record it (who: ``by``; the version's gate verdict). Returns False
+    when it already was."""
     c = client(tracking_uri)
-    c.get_model_version(MODEL_NAME, version)  # raises for an unknown version
+    mv = c.get_model_version(MODEL_NAME, version)  # raises for an unknown version
     current = alias_version(c, CHAMPION)
     if current == str(version):
         return False
-    history = _history(c)
-    history.append({"version": str(version), "at": datetime.now(timezone.utc).isoformat(), "reason": reason})
-    c.set_registered_model_tag(MODEL_NAME, "champion_history", json.dumps(history[-50:]))
+    _record(c, str(version), reason, by, (mv.tags or {}).get("gate_verdict", "unknown"))
     c.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
     log.info("champion -> version %s (%s)", version, reason, extra={"hft": {"champion": str(version)}})
+    from hft.model.report import describe_model
+
+    describe_model(tracking_uri)
     return True
 
 
-def _history(c) -> list[dict]:
+def _record(c, version: str, reason: str, by: str, gate: str) -> dict:
+    entry = {"version": version, "at": datetime.now(timezone.utc).isoformat(), "reason": reason, "by": by,
+             "gate": gate}
+    history = champion_history(c)
+    history.append(entry)
+    c.set_registered_model_tag(MODEL_NAME, "champion_history", json.dumps(history[-50:]))
+    return entry
+
+
+#: Who moved the alias when it was not hft: the MLflow UI or API, past the gate.
+OUTSIDE = "outside hft (alias set in the MLflow UI or API)"
+
+
+def audit_champion(tracking_uri: str | None = None) -> dict | None:
+    """Detect a ``champion`` alias moved past hft (by hand in the MLflow UI, or by the API) and record it.
+
+    The last entry of ``champion_history`` is the version hft made champion; when the alias points elsewhere,
+    an entry ``by`` :data:`OUTSIDE` with that version's gate verdict (``approved``, ``rejected`` or
+    ``unknown``) is appended and logged as a warning. Returns that entry, or None when nothing moved.
+    Idempotent: a move is recorded once.
+    """
+    c = client(tracking_uri)
+    current = alias_version(c, CHAMPION)
+    history = champion_history(c)
+    if current is None or (history and history[-1]["version"] == current):
+        return None
+    gate = (c.get_model_version(MODEL_NAME, current).tags or {}).get("gate_verdict", "unknown")
+    entry = _record(c, current, "champion alias moved without the gate", OUTSIDE, gate)
+    log.warning("champion alias moved outside hft to version %s (gate verdict: %s)", current, gate,
+                extra={"hft": {"event": "champion_moved_outside", "champion": current, "gate": gate}})
+    from hft.model.report import describe_model
+
+    describe_model(tracking_uri)
+    return entry
+
+
+def champion_history(c) -> list[dict]:
+    """The promotions recorded on the registered model (tag ``champion_history``), oldest first."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -308,11 +347,11 @@ def rollback(tracking_uri: str | None = None) -> str:
     """Move ``champion`` back to the previous champion; returns the version now champion."""
     c = client(tracking_uri)
     current = alias_version(c, CHAMPION)
-    previous = [h["version"] for h in _history(c) if h["version"] != current]
+    previous = [h["version"] for h in champion_history(c) if h["version"] != current]
     if current is None or not previous:
         raise RegistryError("nothing to roll back to: no earlier champion recorded")
     target = previous[-1]
-    promote(target, reason=f"rollback from {current}", tracking_uri=tracking_uri)
+    promote(target, reason=f"rollback from {current}", tracking_uri=tracking_uri, by="hft model rollback")
     return target
 
 

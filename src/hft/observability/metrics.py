@@ -27,6 +27,10 @@ STREAM_PREDICTION_AGE = Gauge("hft_stream_prediction_age_seconds", "Bar produced
 STREAM_LENGTH = Gauge("hft_stream_predictions_stream_length",
                       "Entries in the Redis predictions stream (above its cap while a consumer group lags)")
 STREAM_MODEL_VERSION = Gauge("hft_stream_model_version", "Registered model version being served")
+STREAM_MODEL_GATE_APPROVED = Gauge(
+    "hft_stream_model_gate_approved",
+    "1 when the gate approved the champion version being served; 0 when it rejected it or never judged it "
+    "(the alias was moved by hand): alert on 0")
 
 
 def serve(port: int) -> None:

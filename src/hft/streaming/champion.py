@@ -27,6 +27,7 @@ class ChampionModel:
         self._checked = -float("inf")
         self._version: str | None = None
         self._predictor: Any = None  # a FastPredictor once loaded
+        self.gate_status = "unknown"  # the served version's gate verdict: approved, rejected or unknown
 
     def __call__(self):
         now = self.clock()
@@ -55,6 +56,21 @@ class ChampionModel:
             return
         with tempfile.TemporaryDirectory() as tmp:
             predictor = FastPredictor.from_weights_file(registry.weights_path(client, version, tmp))
-        log.info("serving %s version %s (was %s)", registry.MODEL_NAME, version, self._version,
-                 extra={"hft": {"model_version": version}})
+        self.gate_status = self._audit(registry, client, version)
+        log.info("serving %s version %s (was %s; gate %s)", registry.MODEL_NAME, version, self._version,
+                 self.gate_status, extra={"hft": {"model_version": version, "gate": self.gate_status}})
         self._predictor, self._version = predictor, version
+
+    def _audit(self, registry, client, version: str) -> str:
+        """Record an alias moved past hft (the MLflow UI); the version's gate verdict, also as a metric."""
+        from hft.model.report import gate_status
+        from hft.observability.metrics import STREAM_MODEL_GATE_APPROVED
+
+        try:
+            registry.audit_champion(self.tracking_uri)
+            status = gate_status(client, version)
+        except Exception as exc:  # noqa: BLE001 - serving goes on; the metric says "not approved"
+            log.warning("could not audit the champion version %s: %s", version, exc)
+            status = "unknown"
+        STREAM_MODEL_GATE_APPROVED.set(1.0 if status == "approved" else 0.0)
+        return status
