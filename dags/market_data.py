@@ -45,7 +45,7 @@ JOBS = Path(__file__).resolve().parents[1] / "jobs"
     params={
         "source": Param(os.environ.get("HFT_DAG_SOURCE", "synthetic"), type="string", enum=SOURCES,
                         description="where the bars come from"),
-        "tickers": Param("", type="string", description="comma-separated tickers; empty: HFT_TICKERS"),
+        "tickers": Param(None, type=["null", "string"], description="comma-separated tickers; empty: HFT_TICKERS"),
     },
     tags=["hft", "data", "spark"],
     doc_md=__doc__,

@@ -53,3 +53,34 @@ def ops_stack(tmp_path_factory):
         yield OpsStack(config, env, user, password)
     finally:
         down(config)
+
+
+def write_features(lake: Path) -> None:
+    """Four weeks of synthetic features for AAA and BBB in the lake (what market_data would have built)."""
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hft.data.sources.synthetic import SyntheticSource
+    from hft.features.reference import compute_features
+
+    bars = SyntheticSource().fetch(["AAA", "BBB"], datetime(2024, 1, 2, tzinfo=timezone.utc),
+                                   datetime(2024, 1, 26, tzinfo=timezone.utc), "1m")
+    features = compute_features(bars).assign(date=lambda f: f["date"].astype(str))
+    pq.write_to_dataset(pa.Table.from_pandas(features, preserve_index=False), str(lake / "features"),
+                        partition_cols=["interval", "ticker", "date"])
+
+
+@pytest.fixture(scope="session")
+def training_run(ops_stack) -> str:
+    """A model_training run triggered through the REST API on the ops stack, finished; its run id."""
+    write_features(ops_stack.lake)
+    client = ops_stack.client()
+    client.trigger("model_training", logical_date="2024-01-26T23:00:00Z", run_id="rest-training")
+    client.unpause("model_training")
+    try:
+        client.wait("model_training", "rest-training", timeout=900)
+    finally:
+        client.unpause("model_training", paused=True)
+    return "rest-training"

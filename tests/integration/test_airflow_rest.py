@@ -100,37 +100,18 @@ def test_a_bad_run_parameter_is_refused_or_fails_loudly_and_is_counted(ops_stack
     assert 'hft_airflow_task_failures_total{dag_id="market_data",task_id="ingest"}' in prom
 
 
-def _write_features(lake) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from hft.data.sources.synthetic import SyntheticSource
-    from hft.features.reference import compute_features
-
-    bars = SyntheticSource().fetch(["AAA", "BBB"], datetime(2024, 1, 2, tzinfo=timezone.utc),
-                                   datetime(2024, 1, 26, tzinfo=timezone.utc), "1m")
-    features = compute_features(bars).assign(date=lambda f: f["date"].astype(str))
-    pq.write_to_dataset(pa.Table.from_pandas(features, preserve_index=False), str(lake / "features"),
-                        partition_cols=["interval", "ticker", "date"])
-
-
-def test_model_training_evaluates_gates_and_shows_the_verdict_in_airflow_and_mlflow(ops_stack):
+def test_model_training_evaluates_gates_and_shows_the_verdict_in_airflow_and_mlflow(ops_stack, training_run):
     from hft.model import registry
 
-    _write_features(ops_stack.lake)
     client = ops_stack.client()
-    client.trigger("model_training", logical_date="2024-01-26T23:00:00Z", run_id="rest-training")
-    client.unpause("model_training")
-    try:
-        assert client.wait("model_training", "rest-training", timeout=600) == "success"
-    finally:
-        client.unpause("model_training", paused=True)
-    evaluated = client.xcom("model_training", "rest-training", "evaluate")
+    assert client.run("model_training", training_run)["state"] == "success"
+    evaluated = client.xcom("model_training", training_run, "evaluate")
     assert evaluated["reproduces_training"] is True and evaluated["holdout_rows"] > 0
-    gate = client.xcom("model_training", "rest-training", "gate")
+    gate = client.xcom("model_training", training_run, "gate")
     assert gate["verdict"] in ("approved", "rejected") and gate["reason"]
+    assert gate["promote"] is (gate["verdict"] == "approved")  # a plain bool in XCom, not a numpy repr
     assert f"gate verdict for version {gate['version']}: {gate['verdict'].upper()}" in client.task_log(
-        "model_training", "rest-training", "gate")
+        "model_training", training_run, "gate")
     # The same story in MLflow, through the stack's tracking server.
     c = registry.client(ops_stack.config.mlflow_uri)
     mv = c.get_model_version(registry.MODEL_NAME, gate["version"])

@@ -216,14 +216,19 @@ def test_stream_reloads_champion_then_survives_kill_9_without_loss_or_duplicates
         assert _metric(port, "hft_stream_predictions_total") > 0
         assert _metric(port, "hft_stream_messages_in_total") >= 300
         assert _metric(port, "hft_stream_model_version") == 1
-        # Move the champion alias: the running job must pick up version 2 without a restart.
-        registry.promote("2", "test reload")
+        # Move the champion alias by hand, past the gate, as a user does in the MLflow UI (it calls the same
+        # registry API): the running job must pick up version 2 without a restart, and say it was not gated.
+        registry.client().set_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION, "2")
         time.sleep(6)  # longer than the job's alias refresh period (5 s)
         _publish(config, messages[300:500])
         deadline = time.monotonic() + 60
         while not any(e["model_version"] == "2" for e in store.stream()[before:]) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert any(e["model_version"] == "2" for e in store.stream()[before:]), "champion reload not seen"
+        assert _metric(port, "hft_stream_model_version") == 2
+        assert _metric(port, "hft_stream_model_gate_approved") == 0  # version 2 was never approved by the gate
+        moved = registry.champion_history(registry.client())[-1]
+        assert moved["version"] == "2" and moved["by"] == registry.OUTSIDE and moved["gate"] == "unknown"
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(30)

@@ -249,7 +249,7 @@ def challenger_verdict(y: np.ndarray, challenger: np.ndarray, champion: np.ndarr
               f"[{d.low:+.4f}, {d.high:+.4f}] {'above' if above else 'not above'} the margin {margin:.4f}")
     if failed:
         reason += f"; does not beat {', '.join(failed)}"
-    return above and not failed, reason
+    return bool(above) and not failed, reason
 
 
 def gate(version: str, margin: float = 0.0, tracking_uri: str | None = None, resamples: int = 1000) -> GateDecision:

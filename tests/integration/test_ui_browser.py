@@ -1,0 +1,166 @@
+"""The Airflow and MLflow UIs in a real headless browser (Debian's chromium driven by Playwright), as their
+users use them: log in, trigger and watch a DAG, read a task log; find the model, its aliases, its plot;
+move the champion alias by hand and see hft notice.
+
+Screenshots go to a temporary folder, or to docs/images (the README's) with HFT_UPDATE_SCREENSHOTS=1
+(``make screenshots``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = os.environ.get("HFT_CHROMIUM", "/usr/bin/chromium")
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} not found: run `make setup` (installs Debian's chromium)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    if os.environ.get("HFT_UPDATE_SCREENSHOTS") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        return DOCS_IMAGES
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def _login(page, url: str, user: str, password: str) -> None:
+    page.goto(f"{url}/")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("input[type=submit], button[type=submit]")
+
+
+def test_airflow_ui_login_trigger_watch_and_read_the_task_log(ops_stack, page, shots):
+    url = ops_stack.config.airflow_url
+    _login(page, url, ops_stack.user, "not-the-password")
+    page.get_by_text("Invalid login").wait_for()  # no way in without the password
+    _login(page, url, ops_stack.user, ops_stack.password)
+    page.goto(f"{url}/dags")
+    for dag_id in ("market_data", "model_training"):
+        page.get_by_role("link", name=dag_id, exact=True).first.wait_for()
+
+    client = ops_stack.client()
+    before = {r["dag_run_id"] for r in client.runs("market_data")}
+    page.get_by_role("link", name="market_data", exact=True).first.click()
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Run Parameters").wait_for()
+    dialog.get_by_text("comma-separated tickers; empty: HFT_TICKERS").wait_for()  # the DAG's params, as a form
+    # The form re-renders every second (its default logical date is "now"), which Playwright's click sees as
+    # a detached element: click the submit button from inside the page instead, in one step.
+    page.wait_for_function("() => !!document.querySelector('[data-testid=trigger-dag-submit]:not([disabled])')")
+    page.eval_on_selector("[data-testid=trigger-dag-submit]", "button => button.click()")
+    dialog.wait_for(state="hidden")
+    deadline = time.monotonic() + 30
+    while not (new := [r for r in client.runs("market_data")
+                       if r["dag_run_id"] not in before and r["run_type"] == "manual"]):
+        assert time.monotonic() < deadline, "the Trigger button created no run"
+        time.sleep(1)
+    run_id = new[0]["dag_run_id"]
+    assert (new[0]["run_type"], new[0]["triggered_by"], new[0]["triggering_user_name"]) == (
+        "manual", "ui", ops_stack.user)
+    page.goto(f"{url}/dags/market_data/runs/{quote(run_id, safe='')}")
+    # Watch it in the UI: the run's badge and its three tasks turn Success.
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline:
+        if page.get_by_text("Success", exact=True).count() >= 4 and page.get_by_text("Failed", exact=True).count() == 0:
+            break
+        time.sleep(3)
+        page.reload()
+    else:
+        pytest.fail(f"the UI never showed run {run_id} succeed: {page.inner_text('body')[:2000]}")
+    assert client.run("market_data", run_id)["state"] == "success"  # what the UI showed is what happened
+
+    page.get_by_role("button", name=re.compile("Show Graph")).first.click()
+    page.locator(".react-flow__node").first.wait_for()  # the graph of ingest -> validate -> features
+    assert page.locator(".react-flow__node").count() >= 3
+    time.sleep(2)
+    page.screenshot(path=str(shots / "airflow-dag-graph.png"))
+
+    page.goto(f"{url}/dags/market_data/runs/{quote(run_id, safe='')}/tasks/ingest")
+    page.get_by_text("staged 780 bars").first.wait_for(timeout=90_000)  # the task's log, as the UI shows it
+    page.screenshot(path=str(shots / "airflow-task-log.png"))
+    client.unpause("market_data", paused=True)
+
+
+def test_mlflow_ui_model_page_aliases_plot_and_a_champion_moved_by_hand(ops_stack, training_run, page, shots):
+    from hft.model import registry
+    from hft.model.report import gate_status
+
+    uri = ops_stack.config.mlflow_uri
+    c = registry.client(uri)
+    versions = sorted(int(v.version) for v in c.search_model_versions(f"name='{registry.MODEL_NAME}'"))
+    newest = str(versions[-1])
+    page.goto(f"{uri}/#/models/{registry.MODEL_NAME}")
+    page.get_by_text("Recent promotions" if registry.alias_version(c, registry.CHAMPION) else "No champion yet").first.wait_for()
+    page.get_by_text("@ challenger").first.wait_for()
+    with_close = page.get_by_role("button", name="Close")
+    if with_close.count():
+        with_close.first.click()  # the assistant side panel
+    page.screenshot(path=str(shots / "mlflow-model.png"))
+
+    # The version page tells the story: holdout metrics, the re-scored report, the gate's verdict.
+    page.goto(f"{uri}/#/models/{registry.MODEL_NAME}/versions/{newest}")
+    page.get_by_text("Re-scored with the registered weights").first.wait_for()
+    page.get_by_text(f"Gate: {gate_status(c, newest).upper()}").first.wait_for()
+
+    # The run's calibration plot, rendered by the UI.
+    mv = c.get_model_version(registry.MODEL_NAME, newest)
+    experiment = c.get_run(mv.run_id).info.experiment_id
+    page.goto(f"{uri}/#/experiments/{experiment}/runs/{mv.run_id}/artifacts")
+    page.get_by_text("calibration.png", exact=True).first.click()
+    image = page.locator("img[src*='calibration.png'], img[src^='blob:']").first
+    image.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=image.element_handle())
+
+    # Move `champion` by hand, as anyone with the UI can: onto a version the gate has not approved (a rejected
+    # one, else one registered by hand from the same run, which the gate never saw).
+    target = next((str(v) for v in reversed(versions) if gate_status(c, str(v)) == "rejected"), None)
+    if target is None:
+        target = str(c.create_model_version(registry.MODEL_NAME, mv.source, mv.run_id).version)
+    page.goto(f"{uri}/#/models/{registry.MODEL_NAME}/versions/{target}")
+    page.get_by_title("Edit aliases").first.click()
+    dialog = page.get_by_role("dialog")
+    field = dialog.get_by_role("combobox").first
+    field.click()
+    field.type(registry.CHAMPION)
+    page.keyboard.press("Enter")
+    dialog.get_by_role("button", name="Save aliases").click()
+    deadline = time.monotonic() + 30
+    while registry.alias_version(c, registry.CHAMPION) != target and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert registry.alias_version(c, registry.CHAMPION) == target
+    # hft notices: recorded in the champion history with who moved it and the version's gate verdict.
+    moved = registry.audit_champion(uri)
+    assert moved is not None and moved["version"] == target and moved["by"] == registry.OUTSIDE
+    assert moved["gate"] == gate_status(c, target) != "approved"
+    assert registry.champion_history(c)[-1] == moved
+    page.goto(f"{uri}/#/models/{registry.MODEL_NAME}")
+    page.get_by_text(f"Champion: version {target}, gate {moved['gate']}").first.wait_for()
