@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: setup demo test lint test-cpp test-fast bench-features bench-inference bench-streaming bench-execution clean
+.PHONY: setup demo test lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-execution clean
 
 setup:
 	@bash infra/setup.sh
@@ -33,6 +33,10 @@ test-cpp: setup
 # Unit tests only (no Airflow end-to-end run).
 test-fast: setup
 	$(VENV)/bin/pytest -q -m "not integration"
+
+# Retake the README's UI screenshots (docs/images) with the browser tests.
+screenshots: setup
+	HFT_UPDATE_SCREENSHOTS=1 $(VENV)/bin/pytest -q tests/integration/test_ui_browser.py
 
 bench-features: setup
 	$(VENV)/bin/python bench/features.py

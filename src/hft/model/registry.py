@@ -3,7 +3,8 @@
 * Every training run logs its parameters, per-fold metrics, holdout metrics with confidence intervals,
   and artifacts: ``model_weights.h5``, ``features.json``, ``scaler.json``, ``evaluation.json``/``.txt``,
   ``calibration.png``, ``holdout.parquet`` (features, labels, model probabilities), and the Keras model
-  (``mlflow.keras`` flavour, with signature and input example).
+  (``mlflow.keras`` flavour as ``keras_model``), and the registered ``model``: a pyfunc over the weights
+  (:mod:`hft.model.serving`, signature and input example) that ``mlflow models serve`` answers with.
 * Only when all of that is logged is a version of the registered model ``hft-direction`` created and given
   the alias ``challenger``. A failure before that leaves no version behind (the run is marked FAILED).
 * The gate (:func:`gate`) decides whether a version may become ``champion``. With no champion yet, it must
@@ -157,10 +158,11 @@ def log_training(result, data: dict, tracking_uri: str | None = None) -> Registe
         with tempfile.TemporaryDirectory() as tmp:
             # mlflow.keras.log_model(input_example=...) writes the example before creating its folder
             # (MLflow 3.17); saving into an existing empty folder and logging it avoids that bug.
-            local = Path(tmp) / "model"
+            local = Path(tmp) / "keras_model"
             local.mkdir()
             mlflow.keras.save_model(result.model, str(local), signature=signature, input_example=sample)
-            mlflow.log_artifacts(str(local), "model")
+            mlflow.log_artifacts(str(local), "keras_model")
+            _log_pyfunc(Path(tmp), result)
         model_uri = f"runs:/{run.info.run_id}/model"
         try:
             version = mlflow.register_model(model_uri, MODEL_NAME, tags={"run_id": run.info.run_id}).version
@@ -176,6 +178,29 @@ def log_training(result, data: dict, tracking_uri: str | None = None) -> Registe
     log.info("registered %s version %s (run %s) as %s", MODEL_NAME, version, run.info.run_id, CHALLENGER,
              extra={"hft": {"model_version": version, "run_id": run.info.run_id}})
     return Registered(run.info.run_id, str(version))
+
+
+def _log_pyfunc(tmp: Path, result) -> None:
+    """The registered ``model``: :class:`hft.model.serving.DirectionModel` over the run's weights, with a
+    signature and an input example of raw feature rows (what ``mlflow models serve`` answers)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from hft.model.fast import FastPredictor
+    from hft.model.network import save_weights_file
+    from hft.model.serving import DirectionModel, request_frame, score
+
+    weights = tmp / "model_weights.h5"
+    save_weights_file(weights, result.model, result.config, result.features, result.scaler)
+    predictor = FastPredictor.from_weights_file(weights)
+    rows = 5 if result.config.architecture == "mlp" else result.config.lookback + 4
+    example = request_frame(result.holdout.head(rows), predictor)
+    signature = infer_signature(example, pd.DataFrame({"probability": score(predictor, example)}))
+    local = tmp / "model"
+    local.mkdir()
+    mlflow.pyfunc.save_model(str(local / "m"), python_model=DirectionModel(), artifacts={"weights": str(weights)},
+                             signature=signature, input_example=example)
+    mlflow.log_artifacts(str(local / "m"), "model")
 
 
 def alias_version(c, alias: str) -> str | None:
