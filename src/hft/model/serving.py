@@ -9,9 +9,9 @@ has no full window yet). The Keras network itself is logged beside it as ``keras
 
 from __future__ import annotations
 
-from mlflow.pyfunc import PythonModel
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 
 class DirectionModel(PythonModel):
