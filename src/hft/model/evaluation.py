@@ -58,6 +58,26 @@ def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict
     return out
 
 
+def plot_calibration(path, curves: dict[str, list[dict]], title: str) -> None:
+    """A PNG of calibration curves (:func:`calibration_curve` output, one per label) against the diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4) if len(curves) == 1 else (5, 5))
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect")
+    for label, curve in curves.items():
+        ax.plot([c["predicted"] for c in curve], [c["observed"] for c in curve], marker="o", label=label)
+    ax.set_xlabel("predicted P(up)")
+    ax.set_ylabel("observed up-rate")
+    ax.set_title(title)
+    ax.legend(fontsize="small" if len(curves) > 1 else None)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 @dataclass(frozen=True)
 class Estimate:
     value: float

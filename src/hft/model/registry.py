@@ -100,30 +100,13 @@ class Registered:
     version: str
 
 
-def _calibration_png(path: Path, calibration: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect")
-    ax.plot([c["predicted"] for c in calibration], [c["observed"] for c in calibration], marker="o", label="model")
-    ax.set_xlabel("predicted P(up)")
-    ax.set_ylabel("observed up-rate")
-    ax.set_title("holdout calibration")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def log_training(result, data: dict, tracking_uri: str | None = None) -> Registered:
     """Log a :class:`hft.model.training.TrainResult` as one MLflow run, then register it as challenger."""
     import mlflow
     import mlflow.keras
     from mlflow.models import infer_signature
 
+    from hft.model.evaluation import plot_calibration
     from hft.model.network import save_weights_file
     from hft.model.training import model_inputs
 
@@ -141,28 +124,29 @@ def log_training(result, data: dict, tracking_uri: str | None = None) -> Registe
         mlflow.log_metrics({k: float(v) for k, v in ev.flat_metrics().items() if np.isfinite(v)})
         mlflow.log_metric("beats_all_baselines", float(ev.beats_all_baselines))
         with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp)
-            save_weights_file(out / "model_weights.h5", result.model, result.config, result.features, result.scaler)
+            out = Path(tmp) / "artifacts"
+            out.mkdir()
+            weights = out / "model_weights.h5"
+            save_weights_file(weights, result.model, result.config, result.features, result.scaler)
             (out / "features.json").write_text(json.dumps(result.features, indent=1))
             (out / "scaler.json").write_text(json.dumps({"mean": result.scaler.mean.tolist(), "scale": result.scaler.scale.tolist()}))
             (out / "evaluation.json").write_text(json.dumps(ev.to_dict(), indent=1, default=float))
             (out / "evaluation.txt").write_text(ev.table() + "\n")
-            _calibration_png(out / "calibration.png", ev.calibration)
+            plot_calibration(out / "calibration.png", {"model": ev.calibration}, "holdout calibration")
             hold = result.holdout[["ticker", "ts", "date", *result.features, "label"]].copy()
             hold["date"] = hold["date"].astype(str)
             hold.assign(model_proba=result.holdout_proba).to_parquet(out / "holdout.parquet", index=False)
-            mlflow.log_artifacts(tmp)
-        x, _ = model_inputs(result.holdout.head(64), result.features, result.config, result.scaler)
-        sample = x[:5]
-        signature = infer_signature(sample, np.asarray(result.model(sample, training=False)))
-        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.log_artifacts(str(out))
+            x, _ = model_inputs(result.holdout.head(64), result.features, result.config, result.scaler)
+            sample = x[:5]
+            signature = infer_signature(sample, np.asarray(result.model(sample, training=False)))
             # mlflow.keras.log_model(input_example=...) writes the example before creating its folder
             # (MLflow 3.17); saving into an existing empty folder and logging it avoids that bug.
             local = Path(tmp) / "keras_model"
             local.mkdir()
             mlflow.keras.save_model(result.model, str(local), signature=signature, input_example=sample)
             mlflow.log_artifacts(str(local), "keras_model")
-            _log_pyfunc(Path(tmp), result)
+            _log_pyfunc(Path(tmp) / "model", result, weights)
         model_uri = f"runs:/{run.info.run_id}/model"
         try:
             version = mlflow.register_model(model_uri, MODEL_NAME, tags={"run_id": run.info.run_id}).version
@@ -180,27 +164,23 @@ def log_training(result, data: dict, tracking_uri: str | None = None) -> Registe
     return Registered(run.info.run_id, str(version))
 
 
-def _log_pyfunc(tmp: Path, result) -> None:
-    """The registered ``model``: :class:`hft.model.serving.DirectionModel` over the run's weights, with a
-    signature and an input example of raw feature rows (what ``mlflow models serve`` answers)."""
+def _log_pyfunc(local: Path, result, weights: Path) -> None:
+    """The registered ``model``: :class:`hft.model.serving.DirectionModel` over the run's ``weights`` file,
+    with a signature and an input example of raw feature rows (what ``mlflow models serve`` answers); saved
+    into the new folder ``local``, then logged."""
     import mlflow
     from mlflow.models import infer_signature
 
     from hft.model.fast import FastPredictor
-    from hft.model.network import save_weights_file
     from hft.model.serving import DirectionModel, request_frame, score
 
-    weights = tmp / "model_weights.h5"
-    save_weights_file(weights, result.model, result.config, result.features, result.scaler)
     predictor = FastPredictor.from_weights_file(weights)
     rows = 5 if result.config.architecture == "mlp" else result.config.lookback + 4
     example = request_frame(result.holdout.head(rows), predictor)
     signature = infer_signature(example, pd.DataFrame({"probability": score(predictor, example)}))
-    local = tmp / "model"
-    local.mkdir()
-    mlflow.pyfunc.save_model(str(local / "m"), python_model=DirectionModel(), artifacts={"weights": str(weights)},
+    mlflow.pyfunc.save_model(str(local), python_model=DirectionModel(), artifacts={"weights": str(weights)},
                              signature=signature, input_example=example)
-    mlflow.log_artifacts(str(local / "m"), "model")
+    mlflow.log_artifacts(str(local), "model")
 
 
 def alias_version(c, alias: str) -> str | None:

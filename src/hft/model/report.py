@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hft.model.evaluation import METRICS, calibration_curve
+from hft.model.evaluation import METRICS, calibration_curve, plot_calibration
 from hft.model.registry import (
     CHAMPION,
     MODEL_NAME,
@@ -48,26 +48,6 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 def _by(frame: pd.DataFrame, column: str) -> dict[str, dict[str, float]]:
     return {str(key): _metrics(g["label"].to_numpy(), g["p"].to_numpy()) for key, g in frame.groupby(column)}
-
-
-def _calibration_png(path: Path, frame: pd.DataFrame) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect")
-    for ticker, g in frame.groupby("ticker"):
-        curve = calibration_curve(g["label"].to_numpy(), g["p"].to_numpy())
-        ax.plot([c["predicted"] for c in curve], [c["observed"] for c in curve], marker="o", label=str(ticker))
-    ax.set_xlabel("predicted P(up)")
-    ax.set_ylabel("observed up-rate")
-    ax.set_title("holdout calibration by ticker (registered weights)")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _markdown(report: dict) -> str:
@@ -135,7 +115,8 @@ def evaluation_report(version: str, tracking_uri: str | None = None) -> dict:
         out = Path(tmp)
         (out / "report.json").write_text(json.dumps(report, indent=1, default=float))
         (out / "report.md").write_text(_markdown(report))
-        _calibration_png(out / "calibration_by_ticker.png", scored)
+        curves = {str(t): calibration_curve(g["label"].to_numpy(), g["p"].to_numpy()) for t, g in scored.groupby("ticker")}
+        plot_calibration(out / "calibration_by_ticker.png", curves, "holdout calibration by ticker (registered weights)")
         c.log_artifacts(mv.run_id, tmp, "evaluation_report")
     c.set_model_version_tag(MODEL_NAME, str(version), "evaluated_auc", f"{report['overall']['auc']:.6f}")
     c.set_model_version_tag(MODEL_NAME, str(version), "reproduces_training", str(report["reproduced"]))

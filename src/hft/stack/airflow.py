@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hft.config import env_value
-from hft.stack.base import SETUP_HINT, Service, render
+from hft.stack.base import SETUP_HINT, Service, child_env, render
 from hft.stack.config import HOST, StackConfig, StackError, infra_file, repo_root
 
 log = logging.getLogger("hft.stack")
@@ -125,9 +125,7 @@ def airflow_env(config: StackConfig) -> dict[str, str]:
     home = config.airflow_home
     settings = AirflowSettings.from_env(home)
     venv_bin = str(Path(sys.executable).parent)
-    env = dict(os.environ)
-    env.pop("JAVA_TOOL_OPTIONS", None)
-    env.pop("_JAVA_OPTIONS", None)
+    env = child_env()
     generated = _generated_secrets(home)
     for key in _SECRET_VARS:
         if not env.get(key):

@@ -84,11 +84,7 @@ class Service:
 
     def env(self) -> dict[str, str]:
         """The child's environment."""
-        env = dict(os.environ)
-        # Keep the JVM's global option variables out of Kafka's command line.
-        env.pop("JAVA_TOOL_OPTIONS", None)
-        env.pop("_JAVA_OPTIONS", None)
-        return env
+        return child_env()
 
     # Shared.
     def pid(self) -> int | None:
@@ -120,6 +116,15 @@ class Service:
             raise
         except Exception as e:  # noqa: BLE001 - a health check reports, never raises
             return False, f"{type(e).__name__}: {e}"
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment for a service: the JVM's global option variables left out (they would
+    land on Kafka's and spark-submit's command lines)."""
+    env = dict(os.environ)
+    env.pop("JAVA_TOOL_OPTIONS", None)
+    env.pop("_JAVA_OPTIONS", None)
+    return env
 
 
 def java() -> str:

@@ -19,14 +19,14 @@ _children: dict[int, subprocess.Popen] = {}
 
 
 # -- /proc -----------------------------------------------------------------------------------------------------
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, process group) of ``pid``, or None when there is no such process."""
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, process group, parent pid) of ``pid``, or None when there is no such process."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     fields = raw[raw.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
-    return fields[0], int(fields[2])
+    return fields[0], int(fields[2]), int(fields[1])
 
 
 def _reap(pid: int) -> None:
@@ -177,10 +177,8 @@ def descendants(pid: int) -> list[int]:
     """``pid`` and every process below it (children, their children, ...)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                raw = Path(f"/proc/{entry}/stat").read_text()
-                children.setdefault(int(raw[raw.rindex(")") + 2:].split()[1]), []).append(int(entry))
+        if entry.isdigit() and (st := _stat(int(entry))) is not None:
+            children.setdefault(st[2], []).append(int(entry))
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
