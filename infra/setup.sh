@@ -49,6 +49,19 @@ else
   echo "$want" > "$STAMP"
 fi
 
+# Install Debian packages without starting their services (policy-rc.d, the Debian way): the stack runs its own.
+apt_install_no_start() {
+  local policy=/usr/sbin/policy-rc.d
+  if [ -e "$policy" ]; then
+    apt_install "$@"
+  else
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+    apt_install "$@"
+    rm -f "$policy"; trap - EXIT
+  fi
+}
+
 # 4. Redis 7 for the local stack. `hft stack up` runs its own instance under var/run, so the Debian
 #    service must not start (it would take port 6379): services are blocked while the package installs
 #    (policy-rc.d, the Debian way), then the unit is disabled and stopped should it have started anyway.
@@ -66,15 +79,7 @@ stop_debian_redis() {
 }
 if [ ! -x /usr/bin/redis-server ]; then
   say "installing redis-server (the Debian service is left disabled: hft stack up runs its own)"
-  policy=/usr/sbin/policy-rc.d
-  if [ -e "$policy" ]; then
-    apt_install redis-server
-  else
-    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
-    trap 'rm -f "$policy"' EXIT
-    apt_install redis-server
-    rm -f "$policy"; trap - EXIT
-  fi
+  apt_install_no_start redis-server
   stop_debian_redis
   [ -x /usr/bin/redis-server ] || die "redis-server installed but /usr/bin/redis-server is missing"
 fi
@@ -159,6 +164,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
 
+# 6c. PostgreSQL, the production backend of MLflow and Airflow (HFT_METADATA_DB=postgres): the stack initialises
+#     and runs its own server (hft.stack.postgres), so the package's own cluster must not start.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  say "installing PostgreSQL (the production backend of MLflow and Airflow)"
+  apt_install_no_start postgresql
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || die "postgresql installed but no initdb in /usr/lib/postgresql"
+fi
+
 # 7. Sanity: the versions CI tested (pyspark and pyspark-client share one folder and must match).
 "$VENV/bin/python" - <<'PY' || die "environment check failed (see above)"
 import importlib.metadata as md
@@ -166,7 +179,7 @@ import pyspark
 assert pyspark.__version__ == "4.2.0", f"pyspark {pyspark.__version__} != 4.2.0"
 assert md.version("pyspark-client") == pyspark.__version__, "pyspark-client and pyspark versions differ"
 import great_expectations, airflow, hft  # noqa: F401
-import confluent_kafka, redis  # noqa: F401  (local stack clients: hft.stack)
+import confluent_kafka, redis, psycopg2, asyncpg  # noqa: F401  (local stack clients: hft.stack)
 import hft_exec  # noqa: F401  (the C++ executor)
 PY
 say "ready"

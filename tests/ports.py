@@ -26,10 +26,23 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def make_stack_config(base: Path):
-    """A StackConfig with run dir ``base/run``, home ``base`` and free ports for every service."""
+def make_stack_config(base: Path, **options):
+    """A StackConfig with run dir ``base/run``, home ``base`` and free ports for every service; ``options``
+    (``metadata_db``, ``postgres_data``, ...) as StackConfig takes them."""
     from hft.stack import StackConfig
 
-    kafka, controller, redis, mlflow, airflow = free_ports(5)
+    kafka, controller, redis, mlflow, airflow, postgres = free_ports(6)
     return StackConfig(run_dir=base / "run", kafka_port=kafka, kafka_controller_port=controller,
-                       redis_port=redis, mlflow_port=mlflow, airflow_port=airflow, home=base)
+                       redis_port=redis, mlflow_port=mlflow, airflow_port=airflow, postgres_port=postgres,
+                       home=base, **options)
+
+
+def postgres_data_dir() -> Path:
+    """A fresh folder for a test's PostgreSQL data that the ``postgres`` user can reach when tests run as root
+    (pytest's own temporary folders are private to their user). The caller removes it."""
+    import os
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="hft-test-pg-"))
+    os.chmod(top, 0o755)
+    return top / "data"

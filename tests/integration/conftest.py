@@ -1,9 +1,12 @@
 """The operators' stack for the UI and REST tests: MLflow and Airflow (API server, scheduler, DAG processor)
-started by ``hft.stack.up`` on free loopback ports under a temporary HFT_HOME, once per test session."""
+started by ``hft.stack.up`` on free loopback ports under a temporary HFT_HOME, once per test session, on the
+production backend: both keep their state in the stack's PostgreSQL (``HFT_METADATA_DB=postgres``)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -11,7 +14,7 @@ from unittest import mock
 import pytest
 
 from hft.stack import StackConfig
-from ports import make_stack_config
+from ports import make_stack_config, postgres_data_dir
 
 #: Small, fast models for the DAG runs (the pipeline, not the model, is under test here).
 MODEL_ENV = {"HFT_MODEL_EPOCHS": "2", "HFT_MODEL_FOLDS": "2", "HFT_MODEL_BOOTSTRAP": "50",
@@ -40,10 +43,13 @@ def ops_stack(tmp_path_factory):
     from hft.stack import admin_credentials, down, up
 
     base = tmp_path_factory.mktemp("ops")
-    config = make_stack_config(base)
+    pg_data = postgres_data_dir()
+    config = make_stack_config(base, metadata_db="postgres", postgres_data=pg_data)
     env = {"HFT_HOME": str(base), "HFT_LAKE_ROOT": str(base / "lake"), "HFT_TICKERS": "AAA,BBB",
-           "MLFLOW_TRACKING_URI": config.mlflow_uri, "HFT_AIRFLOW_PARALLELISM": "2", **MODEL_ENV}
-    clear = ("HFT_AIRFLOW_ADMIN_PASSWORD", "HFT_AIRFLOW_DB_URL", "AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER")
+           "MLFLOW_TRACKING_URI": config.mlflow_uri, "HFT_AIRFLOW_PARALLELISM": "2", "HFT_METADATA_DB": "postgres",
+           "HFT_POSTGRES_PORT": str(config.postgres_port), "HFT_POSTGRES_DATA": str(pg_data), **MODEL_ENV}
+    clear = ("HFT_AIRFLOW_ADMIN_PASSWORD", "HFT_AIRFLOW_DB_URL", "HFT_MLFLOW_DB_URL", "HFT_POSTGRES_PASSWORD",
+             "AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER")
     try:
         with mock.patch.dict(os.environ, env):
             for key in clear:
@@ -53,6 +59,7 @@ def ops_stack(tmp_path_factory):
         yield OpsStack(config, env, user, password)
     finally:
         down(config)
+        shutil.rmtree(pg_data.parent, ignore_errors=True)
 
 
 def write_features(lake: Path) -> None:
@@ -80,6 +87,17 @@ def training_run(ops_stack) -> str:
     client.trigger("model_training", logical_date="2024-01-26T23:00:00Z", run_id="rest-training")
     client.unpause("model_training")
     try:
+        # Unpaused, the scheduler also creates the latest Friday's run: a second training nobody waits for
+        # (the schedule itself is tested with market_data). Delete it as soon as it appears.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            scheduled = [r["dag_run_id"] for r in client.runs("model_training") if r["run_type"] == "scheduled"]
+            if scheduled:
+                for run_id in scheduled:
+                    client.set_run_state("model_training", run_id, "failed")  # a running run cannot be deleted
+                    client.delete_run("model_training", run_id)
+                break
+            time.sleep(0.5)
         client.wait("model_training", "rest-training", timeout=900)
     finally:
         client.unpause("model_training", paused=True)

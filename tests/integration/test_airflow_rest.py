@@ -20,8 +20,9 @@ pytestmark = pytest.mark.integration
 
 def test_every_listening_socket_of_the_stack_binds_loopback(ops_stack):
     sockets = listening(ops_stack.config)
-    assert set(sockets) == {"mlflow", "airflow-api", "airflow-scheduler", "airflow-dag-processor"}
+    assert set(sockets) == {"postgres", "mlflow", "airflow-api", "airflow-scheduler", "airflow-dag-processor"}
     everything = [(name, addr, port) for name, held in sockets.items() for addr, port in held]
+    assert sockets["postgres"] == [("127.0.0.1", ops_stack.config.postgres_port)]  # TCP on loopback, no other
     assert ("airflow-api", "127.0.0.1", ops_stack.config.airflow_port) in everything
     assert ("mlflow", "127.0.0.1", ops_stack.config.mlflow_port) in everything
     assert [s for s in everything if s[1] != "127.0.0.1"] == []
@@ -121,3 +122,38 @@ def test_model_training_evaluates_gates_and_shows_the_verdict_in_airflow_and_mlf
     assert f"Gate: {gate['verdict'].upper()}" in mv.description
     champion = registry.alias_version(c, registry.CHAMPION)
     assert (champion == gate["version"]) == (gate["verdict"] == "approved")
+
+
+def test_airflow_and_mlflow_keep_their_state_in_postgresql(ops_stack, training_run, monkeypatch):
+    """The production backend: the DAG runs and the registry are rows in the stack's PostgreSQL; no SQLite file
+    was made; the CLI (no MLFLOW_TRACKING_URI) reads the same registry from PostgreSQL as the UI's server."""
+    import psycopg2
+
+    from hft.model import registry
+    from hft.stack.postgres import password
+
+    def query(database: str, sql: str, *args) -> list[tuple]:
+        conn = psycopg2.connect(host="127.0.0.1", port=ops_stack.config.postgres_port, user="hft",
+                                password=password(ops_stack.config), dbname=database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    assert query("airflow", "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s",
+                 "model_training", training_run) == [("success",)]
+    server = registry.client(ops_stack.config.mlflow_uri)
+    versions = {mv.version for mv in server.search_model_versions(f"name = '{registry.MODEL_NAME}'")}
+    rows = query("mlflow", "SELECT version FROM model_versions WHERE name = %s", registry.MODEL_NAME)
+    assert versions == {"1"} and {str(v) for (v,) in rows} == versions  # one training: rest-training's
+    assert list(ops_stack.config.home.rglob("*.db")) == []
+    # The CLI's default store follows HFT_METADATA_DB: the same PostgreSQL database, read directly.
+    for key, value in ops_stack.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    uri = registry.default_tracking_uri()
+    assert uri.startswith("postgresql") and uri.endswith(f"127.0.0.1:{ops_stack.config.postgres_port}/mlflow")
+    direct = registry.client()
+    assert {str(mv.version) for mv in direct.search_model_versions(f"name = '{registry.MODEL_NAME}'")} == versions

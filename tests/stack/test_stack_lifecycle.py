@@ -91,3 +91,72 @@ def test_service_dying_during_start_reports_its_log(config, tmp_path, monkeypatc
     assert "not-a-redis-directive" in msg  # Redis's own complaint, from the end of redis.log
     assert not (config.run_dir / "redis.pid").exists()
     assert not status(config)["redis"].running
+
+
+def test_postgres_is_initialised_once_keeps_its_databases_and_stops_fast(tmp_path, make_stack_config):
+    import shutil
+
+    import psycopg2
+
+    from hft.stack.postgres import ensure_database, password
+    from ports import postgres_data_dir
+
+    data = postgres_data_dir()
+    cfg = make_stack_config(tmp_path, metadata_db="postgres", postgres_data=data)
+    try:
+        assert up(cfg, ["postgres"])["postgres"].startswith("started")
+        assert ensure_database(cfg, "mlflow") is True and ensure_database(cfg, "mlflow") is False
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+            psycopg2.connect(host="127.0.0.1", port=cfg.postgres_port, user="hft", password="wrong", dbname="mlflow")
+        pid = read_pid(cfg.run_dir / "postgres.pid")
+        t0 = time.monotonic()
+        assert down(cfg, ["postgres"])["postgres"].startswith("stopped")  # fast shutdown: no wait for clients
+        assert time.monotonic() - t0 < 15 and not alive(pid) and not port_in_use(cfg.postgres_port)
+        up(cfg, ["postgres"])
+        assert ensure_database(cfg, "mlflow") is False  # the data survived the restart
+        conn = psycopg2.connect(host="127.0.0.1", port=cfg.postgres_port, user="hft", password=password(cfg),
+                                dbname="mlflow")
+        conn.close()
+        assert (cfg.run_dir / "postgres.log").read_text().count("initdb (exit 0)") == 1
+    finally:
+        down(cfg)
+        shutil.rmtree(data.parent, ignore_errors=True)
+
+
+def test_postgres_refuses_a_data_folder_its_user_cannot_reach(tmp_path, make_stack_config):
+    """As root the server runs as the postgres user; pytest's folders are private to root (mode 0700)."""
+    import os
+
+    cfg = make_stack_config(tmp_path, metadata_db="postgres")
+    if os.geteuid() != 0:  # not root: the server runs as us and the folder is ours
+        try:
+            assert up(cfg, ["postgres"])["postgres"].startswith("started")
+        finally:
+            down(cfg)
+        return
+    with pytest.raises(StackError, match="cannot reach .* set HFT_POSTGRES_DATA"):
+        up(cfg, ["postgres"])
+    assert not port_in_use(cfg.postgres_port)
+
+
+def test_airflow_on_the_embedded_default_needs_no_setup(tmp_path, make_stack_config, monkeypatch):
+    """SQLite, no variables set: `up` migrates, creates the admin, and the DAGs are served (the production
+    PostgreSQL backend is what the operators' stack in tests/integration runs on)."""
+    from hft.stack import AIRFLOW_SERVICES, admin_credentials
+    from hft.stack.airflow_rest import AirflowClient
+
+    for key in ("HFT_AIRFLOW_DB_URL", "HFT_METADATA_DB", "HFT_AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    cfg = make_stack_config(tmp_path)
+    try:
+        started = up(cfg, ["airflow"])
+        assert set(started) == set(AIRFLOW_SERVICES)  # no PostgreSQL for the embedded default
+        assert (cfg.airflow_home / "airflow.db").exists()
+        assert all(st.healthy for name, st in status(cfg).items() if name in AIRFLOW_SERVICES)
+        client = AirflowClient(cfg.airflow_url, *admin_credentials(cfg))
+        deadline = time.monotonic() + 90
+        while {d["dag_id"] for d in client.dags()} < {"market_data", "model_training"}:
+            assert time.monotonic() < deadline, "the DAG processor did not serve the project's DAGs"
+            time.sleep(1)
+    finally:
+        down(cfg)

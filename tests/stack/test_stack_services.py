@@ -52,8 +52,8 @@ def test_up_is_idempotent(stack):
 def test_status_reports_running_and_healthy(stack):
     cfg = stack[0]
     st = status(cfg)
-    assert set(st) == {"kafka", "redis", "mlflow", *AIRFLOW_SERVICES}
-    for name in AIRFLOW_SERVICES:  # not asked for: not started
+    assert set(st) == {"postgres", "kafka", "redis", "mlflow", *AIRFLOW_SERVICES}
+    for name in (*AIRFLOW_SERVICES, "postgres"):  # not asked for (nor needed by SQLite): not started
         assert not st.pop(name).running
     for name, s in st.items():
         assert s.name == name

@@ -15,6 +15,8 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     default = stack.SERVICES if args.action == "up" else stack.ALL_SERVICES
     services = stack.expand_services(args.services.split(",")) if args.services else default
     if args.action == "up":
+        services = stack.with_dependencies(config, services)
+    if args.action == "up":
         stack.up(config, services)
         if "kafka" in services:
             stack.ensure_topics(config.kafka_bootstrap, stack.stream_topics())
@@ -28,8 +30,9 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     healthy = True
     for name, st in stack.status(config).items():
+        optional = (*stack.AIRFLOW_SERVICES, "postgres")  # shown by status when running
         if name not in services or (args.action == "status" and not args.services and not st.running
-                                    and name in stack.AIRFLOW_SERVICES):
+                                    and name in optional):
             continue
         healthy &= st.healthy or args.action != "up"  # `up` must end healthy; status/down only report
         out(f"{name:<21} {'running' if st.running else 'stopped':<8} {'healthy' if st.healthy else '-':<8} "
@@ -41,6 +44,7 @@ def register(sub) -> None:
     p = sub.add_parser("stack", help="start, stop or check the local Kafka, Redis, MLflow and Airflow")
     p.add_argument("action", choices=["up", "down", "status", "jars"])
     p.add_argument("--services", help="comma-separated services or groups: kafka, redis, mlflow, airflow-api, "
-                   "airflow-scheduler, airflow-dag-processor; airflow (its three), all. Default: up starts "
-                   "kafka,redis,mlflow; down stops everything; status shows the data path and Airflow when running")
+                   "airflow-scheduler, airflow-dag-processor, postgres; airflow (its three), all. Default: up "
+                   "starts kafka,redis,mlflow (and postgres first with HFT_METADATA_DB=postgres); down stops "
+                   "everything; status shows the data path, and Airflow and PostgreSQL when running")
     p.set_defaults(func=cmd_stack)

@@ -45,15 +45,21 @@ class RegistryError(HftError, RuntimeError):
 
 
 def default_tracking_uri() -> str:
-    from hft.config import Settings
+    """``MLFLOW_TRACKING_URI``, else the store the stack's MLflow server uses (SQLite in HFT_HOME, or PostgreSQL
+    with ``HFT_METADATA_DB=postgres``: :func:`hft.stack.postgres.metadata_url`), so the CLI and the UI agree."""
+    from hft.stack import StackConfig
+    from hft.stack.postgres import metadata_url
 
-    home = Settings.from_env().home
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or metadata_url(StackConfig.from_env(), "mlflow")
 
 
 def _artifact_root(tracking_uri: str) -> str | None:
     if tracking_uri.startswith("sqlite:///"):
         return str(Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts")
+    if tracking_uri.startswith("postgresql"):
+        from hft.config import Settings
+
+        return str(Settings.from_env().home / "mlartifacts")  # where the stack's server keeps them
     return None  # a server decides
 
 
@@ -74,6 +80,19 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
             raise RegistryError(f"cannot create the MLflow store folder {folder}: {exc}") from None
         if not os.access(folder, os.W_OK):
             raise RegistryError(f"MLflow store folder {folder} is not writable")
+    elif tracking_uri.startswith("postgresql"):
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(tracking_uri, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": int(timeout_s)})
+        try:
+            with engine.connect():
+                pass
+        except sa.exc.SQLAlchemyError as exc:
+            where = tracking_uri.rsplit("@", 1)[-1]
+            raise RegistryError(f"MLflow store PostgreSQL at {where} is unreachable ({exc.__class__.__name__}); "
+                                "start it with `HFT_METADATA_DB=postgres hft stack up`") from None
+        finally:
+            engine.dispose()
 
 
 def client(tracking_uri: str | None = None):

@@ -1,5 +1,6 @@
-"""The local stack on 127.0.0.1: Kafka (KRaft, single node), Redis, the MLflow tracking server, and Airflow
-(API server with the UI, scheduler, DAG processor: ``up(cfg, ["airflow"])``, see :mod:`hft.stack.airflow`).
+"""The local stack on 127.0.0.1: Kafka (KRaft, single node), Redis, the MLflow tracking server, Airflow
+(API server with the UI, scheduler, DAG processor: ``up(cfg, ["airflow"])``, see :mod:`hft.stack.airflow`), and
+PostgreSQL for MLflow and Airflow when ``HFT_METADATA_DB=postgres`` (:mod:`hft.stack.postgres`).
 
     from hft.stack import StackConfig, up, status, down, ensure_topics, TopicSpec
 
@@ -24,7 +25,7 @@ from hft.stack.config import (
     repo_root,
 )
 from hft.stack.kafka import TopicSpec, ensure_topics, kafka_health, orders_topic, stream_topics
-from hft.stack.services import ServiceStatus, down, listening, status, up
+from hft.stack.services import ServiceStatus, down, listening, status, up, with_dependencies
 from hft.stack.spark import hft_spark_jar, spark_kafka_jars, streaming_jars
 
 __all__ = [
@@ -51,4 +52,5 @@ __all__ = [
     "status",
     "stream_topics",
     "up",
+    "with_dependencies",
 ]

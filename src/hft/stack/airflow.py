@@ -8,8 +8,9 @@ Authentication is Airflow's FAB auth manager (users and roles in the metadata da
 is generated once, written to ``<AIRFLOW_HOME>/admin-password`` (mode 0600) and logged once. The secrets Airflow
 needs (the JWT secret that signs REST API tokens, the API secret key, the Fernet key encrypting connections)
 come from their ``AIRFLOW__...`` variables when set, else are generated once into
-``<AIRFLOW_HOME>/secrets.json`` (0600). The metadata database is ``HFT_AIRFLOW_DB_URL`` (default SQLite in
-``AIRFLOW_HOME``; ``postgresql+psycopg2://...`` for production).
+``<AIRFLOW_HOME>/secrets.json`` (0600). The metadata database is :func:`hft.stack.postgres.metadata_url`'s:
+SQLite in ``AIRFLOW_HOME`` by default, database ``airflow`` on the stack's PostgreSQL with
+``HFT_METADATA_DB=postgres`` (production), or ``HFT_AIRFLOW_DB_URL``.
 
 Every socket binds 127.0.0.1: the API server by configuration, and the scheduler runs with
 ``--skip-serve-logs`` so its task-log server (which listens on all interfaces) is not started; the API server
@@ -33,8 +34,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hft.config import env_value
-from hft.stack.base import SETUP_HINT, Service, child_env, render
+from hft.stack.base import SETUP_HINT, Service, child_env, render, write_private
 from hft.stack.config import HOST, StackConfig, StackError, infra_file, repo_root
+from hft.stack.postgres import metadata_url, prepare_database
 
 log = logging.getLogger("hft.stack")
 
@@ -48,7 +50,7 @@ class AirflowSettings:
     """How the stack's Airflow is set up (environment, read by :meth:`from_env`).
 
     Attributes:
-        db_url: ``HFT_AIRFLOW_DB_URL``: the metadata database (SQLAlchemy URL); default SQLite in AIRFLOW_HOME.
+        db_url: the metadata database (SQLAlchemy URL, :func:`hft.stack.postgres.metadata_url`).
         admin_user: ``HFT_AIRFLOW_ADMIN_USER`` (default ``admin``).
         admin_password: ``HFT_AIRFLOW_ADMIN_PASSWORD``; None: generated once into ``<AIRFLOW_HOME>/admin-password``.
         parallelism: ``HFT_AIRFLOW_PARALLELISM`` (default 4): task processes the LocalExecutor runs at once.
@@ -60,7 +62,7 @@ class AirflowSettings:
     parallelism: int
 
     @classmethod
-    def from_env(cls, home: Path) -> AirflowSettings:
+    def from_env(cls, config: StackConfig) -> AirflowSettings:
         raw = env_value("HFT_AIRFLOW_PARALLELISM", "4")
         try:
             parallelism = int(raw)
@@ -69,20 +71,11 @@ class AirflowSettings:
         if parallelism < 1:
             raise StackError(f"HFT_AIRFLOW_PARALLELISM must be at least 1, got {parallelism}")
         return cls(
-            db_url=env_value("HFT_AIRFLOW_DB_URL", f"sqlite:///{home / 'airflow.db'}"),
+            db_url=metadata_url(config, "airflow"),
             admin_user=env_value("HFT_AIRFLOW_ADMIN_USER", "admin"),
             admin_password=os.environ.get("HFT_AIRFLOW_ADMIN_PASSWORD") or None,
             parallelism=parallelism,
         )
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    tmp.replace(path)
 
 
 def _generated_secrets(home: Path) -> dict[str, str]:
@@ -95,18 +88,18 @@ def _generated_secrets(home: Path) -> dict[str, str]:
 
         for key in missing:
             saved[key] = Fernet.generate_key().decode() if key.endswith("FERNET_KEY") else secrets.token_urlsafe(48)
-        _write_private(path, json.dumps(saved, indent=2) + "\n")
+        write_private(path, json.dumps(saved, indent=2) + "\n")
     return saved
 
 
 def admin_credentials(config: StackConfig) -> tuple[str, str]:
     """The admin user and password of the stack's Airflow (the password generated once when not in the env)."""
-    settings = AirflowSettings.from_env(config.airflow_home)
+    settings = AirflowSettings.from_env(config)
     if settings.admin_password:
         return settings.admin_user, settings.admin_password
     path = config.airflow_home / "admin-password"
     if not path.exists():
-        _write_private(path, secrets.token_urlsafe(18) + "\n")
+        write_private(path, secrets.token_urlsafe(18) + "\n")
         log.warning("Airflow: generated a password for user %r, stored in %s (set HFT_AIRFLOW_ADMIN_PASSWORD "
                     "to choose one)", settings.admin_user, path)
     return settings.admin_user, path.read_text().strip()
@@ -114,7 +107,7 @@ def admin_credentials(config: StackConfig) -> tuple[str, str]:
 
 def airflow_login(config: StackConfig) -> tuple[str, str]:
     """The admin user and where its password is (for people: never the password itself)."""
-    settings = AirflowSettings.from_env(config.airflow_home)
+    settings = AirflowSettings.from_env(config)
     where = ("from HFT_AIRFLOW_ADMIN_PASSWORD" if settings.admin_password
              else f"in {config.airflow_home / 'admin-password'}")
     return settings.admin_user, where
@@ -123,7 +116,7 @@ def airflow_login(config: StackConfig) -> tuple[str, str]:
 def airflow_env(config: StackConfig) -> dict[str, str]:
     """The environment of every Airflow process of the stack (and of ``airflow`` commands run against it)."""
     home = config.airflow_home
-    settings = AirflowSettings.from_env(home)
+    settings = AirflowSettings.from_env(config)
     venv_bin = str(Path(sys.executable).parent)
     env = child_env()
     generated = _generated_secrets(home)
@@ -171,15 +164,16 @@ def bootstrap(config: StackConfig, log_file: Path) -> None:
     from importlib.metadata import version
 
     home = config.airflow_home
-    settings = AirflowSettings.from_env(home)
+    settings = AirflowSettings.from_env(config)
     (home / "logs").mkdir(parents=True, exist_ok=True)
     render(infra_file("airflow", "airflow.cfg.template"), home / "airflow.cfg",
            dags_folder=repo_root() / "dags", parallelism=settings.parallelism, base_url=config.airflow_url,
            port=config.airflow_port, log_folder=home / "logs")
     user, password = admin_credentials(config)
+    new_database = prepare_database(config, settings.db_url)
     stamp_file = home / ".bootstrap"
     stamp = hashlib.sha256(f"{settings.db_url}\n{version('apache-airflow')}\n{user}\n{password}".encode()).hexdigest()
-    if stamp_file.exists() and stamp_file.read_text().strip() == stamp:
+    if not new_database and stamp_file.exists() and stamp_file.read_text().strip() == stamp:
         return
     log.info("Airflow: migrating the metadata database %s", _redact(settings.db_url))
     _run_airflow(config, ["db", "migrate"], log_file, timeout=600)
@@ -273,7 +267,7 @@ class _Heartbeating(_Airflow):
     job_type = ""
 
     def health(self) -> tuple[bool, str]:
-        db_url = AirflowSettings.from_env(self.config.airflow_home).db_url
+        db_url = AirflowSettings.from_env(self.config).db_url
         if db_url.startswith("sqlite:///") and not Path(db_url[len("sqlite:///"):]).exists():
             return False, "no metadata database yet"
         beats = heartbeats(db_url)

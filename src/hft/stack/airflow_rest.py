@@ -88,6 +88,14 @@ class AirflowClient:
     def runs(self, dag_id: str) -> list[dict]:
         return self._call("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns?limit=100&order_by=-start_date")["dag_runs"]
 
+    def delete_run(self, dag_id: str, run_id: str) -> None:
+        """Delete a run that is not running (Airflow refuses that: :meth:`set_run_state` it to failed first)."""
+        self._call("DELETE", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}")
+
+    def set_run_state(self, dag_id: str, run_id: str, state: str) -> dict:
+        """Mark a run ``success``, ``failed`` or ``queued`` (as the UI's buttons do; running tasks are stopped)."""
+        return self._call("PATCH", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}", {"state": state})
+
     def run(self, dag_id: str, run_id: str) -> dict:
         return self._call("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,10 @@ class Service:
         """The child's environment."""
         return child_env()
 
+    def stop_signal(self) -> int:
+        """What ``down`` sends first (SIGKILL follows after ``stop_timeout``)."""
+        return signal.SIGTERM
+
     # Shared.
     def pid(self) -> int | None:
         """The pid of our running process; a stale pid file is removed."""
@@ -135,6 +140,16 @@ def java() -> str:
     if not java:
         raise StackError(f"java not found (Kafka needs Java 17+): {SETUP_HINT}")
     return java
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret: mode 0600 from the start, replaced atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    tmp.replace(path)
 
 
 def render(template: Path, target: Path, **values: object) -> None:

@@ -13,10 +13,15 @@ from hft.errors import HftError
 SERVICES: tuple[str, ...] = ("kafka", "redis", "mlflow")
 #: Airflow: the API server (UI and REST API), the scheduler (LocalExecutor) and the DAG processor.
 AIRFLOW_SERVICES: tuple[str, ...] = ("airflow-api", "airflow-scheduler", "airflow-dag-processor")
-#: Every service the stack knows, in start order.
-ALL_SERVICES: tuple[str, ...] = (*SERVICES, *AIRFLOW_SERVICES)
+#: Every service the stack knows, in start order (PostgreSQL first: MLflow and Airflow keep their state in it
+#: when ``HFT_METADATA_DB=postgres``).
+ALL_SERVICES: tuple[str, ...] = ("postgres", *SERVICES, *AIRFLOW_SERVICES)
+#: Where MLflow and Airflow keep their state: ``sqlite`` (embedded, no setup) or ``postgres`` (the stack's own
+#: PostgreSQL server, the production backend).
+METADATA_BACKENDS: tuple[str, ...] = ("sqlite", "postgres")
 #: Names that stand for several services (``hft stack up --services kafka,airflow``).
-GROUPS: dict[str, tuple[str, ...]] = {"airflow": AIRFLOW_SERVICES, "all": ALL_SERVICES}
+#: ``all`` leaves PostgreSQL out: ``up`` adds it where the configuration needs it (``with_dependencies``).
+GROUPS: dict[str, tuple[str, ...]] = {"airflow": AIRFLOW_SERVICES, "all": (*SERVICES, *AIRFLOW_SERVICES)}
 HOST = "127.0.0.1"
 
 
@@ -53,6 +58,10 @@ class StackConfig:
         kafka_controller_port: the KRaft controller listener.
         redis_port, mlflow_port: as named.
         airflow_port: Airflow's API server (UI, REST API and the execution API its workers call).
+        postgres_port: the stack's PostgreSQL server (when ``metadata_db`` is ``postgres``).
+        metadata_db: ``sqlite`` (default: MLflow's ``mlflow.db`` and Airflow's ``airflow.db`` files) or
+            ``postgres`` (databases ``mlflow`` and ``airflow`` on the stack's PostgreSQL, started with them).
+        postgres_data: PostgreSQL's data folder; default ``<run_dir>/postgres``.
         kafka_heap: the broker JVM's ``-Xmx``.
         home: ``HFT_HOME``; MLflow keeps ``mlflow.db`` and ``mlartifacts/`` here, where the CLI finds them
             when ``MLFLOW_TRACKING_URI`` is unset. Defaults to the parent of ``run_dir``.
@@ -64,6 +73,9 @@ class StackConfig:
     redis_port: int = 6379
     mlflow_port: int = 5000
     airflow_port: int = 8080
+    postgres_port: int = 5433
+    metadata_db: str = "sqlite"
+    postgres_data: Path | None = None
     kafka_heap: str = "512m"
     home: Path | None = None
 
@@ -71,12 +83,17 @@ class StackConfig:
         run_dir = Path(self.run_dir).absolute()
         object.__setattr__(self, "run_dir", run_dir)
         object.__setattr__(self, "home", Path(self.home).absolute() if self.home is not None else run_dir.parent)
+        data = Path(self.postgres_data).absolute() if self.postgres_data is not None else run_dir / "postgres"
+        object.__setattr__(self, "postgres_data", data)
+        if self.metadata_db not in METADATA_BACKENDS:
+            raise StackError(f"HFT_METADATA_DB={self.metadata_db!r}: pick one of {', '.join(METADATA_BACKENDS)}")
         ports = {
             "kafka_port": self.kafka_port,
             "kafka_controller_port": self.kafka_controller_port,
             "redis_port": self.redis_port,
             "mlflow_port": self.mlflow_port,
             "airflow_port": self.airflow_port,
+            "postgres_port": self.postgres_port,
         }
         if len(set(ports.values())) != len(ports):
             raise StackError(f"two services share a port: {ports}")
@@ -84,8 +101,11 @@ class StackConfig:
     @classmethod
     def from_env(cls) -> StackConfig:
         """``HFT_HOME`` (default ``./var``; the run directory is ``<HFT_HOME>/run``), ``HFT_KAFKA_PORT``,
-        ``HFT_KAFKA_CONTROLLER_PORT``, ``HFT_REDIS_PORT``, ``HFT_MLFLOW_PORT``, ``HFT_AIRFLOW_PORT``, ``HFT_KAFKA_HEAP``."""
+        ``HFT_KAFKA_CONTROLLER_PORT``, ``HFT_REDIS_PORT``, ``HFT_MLFLOW_PORT``, ``HFT_AIRFLOW_PORT``,
+        ``HFT_POSTGRES_PORT`` (5433: clear of a system PostgreSQL on 5432), ``HFT_METADATA_DB`` (``sqlite`` or
+        ``postgres``), ``HFT_POSTGRES_DATA``, ``HFT_KAFKA_HEAP``."""
         home = Settings.from_env().home
+        data = env_value("HFT_POSTGRES_DATA", "")
         return cls(
             run_dir=home / "run",
             kafka_port=_port("HFT_KAFKA_PORT", 9092),
@@ -93,6 +113,9 @@ class StackConfig:
             redis_port=_port("HFT_REDIS_PORT", 6379),
             mlflow_port=_port("HFT_MLFLOW_PORT", 5000),
             airflow_port=_port("HFT_AIRFLOW_PORT", 8080),
+            postgres_port=_port("HFT_POSTGRES_PORT", 5433),
+            metadata_db=env_value("HFT_METADATA_DB", "sqlite").strip().lower(),
+            postgres_data=Path(data) if data else None,
             kafka_heap=env_value("HFT_KAFKA_HEAP", "512m"),
             home=home,
         )

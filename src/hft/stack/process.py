@@ -100,9 +100,9 @@ def spawn(argv: Sequence[str], log_path: Path, *, cwd: Path, env: dict[str, str]
     return proc.pid
 
 
-def terminate(pid: int, timeout: float = 30.0) -> bool:
-    """SIGTERM ``pid``'s process group (``pid`` leads it: it was spawned in a new session), SIGKILL whatever
-    is left after ``timeout`` seconds. True when it had to be killed."""
+def terminate(pid: int, timeout: float = 30.0, sig: int = signal.SIGTERM) -> bool:
+    """``sig`` (SIGTERM) to ``pid``'s process group (``pid`` leads it: it was spawned in a new session), SIGKILL
+    whatever is left after ``timeout`` seconds. True when it had to be killed."""
     st = _stat(pid)
     group = st is not None and st[1] == pid
 
@@ -116,7 +116,7 @@ def terminate(pid: int, timeout: float = 30.0) -> bool:
     def gone() -> bool:
         return not alive(pid) and (not group or not group_alive(pid))
 
-    send(signal.SIGTERM)
+    send(sig)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if gone():

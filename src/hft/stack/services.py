@@ -1,4 +1,5 @@
-"""Start, stop and check the local services: Kafka (KRaft), Redis and the MLflow tracking server.
+"""Start, stop and check the local services: Kafka (KRaft), Redis, the MLflow tracking server, Airflow
+(:mod:`hft.stack.airflow`) and PostgreSQL (:mod:`hft.stack.postgres`, for MLflow and Airflow).
 
 Each service runs detached (its own session, so ``hft stack up`` can return) with everything under
 ``run_dir``: ``<name>.pid``, ``<name>.log`` and its data (``kafka/``, ``redis/``; MLflow's database and
@@ -24,6 +25,7 @@ from hft.stack import process
 from hft.stack.airflow import AirflowApi, AirflowDagProcessor, AirflowScheduler
 from hft.stack.base import SETUP_HINT, Service, ServiceStatus, java, render
 from hft.stack.config import (
+    AIRFLOW_SERVICES,
     ALL_SERVICES,
     HOST,
     SERVICES,
@@ -34,6 +36,7 @@ from hft.stack.config import (
     repo_root,
 )
 from hft.stack.kafka import _ck, kafka_health
+from hft.stack.postgres import Postgres, metadata_url, prepare_database
 
 log = logging.getLogger("hft.stack")
 
@@ -193,10 +196,6 @@ class MLflow(Service):
         return self.config.home
 
     @property
-    def db(self) -> Path:
-        return self.home / "mlflow.db"
-
-    @property
     def artifacts(self) -> Path:
         return self.home / "mlartifacts"
 
@@ -207,7 +206,7 @@ class MLflow(Service):
         return self.config.mlflow_uri
 
     def markers(self) -> list[str]:
-        return ["mlflow", "server", "--backend-store-uri"]
+        return ["mlflow", "server", "--default-artifact-root"]
 
     def _binary(self) -> Path:
         binary = Path(sys.executable).parent / "mlflow"  # the venv's, not whatever PATH finds
@@ -222,9 +221,11 @@ class MLflow(Service):
         binary = self._binary()
         self.home.mkdir(parents=True, exist_ok=True)
         self.artifacts.mkdir(parents=True, exist_ok=True)
+        prepare_database(self.config, metadata_url(self.config, "mlflow"))
+        # The store's URL (it may hold a password) goes in the environment, not on the command line.
         argv = [
             str(binary), "server", "--host", HOST, "--port", str(self.config.mlflow_port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.db}", "--default-artifact-root", str(self.artifacts),
+            "--default-artifact-root", str(self.artifacts),
         ]
         return argv, self.home
 
@@ -233,6 +234,7 @@ class MLflow(Service):
         # MLflow 3's server otherwise starts a job runner and seven huey consumers (GenAI evaluation jobs,
         # periodic trace tasks): ~2 GB of Python processes the pipeline never uses. Set it to true to have them.
         env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        env["MLFLOW_BACKEND_STORE_URI"] = metadata_url(self.config, "mlflow")
         return env
 
     def health(self) -> tuple[bool, str]:
@@ -245,7 +247,7 @@ class MLflow(Service):
 
 
 _CLASSES: dict[str, type[Service]] = {
-    "kafka": Kafka, "redis": Redis, "mlflow": MLflow,
+    "postgres": Postgres, "kafka": Kafka, "redis": Redis, "mlflow": MLflow,
     "airflow-api": AirflowApi, "airflow-scheduler": AirflowScheduler, "airflow-dag-processor": AirflowDagProcessor,
 }
 
@@ -260,88 +262,108 @@ def _services(config: StackConfig, names: Iterable[str]) -> list[Service]:
 
 
 # -- the API ---------------------------------------------------------------------------------------------------
+def with_dependencies(config: StackConfig, services: Iterable[str]) -> tuple[str, ...]:
+    """The services to start for ``services``: groups expanded, and PostgreSQL first when MLflow or Airflow keep
+    their state in it (``HFT_METADATA_DB=postgres``)."""
+    names = expand_services(services)
+    if (config.metadata_db == "postgres" and "postgres" not in names
+            and any(n == "mlflow" or n in AIRFLOW_SERVICES for n in names)):
+        names = ("postgres", *names)
+    return names
+
+
 def up(config: StackConfig, services: Iterable[str] = SERVICES, timeout: float | None = None) -> dict[str, str]:
     """Start the services that are not running and wait until each is healthy; idempotent.
 
     A running, healthy service is left alone. ``timeout`` (seconds) overrides each service's own start
-    timeout. Returns ``{service: what happened}``. Raises StackError when a port is taken by something else, a
+    timeout. PostgreSQL (when configured, :func:`with_dependencies`) is healthy before its clients start.
+    Returns ``{service: what happened}``. Raises StackError when a port is taken by something else, a
     program or jar is missing (run ``make setup``), or a service dies or stays unhealthy while starting (with
     the last lines of its log); a service that failed is stopped, the others are left running.
     """
-    todo = _services(config, services)
+    todo = _services(config, with_dependencies(config, services))
     config.run_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, str] = {}
-    started: dict[str, tuple[Service, int, int, float]] = {}  # name -> (service, pid, log offset, t0)
-    waiting: dict[str, tuple[Service, int]] = {}  # already running, not healthy yet
     errors: list[str] = []
     with process.locked(config.run_dir / ".stack.lock"):
-        to_start = []
-        for svc in todo:
-            pid = svc.pid()
-            if pid is None:
-                to_start.append(svc)
-                continue
-            ok, _ = svc.safe_health()
-            if ok:
-                result[svc.name] = f"already running (pid {pid}) at {svc.address()}"
-            else:
-                waiting[svc.name] = (svc, pid)
         # Every check before the first start: a missing jar or a taken port starts nothing.
-        for svc in to_start:
-            svc.check()
-            svc.check_ports()
-        for svc in to_start:
-            offset = svc.log_file.stat().st_size if svc.log_file.exists() else 0
-            t0 = time.monotonic()  # Kafka's first start includes formatting its storage
-            try:
-                argv, cwd = svc.prepare()
-            except StackError as e:
-                errors.append(str(e))
-                continue
-            try:
-                pid = process.spawn(argv, svc.log_file, cwd=cwd, env=svc.env())
-            except OSError as e:
-                errors.append(f"{svc.name}: cannot run {argv[0]}: {e}")
-                continue
-            process.write_pid(svc.pid_file, pid)
-            log.info("started %s (pid %d): %s", svc.name, pid, " ".join(argv))
-            started[svc.name] = (svc, pid, offset, t0)
-
-        # Wait for all of them together: Kafka's JVM and MLflow's imports overlap.
-        pending = {n: (s, p, o, t) for n, (s, p, o, t) in started.items()}
-        pending.update({n: (s, p, 0, time.monotonic()) for n, (s, p) in waiting.items()})
-        while pending:
-            for name, (svc, pid, offset, t0) in list(pending.items()):
-                limit = timeout if timeout is not None else svc.start_timeout
-                if not process.alive(pid):
-                    svc.pid_file.unlink(missing_ok=True)
-                    errors.append(f"{name} exited while starting; last lines of {svc.log_file}:\n"
-                                  f"{_indent(process.tail(svc.log_file, 25, offset))}")
-                    del pending[name]
-                    continue
-                ok, detail = svc.safe_health()
-                if ok:
-                    if name in started:
-                        result[name] = f"started (pid {pid}) in {time.monotonic() - t0:.1f}s at {svc.address()}"
-                    else:
-                        result[name] = f"already running (pid {pid}) at {svc.address()}"
-                    del pending[name]
-                elif time.monotonic() - t0 > limit:
-                    if name in started:
-                        process.terminate(pid, svc.stop_timeout)
-                        svc.pid_file.unlink(missing_ok=True)
-                        what = "stopped it"
-                    else:
-                        what = "left it running; `hft stack down` stops it"
-                    errors.append(f"{name} (pid {pid}) not healthy after {limit:.0f}s ({detail}); {what}. "
-                                  f"Last lines of {svc.log_file}:\n{_indent(process.tail(svc.log_file, 25, offset))}")
-                    del pending[name]
-            if pending:
-                time.sleep(0.25)
+        for svc in todo:
+            if svc.pid() is None:
+                svc.check()
+                svc.check_ports()
+        first = [svc for svc in todo if svc.name == "postgres"]
+        for tier in (first, [svc for svc in todo if svc.name != "postgres"]):
+            if tier and not errors:
+                _start(tier, timeout, result, errors)
     if errors:
         done = "; ".join(f"{k}: {v}" for k, v in result.items())
         raise StackError("\n".join(errors) + (f"\n(ok: {done})" if done else ""))
     return {svc.name: result[svc.name] for svc in todo}
+
+
+def _start(todo: list[Service], timeout: float | None, result: dict[str, str], errors: list[str]) -> None:
+    """Start those of ``todo`` not running and wait for all of them to be healthy (results and errors filled in)."""
+    started: dict[str, tuple[Service, int, int, float]] = {}  # name -> (service, pid, log offset, t0)
+    waiting: dict[str, tuple[Service, int]] = {}  # already running, not healthy yet
+    to_start = []
+    for svc in todo:
+        pid = svc.pid()
+        if pid is None:
+            to_start.append(svc)
+            continue
+        ok, _ = svc.safe_health()
+        if ok:
+            result[svc.name] = f"already running (pid {pid}) at {svc.address()}"
+        else:
+            waiting[svc.name] = (svc, pid)
+    for svc in to_start:
+        offset = svc.log_file.stat().st_size if svc.log_file.exists() else 0
+        t0 = time.monotonic()  # Kafka's first start includes formatting its storage
+        try:
+            argv, cwd = svc.prepare()
+        except StackError as e:
+            errors.append(str(e))
+            continue
+        try:
+            pid = process.spawn(argv, svc.log_file, cwd=cwd, env=svc.env())
+        except OSError as e:
+            errors.append(f"{svc.name}: cannot run {argv[0]}: {e}")
+            continue
+        process.write_pid(svc.pid_file, pid)
+        log.info("started %s (pid %d): %s", svc.name, pid, " ".join(argv))
+        started[svc.name] = (svc, pid, offset, t0)
+
+    # Wait for all of them together: Kafka's JVM and MLflow's imports overlap.
+    pending = {n: (s, p, o, t) for n, (s, p, o, t) in started.items()}
+    pending.update({n: (s, p, 0, time.monotonic()) for n, (s, p) in waiting.items()})
+    while pending:
+        for name, (svc, pid, offset, t0) in list(pending.items()):
+            limit = timeout if timeout is not None else svc.start_timeout
+            if not process.alive(pid):
+                svc.pid_file.unlink(missing_ok=True)
+                errors.append(f"{name} exited while starting; last lines of {svc.log_file}:\n"
+                              f"{_indent(process.tail(svc.log_file, 25, offset))}")
+                del pending[name]
+                continue
+            ok, detail = svc.safe_health()
+            if ok:
+                if name in started:
+                    result[name] = f"started (pid {pid}) in {time.monotonic() - t0:.1f}s at {svc.address()}"
+                else:
+                    result[name] = f"already running (pid {pid}) at {svc.address()}"
+                del pending[name]
+            elif time.monotonic() - t0 > limit:
+                if name in started:
+                    process.terminate(pid, svc.stop_timeout, svc.stop_signal())
+                    svc.pid_file.unlink(missing_ok=True)
+                    what = "stopped it"
+                else:
+                    what = "left it running; `hft stack down` stops it"
+                errors.append(f"{name} (pid {pid}) not healthy after {limit:.0f}s ({detail}); {what}. "
+                              f"Last lines of {svc.log_file}:\n{_indent(process.tail(svc.log_file, 25, offset))}")
+                del pending[name]
+        if pending:
+            time.sleep(0.25)
 
 
 def down(config: StackConfig, services: Iterable[str] = ALL_SERVICES, timeout: float | None = None) -> dict[str, str]:
@@ -361,7 +383,7 @@ def down(config: StackConfig, services: Iterable[str] = ALL_SERVICES, timeout: f
                 result[svc.name] = "not running"
                 continue
             t0 = time.monotonic()
-            killed = process.terminate(pid, timeout if timeout is not None else svc.stop_timeout)
+            killed = process.terminate(pid, timeout if timeout is not None else svc.stop_timeout, svc.stop_signal())
             svc.pid_file.unlink(missing_ok=True)
             how = "killed (SIGKILL after SIGTERM timed out)" if killed else "stopped"
             result[svc.name] = f"{how} (pid {pid}) in {time.monotonic() - t0:.1f}s"
