@@ -172,6 +172,17 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || die "postgresql installed but no initdb in /usr/lib/postgresql"
 fi
 
+# 6d. Prometheus 2.42 with promtool, and the exporters of Redis and the host (Debian): `hft stack up --services
+#     monitoring` runs its own instances on 127.0.0.1, so the packages' services must not start.
+missing=()
+for pkg in prometheus prometheus-node-exporter prometheus-redis-exporter prometheus-alertmanager; do
+  [ -x "/usr/bin/$pkg" ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing the monitoring tools: ${missing[*]}"
+  apt_install_no_start "${missing[@]}"
+fi
+
 # 7. Sanity: the versions CI tested (pyspark and pyspark-client share one folder and must match).
 "$VENV/bin/python" - <<'PY' || die "environment check failed (see above)"
 import importlib.metadata as md

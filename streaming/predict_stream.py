@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     from hft.observability.metrics import serve
 
     configure_logging(service="hft-predict-stream")
-    serve(args.metrics_port)
+    serve(args.metrics_port, "stream")
     from pyspark.sql import SparkSession
 
     from hft.streaming.champion import NoChampionError

@@ -31,9 +31,10 @@ def make_stack_config(base: Path, **options):
     (``metadata_db``, ``postgres_data``, ...) as StackConfig takes them."""
     from hft.stack import StackConfig
 
-    kafka, controller, redis, mlflow, airflow, postgres = free_ports(6)
+    kafka, controller, redis, mlflow, airflow, postgres, prometheus, node, redis_exporter = free_ports(9)
     return StackConfig(run_dir=base / "run", kafka_port=kafka, kafka_controller_port=controller,
                        redis_port=redis, mlflow_port=mlflow, airflow_port=airflow, postgres_port=postgres,
+                       prometheus_port=prometheus, node_exporter_port=node, redis_exporter_port=redis_exporter,
                        home=base, **options)
 
 

@@ -46,7 +46,7 @@ def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
     kafka = None if args.no_kafka else orders_sink(config, "hft-executor")
     from hft.observability.metrics import serve
 
-    serve(args.metrics_port)
+    serve(args.metrics_port, "executor")
     service = ExecutionService(r, args.journal or settings.home / "executor", args.tickers or list(settings.tickers),
                                exec_config, kafka=kafka, batch=args.batch, replay_clock=args.replay_clock)
     try:

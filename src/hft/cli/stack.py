@@ -1,4 +1,5 @@
-"""``hft stack``: start, stop and check the local services (Kafka, Redis, MLflow, Airflow) on 127.0.0.1."""
+"""``hft stack``: start, stop and check the local services (Kafka, Redis, MLflow, Airflow, PostgreSQL,
+Prometheus) on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         if "airflow-api" in services:
             user, where = stack.airflow_login(config)
             out(f"Airflow UI: {config.airflow_url} (user {user!r}, password {where})")
+        if "prometheus" in services:
+            out(f"Prometheus UI: {config.prometheus_url} (alerts: {config.prometheus_url}/alerts)")
     elif args.action == "down":
         stack.down(config, services)
     elif args.action == "jars":
@@ -30,7 +33,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     healthy = True
     for name, st in stack.status(config).items():
-        optional = (*stack.AIRFLOW_SERVICES, "postgres")  # shown by status when running
+        optional = (*stack.AIRFLOW_SERVICES, *stack.MONITORING_SERVICES, "postgres")  # shown by status when running
         if name not in services or (args.action == "status" and not args.services and not st.running
                                     and name in optional):
             continue
@@ -44,7 +47,8 @@ def register(sub) -> None:
     p = sub.add_parser("stack", help="start, stop or check the local Kafka, Redis, MLflow and Airflow")
     p.add_argument("action", choices=["up", "down", "status", "jars"])
     p.add_argument("--services", help="comma-separated services or groups: kafka, redis, mlflow, airflow-api, "
-                   "airflow-scheduler, airflow-dag-processor, postgres; airflow (its three), all. Default: up "
+                   "airflow-scheduler, airflow-dag-processor, postgres, prometheus, node-exporter, redis-exporter; "
+                   "airflow (its three), monitoring (the last three), all. Default: up "
                    "starts kafka,redis,mlflow (and postgres first with HFT_METADATA_DB=postgres); down stops "
                    "everything; status shows the data path, and Airflow and PostgreSQL when running")
     p.set_defaults(func=cmd_stack)

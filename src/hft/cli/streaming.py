@@ -14,7 +14,7 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     from hft.streaming import collectors
 
     bootstrap = args.bootstrap or stack_config().kafka_bootstrap
-    serve(args.metrics_port)
+    serve(args.metrics_port, "collector")
     if args.source == "yfinance":
         from hft.data.sources.yfinance import YFinanceSource
 

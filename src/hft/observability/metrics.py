@@ -1,6 +1,6 @@
 """Prometheus metrics of the real-time path (prometheus-client). One definition per metric, here.
 
-Every process serves ``/metrics`` on 127.0.0.1 (:func:`serve`).
+Every process serves ``/metrics`` on 127.0.0.1 and announces it to Prometheus (:func:`serve`).
 """
 
 from __future__ import annotations
@@ -33,10 +33,14 @@ STREAM_MODEL_GATE_APPROVED = Gauge(
     "(the alias was moved by hand): alert on 0")
 
 
-def serve(port: int) -> None:
-    """Expose ``/metrics`` on 127.0.0.1:port (0 disables)."""
+def serve(port: int, component: str) -> None:
+    """Expose ``/metrics`` on 127.0.0.1:port (0 disables) and announce it to the stack's Prometheus as
+    ``component`` (collector, stream, executor: :mod:`hft.observability.discovery`)."""
     if port:
+        from hft.observability.discovery import register
+
         start_http_server(port, addr="127.0.0.1")
+        register(component, port)
 
 
 def record_batch(result) -> None:

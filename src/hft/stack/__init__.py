@@ -18,6 +18,7 @@ from hft.stack.airflow import admin_credentials, airflow_env, airflow_login
 from hft.stack.config import (
     AIRFLOW_SERVICES,
     ALL_SERVICES,
+    MONITORING_SERVICES,
     SERVICES,
     StackConfig,
     StackError,
@@ -31,6 +32,7 @@ from hft.stack.spark import hft_spark_jar, spark_kafka_jars, streaming_jars
 __all__ = [
     "AIRFLOW_SERVICES",
     "ALL_SERVICES",
+    "MONITORING_SERVICES",
     "admin_credentials",
     "airflow_env",
     "airflow_login",

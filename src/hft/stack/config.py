@@ -13,15 +13,18 @@ from hft.errors import HftError
 SERVICES: tuple[str, ...] = ("kafka", "redis", "mlflow")
 #: Airflow: the API server (UI and REST API), the scheduler (LocalExecutor) and the DAG processor.
 AIRFLOW_SERVICES: tuple[str, ...] = ("airflow-api", "airflow-scheduler", "airflow-dag-processor")
+#: Monitoring: the Prometheus server and the exporters of the host and of Redis (``hft.stack.monitoring``).
+MONITORING_SERVICES: tuple[str, ...] = ("prometheus", "node-exporter", "redis-exporter")
 #: Every service the stack knows, in start order (PostgreSQL first: MLflow and Airflow keep their state in it
 #: when ``HFT_METADATA_DB=postgres``).
-ALL_SERVICES: tuple[str, ...] = ("postgres", *SERVICES, *AIRFLOW_SERVICES)
+ALL_SERVICES: tuple[str, ...] = ("postgres", *SERVICES, *AIRFLOW_SERVICES, *MONITORING_SERVICES)
 #: Where MLflow and Airflow keep their state: ``sqlite`` (embedded, no setup) or ``postgres`` (the stack's own
 #: PostgreSQL server, the production backend).
 METADATA_BACKENDS: tuple[str, ...] = ("sqlite", "postgres")
 #: Names that stand for several services (``hft stack up --services kafka,airflow``).
 #: ``all`` leaves PostgreSQL out: ``up`` adds it where the configuration needs it (``with_dependencies``).
-GROUPS: dict[str, tuple[str, ...]] = {"airflow": AIRFLOW_SERVICES, "all": (*SERVICES, *AIRFLOW_SERVICES)}
+GROUPS: dict[str, tuple[str, ...]] = {"airflow": AIRFLOW_SERVICES, "monitoring": MONITORING_SERVICES,
+                                      "all": (*SERVICES, *AIRFLOW_SERVICES, *MONITORING_SERVICES)}
 HOST = "127.0.0.1"
 
 
@@ -62,6 +65,7 @@ class StackConfig:
         metadata_db: ``sqlite`` (default: MLflow's ``mlflow.db`` and Airflow's ``airflow.db`` files) or
             ``postgres`` (databases ``mlflow`` and ``airflow`` on the stack's PostgreSQL, started with them).
         postgres_data: PostgreSQL's data folder; default ``<run_dir>/postgres``.
+        prometheus_port, node_exporter_port, redis_exporter_port: the monitoring services.
         kafka_heap: the broker JVM's ``-Xmx``.
         home: ``HFT_HOME``; MLflow keeps ``mlflow.db`` and ``mlartifacts/`` here, where the CLI finds them
             when ``MLFLOW_TRACKING_URI`` is unset. Defaults to the parent of ``run_dir``.
@@ -76,6 +80,9 @@ class StackConfig:
     postgres_port: int = 5433
     metadata_db: str = "sqlite"
     postgres_data: Path | None = None
+    prometheus_port: int = 9090
+    node_exporter_port: int = 9100
+    redis_exporter_port: int = 9121
     kafka_heap: str = "512m"
     home: Path | None = None
 
@@ -94,6 +101,9 @@ class StackConfig:
             "mlflow_port": self.mlflow_port,
             "airflow_port": self.airflow_port,
             "postgres_port": self.postgres_port,
+            "prometheus_port": self.prometheus_port,
+            "node_exporter_port": self.node_exporter_port,
+            "redis_exporter_port": self.redis_exporter_port,
         }
         if len(set(ports.values())) != len(ports):
             raise StackError(f"two services share a port: {ports}")
@@ -103,7 +113,8 @@ class StackConfig:
         """``HFT_HOME`` (default ``./var``; the run directory is ``<HFT_HOME>/run``), ``HFT_KAFKA_PORT``,
         ``HFT_KAFKA_CONTROLLER_PORT``, ``HFT_REDIS_PORT``, ``HFT_MLFLOW_PORT``, ``HFT_AIRFLOW_PORT``,
         ``HFT_POSTGRES_PORT`` (5433: clear of a system PostgreSQL on 5432), ``HFT_METADATA_DB`` (``sqlite`` or
-        ``postgres``), ``HFT_POSTGRES_DATA``, ``HFT_KAFKA_HEAP``."""
+        ``postgres``), ``HFT_POSTGRES_DATA``, ``HFT_PROMETHEUS_PORT``, ``HFT_NODE_EXPORTER_PORT``,
+        ``HFT_REDIS_EXPORTER_PORT``, ``HFT_KAFKA_HEAP``."""
         home = Settings.from_env().home
         data = env_value("HFT_POSTGRES_DATA", "")
         return cls(
@@ -116,6 +127,9 @@ class StackConfig:
             postgres_port=_port("HFT_POSTGRES_PORT", 5433),
             metadata_db=env_value("HFT_METADATA_DB", "sqlite").strip().lower(),
             postgres_data=Path(data) if data else None,
+            prometheus_port=_port("HFT_PROMETHEUS_PORT", 9090),
+            node_exporter_port=_port("HFT_NODE_EXPORTER_PORT", 9100),
+            redis_exporter_port=_port("HFT_REDIS_EXPORTER_PORT", 9121),
             kafka_heap=env_value("HFT_KAFKA_HEAP", "512m"),
             home=home,
         )
@@ -131,6 +145,10 @@ class StackConfig:
     @property
     def mlflow_uri(self) -> str:
         return f"http://{HOST}:{self.mlflow_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{HOST}:{self.prometheus_port}"
 
     @property
     def airflow_url(self) -> str:

@@ -36,6 +36,7 @@ from hft.stack.config import (
     repo_root,
 )
 from hft.stack.kafka import _ck, kafka_health
+from hft.stack.monitoring import NodeExporter, Prometheus, RedisExporter
 from hft.stack.postgres import Postgres, metadata_url, prepare_database
 
 log = logging.getLogger("hft.stack")
@@ -249,6 +250,7 @@ class MLflow(Service):
 _CLASSES: dict[str, type[Service]] = {
     "postgres": Postgres, "kafka": Kafka, "redis": Redis, "mlflow": MLflow,
     "airflow-api": AirflowApi, "airflow-scheduler": AirflowScheduler, "airflow-dag-processor": AirflowDagProcessor,
+    "prometheus": Prometheus, "node-exporter": NodeExporter, "redis-exporter": RedisExporter,
 }
 
 
@@ -257,7 +259,7 @@ def _services(config: StackConfig, names: Iterable[str]) -> list[Service]:
     unknown = [n for n in names if n not in _CLASSES]
     if unknown:
         raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(ALL_SERVICES)}, "
-                         "and the groups airflow, all")
+                         "and the groups airflow, monitoring, all")
     return [_CLASSES[n](config) for n in names]
 
 

@@ -1,0 +1,142 @@
+"""Monitoring in the local stack: the Prometheus server and the exporters of the host and of Redis (Debian
+packages, installed by ``make setup``), each on 127.0.0.1.
+
+Prometheus runs from ``<run_dir>/prometheus``: ``prometheus.yml`` rendered from
+``infra/prometheus/prometheus.yml.template``, the alert rules read from ``infra/prometheus/rules``, the TSDB in
+``data/``, and ``targets/`` where every hft process that serves ``/metrics`` announces itself
+(:mod:`hft.observability.discovery`). ``hft stack up --services monitoring`` starts the three.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from hft.stack.base import SETUP_HINT, Service, render
+from hft.stack.config import HOST, StackError, infra_file
+
+#: How often Prometheus scrapes and evaluates the rules (the rules' `for:` durations assume it).
+SCRAPE_INTERVAL = "5s"
+
+
+def _program(name: str) -> str:
+    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    if not found:
+        raise StackError(f"{name} not found (Debian package {name}): {SETUP_HINT}")
+    return found
+
+
+def _get(url: str) -> tuple[bool, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return resp.status == 200, f"{url.rsplit('/', 1)[-1] or url}: {resp.status}"
+    except (urllib.error.URLError, OSError) as e:
+        return False, f"{url} failed: {e}"
+
+
+class Prometheus(Service):
+    name = "prometheus"
+    start_timeout = 60.0
+
+    @property
+    def home(self) -> Path:
+        return self.config.run_dir / "prometheus"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "prometheus.yml"
+
+    @property
+    def targets(self) -> Path:
+        return self.home / "targets"
+
+    def ports(self) -> dict[str, int]:
+        return {"HFT_PROMETHEUS_PORT": self.config.prometheus_port}
+
+    def address(self) -> str:
+        return self.config.prometheus_url
+
+    def markers(self) -> list[str]:
+        return ["prometheus", f"--config.file={self.config_file}"]
+
+    def check(self) -> None:
+        _program("prometheus")
+        infra_file("prometheus", "prometheus.yml.template")
+
+    def prepare(self) -> tuple[list[str], Path]:
+        from hft.observability.discovery import prune
+
+        binary = _program("prometheus")
+        (self.home / "data").mkdir(parents=True, exist_ok=True)
+        self.targets.mkdir(parents=True, exist_ok=True)
+        prune(self.targets)  # processes that died since the last start: restarted, or gone for good
+        rules = infra_file("prometheus", "prometheus.yml.template").parent / "rules"
+        render(infra_file("prometheus", "prometheus.yml.template"), self.config_file,
+               scrape_interval=SCRAPE_INTERVAL, rules_dir=rules, port=self.config.prometheus_port,
+               node_port=self.config.node_exporter_port, redis_exporter_port=self.config.redis_exporter_port,
+               targets_dir=self.targets)
+        promtool = shutil.which("promtool")
+        if promtool:  # a broken config or rule file fails here, with promtool's words, not in the server log
+            checked = subprocess.run([promtool, "check", "config", str(self.config_file)], capture_output=True,
+                                     text=True, timeout=60)
+            if checked.returncode != 0:
+                raise StackError(f"prometheus: {self.config_file} is not valid:\n{checked.stdout}{checked.stderr}")
+        argv = [binary, f"--config.file={self.config_file}", f"--storage.tsdb.path={self.home / 'data'}",
+                f"--web.listen-address={HOST}:{self.config.prometheus_port}", "--storage.tsdb.retention.time=15d",
+                f"--web.external-url={self.config.prometheus_url}"]
+        return argv, self.home
+
+    def health(self) -> tuple[bool, str]:
+        ok, detail = _get(f"{self.config.prometheus_url}/-/ready")
+        return ok, f"UI and API at {self.config.prometheus_url}" if ok else detail
+
+
+class NodeExporter(Service):
+    name = "node-exporter"
+    start_timeout = 30.0
+
+    def ports(self) -> dict[str, int]:
+        return {"HFT_NODE_EXPORTER_PORT": self.config.node_exporter_port}
+
+    def address(self) -> str:
+        return f"http://{HOST}:{self.config.node_exporter_port}/metrics"
+
+    def markers(self) -> list[str]:
+        return ["prometheus-node-exporter", f"{HOST}:{self.config.node_exporter_port}"]
+
+    def check(self) -> None:
+        _program("prometheus-node-exporter")
+
+    def prepare(self) -> tuple[list[str], Path]:
+        return [_program("prometheus-node-exporter"), f"--web.listen-address={HOST}:{self.config.node_exporter_port}"], \
+            self.config.run_dir
+
+    def health(self) -> tuple[bool, str]:
+        return _get(self.address())
+
+
+class RedisExporter(Service):
+    name = "redis-exporter"
+    start_timeout = 30.0
+
+    def ports(self) -> dict[str, int]:
+        return {"HFT_REDIS_EXPORTER_PORT": self.config.redis_exporter_port}
+
+    def address(self) -> str:
+        return f"http://{HOST}:{self.config.redis_exporter_port}/metrics"
+
+    def markers(self) -> list[str]:
+        return ["prometheus-redis-exporter", f"{HOST}:{self.config.redis_exporter_port}"]
+
+    def check(self) -> None:
+        _program("prometheus-redis-exporter")
+
+    def prepare(self) -> tuple[list[str], Path]:
+        return [_program("prometheus-redis-exporter"), "-web.listen-address", f"{HOST}:{self.config.redis_exporter_port}",
+                "-redis.addr", self.config.redis_url], self.config.run_dir
+
+    def health(self) -> tuple[bool, str]:
+        return _get(self.address())
