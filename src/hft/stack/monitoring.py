@@ -94,49 +94,56 @@ class Prometheus(Service):
         return ok, f"UI and API at {self.config.prometheus_url}" if ok else detail
 
 
-class NodeExporter(Service):
+class _Exporter(Service):
+    """A Prometheus exporter from Debian: ``program`` serving ``/metrics`` on 127.0.0.1:``port``."""
+
+    start_timeout = 30.0
+    program = ""
+
+    def port(self) -> int:
+        raise NotImplementedError
+
+    def arguments(self) -> list[str]:
+        raise NotImplementedError
+
+    def ports(self) -> dict[str, int]:
+        return {self.port_env: self.port()}
+
+    def address(self) -> str:
+        return f"http://{HOST}:{self.port()}/metrics"
+
+    def markers(self) -> list[str]:
+        return [self.program, f"{HOST}:{self.port()}"]
+
+    def check(self) -> None:
+        _program(self.program)
+
+    def prepare(self) -> tuple[list[str], Path]:
+        return [_program(self.program), *self.arguments()], self.config.run_dir
+
+    def health(self) -> tuple[bool, str]:
+        return _get(self.address())
+
+
+class NodeExporter(_Exporter):
     name = "node-exporter"
-    start_timeout = 30.0
+    program = "prometheus-node-exporter"
+    port_env = "HFT_NODE_EXPORTER_PORT"
 
-    def ports(self) -> dict[str, int]:
-        return {"HFT_NODE_EXPORTER_PORT": self.config.node_exporter_port}
+    def port(self) -> int:
+        return self.config.node_exporter_port
 
-    def address(self) -> str:
-        return f"http://{HOST}:{self.config.node_exporter_port}/metrics"
-
-    def markers(self) -> list[str]:
-        return ["prometheus-node-exporter", f"{HOST}:{self.config.node_exporter_port}"]
-
-    def check(self) -> None:
-        _program("prometheus-node-exporter")
-
-    def prepare(self) -> tuple[list[str], Path]:
-        return [_program("prometheus-node-exporter"), f"--web.listen-address={HOST}:{self.config.node_exporter_port}"], \
-            self.config.run_dir
-
-    def health(self) -> tuple[bool, str]:
-        return _get(self.address())
+    def arguments(self) -> list[str]:
+        return [f"--web.listen-address={HOST}:{self.port()}"]
 
 
-class RedisExporter(Service):
+class RedisExporter(_Exporter):
     name = "redis-exporter"
-    start_timeout = 30.0
+    program = "prometheus-redis-exporter"
+    port_env = "HFT_REDIS_EXPORTER_PORT"
 
-    def ports(self) -> dict[str, int]:
-        return {"HFT_REDIS_EXPORTER_PORT": self.config.redis_exporter_port}
+    def port(self) -> int:
+        return self.config.redis_exporter_port
 
-    def address(self) -> str:
-        return f"http://{HOST}:{self.config.redis_exporter_port}/metrics"
-
-    def markers(self) -> list[str]:
-        return ["prometheus-redis-exporter", f"{HOST}:{self.config.redis_exporter_port}"]
-
-    def check(self) -> None:
-        _program("prometheus-redis-exporter")
-
-    def prepare(self) -> tuple[list[str], Path]:
-        return [_program("prometheus-redis-exporter"), "-web.listen-address", f"{HOST}:{self.config.redis_exporter_port}",
-                "-redis.addr", self.config.redis_url], self.config.run_dir
-
-    def health(self) -> tuple[bool, str]:
-        return _get(self.address())
+    def arguments(self) -> list[str]:
+        return ["-web.listen-address", f"{HOST}:{self.port()}", "-redis.addr", self.config.redis_url]
