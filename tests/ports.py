@@ -31,10 +31,12 @@ def make_stack_config(base: Path, **options):
     (``metadata_db``, ``postgres_data``, ...) as StackConfig takes them."""
     from hft.stack import StackConfig
 
-    kafka, controller, redis, mlflow, airflow, postgres, prometheus, node, redis_exporter = free_ports(9)
+    (kafka, controller, redis, mlflow, airflow, postgres, prometheus, node, redis_exporter, alertmanager,
+     alert_hook) = free_ports(11)
     return StackConfig(run_dir=base / "run", kafka_port=kafka, kafka_controller_port=controller,
                        redis_port=redis, mlflow_port=mlflow, airflow_port=airflow, postgres_port=postgres,
                        prometheus_port=prometheus, node_exporter_port=node, redis_exporter_port=redis_exporter,
+                       alertmanager_port=alertmanager, alert_hook_port=alert_hook,
                        home=base, **options)
 
 

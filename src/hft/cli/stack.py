@@ -47,8 +47,8 @@ def register(sub) -> None:
     p = sub.add_parser("stack", help="start, stop or check the local Kafka, Redis, MLflow and Airflow")
     p.add_argument("action", choices=["up", "down", "status", "jars"])
     p.add_argument("--services", help="comma-separated services or groups: kafka, redis, mlflow, airflow-api, "
-                   "airflow-scheduler, airflow-dag-processor, postgres, prometheus, node-exporter, redis-exporter; "
-                   "airflow (its three), monitoring (the last three), all. Default: up "
+                   "airflow-scheduler, airflow-dag-processor, postgres, prometheus, node-exporter, redis-exporter, "
+                   "alertmanager, alert-hook; airflow (its three), monitoring (the last five), all. Default: up "
                    "starts kafka,redis,mlflow (and postgres first with HFT_METADATA_DB=postgres); down stops "
                    "everything; status shows the data path, and Airflow and PostgreSQL when running")
     p.set_defaults(func=cmd_stack)

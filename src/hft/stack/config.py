@@ -13,8 +13,9 @@ from hft.errors import HftError
 SERVICES: tuple[str, ...] = ("kafka", "redis", "mlflow")
 #: Airflow: the API server (UI and REST API), the scheduler (LocalExecutor) and the DAG processor.
 AIRFLOW_SERVICES: tuple[str, ...] = ("airflow-api", "airflow-scheduler", "airflow-dag-processor")
-#: Monitoring: the Prometheus server and the exporters of the host and of Redis (``hft.stack.monitoring``).
-MONITORING_SERVICES: tuple[str, ...] = ("prometheus", "node-exporter", "redis-exporter")
+#: Monitoring: the Prometheus server, the exporters of the host and of Redis, Alertmanager and the project's
+#: alert webhook (``hft.stack.monitoring``).
+MONITORING_SERVICES: tuple[str, ...] = ("prometheus", "node-exporter", "redis-exporter", "alertmanager", "alert-hook")
 #: Every service the stack knows, in start order (PostgreSQL first: MLflow and Airflow keep their state in it
 #: when ``HFT_METADATA_DB=postgres``).
 ALL_SERVICES: tuple[str, ...] = ("postgres", *SERVICES, *AIRFLOW_SERVICES, *MONITORING_SERVICES)
@@ -65,7 +66,8 @@ class StackConfig:
         metadata_db: ``sqlite`` (default: MLflow's ``mlflow.db`` and Airflow's ``airflow.db`` files) or
             ``postgres`` (databases ``mlflow`` and ``airflow`` on the stack's PostgreSQL, started with them).
         postgres_data: PostgreSQL's data folder; default ``<run_dir>/postgres``.
-        prometheus_port, node_exporter_port, redis_exporter_port: the monitoring services.
+        prometheus_port, node_exporter_port, redis_exporter_port, alertmanager_port, alert_hook_port: the
+            monitoring services.
         kafka_heap: the broker JVM's ``-Xmx``.
         home: ``HFT_HOME``; MLflow keeps ``mlflow.db`` and ``mlartifacts/`` here, where the CLI finds them
             when ``MLFLOW_TRACKING_URI`` is unset. Defaults to the parent of ``run_dir``.
@@ -83,6 +85,8 @@ class StackConfig:
     prometheus_port: int = 9090
     node_exporter_port: int = 9100
     redis_exporter_port: int = 9121
+    alertmanager_port: int = 9095
+    alert_hook_port: int = 9096
     kafka_heap: str = "512m"
     home: Path | None = None
 
@@ -104,6 +108,8 @@ class StackConfig:
             "prometheus_port": self.prometheus_port,
             "node_exporter_port": self.node_exporter_port,
             "redis_exporter_port": self.redis_exporter_port,
+            "alertmanager_port": self.alertmanager_port,
+            "alert_hook_port": self.alert_hook_port,
         }
         if len(set(ports.values())) != len(ports):
             raise StackError(f"two services share a port: {ports}")
@@ -114,7 +120,8 @@ class StackConfig:
         ``HFT_KAFKA_CONTROLLER_PORT``, ``HFT_REDIS_PORT``, ``HFT_MLFLOW_PORT``, ``HFT_AIRFLOW_PORT``,
         ``HFT_POSTGRES_PORT`` (5433: clear of a system PostgreSQL on 5432), ``HFT_METADATA_DB`` (``sqlite`` or
         ``postgres``), ``HFT_POSTGRES_DATA``, ``HFT_PROMETHEUS_PORT``, ``HFT_NODE_EXPORTER_PORT``,
-        ``HFT_REDIS_EXPORTER_PORT``, ``HFT_KAFKA_HEAP``."""
+        ``HFT_REDIS_EXPORTER_PORT``, ``HFT_ALERTMANAGER_PORT`` (9095: Kafka's controller has 9093),
+        ``HFT_ALERT_HOOK_PORT``, ``HFT_KAFKA_HEAP``."""
         home = Settings.from_env().home
         data = env_value("HFT_POSTGRES_DATA", "")
         return cls(
@@ -130,6 +137,8 @@ class StackConfig:
             prometheus_port=_port("HFT_PROMETHEUS_PORT", 9090),
             node_exporter_port=_port("HFT_NODE_EXPORTER_PORT", 9100),
             redis_exporter_port=_port("HFT_REDIS_EXPORTER_PORT", 9121),
+            alertmanager_port=_port("HFT_ALERTMANAGER_PORT", 9095),
+            alert_hook_port=_port("HFT_ALERT_HOOK_PORT", 9096),
             kafka_heap=env_value("HFT_KAFKA_HEAP", "512m"),
             home=home,
         )

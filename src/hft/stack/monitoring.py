@@ -77,7 +77,7 @@ class Prometheus(Service):
         render(infra_file("prometheus", "prometheus.yml.template"), self.config_file,
                scrape_interval=SCRAPE_INTERVAL, rules_dir=rules, port=self.config.prometheus_port,
                node_port=self.config.node_exporter_port, redis_exporter_port=self.config.redis_exporter_port,
-               targets_dir=self.targets)
+               targets_dir=self.targets, alertmanager_port=self.config.alertmanager_port)
         promtool = shutil.which("promtool")
         if promtool:  # a broken config or rule file fails here, with promtool's words, not in the server log
             checked = subprocess.run([promtool, "check", "config", str(self.config_file)], capture_output=True,
@@ -147,3 +147,86 @@ class RedisExporter(_Exporter):
 
     def arguments(self) -> list[str]:
         return ["-web.listen-address", f"{HOST}:{self.port()}", "-redis.addr", self.config.redis_url]
+
+
+#: How long Alertmanager waits to group a new alert, and between notifications of a group that changed.
+GROUP_WAIT, GROUP_INTERVAL = "5s", "30s"
+
+
+class Alertmanager(Service):
+    name = "alertmanager"
+    start_timeout = 30.0
+
+    @property
+    def home(self) -> Path:
+        return self.config.run_dir / "alertmanager"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "alertmanager.yml"
+
+    def ports(self) -> dict[str, int]:
+        return {"HFT_ALERTMANAGER_PORT": self.config.alertmanager_port}
+
+    def address(self) -> str:
+        return f"http://{HOST}:{self.config.alertmanager_port}"
+
+    def markers(self) -> list[str]:
+        return ["prometheus-alertmanager", f"--config.file={self.config_file}"]
+
+    def check(self) -> None:
+        _program("prometheus-alertmanager")
+        infra_file("alertmanager", "alertmanager.yml.template")
+
+    def prepare(self) -> tuple[list[str], Path]:
+        from hft.observability.alert_hook import webhook_token
+        from hft.stack.base import write_private
+
+        assert self.config.home is not None
+        (self.home / "data").mkdir(parents=True, exist_ok=True)
+        token_file = self.home / "webhook-token"
+        write_private(token_file, webhook_token(self.config.home))
+        render(infra_file("alertmanager", "alertmanager.yml.template"), self.config_file,
+               group_wait=GROUP_WAIT, group_interval=GROUP_INTERVAL, hook_port=self.config.alert_hook_port,
+               token_file=token_file)
+        argv = [_program("prometheus-alertmanager"), f"--config.file={self.config_file}",
+                f"--storage.path={self.home / 'data'}", f"--web.listen-address={HOST}:{self.config.alertmanager_port}",
+                "--cluster.listen-address=",  # one instance: no gossip port (it would listen on all interfaces)
+                f"--web.external-url={self.address()}"]
+        return argv, self.home
+
+    def health(self) -> tuple[bool, str]:
+        return _get(f"{self.address()}/-/ready")
+
+
+class AlertHook(Service):
+    """The project's webhook behind Alertmanager (:mod:`hft.observability.alert_hook`)."""
+
+    name = "alert-hook"
+    start_timeout = 30.0
+
+    def ports(self) -> dict[str, int]:
+        return {"HFT_ALERT_HOOK_PORT": self.config.alert_hook_port}
+
+    def address(self) -> str:
+        return f"http://{HOST}:{self.config.alert_hook_port}/alerts"
+
+    def markers(self) -> list[str]:
+        return ["hft.observability.alert_hook", "--port", str(self.config.alert_hook_port)]
+
+    def check(self) -> None:
+        pass  # this package
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["HFT_HOME"] = str(self.config.home)
+        return env
+
+    def prepare(self) -> tuple[list[str], Path]:
+        import sys
+
+        return [sys.executable, "-m", "hft.observability.alert_hook", "--port", str(self.config.alert_hook_port),
+                "--redis", self.config.redis_url], self.config.run_dir
+
+    def health(self) -> tuple[bool, str]:
+        return _get(f"http://{HOST}:{self.config.alert_hook_port}/health")

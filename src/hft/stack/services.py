@@ -36,7 +36,7 @@ from hft.stack.config import (
     repo_root,
 )
 from hft.stack.kafka import _ck, kafka_health
-from hft.stack.monitoring import NodeExporter, Prometheus, RedisExporter
+from hft.stack.monitoring import AlertHook, Alertmanager, NodeExporter, Prometheus, RedisExporter
 from hft.stack.postgres import Postgres, metadata_url, prepare_database
 
 log = logging.getLogger("hft.stack")
@@ -251,6 +251,7 @@ _CLASSES: dict[str, type[Service]] = {
     "postgres": Postgres, "kafka": Kafka, "redis": Redis, "mlflow": MLflow,
     "airflow-api": AirflowApi, "airflow-scheduler": AirflowScheduler, "airflow-dag-processor": AirflowDagProcessor,
     "prometheus": Prometheus, "node-exporter": NodeExporter, "redis-exporter": RedisExporter,
+    "alertmanager": Alertmanager, "alert-hook": AlertHook,
 }
 
 
