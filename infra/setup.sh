@@ -111,6 +111,7 @@ fetch_jars() {  # POM OUT_DIR WHAT
 }
 fetch_jars infra/kafka/pom.xml build/kafka-libs "Kafka broker"
 fetch_jars infra/spark/pom.xml build/spark-jars "Spark Kafka connector"
+fetch_jars infra/prometheus/jmx/pom.xml build/jmx-agent "Prometheus JMX exporter agent"
 
 # 5b. The project's Spark classes (streaming/jvm: the streaming job's checkpoint manager), compiled against
 #     pyspark's own jars into build/hft-spark/hft-spark.jar, again only when a source or pyspark changed.

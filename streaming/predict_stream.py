@@ -135,21 +135,28 @@ def processor(args):
     """The per-batch transform and sinks: DLQ, Redis, Kafka ``predictions``."""
     from hft.observability.metrics import record_batch
     from hft.streaming.champion import ChampionModel
-    from hft.streaming.kafka_io import TopicSink
-    from hft.streaming.messages import DLQ_TOPIC, PREDICTIONS_TOPIC
+    from hft.streaming.kafka_io import KafkaLag, TopicSink
+    from hft.streaming.messages import BARS_TOPIC, DLQ_TOPIC, PREDICTIONS_TOPIC
     from hft.streaming.processor import BatchProcessor
     from hft.streaming.store import RedisStore
 
     model = ChampionModel(args.tracking_uri, refresh_s=args.model_refresh_s)
     model()  # fail at start, clearly, when there is no champion
     predictions = TopicSink(args.bootstrap, PREDICTIONS_TOPIC, "hft-stream-predictions")
+    store = RedisStore.from_url(args.redis)
+    lag = KafkaLag(args.bootstrap, BARS_TOPIC)
+
+    def on_result(result) -> None:
+        record_batch(result)
+        lag.update(store.committed_offsets)
+
     return BatchProcessor(
-        store=RedisStore.from_url(args.redis),
+        store=store,
         model=model,
         dlq=TopicSink(args.bootstrap, DLQ_TOPIC, "hft-stream-dlq").send,  # acknowledged before the commit
         publish=predictions.post,  # after the commit: not waited for (see BatchProcessor)
         known_tickers=args.tickers,
-        on_result=record_batch,
+        on_result=on_result,
         flush=predictions.flush,
     )
 

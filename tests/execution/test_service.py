@@ -227,3 +227,36 @@ def test_service_kill_9_mid_stream_then_restart_no_duplicate_order_no_lost_fill(
     for i, t in enumerate(TICKERS):
         assert int(client.hget("hft:positions", t)) == clean.executor.position(i)
     assert [int(r["order_id"]) for r in order_records(client) if r["type"] == "order_sent"] == sent
+
+
+def test_path_latency_by_stage_from_each_bars_production(client, tmp_path):
+    """received, decided: every prediction; sent: those that became orders; filled: each fill. A hostile
+    produced_ns is ignored for the latency, never a reason to refuse the prediction."""
+    stages = ("received", "decided", "sent", "filled")
+    before = {s: metric("hft_path_latency_seconds_count", stage=s) for s in stages}
+    sums = {s: metric("hft_path_latency_seconds_sum", stage=s) for s in stages}
+    produced = time.time_ns() - 200_000_000  # the bars left their collector 0.2 s ago
+    preds = [Prediction(p.ticker, p.interval, p.ts_ms, p.probability, p.model_version, produced, 0, p.close,
+                        p.volatility) for p in predictions(12)]
+    write(client, preds)
+    hostile = ["abc", "-5", "99999999999999999999", ""]
+    for k, bad in enumerate(hostile):  # later bars of AAA, their produced_ns garbage
+        fields = dict(zip(FIELDS, entry_values(preds[0], 0)))
+        client.xadd("hft:predictions", {**fields, "bar_ts": str(T0_MS + 60_000 * (100 + k)), "produced_ns": bad})
+    totals = drain(service(client, tmp_path))
+    assert totals["entries"] == 24 + len(hostile) and MALFORMED not in totals
+    count = {s: metric("hft_path_latency_seconds_count", stage=s) - before[s] for s in stages}
+    assert count["received"] == count["decided"] == 24  # the hostile ones decided, not observed
+    assert 0 < count["sent"] <= totals["orders"] and 0 < count["filled"] <= totals["fills"]
+    for s in stages:
+        mean = (metric("hft_path_latency_seconds_sum", stage=s) - sums[s]) / count[s]
+        assert 0.2 <= mean < 30, (s, mean)
+
+
+def test_the_executors_lag_behind_the_predictions_stream_is_a_metric(client, tmp_path):
+    svc = service(client, tmp_path)
+    write(client, predictions(5))
+    svc.update_gauges()
+    assert metric("hft_exec_predictions_lag") == 10 and metric("hft_exec_predictions_pending") == 0
+    drain(svc)
+    assert metric("hft_exec_predictions_lag") == 0 and metric("hft_exec_predictions_pending") == 0

@@ -173,3 +173,41 @@ def test_second_stack_on_the_same_ports_is_refused(stack, tmp_path):
     assert not (other.run_dir / "redis.pid").exists()
     st = status(other)["redis"]
     assert not st.running and st.healthy and "not started by hft stack" in st.detail
+
+
+def test_the_broker_serves_its_jmx_metrics_on_loopback(stack):
+    """The Prometheus JMX exporter agent in Kafka's JVM: the gauges the Kafka alert rules use."""
+    import urllib.request
+
+    from hft.stack import listening
+
+    cfg = stack[0]
+    text = urllib.request.urlopen(f"http://127.0.0.1:{cfg.kafka_metrics_port}/metrics", timeout=10).read().decode()
+    assert "kafka_server_replicamanager_underreplicatedpartitions 0.0" in text
+    assert "kafka_controller_offlinepartitionscount 0.0" in text
+    assert "jvm_memory_used_bytes" in text or "java_lang_memory" in text
+    kafka = listening(cfg)["kafka"]
+    assert ("127.0.0.1", cfg.kafka_metrics_port) in kafka and all(addr == "127.0.0.1" for addr, _ in kafka), kafka
+
+
+def test_the_streams_kafka_lag_is_measured_against_its_committed_offsets(stack):
+    """High watermark less the stream's next offset (from Redis), per partition; at most every every_s."""
+    from confluent_kafka import Producer
+    from prometheus_client import REGISTRY
+
+    from hft.streaming.kafka_io import KafkaLag
+
+    cfg = stack[0]
+    topic = f"bars-{uuid.uuid4().hex[:8]}"
+    ensure_topics(cfg.kafka_bootstrap, {topic: TopicSpec(partitions=2, retention_ms=3_600_000)})
+    producer = Producer({"bootstrap.servers": cfg.kafka_bootstrap})
+    for i in range(10):
+        producer.produce(topic, value=b"x", partition=i % 2)
+    assert producer.flush(10) == 0
+    lag = KafkaLag(cfg.kafka_bootstrap, topic, every_s=3600)
+    try:
+        assert lag.update(lambda: {(topic, 0): 2}) == {0: 3, 1: 5}  # partition 1: nothing processed yet
+        assert REGISTRY.get_sample_value("hft_stream_kafka_lag_messages", {"partition": "0"}) == 3
+        assert lag.update(lambda: {(topic, 0): 5, (topic, 1): 5}) is None  # not due: no request made
+    finally:
+        lag.close()

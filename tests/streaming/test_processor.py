@@ -291,3 +291,35 @@ def test_processor_serves_a_conv1d_champion_from_the_ticker_window_like_the_back
     got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in store.stream()}
     assert got.keys() == want.keys() and len(got) > 0
     assert max(abs(got[k] - want[k]) for k in got) < 1e-9
+
+
+def test_processor_stamps_each_stage_and_the_path_latency_is_observed_per_bar(store, bars_factory):
+    """consumed <= features <= predicted <= committed (wall clock); record_batch observes, for every predicted
+    bar, the time from its production by the collector to each stage."""
+    import time
+    from dataclasses import replace
+
+    from prometheus_client import REGISTRY
+
+    from hft.observability.metrics import record_batch
+
+    bars = bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-08")
+    produced = time.time_ns() - 300_000_000  # sent by the collector 0.3 s ago
+    msgs = [replace(m, produced_ns=produced) for m in messages_from_bars(coerce_bars(bars))]
+    proc, dead, _ = make(store)
+    result = proc.process(0, [Record(m.ticker.encode(), encode_bar(m), 0, i) for i, m in enumerate(msgs)])
+    assert dead == [] and result.predictions
+    stamps = [result.stage_ns[s] for s in ("consumed", "features", "predicted", "committed")]
+    assert stamps == sorted(stamps) and produced < stamps[0]
+
+    def count(stage):
+        return REGISTRY.get_sample_value("hft_path_latency_seconds_count", {"stage": stage}) or 0.0
+
+    def total(stage):
+        return REGISTRY.get_sample_value("hft_path_latency_seconds_sum", {"stage": stage}) or 0.0
+
+    before = {s: (count(s), total(s)) for s in result.stage_ns}
+    record_batch(result)
+    for stage, (n0, s0) in before.items():
+        assert count(stage) - n0 == len(result.predictions)
+        assert (total(stage) - s0) / len(result.predictions) >= 0.3, stage

@@ -164,11 +164,13 @@ class ExecutionService:
             self.executor.resume(time.time_ns())
             self.r.delete(self.keys.exec_halt)
 
-    def _parse(self, entries) -> tuple[np.ndarray, Tally]:
-        """Stream entries -> prediction records (unknown tickers get an id the executor refuses); malformed
-        entries are counted and left out (they are acknowledged: retrying cannot fix them)."""
+    def _parse(self, entries) -> tuple[np.ndarray, np.ndarray, Tally]:
+        """Stream entries -> prediction records (unknown tickers get an id the executor refuses) and, in the same
+        order, their bars' production times (ns, 0 when unknown: for the path latency); malformed entries are
+        counted and left out (they are acknowledged: retrying cannot fix them)."""
         recv = time.time_ns()
         preds = np.zeros(len(entries), dtype=self.x.PREDICTION_DTYPE)
+        produced = np.zeros(len(entries), dtype=np.int64)
         n = 0  # records filled so far
         malformed: Tally[str] = Tally()
         unknown = len(self.tickers)
@@ -188,11 +190,14 @@ class ExecutionService:
                 malformed[MALFORMED] += 1
                 log.warning("predictions entry %s refused: %s: %s", entry_id, MALFORMED, exc)
                 continue
+            raw = f.get("produced_ns")
+            produced[n] = int(raw) if isinstance(raw, str) and raw.isdigit() and int(raw) < 2**63 else 0
             n += 1
-        preds = preds[:n]
+        preds, produced = preds[:n], produced[:n]
         # Decide in bar-time order: a batch may interleave tickers (the streaming job writes ticker by
         # ticker), and the executor's clock (stale guard, order-rate bucket) must not run backwards.
-        return preds[np.argsort(preds["ts_ns"], kind="stable")], malformed
+        order = np.argsort(preds["ts_ns"], kind="stable")
+        return preds[order], produced[order], malformed
 
     def _received(self, bar_ts_ns: int, f: dict, now_ns: int) -> int:
         """The prediction's arrival time: the wall clock, or its bar's end (``bar_ts_ns``) on the replay clock."""
@@ -214,16 +219,20 @@ class ExecutionService:
         result = StepResult(entries=len(entries))
         if not entries:
             return result
-        preds, malformed = self._parse(entries)
+        received_ns = time.time_ns()
+        preds, produced, malformed = self._parse(entries)
         decisions = np.zeros(len(preds), dtype=self.x.DECISION_DTYPE)
         t0 = time.perf_counter_ns()
         self.executor.on_predictions(preds, decisions)
         spent = time.perf_counter_ns() - t0
+        decided_ns = time.time_ns()
         events = self.x.drain_events(self.executor)
         first = self.journal.append(events)  # durable before anything is published or acknowledged
         self._account(events)
         self._publish(first, events)
+        sent_ns = time.time_ns()
         self.r.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
+        self._observe_path(preds, produced, decisions, events, (received_ns, decided_ns, sent_ns))
 
         result.events = len(events)
         result.orders = int((decisions["action"] == self.x.Action.order).sum())
@@ -243,6 +252,20 @@ class ExecutionService:
         self.update_gauges()
         return result
 
+    def _observe_path(self, preds, produced, decisions, events, at: tuple[int, int, int]) -> None:
+        """The executor's stages of the path latency: every prediction received and decided; those that became
+        an order, sent (journaled and published); each fill, from the bar of its instrument that executed it."""
+        from hft.observability.metrics import observe_path
+
+        received_ns, decided_ns, sent_ns = at
+        observe_path("received", received_ns, produced)
+        observe_path("decided", decided_ns, produced)
+        observe_path("sent", sent_ns, produced[decisions["action"] == self.x.Action.order])
+        fills = events["instrument"][events["type"] == self.x.EventType.fill]
+        if len(fills):
+            latest = dict(zip(preds["instrument"].tolist(), produced.tolist()))  # the batch's last bar per ticker
+            observe_path("filled", sent_ns, [latest.get(i, 0) for i in fills.tolist()])
+
     def update_gauges(self) -> None:
         from hft.observability import metrics as m
 
@@ -252,6 +275,11 @@ class ExecutionService:
             m.EXEC_PNL.labels(t).set(self.pnl(i))
         m.EXEC_EQUITY.set(ex.equity / self.x.TICKS_PER_UNIT)
         m.EXEC_HALTED.set(int(ex.halted))
+        for group in self.r.xinfo_groups(self.stream):  # Redis 7: lag = entries not yet delivered to the group
+            if group.get("name") == GROUP:
+                m.EXEC_PENDING.set(int(group.get("pending") or 0))
+                if group.get("lag") is not None:
+                    m.EXEC_LAG.set(int(group["lag"]))
 
     def pnl(self, instrument: int) -> float:
         """PnL of one ticker since the journal began: its cash flow plus its position at the last price."""

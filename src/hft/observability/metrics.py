@@ -26,11 +26,30 @@ STREAM_INFERENCE_SECONDS = Histogram("hft_stream_inference_latency_seconds", "Mo
 STREAM_PREDICTION_AGE = Gauge("hft_stream_prediction_age_seconds", "Bar produced -> prediction written, last batch max")
 STREAM_LENGTH = Gauge("hft_stream_predictions_stream_length",
                       "Entries in the Redis predictions stream (above its cap while a consumer group lags)")
+STREAM_KAFKA_LAG = Gauge("hft_stream_kafka_lag_messages",
+                         "Bars in market.bars not yet processed by the stream, per partition", ["partition"])
 STREAM_MODEL_VERSION = Gauge("hft_stream_model_version", "Registered model version being served")
 STREAM_MODEL_GATE_APPROVED = Gauge(
     "hft_stream_model_gate_approved",
     "1 when the gate approved the champion version being served; 0 when it rejected it or never judged it "
     "(the alias was moved by hand): alert on 0")
+
+
+# The whole path, by stage: seconds from a bar's production by its collector (``produced_ns``) to each stage,
+# one observation per bar that got a prediction, so `histogram_quantile(0.99, sum by (le, stage) (rate(...)))`
+# shows where the time goes. Stream: read from Kafka, features, model, committed to Redis; executor: read from
+# Redis, decided, order sent (journaled and published), filled.
+PATH_STAGES = ("consumed", "features", "predicted", "committed", "received", "decided", "sent", "filled")
+PATH_LATENCY = Histogram("hft_path_latency_seconds", "Bar produced -> this stage of the path", ["stage"],
+                         buckets=LATENCY_BUCKETS)
+
+
+def observe_path(stage: str, at_ns: int, produced_ns) -> None:
+    """One ``PATH_LATENCY`` observation per produced time (ns; None or 0: unknown, skipped)."""
+    child = PATH_LATENCY.labels(stage)
+    for produced in produced_ns:
+        if produced:
+            child.observe(max(at_ns - int(produced), 0) / 1e9)
 
 
 def serve(port: int, component: str) -> None:
@@ -60,6 +79,8 @@ def record_batch(result) -> None:
     if result.predictions:
         STREAM_INFERENCE_SECONDS.observe(result.inference_s)
         produced = [p.produced_ns for p in result.predictions if p.produced_ns]
+        for stage, at_ns in result.stage_ns.items():
+            observe_path(stage, at_ns, produced)
         if produced:
             STREAM_PREDICTION_AGE.set((time.time_ns() - min(produced)) / 1e9)
         try:
@@ -79,3 +100,5 @@ EXEC_EQUITY = Gauge("hft_exec_equity", "Cash + positions at last prices (currenc
 EXEC_DECISION_SECONDS = Histogram("hft_exec_decision_latency_seconds", "Executor time per decision (batch mean)",
                                   buckets=DECISION_BUCKETS)
 EXEC_HALTED = Gauge("hft_exec_halted", "1 while the kill switch or the daily loss limit halts trading")
+EXEC_LAG = Gauge("hft_exec_predictions_lag", "Predictions in the Redis stream not yet delivered to the executor's group")
+EXEC_PENDING = Gauge("hft_exec_predictions_pending", "Predictions delivered to the executor's group, not acknowledged")

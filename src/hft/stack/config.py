@@ -60,6 +60,7 @@ class StackConfig:
         run_dir: data, configs, logs (``<service>.log``) and pid files (``<service>.pid``) of every service.
         kafka_port: the broker's PLAINTEXT listener (clients).
         kafka_controller_port: the KRaft controller listener.
+        kafka_metrics_port: the broker's Prometheus JMX exporter agent (``/metrics``).
         redis_port, mlflow_port: as named.
         airflow_port: Airflow's API server (UI, REST API and the execution API its workers call).
         postgres_port: the stack's PostgreSQL server (when ``metadata_db`` is ``postgres``).
@@ -87,6 +88,7 @@ class StackConfig:
     redis_exporter_port: int = 9121
     alertmanager_port: int = 9095
     alert_hook_port: int = 9096
+    kafka_metrics_port: int = 9404
     kafka_heap: str = "512m"
     home: Path | None = None
 
@@ -110,6 +112,7 @@ class StackConfig:
             "redis_exporter_port": self.redis_exporter_port,
             "alertmanager_port": self.alertmanager_port,
             "alert_hook_port": self.alert_hook_port,
+            "kafka_metrics_port": self.kafka_metrics_port,
         }
         if len(set(ports.values())) != len(ports):
             raise StackError(f"two services share a port: {ports}")
@@ -121,7 +124,7 @@ class StackConfig:
         ``HFT_POSTGRES_PORT`` (5433: clear of a system PostgreSQL on 5432), ``HFT_METADATA_DB`` (``sqlite`` or
         ``postgres``), ``HFT_POSTGRES_DATA``, ``HFT_PROMETHEUS_PORT``, ``HFT_NODE_EXPORTER_PORT``,
         ``HFT_REDIS_EXPORTER_PORT``, ``HFT_ALERTMANAGER_PORT`` (9095: Kafka's controller has 9093),
-        ``HFT_ALERT_HOOK_PORT``, ``HFT_KAFKA_HEAP``."""
+        ``HFT_ALERT_HOOK_PORT``, ``HFT_KAFKA_METRICS_PORT`` (the broker's JMX exporter), ``HFT_KAFKA_HEAP``."""
         home = Settings.from_env().home
         data = env_value("HFT_POSTGRES_DATA", "")
         return cls(
@@ -139,6 +142,7 @@ class StackConfig:
             redis_exporter_port=_port("HFT_REDIS_EXPORTER_PORT", 9121),
             alertmanager_port=_port("HFT_ALERTMANAGER_PORT", 9095),
             alert_hook_port=_port("HFT_ALERT_HOOK_PORT", 9096),
+            kafka_metrics_port=_port("HFT_KAFKA_METRICS_PORT", 9404),
             kafka_heap=env_value("HFT_KAFKA_HEAP", "512m"),
             home=home,
         )

@@ -50,6 +50,14 @@ def _cluster_id() -> str:
             return cid
 
 
+def jmx_agent() -> Path:
+    """The Prometheus JMX exporter's Java agent jar (``make setup`` fetches it into build/jmx-agent)."""
+    found = sorted((repo_root() / "build" / "jmx-agent").glob("jmx_prometheus_javaagent-*.jar"))
+    if not found:
+        raise StackError(f"the Prometheus JMX exporter agent is not in {repo_root() / 'build' / 'jmx-agent'}: {SETUP_HINT}")
+    return found[-1]
+
+
 class Kafka(Service):
     name = "kafka"
     start_timeout = 120.0
@@ -73,7 +81,8 @@ class Kafka(Service):
 
     def ports(self) -> dict[str, int]:
         return {"HFT_KAFKA_PORT": self.config.kafka_port,
-                "HFT_KAFKA_CONTROLLER_PORT": self.config.kafka_controller_port}
+                "HFT_KAFKA_CONTROLLER_PORT": self.config.kafka_controller_port,
+                "HFT_KAFKA_METRICS_PORT": self.config.kafka_metrics_port}
 
     def address(self) -> str:
         return self.config.kafka_bootstrap
@@ -96,6 +105,7 @@ class Kafka(Service):
 
     def check(self) -> None:
         self._jvm(self.config.kafka_heap)
+        jmx_agent()
         infra_file("kafka", "server.properties.template")
         _ck()  # the health check needs confluent-kafka: fail before starting anything
 
@@ -107,7 +117,9 @@ class Kafka(Service):
                 log_dirs=self.data_dir)
         if not (self.data_dir / "meta.properties").exists():
             self._format()
-        return [*jvm, "kafka.Kafka", str(self.properties)], self.home
+        # The Prometheus JMX exporter in the broker's JVM: /metrics on 127.0.0.1 (scraped as job "kafka").
+        agent = f"-javaagent:{jmx_agent()}={HOST}:{self.config.kafka_metrics_port}:{infra_file('prometheus', 'jmx', 'kafka.yml')}"
+        return [*jvm, agent, "kafka.Kafka", str(self.properties)], self.home
 
     def _format(self) -> None:
         """Format the KRaft storage once: a new cluster id, this node the single (standalone) voter."""

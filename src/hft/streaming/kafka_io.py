@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from hft.errors import HftError
 
@@ -128,3 +129,52 @@ def watermarks(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int,
 def topic_size(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
     """Records in ``topic``: the sum over its partitions of (high watermark - low watermark)."""
     return sum(high - low for low, high in watermarks(bootstrap, topic, timeout_s).values())
+
+
+class KafkaLag:
+    """The stream's consumer lag on ``topic`` as a metric: per partition, the broker's high watermark less the
+    next offset the stream will process (its committed offsets, which live in Redis, not in a Kafka group).
+
+    :meth:`update` is called after every micro-batch and measures at most every ``every_s`` seconds (one
+    watermark request per partition); a failure is logged, never raised: a metric must not fail a batch.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, every_s: float = 5.0):
+        self.bootstrap, self.topic, self.every_s = bootstrap, topic, every_s
+        self._consumer: Any = None
+        self._next = 0.0
+
+    def update(self, committed: Callable[[], dict[tuple[str, int], int]]) -> dict[int, int] | None:
+        """Measure when due; ``committed()`` gives {(topic, partition): next offset}. The lag per partition."""
+        import time
+
+        if time.monotonic() < self._next:
+            return None
+        self._next = time.monotonic() + self.every_s
+        try:
+            lag = self._measure(committed())
+        except Exception as exc:  # noqa: BLE001 - see the class doc
+            log.warning("consumer lag of %s not measured: %s", self.topic, exc)
+            return None
+        from hft.observability.metrics import STREAM_KAFKA_LAG
+
+        for partition, n in lag.items():
+            STREAM_KAFKA_LAG.labels(str(partition)).set(n)
+        return lag
+
+    def _measure(self, committed: dict[tuple[str, int], int]) -> dict[int, int]:
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._consumer is None:
+            self._consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "hft-lag",
+                                       "enable.auto.commit": False})
+        out = {}
+        for p in partitions(self.bootstrap, self.topic, 5.0):
+            low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5.0)
+            out[p] = max(high - max(committed.get((self.topic, p), low), low), 0)
+        return out
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None

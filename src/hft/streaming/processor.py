@@ -53,6 +53,8 @@ class BatchResult:
     offset_gaps: int = 0   # offsets never processed before this batch's first record of a partition
     inference_s: float = 0.0
     duration_s: float = 0.0
+    # Wall clock (ns) when the batch reached each stage of the path (hft.observability.metrics.PATH_STAGES).
+    stage_ns: dict[str, int] = field(default_factory=dict)
 
 
 class BatchProcessor:
@@ -162,7 +164,8 @@ class BatchProcessor:
             result.rejected[reason] += 1
             dead.append((rec.key, dlq_record(reason, detail, rec.topic, rec.partition, rec.offset, rec.key, rec.value)))
 
-        now_ms = time.time_ns() // 1_000_000
+        result.stage_ns["consumed"] = time.time_ns()
+        now_ms = result.stage_ns["consumed"] // 1_000_000
         bars, origin = [], {}
         for rec in records:
             try:
@@ -184,6 +187,7 @@ class BatchProcessor:
         for bar, reason, detail in refused:
             reject(origin[id(bar)], reason, detail)
         feats, x, accepted, failed = self._features(state, accepted, names if len(shape) == 2 else [])
+        result.stage_ns["features"] = time.time_ns()
         predictions: list[Prediction] = []
         if accepted:
             if len(shape) == 1:
@@ -194,7 +198,7 @@ class BatchProcessor:
                 t0 = time.perf_counter()
                 proba = self._predict(predictor, x[ready])
                 result.inference_s = time.perf_counter() - t0
-                now = time.time_ns()
+                now = result.stage_ns["predicted"] = time.time_ns()
                 vol = self.spec.per_bar_volatility(feats[self.spec.volatility_feature].to_numpy(np.float64))[ready]
                 for bar, p, v in zip((b for b, ok in zip(accepted, ready) if ok), proba, vol):
                     if not 0.0 <= p <= 1.0:  # NaN included: the model could not score this bar
@@ -211,6 +215,7 @@ class BatchProcessor:
         for rec in records:
             offsets[(rec.topic, rec.partition)] = rec.offset + 1
         result.written = self.store.commit(batch_id, accepted, predictions, offsets)
+        result.stage_ns["committed"] = time.time_ns()
         result.stream_length = self.store.stream_length
         self._committed = {**(self._committed or {}), **offsets}
         result.predictions = predictions
