@@ -260,3 +260,5 @@ def test_the_executors_lag_behind_the_predictions_stream_is_a_metric(client, tmp
     assert metric("hft_exec_predictions_lag") == 10 and metric("hft_exec_predictions_pending") == 0
     drain(svc)
     assert metric("hft_exec_predictions_lag") == 0 and metric("hft_exec_predictions_pending") == 0
+    assert metric("hft_exec_daily_loss_limit") == svc.config.daily_loss_limit > 0
+    assert metric("hft_exec_day_pnl") == pytest.approx(svc.executor.day_pnl / hft_exec.TICKS_PER_UNIT)

@@ -275,6 +275,8 @@ class ExecutionService:
             m.EXEC_PNL.labels(t).set(self.pnl(i))
         m.EXEC_EQUITY.set(ex.equity / self.x.TICKS_PER_UNIT)
         m.EXEC_HALTED.set(int(ex.halted))
+        m.EXEC_DAY_PNL.set(ex.day_pnl / self.x.TICKS_PER_UNIT)
+        m.EXEC_LOSS_LIMIT.set(self.config.daily_loss_limit)
         for group in self.r.xinfo_groups(self.stream):  # Redis 7: lag = entries not yet delivered to the group
             if group.get("name") == GROUP:
                 m.EXEC_PENDING.set(int(group.get("pending") or 0))

@@ -100,5 +100,7 @@ EXEC_EQUITY = Gauge("hft_exec_equity", "Cash + positions at last prices (currenc
 EXEC_DECISION_SECONDS = Histogram("hft_exec_decision_latency_seconds", "Executor time per decision (batch mean)",
                                   buckets=DECISION_BUCKETS)
 EXEC_HALTED = Gauge("hft_exec_halted", "1 while the kill switch or the daily loss limit halts trading")
+EXEC_DAY_PNL = Gauge("hft_exec_day_pnl", "PnL since the start of the UTC day (currency units): the loss limit's measure")
+EXEC_LOSS_LIMIT = Gauge("hft_exec_daily_loss_limit", "The daily loss limit (currency units): trading halts at -limit")
 EXEC_LAG = Gauge("hft_exec_predictions_lag", "Predictions in the Redis stream not yet delivered to the executor's group")
 EXEC_PENDING = Gauge("hft_exec_predictions_pending", "Predictions delivered to the executor's group, not acknowledged")
