@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: setup demo test lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-execution clean
+.PHONY: setup demo test test-slow lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-execution clean
 
 setup:
 	@bash infra/setup.sh
@@ -16,7 +16,12 @@ demo: setup
 	$(VENV)/bin/hft demo
 
 test: setup lint test-cpp
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not slow"
+
+# The long end-to-end scenarios (the UI tests in a real browser, an alert from Prometheus to the kill switch):
+# CI runs them after `make test` (.ci/run), keeping `make test` under 30 minutes on 2 cores.
+test-slow: setup
+	$(VENV)/bin/pytest -q -m slow
 
 # Static checks: ruff (whole repository), mypy (src/hft), clang-format (execution/, style in its .clang-format).
 lint: setup

@@ -158,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
 
     HOME.mkdir(parents=True, exist_ok=True)
     (HOME / "logs").mkdir(exist_ok=True)
-    kafka, controller, redis_port, mlflow = free_ports(4)
+    kafka, controller, redis_port, mlflow, kafka_metrics = free_ports(5)
     env = {"HFT_HOME": str(HOME), "HFT_KAFKA_PORT": str(kafka), "HFT_KAFKA_CONTROLLER_PORT": str(controller),
+           "HFT_KAFKA_METRICS_PORT": str(kafka_metrics),
            "HFT_REDIS_PORT": str(redis_port), "HFT_MLFLOW_PORT": str(mlflow),
            "MLFLOW_TRACKING_URI": f"sqlite:///{HOME / 'mlflow.db'}", "HFT_BARS_PARTITIONS": str(args.partitions),
            "HFT_REPO_ROOT": str(ROOT)}

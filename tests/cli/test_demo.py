@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 def test_demo_runs_end_to_end_on_a_small_market(tmp_path):
     env = {**os.environ, "HFT_HOME": str(tmp_path), "HFT_KAFKA_PORT": str(free_port()),
+           "HFT_KAFKA_CONTROLLER_PORT": str(free_port()), "HFT_KAFKA_METRICS_PORT": str(free_port()),
            "HFT_REDIS_PORT": str(free_port()), "HFT_MLFLOW_PORT": str(free_port()),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
            "HFT_MODEL_FOLDS": "2", "HFT_MODEL_BOOTSTRAP": "200"}

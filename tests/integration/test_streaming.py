@@ -37,6 +37,10 @@ def env(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     env = {
         **os.environ, "HFT_HOME": str(home), "HFT_KAFKA_PORT": str(free_port()),
+        "HFT_KAFKA_CONTROLLER_PORT": str(free_port()), "HFT_KAFKA_METRICS_PORT": str(free_port()),
+        "HFT_PROMETHEUS_PORT": str(free_port()), "HFT_NODE_EXPORTER_PORT": str(free_port()),
+        "HFT_REDIS_EXPORTER_PORT": str(free_port()), "HFT_ALERTMANAGER_PORT": str(free_port()),
+        "HFT_ALERT_HOOK_PORT": str(free_port()),
         "HFT_REDIS_PORT": str(free_port()), "HFT_MLFLOW_PORT": str(free_port()),
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}", "HFT_BARS_PARTITIONS": "2",
     }
@@ -288,6 +292,7 @@ def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fi
     """The streaming job and the real `hft execute` process side by side on the stack: every prediction the
     stream writes is decided once (the executor's group acknowledges all of them), and Kafka `orders` holds
     exactly the orders and fills of the executor's journal, each position equal to Redis's."""
+    from hft import stack
     from hft.execution.journal import Journal
     from hft.execution.service import GROUP
     from hft.streaming import collectors
@@ -298,8 +303,11 @@ def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fi
     journal = Path(env_vars["HFT_HOME"]) / "executor-together"
     # thresholds at 0.5: the small test model's probabilities hover near it, and every decision must trade
     run_env = {**env_vars, **{f"HFT_EXEC_{k}": "0.5" for k in ("ENTER_LONG", "EXIT_LONG", "ENTER_SHORT", "EXIT_SHORT")}}
-    stream = subprocess.Popen(_stream_cmd(env_vars, idle=10), env=env_vars, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    # Prometheus watches them: both processes announce their /metrics (file discovery), and every query of the
+    # Grafana dashboard must return data from this real run.
+    stack.up(config, ("prometheus", "node-exporter", "redis-exporter"))
+    stream = subprocess.Popen(_stream_cmd(env_vars, idle=30, metrics_port=free_port()), env=env_vars,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     executor = None
     try:
         deadline = time.monotonic() + 120
@@ -308,9 +316,12 @@ def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fi
         assert store.running(), "the streaming job did not start"
         executor = subprocess.Popen(
             [str(Path(sys.executable).with_name("hft")), "execute", "--tickers", ",".join(TICKERS), "--replay-clock",
-             "--journal", str(journal), "--metrics-port", "0", "--stop-when-idle", "20"],
+             "--journal", str(journal), "--metrics-port", str(free_port()), "--stop-when-idle", "40"],
             env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _publish(config, collectors.synthetic(TICKERS, date(2024, 3, 14), date(2024, 3, 14)))
+        _publish(config, collectors.synthetic(TICKERS, date(2024, 3, 14), date(2024, 3, 14)),
+                 extra=[(b"AAA", b"{not json")])  # one for the DLQ panel
+        missing = _dashboard_until_every_query_has_data(config, (stream, executor), timeout_s=120)
+        assert missing == [], f"dashboard queries without data: {missing}"
         assert stream.wait(300) == 0
         out, err = executor.communicate(timeout=300)
         assert executor.returncode == 0, err[-3000:]
@@ -318,6 +329,7 @@ def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fi
         for proc in (stream, executor):
             if proc is not None and proc.poll() is None:
                 proc.kill()
+        stack.down(config, ("prometheus", "node-exporter", "redis-exporter"))
     predictions = store.r.xlen(store.stream_key)
     group = next(g for g in store.r.xinfo_groups(store.stream_key) if g["name"] == GROUP)
     assert group["pending"] == 0 and group["lag"] == 0 and group["entries-read"] == predictions
@@ -335,6 +347,38 @@ def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fi
     for ticker in TICKERS:
         mine = [r for r in fills if r["ticker"] == ticker]
         assert mine and mine[-1]["position"] == sum(r["qty"] for r in mine) == int(positions[ticker])
+
+
+def dashboard_queries(rate_interval: str = "1m") -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every target of the Grafana dashboard, Grafana's variables filled in."""
+    from hft.stack import repo_root
+
+    dashboard = json.loads((repo_root() / "infra" / "grafana" / "hft-dashboard.json").read_text())
+    return [(panel["title"], target["expr"].replace("$__rate_interval", rate_interval))
+            for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def _dashboard_until_every_query_has_data(config, processes, timeout_s: float) -> list[str]:
+    """Run every dashboard query against the live Prometheus until each returns data (or time runs out, or a
+    process exits); the queries still without data."""
+    import urllib.parse
+    import urllib.request
+
+    queries = dashboard_queries()
+    assert len(queries) >= 20
+    missing = [expr for _, expr in queries]
+    deadline = time.monotonic() + timeout_s
+    while missing and time.monotonic() < deadline and all(p.poll() is None for p in processes):
+        time.sleep(2)
+        still = []
+        for expr in missing:
+            url = f"{config.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+            body = json.loads(urllib.request.urlopen(url, timeout=10).read())
+            assert body["status"] == "success", (expr, body)
+            if not body["data"]["result"]:
+                still.append(expr)
+        missing = still
+    return missing
 
 
 def test_stream_serves_a_conv1d_champion_from_the_ticker_window_like_the_backtest(env):

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CHROMIUM = os.environ.get("HFT_CHROMIUM", "/usr/bin/chromium")
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"

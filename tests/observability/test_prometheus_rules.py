@@ -45,7 +45,7 @@ def test_the_rendered_server_config_is_valid(tmp_path):
     assert f"--web.listen-address=127.0.0.1:{cfg.prometheus_port}" in argv
     config = yaml.safe_load((tmp_path / "run" / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "node", "redis", "kafka", "hft"}
+    assert set(jobs) == {"prometheus", "node", "redis", "kafka", "mlflow", "hft"}
     assert jobs["hft"]["file_sd_configs"][0]["files"] == [f"{tmp_path / 'run' / 'prometheus' / 'targets'}/*.json"]
     assert all(t.startswith("127.0.0.1:") for job in config["scrape_configs"]
                for sc in job.get("static_configs", []) for t in sc["targets"])

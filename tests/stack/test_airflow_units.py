@@ -66,3 +66,5 @@ def test_proc_net_addresses_decode():
     assert _address("00000000") == "0.0.0.0"
     assert _address("00000000000000000000000001000000") == "::1"
     assert _address("00000000000000000000000000000000") == "::"
+    assert _address("0000000000000000FFFF00000100007F") == "127.0.0.1"  # ::ffff:127.0.0.1 (a JVM's socket)
+    assert _address("0000000000000000FFFF000000000000") == "0.0.0.0"

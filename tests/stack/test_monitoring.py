@@ -108,6 +108,7 @@ def test_prometheus_scrapes_the_exporters_and_finds_a_process_started_later(moni
             proc.kill()
 
 
+@pytest.mark.slow  # about 100 s, mostly the rule's minute and Alertmanager's group interval
 def test_a_critical_model_aware_alert_engages_the_kill_switch_and_resolves(monitored):
     """A stream starts serving a model the gate never approved: HftServingUngatedModel fires after its minute,
     Alertmanager posts it to the webhook with the token, the webhook sets the kill switch the executor reads;

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from hft.stack import AIRFLOW_SERVICES, StackError, TopicSpec, ensure_topics, status, up
+from hft.stack import AIRFLOW_SERVICES, MONITORING_SERVICES, StackError, TopicSpec, ensure_topics, status, up
 from hft.stack.process import read_pid
 
 pytestmark = pytest.mark.integration
@@ -52,8 +52,8 @@ def test_up_is_idempotent(stack):
 def test_status_reports_running_and_healthy(stack):
     cfg = stack[0]
     st = status(cfg)
-    assert set(st) == {"postgres", "kafka", "redis", "mlflow", *AIRFLOW_SERVICES}
-    for name in (*AIRFLOW_SERVICES, "postgres"):  # not asked for (nor needed by SQLite): not started
+    assert set(st) == {"postgres", "kafka", "redis", "mlflow", *AIRFLOW_SERVICES, *MONITORING_SERVICES}
+    for name in (*AIRFLOW_SERVICES, *MONITORING_SERVICES, "postgres"):  # not asked for (nor needed): not started
         assert not st.pop(name).running
     for name, s in st.items():
         assert s.name == name
@@ -211,3 +211,12 @@ def test_the_streams_kafka_lag_is_measured_against_its_committed_offsets(stack):
         assert lag.update(lambda: {(topic, 0): 5, (topic, 1): 5}) is None  # not due: no request made
     finally:
         lag.close()
+
+
+def test_mlflow_serves_prometheus_metrics(stack):
+    import urllib.request
+
+    cfg = stack[0]
+    urllib.request.urlopen(f"{cfg.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10).read()
+    text = urllib.request.urlopen(f"{cfg.mlflow_uri}/metrics", timeout=10).read().decode()
+    assert "mlflow_http_request_total" in text or "flask_http_request_total" in text, text[:500]

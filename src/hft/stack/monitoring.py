@@ -78,7 +78,7 @@ class Prometheus(Service):
                scrape_interval=SCRAPE_INTERVAL, rules_dir=rules, port=self.config.prometheus_port,
                node_port=self.config.node_exporter_port, redis_exporter_port=self.config.redis_exporter_port,
                targets_dir=self.targets, alertmanager_port=self.config.alertmanager_port,
-               kafka_metrics_port=self.config.kafka_metrics_port)
+               kafka_metrics_port=self.config.kafka_metrics_port, mlflow_port=self.config.mlflow_port)
         promtool = shutil.which("promtool")
         if promtool:  # a broken config or rule file fails here, with promtool's words, not in the server log
             checked = subprocess.run([promtool, "check", "config", str(self.config_file)], capture_output=True,

@@ -164,8 +164,11 @@ def _listening() -> list[tuple[str, int, str]]:
 
 
 def _address(hex_addr: str) -> str:
-    """/proc/net/tcp's local address (each 32-bit word in host byte order) as text."""
+    """/proc/net/tcp's local address (each 32-bit word in host byte order) as text; an IPv4-mapped IPv6 address
+    (a JVM's socket bound to 127.0.0.1 is ``::ffff:127.0.0.1``) as the IPv4 address it accepts."""
     raw = b"".join(int(hex_addr[i:i + 8], 16).to_bytes(4, "little") for i in range(0, len(hex_addr), 8))
+    if len(raw) == 16 and raw[:12] == b"\0" * 10 + b"\xff\xff":
+        raw = raw[12:]
     return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
 
 

@@ -239,6 +239,8 @@ class MLflow(Service):
         argv = [
             str(binary), "server", "--host", HOST, "--port", str(self.config.mlflow_port), "--workers", "1",
             "--default-artifact-root", str(self.artifacts),
+            # /metrics for Prometheus (job mlflow); the multiprocess files live beside the other run data.
+            "--expose-prometheus", str(self.config.run_dir / "mlflow-metrics"),
         ]
         return argv, self.home
 
