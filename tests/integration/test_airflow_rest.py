@@ -148,7 +148,9 @@ def test_airflow_and_mlflow_keep_their_state_in_postgresql(ops_stack, training_r
     versions = {mv.version for mv in server.search_model_versions(f"name = '{registry.MODEL_NAME}'")}
     rows = query("mlflow", "SELECT version FROM model_versions WHERE name = %s", registry.MODEL_NAME)
     assert versions == {"1"} and {str(v) for (v,) in rows} == versions  # one training: rest-training's
-    assert list(ops_stack.config.home.rglob("*.db")) == []
+    # No SQLite store anywhere (MLflow's Prometheus multiprocess files in run/mlflow-metrics are not stores).
+    stores = [p for p in ops_stack.config.home.rglob("*.db") if p.read_bytes()[:16] == b"SQLite format 3\x00"]
+    assert stores == [] and not (ops_stack.config.home / "mlflow.db").exists()
     # The CLI's default store follows HFT_METADATA_DB: the same PostgreSQL database, read directly.
     for key, value in ops_stack.env.items():
         monkeypatch.setenv(key, value)
