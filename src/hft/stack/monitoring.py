@@ -51,7 +51,11 @@ class Prometheus(Service):
 
     @property
     def targets(self) -> Path:
-        return self.home / "targets"
+        """Where hft processes announce themselves: the folder they compute from HFT_HOME (the one definition)."""
+        from hft.observability.discovery import targets_dir
+
+        assert self.config.home is not None
+        return targets_dir(self.config.home)
 
     def ports(self) -> dict[str, int]:
         return {"HFT_PROMETHEUS_PORT": self.config.prometheus_port}
