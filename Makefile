@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: setup demo test test-slow lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-execution clean
+.PHONY: setup demo test test-slow lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-e2e bench-execution clean
 
 setup:
 	@bash infra/setup.sh
@@ -51,6 +51,9 @@ bench-inference: setup
 
 bench-streaming: setup
 	$(VENV)/bin/python bench/streaming.py
+
+bench-e2e: setup
+	$(VENV)/bin/python bench/e2e.py
 
 bench-execution: setup
 	$(VENV)/bin/python bench/execution.py

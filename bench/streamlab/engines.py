@@ -242,6 +242,25 @@ def predict_stream_module():
     return mod
 
 
+def next_batch(consumer, n: int, timeout_s: float, drain: bool = False) -> list:
+    """The next batch of a confluent-kafka consumer, of at most ``n`` messages.
+
+    ``drain`` False (bench/streaming): ``consume(n, timeout_s)``, which returns once ``n`` messages are
+    there or ``timeout_s`` has passed: under ``n`` messages per window, every call lasts the whole window.
+    ``drain`` True (bench/e2e): whatever is queued at once; when nothing is, block until the first message
+    arrives (at most ``timeout_s``), then take what is queued behind it: a batch is what came in while the
+    previous one was being processed, and no message waits for a window to close."""
+    if not drain:
+        return consumer.consume(num_messages=n, timeout=timeout_s)
+    msgs = consumer.consume(num_messages=n, timeout=0)
+    if msgs:
+        return msgs
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(num_messages=n - 1, timeout=0)] if n > 1 else [first]
+
+
 def python_worker(args: argparse.Namespace) -> int:
     """The plain-Python baseline: Kafka consumer loop -> the job's BatchProcessor (same sinks, same model)."""
     from confluent_kafka import Consumer
@@ -258,16 +277,23 @@ def python_worker(args: argparse.Namespace) -> int:
                                            bootstrap=args._bootstrap, tickers=args._tickers.split(",")))
     # The broker answers a fetch once 64 KB are there or after 50 ms: without it librdkafka's background
     # prefetch sends a fetch per producer batch (hundreds a second), which costs the broker CPU we share.
+    # (bench/e2e passes its own fetch settings, a drain loop and a metrics port; bench/streaming sets none.)
     consumer = Consumer({"bootstrap.servers": args._bootstrap, "group.id": args._group,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "fetch.wait.max.ms": 50, "fetch.min.bytes": 65536})
+                         "fetch.wait.max.ms": getattr(args, "fetch_wait_ms", 50),
+                         "fetch.min.bytes": getattr(args, "fetch_min_bytes", 65536)})
     consumer.subscribe([BARS_TOPIC])
+    if getattr(args, "_metrics_port", None):  # the processor's Prometheus metrics (hft_path_latency_seconds...)
+        from prometheus_client import start_http_server
+
+        start_http_server(int(args._metrics_port), addr="127.0.0.1")
+    drain = getattr(args, "py_drain", False)
     batch_id = proc.store.last_batch() + 1
     timeout = args.py_timeout_ms / 1000
     try:
         while not stop:
             t0 = time.perf_counter()
-            msgs = consumer.consume(num_messages=args.py_max_batch, timeout=timeout)
+            msgs = next_batch(consumer, args.py_max_batch, timeout, drain)
             t1 = time.perf_counter()
             records = [Record(m.key(), m.value(), m.partition(), m.offset(), m.topic()) for m in msgs if m.error() is None]
             if not records:
@@ -276,7 +302,8 @@ def python_worker(args: argparse.Namespace) -> int:
             batch_id += 1
             consumer.commit(asynchronous=True)
             print("BENCHBATCH " + json.dumps({"ns": time.time_ns(), "n": len(records), "wait_s": t1 - t0,
-                                               "proc_s": result.duration_s, "infer_s": result.inference_s}), flush=True)
+                                               "proc_s": result.duration_s, "infer_s": result.inference_s,
+                                               "stages": result.stage_ns}), flush=True)
     finally:
         consumer.close()
         proc.close()
