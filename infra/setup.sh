@@ -5,6 +5,7 @@
 #   - the local stack (hft stack up): redis-server from Debian, Kafka broker jars in build/kafka-libs and
 #     Spark's Kafka connector jars in build/spark-jars, both fetched with Maven from infra/{kafka,spark}/pom.xml
 #   - the project's Spark classes (streaming/jvm) compiled into build/hft-spark/hft-spark.jar (a JDK's javac)
+#   - Elasticsearch 9.5 (server + transport-netty4 from Maven, the project's launcher; a JDK 21+) in build/elasticsearch
 # Fails with a clear message when something cannot be installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -184,6 +185,80 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt_install_no_start "${missing[@]}"
 fi
 
+# 6e. Elasticsearch 9.5 for logs and search (`hft stack up --services elasticsearch`): the server and its
+#     transport-netty4 module from Maven Central (infra/elasticsearch/pom.xml), started by the project's own
+#     launcher (infra/elasticsearch/launcher, compiled here) since the Elastic CLI is not published. Needs a
+#     JDK 21+ (Temurin 25 where present) and Debian's libzstd (`best_compression`). Assembled as ES_HOME in
+#     build/elasticsearch: lib/ (the server's jars, on the module path; lib/platform/linux-<arch>/libzstd.so),
+#     modules/transport-netty4/ (the netty jars and the plugin descriptor unzipped from the module's jar),
+#     plugins/ (empty), hft-es-launcher.jar and java-home (the JDK hft.stack runs it with); again only when the
+#     POM, the launcher's sources, the JDK or libzstd changed (the stamp holds their hash).
+jdk_major() {  # JAVA_HOME -> its major version (0 when unknown)
+  local v
+  v="$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$1/release" 2>/dev/null)"
+  [ -n "$v" ] || v="$("$1/bin/java" -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print v[1]; exit}')"
+  echo "${v:-0}"
+}
+find_jdk21() {  # the newest JDK >= 21 under /usr/lib/jvm (java and javac), Temurin 25 first
+  local best="" best_major=0 d m
+  for d in /usr/lib/jvm/temurin-25-jdk-amd64 /usr/lib/jvm/*; do
+    [ -x "$d/bin/java" ] && [ -x "$d/bin/javac" ] && [ -x "$d/bin/jar" ] || continue
+    m="$(jdk_major "$d")"
+    if [ "$m" -ge 21 ] 2>/dev/null && [ "$m" -gt "$best_major" ]; then best=$d; best_major=$m; fi
+  done
+  [ -n "$best" ] && readlink -f "$best"
+}
+es_jdk="$(find_jdk21 || true)"
+if [ -z "$es_jdk" ]; then
+  if apt-cache policy openjdk-21-jdk-headless 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    say "installing a Java 21 JDK for Elasticsearch (openjdk-21-jdk-headless)"
+    apt_install openjdk-21-jdk-headless
+    es_jdk="$(find_jdk21 || true)"
+  fi
+  [ -n "$es_jdk" ] || die "Elasticsearch 9.5 needs a JDK 21+ in /usr/lib/jvm (e.g. Temurin 25 in /usr/lib/jvm/temurin-25-jdk-amd64, or openjdk-21-jdk-headless); none found and none installable with apt"
+fi
+libzstd() { ldconfig -p 2>/dev/null | awk '/libzstd\.so\.1 / {print $NF; exit}'; }
+if [ -z "$(libzstd)" ]; then
+  say "installing libzstd1 (Elasticsearch's best_compression codec)"
+  apt_install libzstd1
+  [ -n "$(libzstd)" ] || die "libzstd1 installed but ldconfig does not find libzstd.so.1"
+fi
+es_zstd="$(libzstd)"  # the soname link: it follows library upgrades
+case "$(uname -m)" in x86_64) es_platform=linux-x64 ;; aarch64|arm64) es_platform=linux-aarch64 ;; *) die "Elasticsearch: unsupported machine $(uname -m)" ;; esac
+fetch_jars infra/elasticsearch/pom.xml build/elasticsearch-jars "Elasticsearch"
+es_want="$( (sha256sum infra/elasticsearch/pom.xml; find infra/elasticsearch/launcher -name '*.java' | LC_ALL=C sort | xargs sha256sum;
+             echo "$es_jdk $es_zstd $es_platform"; ls build/elasticsearch-jars) | sha256sum | cut -d' ' -f1)"
+ES=build/elasticsearch
+if [ -f "$ES/.stamp" ] && [ "$(cat "$ES/.stamp")" = "$es_want" ] && [ -f "$ES/hft-es-launcher.jar" ] \
+   && [ -e "$ES/lib/platform/$es_platform/libzstd.so" ] && [ -f "$ES/modules/transport-netty4/plugin-descriptor.properties" ]; then
+  say "Elasticsearch node up to date ($ES, JDK $es_jdk)"
+else
+  say "assembling Elasticsearch in $ES (JDK $es_jdk)"
+  tmp=$ES.tmp
+  rm -rf "$tmp" && mkdir -p "$tmp/lib/platform/$es_platform" "$tmp/modules/transport-netty4" "$tmp/plugins" "$tmp/launcher-classes"
+  module=(build/elasticsearch-jars/transport-netty4-*.jar build/elasticsearch-jars/netty-*.jar build/elasticsearch-jars/elasticsearch-ssl-config-*.jar)
+  for jar in "${module[@]}"; do
+    [ -f "$jar" ] || die "$jar missing from build/elasticsearch-jars (infra/elasticsearch/pom.xml)"
+    cp -l "$jar" "$tmp/modules/transport-netty4/" 2>/dev/null || cp "$jar" "$tmp/modules/transport-netty4/"
+  done
+  for jar in build/elasticsearch-jars/*.jar; do  # the server's jars: everything the module does not take
+    [ -e "$tmp/modules/transport-netty4/$(basename "$jar")" ] && continue
+    cp -l "$jar" "$tmp/lib/" 2>/dev/null || cp "$jar" "$tmp/lib/"
+  done
+  (cd "$tmp/modules/transport-netty4" && "$es_jdk/bin/jar" xf transport-netty4-*.jar META-INF/es-plugins/transport-netty4 \
+    && mv META-INF/es-plugins/transport-netty4/* . && rm -rf META-INF) || die "cannot unpack the transport-netty4 descriptor"
+  [ -f "$tmp/modules/transport-netty4/plugin-descriptor.properties" ] || die "transport-netty4 jar has no plugin-descriptor.properties"
+  ln -s "$es_zstd" "$tmp/lib/platform/$es_platform/libzstd.so"
+  find infra/elasticsearch/launcher -name '*.java' | LC_ALL=C sort > "$tmp/sources"
+  "$es_jdk/bin/javac" --release 21 -Xlint:all,-path -Werror -cp "$tmp/lib/*" -d "$tmp/launcher-classes" @"$tmp/sources" \
+    || die "javac failed on infra/elasticsearch/launcher (see above)"
+  "$es_jdk/bin/jar" cf "$tmp/hft-es-launcher.jar" -C "$tmp/launcher-classes" . || die "jar failed (Elasticsearch launcher)"
+  rm -rf "$tmp/launcher-classes" "$tmp/sources"
+  echo "$es_jdk" > "$tmp/java-home"
+  echo "$es_want" > "$tmp/.stamp"
+  rm -rf "$ES" && mv "$tmp" "$ES"
+fi
+
 # 7. Sanity: the versions CI tested (pyspark and pyspark-client share one folder and must match).
 "$VENV/bin/python" - <<'PY' || die "environment check failed (see above)"
 import importlib.metadata as md
@@ -191,7 +266,7 @@ import pyspark
 assert pyspark.__version__ == "4.2.0", f"pyspark {pyspark.__version__} != 4.2.0"
 assert md.version("pyspark-client") == pyspark.__version__, "pyspark-client and pyspark versions differ"
 import great_expectations, airflow, hft  # noqa: F401
-import confluent_kafka, redis, psycopg2, asyncpg  # noqa: F401  (local stack clients: hft.stack)
+import confluent_kafka, redis, hiredis, psycopg2, asyncpg, elasticsearch, bcrypt  # noqa: F401  (local stack clients: hft.stack)
 import hft_exec  # noqa: F401  (the C++ executor)
 PY
 say "ready"

@@ -49,6 +49,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     p.add_argument("--model-refresh-s", type=float, default=5.0, help="how often to check the champion alias")
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics port on 127.0.0.1 (0: off)")
+    p.add_argument("--jvm-metrics-port", type=int, default=0,
+                   help="the driver JVM's JMX exporter port, announced to Prometheus (set by hft stream; 0: none)")
     p.add_argument("--stop-when-idle", type=float, default=0, help="stop after this many seconds without input (0: never)")
     p.add_argument("--starting-offsets", default="earliest", choices=["earliest", "latest"])
     return p.parse_args(argv)
@@ -213,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(service="hft-predict-stream")
     serve(args.metrics_port, "stream")
+    if args.jvm_metrics_port:  # the driver JVM's JMX exporter agent (spark-submit --driver-java-options)
+        from hft.observability.discovery import register
+
+        register("spark-driver", args.jvm_metrics_port)
     from pyspark.sql import SparkSession
 
     from hft.streaming.champion import NoChampionError

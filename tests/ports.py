@@ -32,11 +32,13 @@ def make_stack_config(base: Path, **options):
     from hft.stack import StackConfig
 
     (kafka, controller, redis, mlflow, airflow, postgres, prometheus, node, redis_exporter, alertmanager,
-     alert_hook, kafka_metrics) = free_ports(12)
+     alert_hook, kafka_metrics, elasticsearch, elasticsearch_transport, log_shipper) = free_ports(15)
     return StackConfig(run_dir=base / "run", kafka_port=kafka, kafka_controller_port=controller,
                        redis_port=redis, mlflow_port=mlflow, airflow_port=airflow, postgres_port=postgres,
                        prometheus_port=prometheus, node_exporter_port=node, redis_exporter_port=redis_exporter,
                        alertmanager_port=alertmanager, alert_hook_port=alert_hook, kafka_metrics_port=kafka_metrics,
+                       elasticsearch_port=elasticsearch, elasticsearch_transport_port=elasticsearch_transport,
+                       log_shipper_port=log_shipper,
                        home=base, **options)
 
 

@@ -69,3 +69,16 @@ def test_parse_tickers_normalises_and_refuses_bad_symbols():
     for bad in ("AAPL,not a ticker!", "1AB", "TOOLONGTICKER", "AAPL\nX", ",,"):
         with pytest.raises(ValueError, match="invalid ticker|no tickers"):
             parse_tickers(bad)
+
+
+def test_env_count_reads_a_whole_number_with_a_floor(monkeypatch):
+    from hft.config import env_count
+
+    monkeypatch.delenv("HFT_X_COUNT", raising=False)
+    assert env_count("HFT_X_COUNT", 4) == 4
+    monkeypatch.setenv("HFT_X_COUNT", "7")
+    assert env_count("HFT_X_COUNT", 4) == 7
+    for bad, why in (("seven", "whole number"), ("0", "at least 1"), ("2.5", "whole number")):
+        monkeypatch.setenv("HFT_X_COUNT", bad)
+        with pytest.raises(ValueError, match=f"HFT_X_COUNT must be .*{why}"):
+            env_count("HFT_X_COUNT", 4)

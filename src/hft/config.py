@@ -37,6 +37,19 @@ def env_value(name: str, default: str) -> str:
     return default if value is None or value == "" else value
 
 
+def env_count(name: str, default: int, minimum: int = 1) -> int:
+    """A whole number of at least ``minimum`` from the environment (``default`` when unset); ValueError says
+    which variable and why."""
+    raw = env_value(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
 def parse_setting(name: str, default: Any, raw: str) -> Any:
     """``raw`` (an environment value or a ``--set``) as the type of the setting's ``default``: bool
     (``1/0/true/false/yes/no``), a tuple of ints (``16,32,64``), int, float or str. ValueError names it."""

@@ -87,6 +87,13 @@ def bar_end_ns(bar_ts_ns, interval: "str | Interval"):
     return bar_ts_ns + Interval.parse(interval).minutes * 60_000_000_000
 
 
+def correlation_id(ticker: str, bar_end: int) -> str:
+    """The id that follows one bar from its collector to the fills it caused, in every log and event:
+    ``<TICKER>@<bar end, epoch ms>`` (the bar's end: the one time the executor, the stream and the collector
+    all know; :func:`bar_end_ns` gives it from the start). ``bar_end`` is epoch **ns**."""
+    return f"{ticker.upper()}@{int(bar_end) // 1_000_000}"
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One model prediction for one bar: the record the streaming job writes (Redis hash and stream, Kafka
@@ -109,6 +116,10 @@ class Prediction:
     @property
     def available_ns(self) -> int:
         return bar_end_ns(self.ts_ms * 1_000_000, self.interval)
+
+    @property
+    def correlation_id(self) -> str:
+        return correlation_id(self.ticker, self.available_ns)
 
 
 def bar_spark_schema() -> "StructType":

@@ -24,9 +24,10 @@ FEATURE_JOB = "jobs/volatility_features.py"
 STREAM_JOB = "streaming/predict_stream.py"
 
 
-def spark_submit_command(script: str, job_args: list[str], master: str, jars: list[str] | None = None) -> list[str]:
+def spark_submit_command(script: str, job_args: list[str], master: str, jars: list[str] | None = None,
+                         driver_java_options: str | None = None) -> list[str]:
     """``spark-submit`` of a repository script (``jobs/x.py``, ``streaming/y.py``) with the project's Python
-    on driver and executors, bound to loopback."""
+    on driver and executors, bound to loopback; ``driver_java_options`` are added to the driver JVM's."""
     binary = Path(sys.executable).with_name("spark-submit")
     submit = str(binary) if binary.exists() else shutil.which("spark-submit")
     if not submit:
@@ -34,13 +35,16 @@ def spark_submit_command(script: str, job_args: list[str], master: str, jars: li
     path = repo_root() / script
     if not path.exists():
         raise UserError(f"script not found: {path} (set HFT_REPO_ROOT to the checkout)")
+    conf = dict(SPARK_LOCAL_CONF)
+    if driver_java_options:  # with ours: a separate --driver-java-options would be overridden by the --conf
+        conf["spark.driver.extraJavaOptions"] = f"{conf['spark.driver.extraJavaOptions']} {driver_java_options}"
     return [
         submit, "--master", master,
         *(["--jars", ",".join(jars)] if jars else []),
         "--conf", f"spark.pyspark.python={sys.executable}",
         "--conf", "spark.sql.session.timeZone=UTC",
         "--conf", "spark.ui.showConsoleProgress=false",
-        *(arg for key, value in SPARK_LOCAL_CONF.items() for arg in ("--conf", f"{key}={value}")),
+        *(arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")),
         str(path), *job_args,
     ]
 
@@ -79,9 +83,13 @@ def run_feature_job(lake_root: str, master: str, interval: str = "1m", output: s
 
 def stream_job_command(config, master: str = "local[2]", tickers: list[str] | None = None,
                        trigger: str = "100 milliseconds", checkpoint: str | None = None, metrics_port: int = 0,
-                       stop_when_idle: float = 0.0, max_offsets: int = 20000) -> list[str]:
-    """The streaming job's ``spark-submit`` command against the stack ``config`` (a StackConfig)."""
+                       stop_when_idle: float = 0.0, max_offsets: int = 20000, jvm_metrics_port: int = 0) -> list[str]:
+    """The streaming job's ``spark-submit`` command against the stack ``config`` (a StackConfig).
+    ``jvm_metrics_port`` (0: off): the driver JVM runs the Prometheus JMX exporter agent there, with Spark's
+    metrics (the streaming query's rates and latency, the JVM's) exported through Spark's JmxSink."""
     from hft.stack import streaming_jars
+    from hft.stack.config import HOST, infra_file
+    from hft.stack.services import jmx_agent
 
     job_args = ["--bootstrap", config.kafka_bootstrap, "--redis", config.redis_url,
                 "--checkpoint", str(checkpoint or config.run_dir / "checkpoints" / "predict_stream"),
@@ -89,7 +97,16 @@ def stream_job_command(config, master: str = "local[2]", tickers: list[str] | No
                 "--stop-when-idle", str(stop_when_idle), "--max-offsets", str(max_offsets)]
     if tickers:
         job_args += ["--tickers", ",".join(tickers)]
-    return spark_submit_command(STREAM_JOB, job_args, master, jars=streaming_jars())
+    java_options = None
+    if jvm_metrics_port:
+        job_args += ["--jvm-metrics-port", str(jvm_metrics_port)]
+        java_options = f"-javaagent:{jmx_agent()}={HOST}:{jvm_metrics_port}:{infra_file('prometheus', 'jmx', 'spark.yml')}"
+    command = spark_submit_command(STREAM_JOB, job_args, master, jars=streaming_jars(), driver_java_options=java_options)
+    if jvm_metrics_port:  # Spark's metrics into JMX, the streaming query's included
+        at = command.index("--conf")
+        command[at:at] = ["--conf", "spark.metrics.conf.*.sink.jmx.class=org.apache.spark.metrics.sink.JmxSink",
+                          "--conf", "spark.sql.streaming.metricsEnabled=true"]
+    return command
 
 
 def start_stream_job(command: list[str], output=None) -> subprocess.Popen:

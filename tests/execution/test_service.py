@@ -75,6 +75,7 @@ def test_service_predictions_become_orders_fills_and_positions_in_redis(client, 
     write(client, predictions(12))
     svc = service(client, tmp_path)
     orders_before = metric("hft_exec_decisions_total", action="order")
+    slippage_before = {le: metric("hft_exec_fill_slippage_bps_bucket", le=le) for le in ("0.0", "5.0", "+Inf")}
     fills_before = metric("hft_exec_fills_total", ticker="AAA") + metric("hft_exec_fills_total", ticker="BBB")
     totals = drain(svc)
     assert metric("hft_exec_decisions_total", action="order") - orders_before == totals["orders"]
@@ -82,6 +83,14 @@ def test_service_predictions_become_orders_fills_and_positions_in_redis(client, 
     assert metric("hft_exec_position_shares", ticker="AAA") == svc.executor.position(0)
     assert metric("hft_exec_decision_latency_seconds_count") > 0
     assert totals["entries"] == 24
+    # every fill measured against the close its prediction carried (orders decided in this run)
+    fills_px = [(float(f["price"]), int(f["qty"]), f["correlation_id"]) for f in order_records(client) if f["type"] == "fill"]
+    close = {p.correlation_id: p.close for p in predictions(12)}
+    bps = [(1 if q > 0 else -1) * (px - close[cid]) / close[cid] * 1e4 for px, q, cid in fills_px]
+    assert any(b != 0 for b in bps)  # the paper exchange's fills are not all at the close
+    for le, before in slippage_before.items():  # (negative buckets: prometheus-client exposes no _sum)
+        want = sum(b <= float(le) for b in bps)
+        assert metric("hft_exec_fill_slippage_bps_bucket", le=le) - before == want == (len(bps) if le == "+Inf" else want)
     assert totals["orders"] > 4 and totals["fills"] > 0, totals
     records = order_records(client)
     sent = [r for r in records if r["type"] == "order_sent"]
@@ -94,6 +103,29 @@ def test_service_predictions_become_orders_fills_and_positions_in_redis(client, 
         assert [int(r["position"]) for r in mine] == list(np.cumsum([int(r["qty"]) for r in mine]))
     assert client.xpending("hft:predictions", GROUP)["pending"] == 0  # everything acknowledged
     assert int(client.get("hft:exec:published")) == svc.journal.records
+
+
+def test_orders_fills_and_done_records_carry_their_bars_correlation_id_across_a_restart(client, tmp_path):
+    preds = predictions(12)
+    by_cid = {p.correlation_id: p for p in preds}
+    write(client, preds[:12])
+    first = service(client, tmp_path)
+    drain(first)
+    first.close()
+    write(client, preds[12:], batch_id=1)
+    second = service(client, tmp_path)  # the map order -> bar is rebuilt from the journal
+    drain(second)
+    records = order_records(client)
+    cid_of_order: dict[str, str] = {}
+    for r in records:
+        if r["type"] == "order_sent":
+            p = by_cid[r["correlation_id"]]  # the prediction that caused it
+            assert p.ticker == r["ticker"]
+            cid_of_order[r["order_id"]] = r["correlation_id"]
+    assert len(cid_of_order) > 4
+    followers = [r for r in records if r["type"] in ("fill", "order_done")]
+    assert followers and all(r["correlation_id"] == cid_of_order[r["order_id"]] for r in followers)
+    assert second._order_cid.keys() <= {int(o) for o in cid_of_order}
 
 
 def test_service_bad_entries_are_refused_with_reason_and_never_ordered(client, tmp_path):

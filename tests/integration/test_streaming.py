@@ -88,10 +88,10 @@ def _publish(config, messages, extra: list[tuple[bytes, bytes]] = ()):
     return result
 
 
-def _stream_cmd(env, idle: float, metrics_port: int = 0, max_offsets: int = 20000) -> list[str]:
+def _stream_cmd(env, idle: float, metrics_port: int = 0, max_offsets: int = 20000, jvm_metrics_port: int = 0) -> list[str]:
     return [str(Path(sys.executable).with_name("hft")), "stream", "--master", "local[2]", "--tickers", ",".join(TICKERS),
             "--trigger", "500 milliseconds", "--metrics-port", str(metrics_port), "--stop-when-idle", str(idle),
-            "--max-offsets", str(max_offsets)]
+            "--max-offsets", str(max_offsets), "--jvm-metrics-port", str(jvm_metrics_port)]
 
 
 def _kafka_end(config) -> int:
@@ -306,7 +306,8 @@ def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fi
     # Prometheus watches them: both processes announce their /metrics (file discovery), and every query of the
     # Grafana dashboard must return data from this real run.
     stack.up(config, ("prometheus", "node-exporter", "redis-exporter"))
-    stream = subprocess.Popen(_stream_cmd(env_vars, idle=30, metrics_port=free_port()), env=env_vars,
+    stream = subprocess.Popen(_stream_cmd(env_vars, idle=30, metrics_port=free_port(), jvm_metrics_port=free_port()),
+                              env=env_vars,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     executor = None
     try:
@@ -318,10 +319,14 @@ def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fi
             [str(Path(sys.executable).with_name("hft")), "execute", "--tickers", ",".join(TICKERS), "--replay-clock",
              "--journal", str(journal), "--metrics-port", str(free_port()), "--stop-when-idle", "40"],
             env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _publish(config, collectors.synthetic(TICKERS, date(2024, 3, 14), date(2024, 3, 14)),
-                 extra=[(b"AAA", b"{not json")])  # one for the DLQ panel
+        # two waves a few scrapes apart: a series born with its first burst shows no rate until it grows again
+        bars = list(collectors.synthetic(TICKERS, date(2024, 3, 14), date(2024, 3, 14)))
+        _publish(config, bars[: len(bars) // 2], extra=[(b"AAA", b"{not json")])  # one for the DLQ panel
+        time.sleep(12)
+        _publish(config, bars[len(bars) // 2:])
         missing = _dashboard_until_every_query_has_data(config, (stream, executor), timeout_s=120)
         assert missing == [], f"dashboard queries without data: {missing}"
+        _console_page_has_data(config, Path(env_vars["HFT_HOME"]) / "shots")
         assert stream.wait(300) == 0
         out, err = executor.communicate(timeout=300)
         assert executor.returncode == 0, err[-3000:]
@@ -349,6 +354,21 @@ def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fi
         assert mine and mine[-1]["position"] == sum(r["qty"] for r in mine) == int(positions[ticker])
 
 
+def _console_page_has_data(config, shots_fallback: Path) -> None:
+    """Prometheus' console page (the dashboard without Grafana) in a real browser: every row has data; a
+    screenshot for the README."""
+    from browser import chromium, new_page, screenshot_dir
+    from hft.stack.monitoring import ui_credentials
+
+    with chromium() as browser, new_page(browser, 1400, 1000, credentials=ui_credentials(config)) as page:
+        page.goto(f"{config.prometheus_url}/consoles/hft.html")
+        assert page.locator("div.panel").count() == len(json.loads(
+            (Path(__file__).resolve().parents[2] / "infra" / "grafana" / "hft-dashboard.json").read_text())["panels"]) + 1
+        empty = page.locator("td.none").all_inner_texts()
+        assert empty == [], f"console rows without data: {empty}"
+        page.screenshot(path=str(screenshot_dir(shots_fallback) / "prometheus-console.png"), full_page=True)
+
+
 def dashboard_queries(rate_interval: str = "1m") -> list[tuple[str, str]]:
     """(panel title, PromQL) of every target of the Grafana dashboard, Grafana's variables filled in."""
     from hft.stack import repo_root
@@ -359,10 +379,12 @@ def dashboard_queries(rate_interval: str = "1m") -> list[tuple[str, str]]:
 
 
 def _dashboard_until_every_query_has_data(config, processes, timeout_s: float) -> list[str]:
-    """Run every dashboard query against the live Prometheus until each returns data (or time runs out, or a
-    process exits); the queries still without data."""
+    """Run every dashboard query against the live Prometheus until each returns a number (or time runs out, or a
+    process exits); the queries still without one."""
+    import math
     import urllib.parse
-    import urllib.request
+
+    from hft.stack.monitoring import prometheus_get
 
     queries = dashboard_queries()
     assert len(queries) >= 20
@@ -372,11 +394,10 @@ def _dashboard_until_every_query_has_data(config, processes, timeout_s: float) -
         time.sleep(2)
         still = []
         for expr in missing:
-            url = f"{config.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-            body = json.loads(urllib.request.urlopen(url, timeout=10).read())
+            body = json.loads(prometheus_get(config, f"/api/v1/query?{urllib.parse.urlencode({'query': expr})}"))
             assert body["status"] == "success", (expr, body)
-            if not body["data"]["result"]:
-                still.append(expr)
+            if not any(math.isfinite(float(series["value"][1])) for series in body["data"]["result"]):
+                still.append(expr)  # no series, or only NaN (a quantile of no observations in the window)
         missing = still
     return missing
 

@@ -8,7 +8,6 @@ Screenshots go to a temporary folder, or to docs/images (the README's) with HFT_
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -16,38 +15,25 @@ from urllib.parse import quote
 
 import pytest
 
+from browser import chromium, new_page, screenshot_dir
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-CHROMIUM = os.environ.get("HFT_CHROMIUM", "/usr/bin/chromium")
-DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
-
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} not found: run `make setup` (installs Debian's chromium)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    yield page
-    context.close()
+    with new_page(browser) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
-    if os.environ.get("HFT_UPDATE_SCREENSHOTS") == "1":
-        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-        return DOCS_IMAGES
-    return tmp_path_factory.mktemp("screenshots")
+    return screenshot_dir(tmp_path_factory.mktemp("screenshots"))
 
 
 def _login(page, url: str, user: str, password: str) -> None:

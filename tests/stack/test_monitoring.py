@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
 
 from hft.stack import MONITORING_SERVICES, down, listening, status, up
+from hft.stack.monitoring import prometheus_get, ui_credentials
 from ports import free_port, make_stack_config
 
 pytestmark = pytest.mark.integration
@@ -56,9 +58,7 @@ def _run(proc: subprocess.Popen, line: str) -> None:
 
 
 def _query(cfg, promql: str) -> list[dict]:
-    url = f"{cfg.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        body = json.loads(resp.read())
+    body = json.loads(prometheus_get(cfg, f"/api/v1/query?{urllib.parse.urlencode({'query': promql})}"))
     assert body["status"] == "success", body
     return body["data"]["result"]
 
@@ -89,7 +89,10 @@ def test_prometheus_scrapes_the_exporters_and_finds_a_process_started_later(moni
         _wait_for(cfg, "redis_up", lambda r: bool(r) and r[0]["value"][1] == "1")
         _wait_for(cfg, "node_filesystem_size_bytes", bool)
         _wait_for(cfg, 'up{component="alert-hook"}', lambda r: bool(r) and r[0]["value"][1] == "1")
-        rules = json.loads(urllib.request.urlopen(f"{cfg.prometheus_url}/api/v1/rules", timeout=5).read())
+        rules = json.loads(prometheus_get(cfg, "/api/v1/rules"))
+        for url in (f"{cfg.prometheus_url}/api/v1/rules", f"http://127.0.0.1:{cfg.alertmanager_port}/api/v2/status"):
+            with pytest.raises(urllib.error.HTTPError, match="401"):  # the UIs and APIs need the password
+                urllib.request.urlopen(url, timeout=5)
         assert "HftPredictionsStale" in {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
         _wait_for(cfg, 'prometheus_notifications_alertmanagers_discovered', lambda r: bool(r) and r[0]["value"][1] == "1")
 
@@ -108,40 +111,115 @@ def test_prometheus_scrapes_the_exporters_and_finds_a_process_started_later(moni
             proc.kill()
 
 
-@pytest.mark.slow  # about 100 s, mostly the rule's minute and Alertmanager's group interval
-def test_a_critical_model_aware_alert_engages_the_kill_switch_and_resolves(monitored):
-    """A stream starts serving a model the gate never approved: HftServingUngatedModel fires after its minute,
-    Alertmanager posts it to the webhook with the token, the webhook sets the kill switch the executor reads;
-    the champion put back, the alert resolves (and trading stays halted until a person resumes it)."""
+#: A stream that reads 10 bars a second and, while ``predicting``, writes their predictions (run in the
+#: metrics process by _run).
+_STREAM_LOOP = ("import threading, time; predicting = True\n"
+                "def _loop():\n"
+                "    while True:\n"
+                "        m.STREAM_IN.inc(10)\n"
+                "        if predicting: m.STREAM_PREDICTIONS.inc(10)\n"
+                "        time.sleep(1)\n"
+                "threading.Thread(target=_loop, daemon=True).start()")
+
+
+def _write_predictions(r, n: int, start_ms: int) -> list:
+    from hft.schemas import Prediction
+    from hft.streaming.store import RedisStore
+
+    preds = [Prediction("AAA", "1m", start_ms + 60_000 * k, 0.9 if (k // 2) % 2 == 0 else 0.1, "3", None, 0,
+                        100.0 + k * 0.05, 0.002) for k in range(n)]
+    RedisStore(r).commit(start_ms, [], preds)
+    return preds
+
+
+def _exec_state(r) -> dict:
+    from hft.schemas import RedisKeys
+
+    return r.hgetall(RedisKeys().exec_state)
+
+
+@pytest.mark.slow  # about 5 minutes: the rule's 2-minute rate window and 2-minute `for`, Alertmanager's groups
+def test_predictions_stop_the_alert_fires_the_real_executor_halts_and_the_alert_resolves(monitored, tmp_path):
+    """The issue's scenario against the real servers and a real `hft execute`: the stream keeps reading bars but
+    stops writing predictions -> HftPredictionsStale pending, then firing -> Alertmanager -> the project's
+    authenticated webhook -> kill switch -> the executor halts: a prediction that arrives afterwards becomes no
+    order -> predictions resume -> the alert resolves, the webhook hears it, and trading stays halted until a
+    person resumes it. The console page and the alerts page show the firing alert (screenshots for the README)."""
     import redis
 
+    from browser import chromium, new_page, screenshot_dir
     from hft.schemas import RedisKeys
 
     cfg, _ = monitored
     r = redis.Redis.from_url(cfg.redis_url, decode_responses=True)
-    proc = _metrics_process(cfg.home, free_port(), "stream")
+    r.delete(RedisKeys().exec_halt, RedisKeys().predictions, RedisKeys().orders, RedisKeys().exec_state)
+    env = {**os.environ, "HFT_HOME": str(cfg.home), "HFT_REDIS_PORT": str(cfg.redis_port), "HFT_LOG_FILES": "0",
+           **{f"HFT_EXEC_{k}": "0.5" for k in ("ENTER_LONG", "EXIT_LONG", "ENTER_SHORT", "EXIT_SHORT")}}
+    executor_port = free_port()
+    executor = subprocess.Popen([sys.executable, "-m", "hft.cli", "execute", "--tickers", "AAA", "--no-kafka",
+                                 "--replay-clock", "--journal", str(tmp_path / "journal"), "--metrics-port",
+                                 str(executor_port)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=open(tmp_path / "executor.err", "w"))  # noqa: SIM115 - the child's
+    stream = _metrics_process(cfg.home, free_port(), "stream")
+    hook = f"http://127.0.0.1:{cfg.alert_hook_port}/metrics"
+    t0_ms = (int(time.time() * 1000) // 60_000 - 600) * 60_000
     try:
-        _run(proc, "m.STREAM_MODEL_VERSION.set(7); m.STREAM_MODEL_GATE_APPROVED.set(0)")
-        assert r.get(RedisKeys().exec_halt) is None
-        _wait_for(cfg, 'ALERTS{alertname="HftServingUngatedModel", alertstate="pending"}', bool, timeout=60)
-        assert r.get(RedisKeys().exec_halt) is None  # pending for its minute: nothing engaged yet
-        _wait_for(cfg, 'ALERTS{alertname="HftServingUngatedModel", alertstate="firing"}', bool, timeout=120)
+        _run(stream, f"exec({_STREAM_LOOP!r})")  # one line for _run
+        _write_predictions(r, 8, t0_ms)  # trading normally
+        deadline = time.monotonic() + 60
+        while int(_exec_state(r).get("journal_records", 0)) == 0 or not r.xlen(RedisKeys().orders):
+            assert time.monotonic() < deadline and executor.poll() is None, "the executor did not trade"
+            time.sleep(0.5)
+        assert _exec_state(r)["halted"] == "0"
+        _wait_for(cfg, f'hft_exec_halted{{instance="127.0.0.1:{executor_port}"}}',
+                  lambda res: bool(res) and res[0]["value"][1] == "0", timeout=60)
+        time.sleep(20)  # predictions flowing for a while: the rate window sees them
+        _run(stream, "predicting = False")  # the predictions stop; bars still come in
+        _wait_for(cfg, 'ALERTS{alertname="HftPredictionsStale", alertstate="pending"}', bool, timeout=200)
+        assert r.get(RedisKeys().exec_halt) is None, _query(cfg, "ALERTS")  # pending: nothing engaged yet
+        _wait_for(cfg, 'ALERTS{alertname="HftPredictionsStale", alertstate="firing"}', bool, timeout=200)
         deadline = time.monotonic() + 60
         while r.get(RedisKeys().exec_halt) != "halt":
             assert time.monotonic() < deadline, "the firing alert did not engage the kill switch"
             time.sleep(0.5)
-        hook = f"http://127.0.0.1:{cfg.alert_hook_port}/metrics"
         text = urllib.request.urlopen(hook, timeout=5).read().decode()
-        assert 'hft_alerts_kill_switch_engaged_total{alertname="HftServingUngatedModel"} 1.0' in text
-        # The approved champion is back: the alert resolves, and Alertmanager says so to the webhook.
-        _run(proc, "m.STREAM_MODEL_GATE_APPROVED.set(1)")
-        _wait_for(cfg, 'ALERTS{alertname="HftServingUngatedModel"}', lambda res: res == [], timeout=60)
+        assert 'hft_alerts_kill_switch_engaged_total{alertname="HftPredictionsStale"} 1.0' in text
+        # the real executor halts: what reaches it now becomes no order
+        orders_before = [f for _, f in r.xrange(RedisKeys().orders) if f["type"] == "order_sent"]
+        _write_predictions(r, 6, t0_ms + 8 * 60_000)
+        deadline = time.monotonic() + 60
+        while _exec_state(r).get("halted") != "1":
+            assert time.monotonic() < deadline and executor.poll() is None, (
+                "the executor did not halt", _exec_state(r), r.get(RedisKeys().exec_halt),
+                r.xinfo_groups(RedisKeys().predictions), (tmp_path / "executor.err").read_text()[-3000:])
+            time.sleep(0.5)
+        _wait_for(cfg, f'hft_exec_halted{{instance="127.0.0.1:{executor_port}"}}',
+                  lambda res: bool(res) and res[0]["value"][1] == "1", timeout=60)
+        time.sleep(2)
+        assert [f for _, f in r.xrange(RedisKeys().orders) if f["type"] == "order_sent"] == orders_before
+        with chromium() as browser, new_page(browser, 1400, 1000, credentials=ui_credentials(cfg)) as page:
+            shots = screenshot_dir(tmp_path / "shots")
+            page.goto(f"{cfg.prometheus_url}/consoles/hft.html")
+            assert "HftPredictionsStale" in " ".join(page.locator("tr.firing").all_inner_texts())
+            page.screenshot(path=str(shots / "prometheus-console-alert.png"), full_page=True)
+            page.goto(f"{cfg.prometheus_url}/classic/alerts")  # Debian's build serves the classic UI
+            page.get_by_text("HftPredictionsStale").first.click()  # expand it: labels, annotations, runbook
+            rule = page.locator("code", has_text="alert: HftPredictionsStale").first
+            rule.wait_for()
+            assert "runbook" in rule.inner_text()
+            page.get_by_text("HftPredictionsStale").first.scroll_into_view_if_needed()
+            page.screenshot(path=str(shots / "prometheus-alert-firing.png"), full_page=True)
+        # The predictions come back: the alert resolves, and Alertmanager says so to the webhook.
+        _run(stream, "predicting = True")
+        _wait_for(cfg, 'ALERTS{alertname="HftPredictionsStale"}', lambda res: res == [], timeout=90)
         deadline = time.monotonic() + 90
-        while 'hft_alerts_received_total{alertname="HftServingUngatedModel",status="resolved"}' not in (
+        while 'hft_alerts_received_total{alertname="HftPredictionsStale",status="resolved"}' not in (
                 text := urllib.request.urlopen(hook, timeout=5).read().decode()):
             assert time.monotonic() < deadline, "Alertmanager never sent the resolution"
             time.sleep(1)
-        assert r.get(RedisKeys().exec_halt) == "halt"  # resuming stays a human act
+        assert r.get(RedisKeys().exec_halt) == "halt" and _exec_state(r)["halted"] == "1"  # resuming is a human act
     finally:
-        proc.kill()
+        for proc in (stream, executor):
+            if proc.poll() is None:
+                proc.kill()
         r.close()

@@ -9,7 +9,16 @@ import uuid
 
 import pytest
 
-from hft.stack import AIRFLOW_SERVICES, MONITORING_SERVICES, StackError, TopicSpec, ensure_topics, status, up
+from hft.stack import (
+    AIRFLOW_SERVICES,
+    LOGGING_SERVICES,
+    MONITORING_SERVICES,
+    StackError,
+    TopicSpec,
+    ensure_topics,
+    status,
+    up,
+)
 from hft.stack.process import read_pid
 
 pytestmark = pytest.mark.integration
@@ -52,8 +61,8 @@ def test_up_is_idempotent(stack):
 def test_status_reports_running_and_healthy(stack):
     cfg = stack[0]
     st = status(cfg)
-    assert set(st) == {"postgres", "kafka", "redis", "mlflow", *AIRFLOW_SERVICES, *MONITORING_SERVICES}
-    for name in (*AIRFLOW_SERVICES, *MONITORING_SERVICES, "postgres"):  # not asked for (nor needed): not started
+    assert set(st) == {"postgres", "kafka", "redis", "mlflow", *AIRFLOW_SERVICES, *MONITORING_SERVICES, *LOGGING_SERVICES}
+    for name in (*AIRFLOW_SERVICES, *MONITORING_SERVICES, *LOGGING_SERVICES, "postgres"):  # not asked for: not started
         assert not st.pop(name).running
     for name, s in st.items():
         assert s.name == name

@@ -125,3 +125,30 @@ def test_missing_mlflow_binary_says_make_setup(tmp_path, monkeypatch):
     cfg = StackConfig(run_dir=tmp_path / "run", kafka_port=1, kafka_controller_port=2, redis_port=3, mlflow_port=4)
     with pytest.raises(StackError, match="make setup"):
         up(cfg, ["mlflow"])
+
+
+def test_ui_password_web_config_is_a_bcrypt_hash_kept_until_the_password_changes(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    import bcrypt
+
+    from hft.stack import StackConfig
+    from hft.stack.monitoring import ui_credentials, write_web_config
+
+    monkeypatch.delenv("HFT_PROMETHEUS_PASSWORD", raising=False)
+    cfg = StackConfig(run_dir=tmp_path / "run")
+    user, password = ui_credentials(cfg)
+    assert user == "hft" and len(password) >= 24
+    assert stat.S_IMODE(os.stat(tmp_path / "secrets" / "prometheus-password").st_mode) == 0o600
+    assert ui_credentials(cfg) == (user, password)  # generated once
+    web, secret_file = write_web_config(tmp_path, cfg)
+    text = web.read_text()
+    hashed = text.split("'")[1]
+    assert password not in text and bcrypt.checkpw(password.encode(), hashed.encode())
+    assert secret_file.read_text() == password and stat.S_IMODE(os.stat(web).st_mode) == 0o600
+    write_web_config(tmp_path, cfg)
+    assert web.read_text() == text  # same password: same hash (no rehash per start)
+    monkeypatch.setenv("HFT_PROMETHEUS_PASSWORD", "another one")
+    write_web_config(tmp_path, cfg)
+    assert bcrypt.checkpw(b"another one", web.read_text().split("'")[1].encode())

@@ -323,3 +323,32 @@ def test_processor_stamps_each_stage_and_the_path_latency_is_observed_per_bar(st
     for stage, (n0, s0) in before.items():
         assert count(stage) - n0 == len(result.predictions)
         assert (total(stage) - s0) / len(result.predictions) >= 0.3, stage
+
+
+def test_processor_measures_each_features_shift_from_the_champions_training_data(store, bars_factory):
+    """A real FastPredictor whose scaler was fitted on these bars: the live shift stays small, and record_batch
+    exports it per feature; served on a market whose returns are 20x as large, the features show a large shift."""
+    from prometheus_client import REGISTRY
+
+    from hft.observability.metrics import record_batch
+
+    bars = bars_factory(tickers=("AAA", "BBB"), start="2024-03-07", end="2024-03-08")
+    predictor = _conv1d_predictor(bars)
+    proc, _, _ = make(store, model=predictor)
+    result = proc.process(0, records(bars))
+    assert set(result.feature_shift) == set(predictor.features)
+    calm = max(abs(v) for v in result.feature_shift.values())
+    assert calm < 1.0, result.feature_shift
+    record_batch(result)
+    for name, value in result.feature_shift.items():
+        assert REGISTRY.get_sample_value("hft_stream_feature_shift", {"feature": name}) == value
+    # the same model on a market whose returns are 20x as volatile
+    wild = bars_factory(tickers=("CCC",), start="2024-03-11", end="2024-03-11")
+    ref = wild["close"].iloc[0]
+    for col in ("open", "high", "low", "close"):
+        wild[col] = ref * (1 + 20 * (wild[col] / ref - 1))
+    wild["high"] = wild[["open", "high", "low", "close"]].max(axis=1)
+    wild["low"] = wild[["open", "high", "low", "close"]].min(axis=1)
+    proc2, _, _ = make(store, model=predictor)
+    shifted = proc2.process(1, records(wild, 10_000)).feature_shift
+    assert max(abs(v) for v in shifted.values()) > 2 * max(calm, 0.5), shifted

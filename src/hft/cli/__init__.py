@@ -6,12 +6,13 @@
     hft collect | stream                bars into Kafka; the Spark streaming job that predicts them
     hft execute                         the C++ executor service; its kill switch and status
     hft backtest                        replay bars and predictions through the same executor
+    hft logs                            search logs and trading events in Elasticsearch; the shipper
     hft demo                            all of it end to end on the synthetic market
 
 Errors: every :class:`hft.errors.HftError` (a mistake in the input or the environment) ends with a one-line
 ``error: ...`` on stderr and its ``exit_code`` (2); a batch that fails validation ends with exit status 1
-after saying which expectations failed on how many rows. Logs are ECS JSON on stderr (``--log-level`` or
-``HFT_LOG_LEVEL``).
+after saying which expectations failed on how many rows. Logs are ECS JSON on stderr and in ``<HFT_HOME>/logs``
+(``--log-level`` or ``HFT_LOG_LEVEL``).
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hft.cli import backtest, data, demo, execution, model, stack, streaming
+from hft.cli import backtest, data, demo, execution, logs, model, stack, streaming
 from hft.cli._common import EXIT_USAGE
 from hft.config import Settings
 from hft.errors import HftError
 
 #: The command groups, in the order ``hft --help`` lists them.
-GROUPS = (data, model, stack, streaming, execution, backtest, demo)
+GROUPS = (data, model, stack, streaming, execution, backtest, logs, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,14 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
             user, where = stack.airflow_login(config)
             out(f"Airflow UI: {config.airflow_url} (user {user!r}, password {where})")
         if "prometheus" in services:
-            out(f"Prometheus UI: {config.prometheus_url} (alerts: {config.prometheus_url}/alerts)")
+            from hft.stack.monitoring import ui_credentials
+
+            user, _ = ui_credentials(config)
+            out(f"Prometheus UI: {config.prometheus_url} (alerts: {config.prometheus_url}/classic/alerts, dashboard: "
+                f"{config.prometheus_url}/consoles/hft.html; user {user!r}, password HFT_PROMETHEUS_PASSWORD or "
+                f"{config.home}/secrets/prometheus-password)")
+        if "elasticsearch" in services:
+            out(f"Elasticsearch: {config.elasticsearch_url} (search: hft logs search --help)")
     elif args.action == "down":
         stack.down(config, services)
     elif args.action == "jars":
@@ -33,7 +40,8 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     healthy = True
     for name, st in stack.status(config).items():
-        optional = (*stack.AIRFLOW_SERVICES, *stack.MONITORING_SERVICES, "postgres")  # shown by status when running
+        # shown by status when running
+        optional = (*stack.AIRFLOW_SERVICES, *stack.MONITORING_SERVICES, *stack.LOGGING_SERVICES, "postgres")
         if name not in services or (args.action == "status" and not args.services and not st.running
                                     and name in optional):
             continue
@@ -48,7 +56,8 @@ def register(sub) -> None:
     p.add_argument("action", choices=["up", "down", "status", "jars"])
     p.add_argument("--services", help="comma-separated services or groups: kafka, redis, mlflow, airflow-api, "
                    "airflow-scheduler, airflow-dag-processor, postgres, prometheus, node-exporter, redis-exporter, "
-                   "alertmanager, alert-hook; airflow (its three), monitoring (the last five), all. Default: up "
+                   "alertmanager, alert-hook, elasticsearch, log-shipper; airflow (its three), monitoring (prometheus "
+                   "to alert-hook), logging (elasticsearch, log-shipper), all. Default: up "
                    "starts kafka,redis,mlflow (and postgres first with HFT_METADATA_DB=postgres); down stops "
                    "everything; status shows the data path, and Airflow and PostgreSQL when running")
     p.set_defaults(func=cmd_stack)

@@ -41,7 +41,7 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     from hft.spark_submit import start_stream_job, stream_job_command
 
     command = stream_job_command(stack_config(), args.master, args.tickers, args.trigger, args.checkpoint,
-                                 args.metrics_port, args.stop_when_idle, args.max_offsets)
+                                 args.metrics_port, args.stop_when_idle, args.max_offsets, args.jvm_metrics_port)
     return start_stream_job(command).wait()
 
 
@@ -70,5 +70,7 @@ def register(sub) -> None:
     p.add_argument("--max-offsets", type=int, default=20000, help="most Kafka messages per micro-batch")
     p.add_argument("--checkpoint", help="checkpoint folder (default <run dir>/checkpoints/predict_stream)")
     p.add_argument("--metrics-port", type=int, default=9108)
+    p.add_argument("--jvm-metrics-port", type=int, default=9110,
+                   help="the Spark driver JVM's metrics (Prometheus JMX exporter agent) on 127.0.0.1 (0: off)")
     p.add_argument("--stop-when-idle", type=float, default=0.0, help="stop after N seconds without input (0: run until killed)")
     p.set_defaults(func=cmd_stream)

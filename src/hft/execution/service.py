@@ -37,7 +37,7 @@ import numpy as np
 
 from hft.execution.config import ExecConfig
 from hft.execution.journal import Journal
-from hft.schemas import RedisKeys, bar_end_ns
+from hft.schemas import RedisKeys, bar_end_ns, correlation_id
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,13 @@ class ExecutionService:
         fills = done[done["type"] == self.x.EventType.fill]
         self._published_pos = np.zeros(len(self.tickers), dtype=np.int64)
         np.add.at(self._published_pos, fills["instrument"].astype(np.int64), fills["qty"])
+        # order id -> the correlation id of the bar that caused it (fills carry it too): every order of the journal
+        # (open ones, and those whose last record is still to be published: the map forgets an order once done)
+        sent = history[history["type"] == self.x.EventType.order_sent]
+        self._order_cid = {int(e["order_id"]): self._cid(e) for e in sent}
+        for e in done[done["type"] == self.x.EventType.order_done]:
+            self._order_cid.pop(int(e["order_id"]), None)
+        self._expected_px: dict[int, float] = {}  # open order -> the price expected at its decision
         self._pending = True  # first read our own delivered-but-unacknowledged entries
         log.info("executor recovered %d journal records: %d instruments, halted=%s", len(history),
                  len(self.tickers), self.executor.halted)
@@ -97,15 +104,29 @@ class ExecutionService:
         self.republish()
 
     # -- publication -----------------------------------------------------------------------------------------
-    def _record(self, seq: int, e) -> dict:
+    def _ticker(self, e) -> str:
         t = int(e["instrument"])
-        ticker = self.tickers[t] if t < len(self.tickers) else ""
-        return {
-            "seq": seq, "type": self.x.EVENT_TYPES[int(e["type"])], "ticker": ticker,
+        return self.tickers[t] if t < len(self.tickers) else ""
+
+    def _cid(self, e) -> str:
+        """An order_sent event's correlation id: its prediction's bar (``bar_ts_ns``, the bar's end)."""
+        return correlation_id(self._ticker(e), int(e["bar_ts_ns"]))
+
+    def _record(self, seq: int, e) -> dict:
+        rec = {
+            "seq": seq, "type": self.x.EVENT_TYPES[int(e["type"])], "ticker": self._ticker(e),
             "order_id": int(e["order_id"]), "qty": int(e["qty"]), "price": int(e["price"]) / self.x.TICKS_PER_UNIT,
             "fee": int(e["fee"]) / self.x.TICKS_PER_UNIT, "ts_ns": int(e["ts_ns"]),
             "reason": self.x.REASONS[int(e["reason"])],
         }
+        order_id = int(e["order_id"])
+        if int(e["type"]) == self.x.EventType.order_sent:
+            self._order_cid[order_id] = self._cid(e)
+        done = int(e["type"]) == self.x.EventType.order_done
+        cid = (self._order_cid.pop if done else self._order_cid.get)(order_id, None) if order_id else None
+        if cid:
+            rec["correlation_id"] = cid
+        return rec
 
     def _account(self, events: np.ndarray) -> None:
         fills = events[events["type"] == self.x.EventType.fill]
@@ -249,8 +270,30 @@ class ExecutionService:
             m.EXEC_ORDERS.labels(self.tickers[e["instrument"]], "buy" if e["qty"] > 0 else "sell").inc()
         for e in events[events["type"] == self.x.EventType.fill]:
             m.EXEC_FILLS.labels(self.tickers[e["instrument"]]).inc()
+        self._observe_slippage(preds, decisions, events)
         self.update_gauges()
         return result
+
+    def _observe_slippage(self, preds, decisions, events) -> None:
+        """How far each fill is from the price expected when its order was decided (the bar's close that the
+        prediction carried), in basis points: ``hft_exec_fill_slippage_bps``, positive when worse for us."""
+        from hft.observability.metrics import EXEC_FILL_SLIPPAGE
+
+        ordered = decisions["action"] == self.x.Action.order
+        for oid, px in zip(decisions["order_id"][ordered].tolist(), preds["price"][ordered].tolist()):
+            if px > 0:
+                self._expected_px[oid] = px
+        ev_type = events["type"]
+        for e in events[(ev_type == self.x.EventType.fill) | (ev_type == self.x.EventType.order_done)]:
+            oid = int(e["order_id"])
+            if int(e["type"]) == self.x.EventType.order_done:
+                self._expected_px.pop(oid, None)
+                continue
+            expected = self._expected_px.get(oid)
+            if expected:
+                price = int(e["price"]) / self.x.TICKS_PER_UNIT
+                side = 1.0 if int(e["qty"]) > 0 else -1.0
+                EXEC_FILL_SLIPPAGE.observe(side * (price - expected) / expected * 1e4)
 
     def _observe_path(self, preds, produced, decisions, events, at: tuple[int, int, int]) -> None:
         """The executor's stages of the path latency: every prediction received and decided; those that became

@@ -151,6 +151,8 @@ class FastPredictor:
         w = _assign(spec, list(weights), list(names or []), source)
         self._config = config
         self._features = features
+        #: the training distribution of each raw feature (the scaler's mean and scale): drift is measured against it
+        self.training_mean, self.training_scale = mean.copy(), scale.copy()
         self._conv = config.architecture == "conv1d"
 
         # Dense layers with batch norm folded in (float64).

@@ -20,7 +20,6 @@ import hmac
 import json
 import logging
 import os
-import secrets
 import signal
 import sys
 from dataclasses import dataclass
@@ -40,15 +39,9 @@ MAX_BODY = 1 << 20
 
 def webhook_token(home: Path) -> str:
     """``HFT_ALERT_WEBHOOK_TOKEN``, else the token generated once into ``<home>/secrets/alert-webhook-token``."""
-    from hft.stack.base import write_private
+    from hft.stack.base import secret
 
-    from_env = os.environ.get("HFT_ALERT_WEBHOOK_TOKEN")
-    if from_env:
-        return from_env
-    path = home / "secrets" / "alert-webhook-token"
-    if not path.exists():
-        write_private(path, secrets.token_urlsafe(32) + "\n")
-    return path.read_text().strip()
+    return secret(home, "alert-webhook-token", "HFT_ALERT_WEBHOOK_TOKEN", nbytes=32)
 
 
 def kill_switch_enabled() -> bool:

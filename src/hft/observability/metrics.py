@@ -29,6 +29,12 @@ STREAM_LENGTH = Gauge("hft_stream_predictions_stream_length",
 STREAM_KAFKA_LAG = Gauge("hft_stream_kafka_lag_messages",
                          "Bars in market.bars not yet processed by the stream, per partition", ["partition"])
 STREAM_MODEL_VERSION = Gauge("hft_stream_model_version", "Registered model version being served")
+STREAM_FEATURE_SHIFT = Gauge(
+    "hft_stream_feature_shift",
+    "Exponentially weighted mean of each served feature standardised by the champion's training mean and scale "
+    "(0: like the training data; +-1: moved by one training standard deviation)", ["feature"])
+REGISTRY_CHAMPION_VERSION = Gauge("hft_registry_champion_version",
+                                  "The registry's champion version, as the streaming job last read it")
 STREAM_MODEL_GATE_APPROVED = Gauge(
     "hft_stream_model_gate_approved",
     "1 when the gate approved the champion version being served; 0 when it rejected it or never judged it "
@@ -83,6 +89,8 @@ def record_batch(result) -> None:
             observe_path(stage, at_ns, produced)
         if produced:
             STREAM_PREDICTION_AGE.set((time.time_ns() - min(produced)) / 1e9)
+        for feature, shift in result.feature_shift.items():
+            STREAM_FEATURE_SHIFT.labels(feature).set(shift)
         try:
             STREAM_MODEL_VERSION.set(float(result.predictions[-1].model_version))
         except ValueError:
@@ -104,3 +112,7 @@ EXEC_DAY_PNL = Gauge("hft_exec_day_pnl", "PnL since the start of the UTC day (cu
 EXEC_LOSS_LIMIT = Gauge("hft_exec_daily_loss_limit", "The daily loss limit (currency units): trading halts at -limit")
 EXEC_LAG = Gauge("hft_exec_predictions_lag", "Predictions in the Redis stream not yet delivered to the executor's group")
 EXEC_PENDING = Gauge("hft_exec_predictions_pending", "Predictions delivered to the executor's group, not acknowledged")
+EXEC_FILL_SLIPPAGE = Histogram(
+    "hft_exec_fill_slippage_bps",
+    "Fill price against the price expected at the decision (the prediction's bar close), basis points, "
+    "positive when worse for us", buckets=(-100, -25, -5, 0, 5, 10, 25, 50, 100, 250, 1000))

@@ -1,6 +1,8 @@
 """The local stack on 127.0.0.1: Kafka (KRaft, single node), Redis, the MLflow tracking server, Airflow
 (API server with the UI, scheduler, DAG processor: ``up(cfg, ["airflow"])``, see :mod:`hft.stack.airflow`), and
-PostgreSQL for MLflow and Airflow when ``HFT_METADATA_DB=postgres`` (:mod:`hft.stack.postgres`).
+PostgreSQL for MLflow and Airflow when ``HFT_METADATA_DB=postgres`` (:mod:`hft.stack.postgres`), monitoring
+(``up(cfg, ["monitoring"])``, :mod:`hft.stack.monitoring`) and an Elasticsearch 9.5 node for logs and search
+(``up(cfg, ["logging"])``, ``cfg.elasticsearch_url``, :mod:`hft.stack.elasticsearch`).
 
     from hft.stack import StackConfig, up, status, down, ensure_topics, TopicSpec
 
@@ -11,13 +13,15 @@ PostgreSQL for MLflow and Airflow when ``HFT_METADATA_DB=postgres`` (:mod:`hft.s
     down(cfg)
 
 Programs and jars come from ``make setup`` (infra/setup.sh): Kafka's jars in ``build/kafka-libs``,
-``/usr/bin/redis-server`` from Debian, MLflow from the venv. Logs: ``<run_dir>/<service>.log``.
+``/usr/bin/redis-server`` from Debian, MLflow from the venv, Elasticsearch in ``build/elasticsearch``.
+Logs: ``<run_dir>/<service>.log``.
 """
 
 from hft.stack.airflow import admin_credentials, airflow_env, airflow_login
 from hft.stack.config import (
     AIRFLOW_SERVICES,
     ALL_SERVICES,
+    LOGGING_SERVICES,
     MONITORING_SERVICES,
     SERVICES,
     StackConfig,
@@ -32,6 +36,7 @@ from hft.stack.spark import hft_spark_jar, spark_kafka_jars, streaming_jars
 __all__ = [
     "AIRFLOW_SERVICES",
     "ALL_SERVICES",
+    "LOGGING_SERVICES",
     "MONITORING_SERVICES",
     "admin_credentials",
     "airflow_env",

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hft.config import env_value
+from hft.config import env_count, env_value
 from hft.stack.base import SETUP_HINT, Service, child_env, render, write_private
 from hft.stack.config import HOST, StackConfig, StackError, infra_file, repo_root
 from hft.stack.postgres import metadata_url, prepare_database
@@ -63,13 +63,10 @@ class AirflowSettings:
 
     @classmethod
     def from_env(cls, config: StackConfig) -> AirflowSettings:
-        raw = env_value("HFT_AIRFLOW_PARALLELISM", "4")
         try:
-            parallelism = int(raw)
-        except ValueError:
-            raise StackError(f"HFT_AIRFLOW_PARALLELISM must be a whole number, got {raw!r}") from None
-        if parallelism < 1:
-            raise StackError(f"HFT_AIRFLOW_PARALLELISM must be at least 1, got {parallelism}")
+            parallelism = env_count("HFT_AIRFLOW_PARALLELISM", 4)
+        except ValueError as exc:
+            raise StackError(str(exc)) from None
         return cls(
             db_url=metadata_url(config, "airflow"),
             admin_user=env_value("HFT_AIRFLOW_ADMIN_USER", "admin"),

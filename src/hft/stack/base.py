@@ -142,6 +142,37 @@ def java() -> str:
     return java
 
 
+def http_ok(url: str, timeout: float = 3.0, auth: tuple[str, str] | None = None) -> tuple[bool, str]:
+    """(healthy, detail) of a service's HTTP health endpoint: a 200 answer (``auth``: basic-auth user, password)."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status == 200, f"{url.rsplit('/', 1)[-1] or url}: {resp.status}"
+    except (urllib.error.URLError, OSError) as e:
+        return False, f"{url} failed: {e}"
+
+
+def secret(home: Path, name: str, env: str, nbytes: int = 24) -> str:
+    """A secret of the stack: the environment variable ``env`` when set, else generated once (``nbytes`` random
+    bytes, URL-safe) into ``<home>/secrets/<name>`` (0600) and read from there."""
+    import secrets
+
+    from_env = os.environ.get(env)
+    if from_env:
+        return from_env
+    path = Path(home) / "secrets" / name
+    if not path.exists():
+        write_private(path, secrets.token_urlsafe(nbytes) + "\n")
+        log.warning("generated a secret in %s (set %s to choose one)", path, env)
+    return path.read_text().strip()
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a secret: mode 0600 from the start, replaced atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)

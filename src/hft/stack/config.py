@@ -16,21 +16,25 @@ AIRFLOW_SERVICES: tuple[str, ...] = ("airflow-api", "airflow-scheduler", "airflo
 #: Monitoring: the Prometheus server, the exporters of the host and of Redis, Alertmanager and the project's
 #: alert webhook (``hft.stack.monitoring``).
 MONITORING_SERVICES: tuple[str, ...] = ("prometheus", "node-exporter", "redis-exporter", "alertmanager", "alert-hook")
+#: Logs and search: one Elasticsearch 9.5 node and the log shipper that fills it (``hft.stack.elasticsearch``).
+LOGGING_SERVICES: tuple[str, ...] = ("elasticsearch", "log-shipper")
 #: Every service the stack knows, in start order (PostgreSQL first: MLflow and Airflow keep their state in it
 #: when ``HFT_METADATA_DB=postgres``).
-ALL_SERVICES: tuple[str, ...] = ("postgres", *SERVICES, *AIRFLOW_SERVICES, *MONITORING_SERVICES)
+ALL_SERVICES: tuple[str, ...] = ("postgres", *SERVICES, *AIRFLOW_SERVICES, *MONITORING_SERVICES, *LOGGING_SERVICES)
 #: Where MLflow and Airflow keep their state: ``sqlite`` (embedded, no setup) or ``postgres`` (the stack's own
 #: PostgreSQL server, the production backend).
 METADATA_BACKENDS: tuple[str, ...] = ("sqlite", "postgres")
 #: Names that stand for several services (``hft stack up --services kafka,airflow``).
 #: ``all`` leaves PostgreSQL out: ``up`` adds it where the configuration needs it (``with_dependencies``).
 GROUPS: dict[str, tuple[str, ...]] = {"airflow": AIRFLOW_SERVICES, "monitoring": MONITORING_SERVICES,
-                                      "all": (*SERVICES, *AIRFLOW_SERVICES, *MONITORING_SERVICES)}
+                                      "logging": LOGGING_SERVICES,
+                                      "all": (*SERVICES, *AIRFLOW_SERVICES, *MONITORING_SERVICES, *LOGGING_SERVICES)}
 HOST = "127.0.0.1"
 
 
 def expand_services(names) -> tuple[str, ...]:
-    """Service names with groups (``airflow``, ``all``) expanded, in the order given, without repeats."""
+    """Service names with groups (``airflow``, ``monitoring``, ``logging``, ``all``) expanded, in the order given,
+    without repeats."""
     out: list[str] = []
     for name in names:
         out.extend(GROUPS.get(name, (name,)))
@@ -70,6 +74,10 @@ class StackConfig:
         prometheus_port, node_exporter_port, redis_exporter_port, alertmanager_port, alert_hook_port: the
             monitoring services.
         kafka_heap: the broker JVM's ``-Xmx``.
+        elasticsearch_port: the Elasticsearch node's HTTP API (clients: :attr:`elasticsearch_url`).
+        elasticsearch_transport_port: the node's transport (node-to-node) port; bound to 127.0.0.1 like HTTP.
+        elasticsearch_heap: the Elasticsearch JVM's ``-Xmx`` (``1g``; an idle node holds ~350-450 MB resident).
+        log_shipper_port: the log shipper's ``/metrics`` (its health check).
         home: ``HFT_HOME``; MLflow keeps ``mlflow.db`` and ``mlartifacts/`` here, where the CLI finds them
             when ``MLFLOW_TRACKING_URI`` is unset. Defaults to the parent of ``run_dir``.
     """
@@ -90,6 +98,10 @@ class StackConfig:
     alert_hook_port: int = 9096
     kafka_metrics_port: int = 9404
     kafka_heap: str = "512m"
+    elasticsearch_port: int = 9200
+    elasticsearch_transport_port: int = 9300
+    elasticsearch_heap: str = "1g"
+    log_shipper_port: int = 9111
     home: Path | None = None
 
     def __post_init__(self) -> None:
@@ -113,6 +125,9 @@ class StackConfig:
             "alertmanager_port": self.alertmanager_port,
             "alert_hook_port": self.alert_hook_port,
             "kafka_metrics_port": self.kafka_metrics_port,
+            "elasticsearch_port": self.elasticsearch_port,
+            "elasticsearch_transport_port": self.elasticsearch_transport_port,
+            "log_shipper_port": self.log_shipper_port,
         }
         if len(set(ports.values())) != len(ports):
             raise StackError(f"two services share a port: {ports}")
@@ -124,7 +139,9 @@ class StackConfig:
         ``HFT_POSTGRES_PORT`` (5433: clear of a system PostgreSQL on 5432), ``HFT_METADATA_DB`` (``sqlite`` or
         ``postgres``), ``HFT_POSTGRES_DATA``, ``HFT_PROMETHEUS_PORT``, ``HFT_NODE_EXPORTER_PORT``,
         ``HFT_REDIS_EXPORTER_PORT``, ``HFT_ALERTMANAGER_PORT`` (9095: Kafka's controller has 9093),
-        ``HFT_ALERT_HOOK_PORT``, ``HFT_KAFKA_METRICS_PORT`` (the broker's JMX exporter), ``HFT_KAFKA_HEAP``."""
+        ``HFT_ALERT_HOOK_PORT``, ``HFT_KAFKA_METRICS_PORT`` (the broker's JMX exporter), ``HFT_KAFKA_HEAP``,
+        ``HFT_ELASTICSEARCH_PORT`` (9200), ``HFT_ELASTICSEARCH_TRANSPORT_PORT`` (9300), ``HFT_ELASTICSEARCH_HEAP``
+        (``1g``), ``HFT_LOG_SHIPPER_PORT`` (9111)."""
         home = Settings.from_env().home
         data = env_value("HFT_POSTGRES_DATA", "")
         return cls(
@@ -144,6 +161,10 @@ class StackConfig:
             alert_hook_port=_port("HFT_ALERT_HOOK_PORT", 9096),
             kafka_metrics_port=_port("HFT_KAFKA_METRICS_PORT", 9404),
             kafka_heap=env_value("HFT_KAFKA_HEAP", "512m"),
+            elasticsearch_port=_port("HFT_ELASTICSEARCH_PORT", 9200),
+            elasticsearch_transport_port=_port("HFT_ELASTICSEARCH_TRANSPORT_PORT", 9300),
+            elasticsearch_heap=env_value("HFT_ELASTICSEARCH_HEAP", "1g"),
+            log_shipper_port=_port("HFT_LOG_SHIPPER_PORT", 9111),
             home=home,
         )
 
@@ -162,6 +183,11 @@ class StackConfig:
     @property
     def prometheus_url(self) -> str:
         return f"http://{HOST}:{self.prometheus_port}"
+
+    @property
+    def elasticsearch_url(self) -> str:
+        """The Elasticsearch node's HTTP API (``elasticsearch.Elasticsearch(cfg.elasticsearch_url)``)."""
+        return f"http://{HOST}:{self.elasticsearch_port}"
 
     @property
     def airflow_url(self) -> str:

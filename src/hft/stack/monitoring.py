@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from hft.stack.base import SETUP_HINT, Service, render
+from hft.stack.base import SETUP_HINT, Service, http_ok, render
 from hft.stack.config import HOST, StackError, infra_file
 
 #: How often Prometheus scrapes and evaluates the rules (the rules' `for:` durations assume it).
@@ -29,12 +27,47 @@ def _program(name: str) -> str:
     return found
 
 
-def _get(url: str) -> tuple[bool, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
-            return resp.status == 200, f"{url.rsplit('/', 1)[-1] or url}: {resp.status}"
-    except (urllib.error.URLError, OSError) as e:
-        return False, f"{url} failed: {e}"
+#: The user of the Prometheus and Alertmanager UIs and APIs (basic auth); the password: :func:`ui_credentials`.
+UI_USER = "hft"
+
+
+def ui_credentials(config) -> tuple[str, str]:
+    """(user, password) of the Prometheus and Alertmanager UIs and APIs: ``HFT_PROMETHEUS_PASSWORD``, else
+    generated once into ``<HFT_HOME>/secrets/prometheus-password`` (0600)."""
+    from hft.stack.base import secret
+
+    assert config.home is not None
+    return UI_USER, secret(config.home, "prometheus-password", "HFT_PROMETHEUS_PASSWORD")
+
+
+def write_web_config(folder: Path, config) -> tuple[Path, Path]:
+    """The servers' ``--web.config.file`` (basic auth: the bcrypt hash of the password, 0600) and a 0600 file
+    holding the password itself, for Prometheus's own requests (its self-scrape, its alerts to Alertmanager).
+    The hash is kept while the password still matches it (a new hash per start would only cost time)."""
+    import bcrypt
+
+    from hft.stack.base import write_private
+
+    user, password = ui_credentials(config)
+    web, secret_file = folder / "web.yml", folder / "ui-password"
+    old = web.read_text().split(": ", 2)[-1].strip().strip("'") if web.exists() else ""
+    if not (old.startswith("$2") and bcrypt.checkpw(password.encode(), old.encode())):
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+        write_private(web, f"basic_auth_users:\n  {user}: '{hashed}'\n")
+    write_private(secret_file, password)
+    return web, secret_file
+
+
+def prometheus_get(config, path: str, timeout: float = 10.0) -> bytes:
+    """GET ``path`` (``/api/v1/query?...``, ``/consoles/hft.html``) of the stack's Prometheus, authenticated."""
+    import base64
+    import urllib.request
+
+    user, password = ui_credentials(config)
+    request = urllib.request.Request(f"{config.prometheus_url}{path}")
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        return resp.read()
 
 
 class Prometheus(Service):
@@ -71,6 +104,7 @@ class Prometheus(Service):
         infra_file("prometheus", "prometheus.yml.template")
 
     def prepare(self) -> tuple[list[str], Path]:
+        from hft.observability.console import write_console
         from hft.observability.discovery import prune
 
         binary = _program("prometheus")
@@ -78,24 +112,33 @@ class Prometheus(Service):
         self.targets.mkdir(parents=True, exist_ok=True)
         prune(self.targets)  # processes that died since the last start: restarted, or gone for good
         rules = infra_file("prometheus", "prometheus.yml.template").parent / "rules"
+        web_config, _ = write_web_config(self.home, self.config)  # the UI and API behind basic auth
         render(infra_file("prometheus", "prometheus.yml.template"), self.config_file,
                scrape_interval=SCRAPE_INTERVAL, rules_dir=rules, port=self.config.prometheus_port,
                node_port=self.config.node_exporter_port, redis_exporter_port=self.config.redis_exporter_port,
                targets_dir=self.targets, alertmanager_port=self.config.alertmanager_port,
-               kafka_metrics_port=self.config.kafka_metrics_port, mlflow_port=self.config.mlflow_port)
+               kafka_metrics_port=self.config.kafka_metrics_port, mlflow_port=self.config.mlflow_port,
+               ui_user=UI_USER, ui_password_file=self.home / "ui-password")
         promtool = shutil.which("promtool")
         if promtool:  # a broken config or rule file fails here, with promtool's words, not in the server log
             checked = subprocess.run([promtool, "check", "config", str(self.config_file)], capture_output=True,
                                      text=True, timeout=60)
+            if checked.returncode == 0:
+                checked = subprocess.run([promtool, "check", "web-config", str(web_config)], capture_output=True,
+                                         text=True, timeout=60)
             if checked.returncode != 0:
                 raise StackError(f"prometheus: {self.config_file} is not valid:\n{checked.stdout}{checked.stderr}")
+        # The console page /consoles/hft.html: the Grafana dashboard, rendered by Prometheus (no Grafana needed).
+        consoles = self.home / "consoles"
+        write_console(infra_file("grafana", "hft-dashboard.json"), consoles)
         argv = [binary, f"--config.file={self.config_file}", f"--storage.tsdb.path={self.home / 'data'}",
                 f"--web.listen-address={HOST}:{self.config.prometheus_port}", "--storage.tsdb.retention.time=15d",
-                f"--web.external-url={self.config.prometheus_url}"]
+                f"--web.external-url={self.config.prometheus_url}", f"--web.console.templates={consoles}",
+                f"--web.console.libraries={consoles}", f"--web.config.file={web_config}"]
         return argv, self.home
 
     def health(self) -> tuple[bool, str]:
-        ok, detail = _get(f"{self.config.prometheus_url}/-/ready")
+        ok, detail = http_ok(f"{self.config.prometheus_url}/-/ready", auth=ui_credentials(self.config))
         return ok, f"UI and API at {self.config.prometheus_url}" if ok else detail
 
 
@@ -127,7 +170,7 @@ class _Exporter(Service):
         return [_program(self.program), *self.arguments()], self.config.run_dir
 
     def health(self) -> tuple[bool, str]:
-        return _get(self.address())
+        return http_ok(self.address())
 
 
 class NodeExporter(_Exporter):
@@ -194,14 +237,16 @@ class Alertmanager(Service):
         render(infra_file("alertmanager", "alertmanager.yml.template"), self.config_file,
                group_wait=GROUP_WAIT, group_interval=GROUP_INTERVAL, hook_port=self.config.alert_hook_port,
                token_file=token_file)
+        web_config, _ = write_web_config(self.home, self.config)
         argv = [_program("prometheus-alertmanager"), f"--config.file={self.config_file}",
+                f"--web.config.file={web_config}",
                 f"--storage.path={self.home / 'data'}", f"--web.listen-address={HOST}:{self.config.alertmanager_port}",
                 "--cluster.listen-address=",  # one instance: no gossip port (it would listen on all interfaces)
                 f"--web.external-url={self.address()}"]
         return argv, self.home
 
     def health(self) -> tuple[bool, str]:
-        return _get(f"{self.address()}/-/ready")
+        return http_ok(f"{self.address()}/-/ready", auth=ui_credentials(self.config))
 
 
 class AlertHook(Service):
@@ -234,4 +279,4 @@ class AlertHook(Service):
                 "--redis", self.config.redis_url], self.config.run_dir
 
     def health(self) -> tuple[bool, str]:
-        return _get(f"http://{HOST}:{self.config.alert_hook_port}/health")
+        return http_ok(f"http://{HOST}:{self.config.alert_hook_port}/health")

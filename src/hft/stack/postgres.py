@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from hft.config import env_value
-from hft.stack.base import SETUP_HINT, Service, write_private
+from hft.stack.base import SETUP_HINT, Service, secret
 from hft.stack.config import HOST, StackConfig, StackError
 
 log = logging.getLogger("hft.stack")
@@ -38,16 +37,8 @@ SYSTEM_USER = "postgres"  # who runs the server when the stack runs as root
 
 def password(config: StackConfig) -> str:
     """The ``hft`` role's password: ``HFT_POSTGRES_PASSWORD``, else generated once (0600) beside HFT_HOME's secrets."""
-    from_env = os.environ.get("HFT_POSTGRES_PASSWORD")
-    if from_env:
-        return from_env
     assert config.home is not None
-    path = config.home / "secrets" / "postgres-password"
-    if not path.exists():
-        write_private(path, secrets.token_urlsafe(24) + "\n")
-        log.warning("PostgreSQL: generated a password for role %r, stored in %s (set HFT_POSTGRES_PASSWORD to "
-                    "choose one)", USER, path)
-    return path.read_text().strip()
+    return secret(config.home, "postgres-password", "HFT_POSTGRES_PASSWORD")
 
 
 def database_url(config: StackConfig, database: str, driver: str = "postgresql+psycopg2") -> str:

@@ -1,5 +1,6 @@
 """Start, stop and check the local services: Kafka (KRaft), Redis, the MLflow tracking server, Airflow
-(:mod:`hft.stack.airflow`) and PostgreSQL (:mod:`hft.stack.postgres`, for MLflow and Airflow).
+(:mod:`hft.stack.airflow`), PostgreSQL (:mod:`hft.stack.postgres`, for MLflow and Airflow), monitoring
+(:mod:`hft.stack.monitoring`) and Elasticsearch (:mod:`hft.stack.elasticsearch`).
 
 Each service runs detached (its own session, so ``hft stack up`` can return) with everything under
 ``run_dir``: ``<name>.pid``, ``<name>.log`` and its data (``kafka/``, ``redis/``; MLflow's database and
@@ -35,6 +36,7 @@ from hft.stack.config import (
     infra_file,
     repo_root,
 )
+from hft.stack.elasticsearch import Elasticsearch, LogShipper
 from hft.stack.kafka import _ck, kafka_health
 from hft.stack.monitoring import AlertHook, Alertmanager, NodeExporter, Prometheus, RedisExporter
 from hft.stack.postgres import Postgres, metadata_url, prepare_database
@@ -266,6 +268,7 @@ _CLASSES: dict[str, type[Service]] = {
     "airflow-api": AirflowApi, "airflow-scheduler": AirflowScheduler, "airflow-dag-processor": AirflowDagProcessor,
     "prometheus": Prometheus, "node-exporter": NodeExporter, "redis-exporter": RedisExporter,
     "alertmanager": Alertmanager, "alert-hook": AlertHook,
+    "elasticsearch": Elasticsearch, "log-shipper": LogShipper,
 }
 
 
@@ -274,7 +277,7 @@ def _services(config: StackConfig, names: Iterable[str]) -> list[Service]:
     unknown = [n for n in names if n not in _CLASSES]
     if unknown:
         raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(ALL_SERVICES)}, "
-                         "and the groups airflow, monitoring, all")
+                         "and the groups airflow, monitoring, logging, all")
     return [_CLASSES[n](config) for n in names]
 
 

@@ -39,6 +39,7 @@ class ChampionModel:
     def _refresh(self) -> None:
         from hft.model import registry
         from hft.model.fast import FastPredictor
+        from hft.observability.metrics import REGISTRY_CHAMPION_VERSION
 
         try:
             client = registry.client(self.tracking_uri)
@@ -52,10 +53,21 @@ class ChampionModel:
             if self._predictor is None:
                 raise NoChampionError(f"no '{self.alias}' version of {registry.MODEL_NAME}: run `hft train` first")
             return
+        try:
+            REGISTRY_CHAMPION_VERSION.set(float(version))
+        except ValueError:
+            pass
         if version == self._version:
             return
-        with tempfile.TemporaryDirectory() as tmp:
-            predictor = FastPredictor.from_weights_file(registry.weights_path(client, version, tmp))
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                predictor = FastPredictor.from_weights_file(registry.weights_path(client, version, tmp))
+        except Exception as exc:  # noqa: BLE001 - an unloadable new champion: keep serving (HftServingNotChampion)
+            if self._predictor is None:
+                raise
+            log.error("cannot load %s version %s, still serving version %s: %s", registry.MODEL_NAME, version,
+                      self._version, exc)
+            return
         self.gate_status = self._audit(registry, client, version)
         log.info("serving %s version %s (was %s; gate %s)", registry.MODEL_NAME, version, self._version,
                  self.gate_status, extra={"hft": {"model_version": version, "gate": self.gate_status}})

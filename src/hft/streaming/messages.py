@@ -37,7 +37,7 @@ import msgspec
 
 from hft.config import TICKER_PATTERN
 from hft.errors import HftError
-from hft.schemas import MAX_PRICE, MAX_VOLUME, MIN_PRICE, Prediction
+from hft.schemas import MAX_PRICE, MAX_VOLUME, MIN_PRICE, Interval, Prediction, bar_end_ns, correlation_id
 
 BAR_SCHEMA, BAR_VERSION = "hft.bar", 1
 DLQ_SCHEMA, PREDICTION_SCHEMA = "hft.dlq", "hft.prediction"
@@ -77,6 +77,10 @@ class BarMessage:
     @property
     def ts(self) -> datetime:
         return datetime.fromtimestamp(self.ts_ms / 1000, timezone.utc)
+
+    @property
+    def correlation_id(self) -> str:
+        return correlation_id(self.ticker, bar_end_ns(self.ts_ms * 1_000_000, self.interval))
 
 
 def encode_bar(bar: BarMessage) -> bytes:
@@ -227,6 +231,23 @@ def _decode_general(value: bytes, known_tickers: frozenset[str] | None, now_ms: 
     if produced is not None and (produced.__class__ is not int or not 0 <= produced < _INT64):
         raise MessageError("invalid_field", "produced_ns must be a 64-bit integer >= 0")
     return BarMessage(ticker, interval, ts_ms, o, h, lo, c, volume, produced)
+
+
+def message_correlation_id(body: object) -> str | None:
+    """The correlation id of a decoded bar, prediction or DLQ'd bar message (``ticker``, ``interval``,
+    ``ts``), leniently: None when those fields do not make one (a message the stream refused may be anything)."""
+    if not isinstance(body, dict):
+        return None
+    ticker, interval = body.get("ticker"), body.get("interval") or "1m"
+    if not isinstance(ticker, str) or not TICKER_PATTERN.fullmatch(ticker) or interval not in INTERVALS:
+        return None
+    try:
+        ts_ms = _timestamp_ms(body.get("ts"))
+    except MessageError:
+        return None
+    if not -_INT64 // 2 < ts_ms * 1_000_000 < _INT64 // 2:
+        return None
+    return correlation_id(ticker, bar_end_ns(ts_ms * 1_000_000, Interval.parse(interval)))
 
 
 def dlq_record(reason: str, detail: str, topic: str, partition: int, offset: int, key: bytes | None,

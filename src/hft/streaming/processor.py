@@ -20,6 +20,7 @@ import pandas as pd
 
 from hft.features.definitions import FeatureSpec
 from hft.schemas import Prediction
+from hft.streaming.drift import FeatureShift
 from hft.streaming.messages import BARS_TOPIC, BarMessage, MessageError, decode_bar, dlq_record, prediction_record
 from hft.streaming.state import FeatureState
 from hft.streaming.store import RedisStore
@@ -55,6 +56,8 @@ class BatchResult:
     duration_s: float = 0.0
     # Wall clock (ns) when the batch reached each stage of the path (hft.observability.metrics.PATH_STAGES).
     stage_ns: dict[str, int] = field(default_factory=dict)
+    # Each feature's live shift from the champion's training data (hft.streaming.drift), after this batch.
+    feature_shift: dict[str, float] = field(default_factory=dict)
 
 
 class BatchProcessor:
@@ -92,6 +95,7 @@ class BatchProcessor:
         self._state: FeatureState | None = None
         self._loaded: set[tuple[str, str]] = set()
         self._committed: dict[tuple[str, int], int] | None = None  # next offset per (topic, partition)
+        self._shift = FeatureShift()
 
     def process(self, batch_id: int, records: Sequence[Record]) -> BatchResult:
         """Process one micro-batch. Records below their partition's committed offset (see
@@ -195,6 +199,7 @@ class BatchProcessor:
             ready = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
             result.warming_up = int((~ready).sum())
             if ready.any():
+                result.feature_shift = self._drift(predictor, version, names, x[ready])
                 t0 = time.perf_counter()
                 proba = self._predict(predictor, x[ready])
                 result.inference_s = time.perf_counter() - t0
@@ -247,6 +252,18 @@ class BatchProcessor:
         if not ok:
             return (*state.features_and_windows([], names), ok, failed)
         return pd.concat(frames, ignore_index=True), np.concatenate(windows), ok, failed
+
+    def _drift(self, predictor, version: str, names: list[str], x: np.ndarray) -> dict[str, float]:
+        """The features' shift from the model's training data (the last bar of each window for a windowed model);
+        a model without a training scaler has none. Never fails the batch."""
+        mean, scale = getattr(predictor, "training_mean", None), getattr(predictor, "training_scale", None)
+        if mean is None or scale is None:
+            return {}
+        try:
+            return self._shift.update(version, names, x[:, -1, :] if x.ndim == 3 else x, mean, scale)
+        except Exception:  # noqa: BLE001 - a monitoring signal must not stop predictions
+            log.exception("feature drift update failed")
+            return {}
 
     @staticmethod
     def _predict(predictor, x: np.ndarray) -> np.ndarray:
