@@ -57,10 +57,10 @@ def test_the_new_ports_are_covered_by_the_uniqueness_check(tmp_path):
 
 
 def test_the_logging_group(tmp_path):
-    assert LOGGING_SERVICES == ("elasticsearch",)
-    assert expand_services(["logging"]) == ("elasticsearch",)
-    assert "elasticsearch" in expand_services(["all"])
-    assert ALL_SERVICES[-1] == "elasticsearch"
+    assert LOGGING_SERVICES == ("elasticsearch", "log-shipper")
+    assert expand_services(["logging"]) == ("elasticsearch", "log-shipper")
+    assert {"elasticsearch", "log-shipper"} <= set(expand_services(["all"]))
+    assert ALL_SERVICES[-2:] == ("elasticsearch", "log-shipper")
     cfg = make_stack_config(tmp_path)
     ports = [getattr(cfg, f) for f in vars(cfg) if f.endswith("_port")]
     assert len(set(ports)) == len(ports) and cfg.elasticsearch_port != 9200
