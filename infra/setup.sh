@@ -24,7 +24,8 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
 }
 
-java_major() { java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print v[1]; exit}'; }
+# awk reads to the end (no `exit`): a writer cut off early dies of SIGPIPE, which pipefail turns into a failure.
+java_major() { java -version 2>&1 | awk -F'"' '/version/ && !done {split($2, v, "."); print v[1]; done = 1}'; }
 
 # 1. Java for Spark (17+).
 if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
@@ -196,7 +197,7 @@ fi
 jdk_major() {  # JAVA_HOME -> its major version (0 when unknown)
   local v
   v="$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$1/release" 2>/dev/null)"
-  [ -n "$v" ] || v="$("$1/bin/java" -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print v[1]; exit}')"
+  [ -n "$v" ] || v="$("$1/bin/java" -version 2>&1 | awk -F'"' '/version/ && !done {split($2, v, "."); print v[1]; done = 1}')"
   echo "${v:-0}"
 }
 find_jdk21() {  # the newest JDK >= 21 under /usr/lib/jvm (java and javac), Temurin 25 first
@@ -210,14 +211,14 @@ find_jdk21() {  # the newest JDK >= 21 under /usr/lib/jvm (java and javac), Temu
 }
 es_jdk="$(find_jdk21 || true)"
 if [ -z "$es_jdk" ]; then
-  if apt-cache policy openjdk-21-jdk-headless 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  if apt-cache policy openjdk-21-jdk-headless 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; then
     say "installing a Java 21 JDK for Elasticsearch (openjdk-21-jdk-headless)"
     apt_install openjdk-21-jdk-headless
     es_jdk="$(find_jdk21 || true)"
   fi
   [ -n "$es_jdk" ] || die "Elasticsearch 9.5 needs a JDK 21+ in /usr/lib/jvm (e.g. Temurin 25 in /usr/lib/jvm/temurin-25-jdk-amd64, or openjdk-21-jdk-headless); none found and none installable with apt"
 fi
-libzstd() { ldconfig -p 2>/dev/null | awk '/libzstd\.so\.1 / {print $NF; exit}'; }
+libzstd() { ldconfig -p 2>/dev/null | awk '/libzstd\.so\.1 / && !done {print $NF; done = 1}'; }
 if [ -z "$(libzstd)" ]; then
   say "installing libzstd1 (Elasticsearch's best_compression codec)"
   apt_install libzstd1
