@@ -169,6 +169,28 @@ def test_service_kill_switch_halts_before_next_decision_and_resumes(client, tmp_
     assert not svc.executor.halted
 
 
+def test_a_halt_set_while_the_read_blocks_stops_the_entries_that_read_returns(client, tmp_path):
+    """The service checks the kill switch before reading and again after: entries that arrive during the
+    blocking read, after the halt, become no order (found by the alert end-to-end test)."""
+    import threading
+
+    write(client, predictions(4))
+    svc = ExecutionService(client, tmp_path / "journal", TICKERS, ExecConfig(**LOOSE), block_ms=2000)
+    assert drain(svc)["orders"] > 0
+
+    def later():
+        time.sleep(0.3)  # the step is blocked in XREADGROUP by now
+        set_halt(client)
+        write(client, predictions(6, start_ms=T0_MS + 60_000 * 10), batch_id=1)
+
+    t = threading.Thread(target=later)
+    t.start()
+    result = svc.step()
+    t.join()
+    assert result.entries > 0 and result.orders == 0 and result.rejected["kill_switch"] > 0
+    assert svc.executor.halted
+
+
 def test_service_restart_recovers_from_journal_and_refuses_replayed_predictions(client, tmp_path):
     preds = predictions(8)
     write(client, preds)

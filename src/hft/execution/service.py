@@ -240,6 +240,8 @@ class ExecutionService:
         result = StepResult(entries=len(entries))
         if not entries:
             return result
+        # Again now: the read may have blocked for block_ms, and a halt set meanwhile must stop these entries too.
+        self._check_halt()
         received_ns = time.time_ns()
         preds, produced, malformed = self._parse(entries)
         decisions = np.zeros(len(preds), dtype=self.x.DECISION_DTYPE)
