@@ -52,7 +52,7 @@ MAX_LINE = 1 << 20  # a longer "line" is shipped in pieces of this size
 class Batch:
     """Documents to send, and the positions to record once they are all acknowledged."""
 
-    actions: list[dict] = field(default_factory=list)  # {"_index", "_id", "_source", "_source_kind"}
+    actions: list[dict] = field(default_factory=list)  # {"_id", "_source", "_source_kind"}; index: _index_of
     files: dict[str, int] = field(default_factory=dict)  # file name -> offset after the batch
     kafka: list[Any] = field(default_factory=list)  # confluent TopicPartition(offset + 1) to commit
 
@@ -150,7 +150,7 @@ class FileSource:
                     if len(line) < MAX_LINE:
                         break  # a line still being written: next time
                 if line.strip():
-                    batch.actions.append({"_index": None, "_id": _doc_id(path.name, pos), "_source_kind": "log",
+                    batch.actions.append({"_id": _doc_id(path.name, pos), "_source_kind": "log",
                                           "_source": log_document(line.rstrip(b"\r\n"), path.name, pos)})
                 pos += len(line)
                 if len(batch.actions) >= max_docs:
@@ -248,7 +248,7 @@ class KafkaSource:
                 continue
             topic, part, off = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
             _, ts = msg.timestamp()
-            batch.actions.append({"_index": None, "_id": _doc_id(topic, part, off), "_source_kind": topic,
+            batch.actions.append({"_id": _doc_id(topic, part, off), "_source_kind": topic,
                                   "_source": event_document(topic, part, off, msg.key(), msg.value(),
                                                             ts if ts and ts > 0 else time.time_ns() // 1_000_000)})
             last[(topic, part)] = off

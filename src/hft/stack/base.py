@@ -142,15 +142,21 @@ def java() -> str:
     return java
 
 
+def basic_auth(user: str, password: str) -> str:
+    """The ``Authorization`` header value of HTTP basic auth."""
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def http_ok(url: str, timeout: float = 3.0, auth: tuple[str, str] | None = None) -> tuple[bool, str]:
     """(healthy, detail) of a service's HTTP health endpoint: a 200 answer (``auth``: basic-auth user, password)."""
-    import base64
     import urllib.error
     import urllib.request
 
     request = urllib.request.Request(url)
     if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+        request.add_header("Authorization", basic_auth(*auth))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status == 200, f"{url.rsplit('/', 1)[-1] or url}: {resp.status}"

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from hft.stack.base import SETUP_HINT, Service, http_ok, render
+from hft.stack.base import SETUP_HINT, Service, basic_auth, http_ok, render
 from hft.stack.config import HOST, StackError, infra_file
 
 #: How often Prometheus scrapes and evaluates the rules (the rules' `for:` durations assume it).
@@ -60,12 +60,10 @@ def write_web_config(folder: Path, config) -> tuple[Path, Path]:
 
 def prometheus_get(config, path: str, timeout: float = 10.0) -> bytes:
     """GET ``path`` (``/api/v1/query?...``, ``/consoles/hft.html``) of the stack's Prometheus, authenticated."""
-    import base64
     import urllib.request
 
-    user, password = ui_credentials(config)
     request = urllib.request.Request(f"{config.prometheus_url}{path}")
-    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    request.add_header("Authorization", basic_auth(*ui_credentials(config)))
     with urllib.request.urlopen(request, timeout=timeout) as resp:
         return resp.read()
 
