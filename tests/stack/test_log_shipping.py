@@ -48,6 +48,12 @@ def _shipper(cfg, *args: str) -> subprocess.Popen:
     return proc
 
 
+def _client(cfg):
+    """The test's own reads: a first refresh of a new daily index can take more than the default 10 s on a
+    loaded 2-core machine (CI saw a read timeout), which says nothing about the shipper."""
+    return client(cfg.elasticsearch_url, timeout=60.0)
+
+
 def _count(es, index: str, **query) -> int:
     es.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
     return es.count(index=index, ignore_unavailable=True, allow_no_indices=True, **query)["count"]
@@ -99,7 +105,7 @@ def test_searches_answer_why_a_bar_went_to_the_dlq_and_which_orders_followed_a_p
     from hft.streaming.store import RedisStore
 
     cfg = stack
-    es = client(cfg.elasticsearch_url)
+    es = _client(cfg)
     # a refused bar, as the stream writes it to the DLQ
     future = BarMessage("QQQ", "1m", BAR_START_MS + 86_400_000, 1, 1, 1, 1, 5)
     TopicSink(cfg.kafka_bootstrap, "market.bars.dlq").send([(b"QQQ", dlq_record(
@@ -155,7 +161,7 @@ def test_searches_answer_why_a_bar_went_to_the_dlq_and_which_orders_followed_a_p
 
 def test_logs_of_the_processes_are_searchable_by_service_level_and_text(stack):
     cfg = stack
-    es = client(cfg.elasticsearch_url)
+    es = _client(cfg)
     # a real command logging a warning into its own file under HFT_HOME/logs
     run = subprocess.run([sys.executable, "-m", "hft.cli", "execute", "halt"], env=_env(cfg), capture_output=True,
                          text=True, timeout=60)
@@ -174,7 +180,7 @@ def test_logs_of_the_processes_are_searchable_by_service_level_and_text(stack):
 
 def test_shipper_killed_mid_shipment_resumes_without_loss_or_duplicates(stack):
     cfg = stack
-    es = client(cfg.elasticsearch_url)
+    es = _client(cfg)
     folder = cfg.home / "logs"
     name = "load-20261203T000000-1.json"
     total = 40_000
@@ -197,7 +203,7 @@ def test_shipper_killed_mid_shipment_resumes_without_loss_or_duplicates(stack):
 
 def test_shipper_buffers_while_elasticsearch_is_down_and_catches_up(stack):
     cfg = stack
-    es = client(cfg.elasticsearch_url)
+    es = _client(cfg)
     folder = cfg.home / "logs"
     name = "outage-20261203T000000-2.json"
     index = f"{LOGS}-*"
@@ -210,7 +216,7 @@ def test_shipper_buffers_while_elasticsearch_is_down_and_catches_up(stack):
         time.sleep(3)
         assert proc.poll() is None, "the shipper must keep running while Elasticsearch is down"
         up(cfg, ["elasticsearch"])
-        es = client(cfg.elasticsearch_url)
+        es = _client(cfg)
         _wait(lambda: _count(es, index, query={"match": {"message": "during"}}) == 500, 120, "the catch-up")
     finally:
         err = _stop(proc)
@@ -219,7 +225,7 @@ def test_shipper_buffers_while_elasticsearch_is_down_and_catches_up(stack):
 
 
 def test_retention_deletes_daily_indices_older_than_the_limit(stack):
-    es = client(stack.elasticsearch_url)
+    es = _client(stack)
     ensure_templates(es)
     old = (datetime.now(timezone.utc) - timedelta(days=20)).strftime("%Y.%m.%d")
     recent = (datetime.now(timezone.utc) - timedelta(days=2)).strftime("%Y.%m.%d")
@@ -235,7 +241,7 @@ def test_the_stacks_log_shipper_service_ships_and_announces_its_metrics(stack):
     from hft.observability.discovery import targets_dir
 
     cfg = stack
-    es = client(cfg.elasticsearch_url)
+    es = _client(cfg)
     try:
         result = up(cfg, ["logging"])
         assert set(result) == {"elasticsearch", "log-shipper"}
