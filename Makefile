@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: setup demo test test-slow lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-e2e bench-execution clean
+.PHONY: setup demo test test-slow test-failover lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-e2e bench-execution clean
 
 setup:
 	@bash infra/setup.sh
@@ -16,12 +16,17 @@ demo: setup
 	$(VENV)/bin/hft demo
 
 test: setup lint test-cpp
-	$(VENV)/bin/pytest -q -m "not slow"
+	$(VENV)/bin/pytest -q -m "not slow and not failover"
 
 # The long end-to-end scenarios (the UI tests in a real browser, an alert from Prometheus to the kill switch):
 # CI runs them after `make test` (.ci/run), keeping `make test` under 30 minutes on 2 cores.
 test-slow: setup
 	$(VENV)/bin/pytest -q -m slow
+
+# Redundancy and failover: kill -9 of a Kafka partition leader (3 brokers), ... under a running stream.
+# CI runs them after `make test-slow` (.ci/run).
+test-failover: setup
+	$(VENV)/bin/pytest -q -m failover
 
 # Static checks: ruff (whole repository), mypy (src/hft), clang-format (execution/, style in its .clang-format).
 lint: setup

@@ -51,3 +51,24 @@ def postgres_data_dir() -> Path:
     top = Path(tempfile.mkdtemp(prefix="hft-test-pg-"))
     os.chmod(top, 0o755)
     return top / "data"
+
+
+def free_kafka_ports(nodes: int, step: int = 10) -> tuple[int, int, int]:
+    """Base (client, controller, metrics) ports for a Kafka cluster of ``nodes``: node ``i`` adds
+    ``(i - 1) * step`` (``hft.stack.config.KAFKA_PORT_STEP``), and every one of those ports is free now."""
+    import random
+
+    def free(port: int) -> bool:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                return False
+
+    for _ in range(200):
+        bases = [random.randrange(20_000, 60_000) for _ in range(3)]
+        ports = [b + k * step for b in bases for k in range(nodes)]
+        if len(set(ports)) == len(ports) and all(free(p) for p in ports):
+            return bases[0], bases[1], bases[2]
+    raise RuntimeError("no free ports for a Kafka cluster")

@@ -22,6 +22,7 @@ import redis
 
 import hft_exec
 from ports import free_port
+from stream_fixtures import ready_count, train_champion
 
 pytestmark = pytest.mark.integration
 
@@ -50,31 +51,12 @@ def env(tmp_path_factory):
     try:
         stack.up(config, ("kafka", "redis"))
         stack.ensure_topics(config.kafka_bootstrap, stack.stream_topics())
-        _train_champion(home)
+        train_champion(home, TICKERS)
         yield env, config
     finally:
         stack.down(config, ("kafka", "redis"))
         os.environ.clear()
         os.environ.update(old)
-
-
-def _train_champion(home: Path) -> None:
-    from datetime import datetime, timezone
-
-    from hft.data.sources.synthetic import SyntheticSource
-    from hft.features.reference import compute_features
-    from hft.model import registry
-    from hft.model.config import ModelConfig
-    from hft.model.dataset import prepare
-    from hft.model.training import train
-
-    bars = SyntheticSource().fetch(TICKERS, datetime(2024, 1, 2, tzinfo=timezone.utc),
-                                   datetime(2024, 1, 20, tzinfo=timezone.utc), "1m")
-    frame, features = prepare(compute_features(bars))
-    cfg = ModelConfig(epochs=1, folds=1, bootstrap=20, widths=(8, 16, 32, 64))
-    first = registry.log_training(train(frame, features, cfg), {}, None)
-    registry.promote(first.version, "test")
-    registry.log_training(train(frame, features, ModelConfig(epochs=1, folds=1, bootstrap=20, widths=(8, 16, 32, 64), seed=5)), {}, None)
 
 
 def _publish(config, messages, extra: list[tuple[bytes, bytes]] = ()):
@@ -134,16 +116,6 @@ def _consume(config, topic: str, expect: int, timeout_s: float = 30.0, parse=jso
     return out
 
 
-def _ready_count(messages) -> int:
-    """How many bars have every feature (the others are warming up at the session start)."""
-    from hft.features.definitions import FeatureSpec
-    from hft.features.reference import compute_features
-    from hft.streaming.state import bars_frame
-
-    feats = compute_features(bars_frame(messages), labelled_only=False)
-    return int(feats.dropna(subset=FeatureSpec().feature_names()).shape[0])
-
-
 def test_stream_predicts_every_bar_and_sends_bad_messages_to_dlq(env):
     from hft.streaming import collectors
     from hft.streaming.messages import encode_bar
@@ -172,7 +144,7 @@ def test_stream_predicts_every_bar_and_sends_bad_messages_to_dlq(env):
     assert proc.returncode == 0, proc.stderr[-4000:]
     store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
     stream = store.stream()
-    assert len(stream) == _ready_count(messages)
+    assert len(stream) == ready_count(messages)
     assert len({(e["ticker"], e["bar_ts"]) for e in stream}) == len(stream)
     for ticker in TICKERS:
         latest = store.latest(ticker)
@@ -257,7 +229,7 @@ def test_stream_reloads_champion_then_survives_kill_9_without_loss_or_duplicates
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert _committed(store) == end
     day = [e for e in store.stream()[before:]]
-    assert len({(e["ticker"], e["bar_ts"]) for e in day}) == len(day) == _ready_count(messages)
+    assert len({(e["ticker"], e["bar_ts"]) for e in day}) == len(day) == ready_count(messages)
 
 
 def test_stream_lost_checkpoint_resumes_from_committed_offsets_without_loss_or_duplicates(env):
@@ -285,7 +257,7 @@ def test_stream_lost_checkpoint_resumes_from_committed_offsets_without_loss_or_d
     assert "resuming from them" in proc.stderr
     assert _committed(store) == _kafka_end(config)
     new = store.stream()[before:]
-    assert len({(e["ticker"], e["bar_ts"]) for e in new}) == len(new) == _ready_count(messages) + _ready_count(more)
+    assert len({(e["ticker"], e["bar_ts"]) for e in new}) == len(new) == ready_count(messages) + ready_count(more)
 
 
 def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fills_in_kafka(env):

@@ -152,3 +152,48 @@ def test_ui_password_web_config_is_a_bcrypt_hash_kept_until_the_password_changes
     monkeypatch.setenv("HFT_PROMETHEUS_PASSWORD", "another one")
     write_web_config(tmp_path, cfg)
     assert bcrypt.checkpw(b"another one", web.read_text().split("'")[1].encode())
+
+
+def test_kafka_cluster_ports_bootstrap_and_quorum(tmp_path, monkeypatch):
+    monkeypatch.delenv("HFT_KAFKA_BROKERS", raising=False)
+    cfg = StackConfig(run_dir=tmp_path / "run", kafka_brokers=3)
+    assert [cfg.kafka_node_ports(n) for n in (1, 2, 3)] == [(9092, 9093, 9404), (9102, 9103, 9414), (9112, 9113, 9424)]
+    assert cfg.kafka_bootstrap == "127.0.0.1:9092,127.0.0.1:9102,127.0.0.1:9112"
+    assert cfg.kafka_quorum == "1@127.0.0.1:9093,2@127.0.0.1:9103,3@127.0.0.1:9113"
+    # node 2's controller port is node 1's client port + 11: a collision is refused, naming the node
+    with pytest.raises(StackError, match="share a port"):
+        StackConfig(run_dir=tmp_path / "run", kafka_brokers=2, kafka_controller_port=9102)
+    for bad in (0, 6):
+        with pytest.raises(StackError, match="HFT_KAFKA_BROKERS"):
+            StackConfig(run_dir=tmp_path / "run", kafka_brokers=bad)
+    monkeypatch.setenv("HFT_KAFKA_BROKERS", "three")
+    with pytest.raises(StackError, match="HFT_KAFKA_BROKERS"):
+        StackConfig.from_env()
+
+
+def test_clients_find_the_cluster_size_the_stack_formatted(tmp_path, monkeypatch):
+    monkeypatch.delenv("HFT_KAFKA_BROKERS", raising=False)
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))
+    assert StackConfig.from_env().kafka_brokers == 1
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "kafka-cluster.json").write_text('{"cluster_id": "x", "brokers": 3}\n')
+    assert StackConfig.from_env().kafka_brokers == 3
+    monkeypatch.setenv("HFT_KAFKA_BROKERS", "1")  # the environment wins, and the stack refuses the mismatch
+    cfg = StackConfig.from_env()
+    from hft.stack.services import _services
+
+    (kafka,) = _services(cfg, ["kafka"])
+    with pytest.raises(StackError, match="cluster of 3 broker"):
+        kafka.check()
+
+
+def test_kafka_stands_for_every_node_and_kafka_n_for_one(tmp_path):
+    from hft.stack.services import _services
+
+    cfg = StackConfig(run_dir=tmp_path / "run", kafka_brokers=3)
+    assert [s.name for s in _services(cfg, ["kafka", "redis"])] == ["kafka", "kafka-2", "kafka-3", "redis"]
+    assert [s.name for s in _services(cfg, ["kafka-3"])] == ["kafka-3"]
+    assert [s.name for s in _services(cfg, ["all"])][:3] == ["kafka", "kafka-2", "kafka-3"]
+    with pytest.raises(StackError, match="kafka-4"):
+        _services(cfg, ["kafka-4"])
+    assert TopicSpec(partitions=2, retention_ms=1).replication_factor == -1  # the cluster's default

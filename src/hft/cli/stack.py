@@ -13,6 +13,10 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     from hft import stack
 
     config = stack_config()
+    if args.kafka_brokers is not None:
+        import dataclasses
+
+        config = dataclasses.replace(config, kafka_brokers=args.kafka_brokers)
     default = stack.SERVICES if args.action == "up" else stack.ALL_SERVICES
     services = stack.expand_services(args.services.split(",")) if args.services else default
     if args.action == "up":
@@ -42,7 +46,8 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     for name, st in stack.status(config).items():
         # shown by status when running
         optional = (*stack.AIRFLOW_SERVICES, *stack.MONITORING_SERVICES, *stack.LOGGING_SERVICES, "postgres")
-        if name not in services or (args.action == "status" and not args.services and not st.running
+        node_of_kafka = name.startswith("kafka-") and "kafka" in services
+        if (name not in services and not node_of_kafka) or (args.action == "status" and not args.services and not st.running
                                     and name in optional):
             continue
         healthy &= st.healthy or args.action != "up"  # `up` must end healthy; status/down only report
@@ -60,4 +65,8 @@ def register(sub) -> None:
                    "to alert-hook), logging (elasticsearch, log-shipper), all. Default: up "
                    "starts kafka,redis,mlflow (and postgres first with HFT_METADATA_DB=postgres); down stops "
                    "everything; status shows the data path, and Airflow and PostgreSQL when running")
+    p.add_argument("--kafka-brokers", type=int, default=None, metavar="N",
+                   help="Kafka nodes: 1, or 3 for a cluster (topics with 3 replicas, min.insync.replicas=2) that "
+                   "loses no acknowledged message when a broker dies. Default HFT_KAFKA_BROKERS, else the size "
+                   "of the cluster already in HFT_HOME, else 1; later commands find the cluster by themselves")
     p.set_defaults(func=cmd_stack)

@@ -30,6 +30,11 @@ GROUPS: dict[str, tuple[str, ...]] = {"airflow": AIRFLOW_SERVICES, "monitoring":
                                       "logging": LOGGING_SERVICES,
                                       "all": (*SERVICES, *AIRFLOW_SERVICES, *MONITORING_SERVICES, *LOGGING_SERVICES)}
 HOST = "127.0.0.1"
+#: Node ``i`` (1-based) of a Kafka cluster listens on the first node's ports plus ``(i - 1) * KAFKA_PORT_STEP``
+#: (clients, controller, JMX metrics): 9092, 9102, 9112 for three brokers.
+KAFKA_PORT_STEP = 10
+#: Most Kafka nodes ``hft stack up`` runs on one machine.
+MAX_KAFKA_BROKERS = 5
 
 
 def expand_services(names) -> tuple[str, ...]:
@@ -43,6 +48,27 @@ def expand_services(names) -> tuple[str, ...]:
 
 class StackError(HftError):
     """The stack cannot do what was asked; the message says why and, where it can, what to do."""
+
+
+def formatted_kafka_brokers(run_dir: Path) -> int:
+    """The size of the Kafka cluster whose data is in ``run_dir`` (``kafka-cluster.json``, written when it was
+    formatted); 1 when there is none. Every client of a stack started with ``--kafka-brokers 3`` finds all
+    three nodes without being told again."""
+    import json
+
+    try:
+        return int(json.loads((run_dir / "kafka-cluster.json").read_text())["brokers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1
+
+
+def _count(name: str, default: int) -> int:
+    from hft.config import env_count
+
+    try:
+        return env_count(name, default)
+    except ValueError as e:
+        raise StackError(str(e)) from None
 
 
 def _port(name: str, default: int) -> int:
@@ -74,6 +100,9 @@ class StackConfig:
         prometheus_port, node_exporter_port, redis_exporter_port, alertmanager_port, alert_hook_port: the
             monitoring services.
         kafka_heap: the broker JVM's ``-Xmx``.
+        kafka_brokers: Kafka nodes (KRaft, each broker and controller); 1 (the default) or 3 and more for a
+            cluster where topics have 3 replicas and ``min.insync.replicas=2``. Node ``i``'s ports are the
+            ``kafka_*_port`` fields plus ``(i - 1) * KAFKA_PORT_STEP`` (:meth:`kafka_node_ports`).
         elasticsearch_port: the Elasticsearch node's HTTP API (clients: :attr:`elasticsearch_url`).
         elasticsearch_transport_port: the node's transport (node-to-node) port; bound to 127.0.0.1 like HTTP.
         elasticsearch_heap: the Elasticsearch JVM's ``-Xmx`` (``1g``; an idle node holds ~350-450 MB resident).
@@ -98,6 +127,7 @@ class StackConfig:
     alert_hook_port: int = 9096
     kafka_metrics_port: int = 9404
     kafka_heap: str = "512m"
+    kafka_brokers: int = 1
     elasticsearch_port: int = 9200
     elasticsearch_transport_port: int = 9300
     elasticsearch_heap: str = "1g"
@@ -112,9 +142,10 @@ class StackConfig:
         object.__setattr__(self, "postgres_data", data)
         if self.metadata_db not in METADATA_BACKENDS:
             raise StackError(f"HFT_METADATA_DB={self.metadata_db!r}: pick one of {', '.join(METADATA_BACKENDS)}")
+        if not 1 <= self.kafka_brokers <= MAX_KAFKA_BROKERS:
+            raise StackError(f"HFT_KAFKA_BROKERS={self.kafka_brokers}: pick 1 to {MAX_KAFKA_BROKERS} "
+                             "(3 for a cluster that survives the loss of a broker)")
         ports = {
-            "kafka_port": self.kafka_port,
-            "kafka_controller_port": self.kafka_controller_port,
             "redis_port": self.redis_port,
             "mlflow_port": self.mlflow_port,
             "airflow_port": self.airflow_port,
@@ -124,11 +155,17 @@ class StackConfig:
             "redis_exporter_port": self.redis_exporter_port,
             "alertmanager_port": self.alertmanager_port,
             "alert_hook_port": self.alert_hook_port,
-            "kafka_metrics_port": self.kafka_metrics_port,
             "elasticsearch_port": self.elasticsearch_port,
             "elasticsearch_transport_port": self.elasticsearch_transport_port,
             "log_shipper_port": self.log_shipper_port,
         }
+        for node in range(1, self.kafka_brokers + 1):
+            suffix = "" if node == 1 else f" (node {node})"
+            client, controller, metrics = self.kafka_node_ports(node)
+            ports.update({f"kafka_port{suffix}": client, f"kafka_controller_port{suffix}": controller,
+                          f"kafka_metrics_port{suffix}": metrics})
+        if any(not 1 <= p <= 65535 for p in ports.values()):
+            raise StackError(f"a port out of range (1-65535): {ports}")
         if len(set(ports.values())) != len(ports):
             raise StackError(f"two services share a port: {ports}")
 
@@ -140,6 +177,7 @@ class StackConfig:
         ``postgres``), ``HFT_POSTGRES_DATA``, ``HFT_PROMETHEUS_PORT``, ``HFT_NODE_EXPORTER_PORT``,
         ``HFT_REDIS_EXPORTER_PORT``, ``HFT_ALERTMANAGER_PORT`` (9095: Kafka's controller has 9093),
         ``HFT_ALERT_HOOK_PORT``, ``HFT_KAFKA_METRICS_PORT`` (the broker's JMX exporter), ``HFT_KAFKA_HEAP``,
+        ``HFT_KAFKA_BROKERS`` (default: the size of the cluster formatted in the run directory, else 1),
         ``HFT_ELASTICSEARCH_PORT`` (9200), ``HFT_ELASTICSEARCH_TRANSPORT_PORT`` (9300), ``HFT_ELASTICSEARCH_HEAP``
         (``1g``), ``HFT_LOG_SHIPPER_PORT`` (9111)."""
         home = Settings.from_env().home
@@ -161,6 +199,7 @@ class StackConfig:
             alert_hook_port=_port("HFT_ALERT_HOOK_PORT", 9096),
             kafka_metrics_port=_port("HFT_KAFKA_METRICS_PORT", 9404),
             kafka_heap=env_value("HFT_KAFKA_HEAP", "512m"),
+            kafka_brokers=_count("HFT_KAFKA_BROKERS", formatted_kafka_brokers(home / "run")),
             elasticsearch_port=_port("HFT_ELASTICSEARCH_PORT", 9200),
             elasticsearch_transport_port=_port("HFT_ELASTICSEARCH_TRANSPORT_PORT", 9300),
             elasticsearch_heap=env_value("HFT_ELASTICSEARCH_HEAP", "1g"),
@@ -168,9 +207,20 @@ class StackConfig:
             home=home,
         )
 
+    def kafka_node_ports(self, node: int) -> tuple[int, int, int]:
+        """(client, controller, JMX metrics) ports of Kafka node ``node`` (1-based)."""
+        step = (node - 1) * KAFKA_PORT_STEP
+        return self.kafka_port + step, self.kafka_controller_port + step, self.kafka_metrics_port + step
+
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{HOST}:{self.kafka_port}"
+        """Every node's client listener (``host:port,...``): a client reaches the cluster while one is down."""
+        return ",".join(f"{HOST}:{self.kafka_node_ports(n)[0]}" for n in range(1, self.kafka_brokers + 1))
+
+    @property
+    def kafka_quorum(self) -> str:
+        """The KRaft voters (``id@host:controller_port,...``)."""
+        return ",".join(f"{n}@{HOST}:{self.kafka_node_ports(n)[1]}" for n in range(1, self.kafka_brokers + 1))
 
     @property
     def redis_url(self) -> str:

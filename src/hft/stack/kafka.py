@@ -22,13 +22,15 @@ class TopicSpec:
         partitions: number of partitions (at least 1).
         retention_ms: ``retention.ms``; -1 keeps messages forever.
         cleanup_policy: ``cleanup.policy``: ``delete``, ``compact`` or both.
-        replication_factor: 1 on the local single broker.
+        replication_factor: replicas of each partition; -1 (the default): the cluster's
+            ``default.replication.factor`` (1 on one broker, 3 on a cluster of 3 and more, where
+            ``min.insync.replicas`` is 2).
     """
 
     partitions: int
     retention_ms: int
     cleanup_policy: str = "delete"
-    replication_factor: int = 1
+    replication_factor: int = -1
 
     def __post_init__(self) -> None:
         if self.partitions < 1:
@@ -37,8 +39,9 @@ class TopicSpec:
             raise ValueError(f"retention_ms must be positive or -1 (forever), got {self.retention_ms}")
         if self.cleanup_policy not in CLEANUP_POLICIES:
             raise ValueError(f"cleanup_policy must be one of {CLEANUP_POLICIES}, got {self.cleanup_policy!r}")
-        if self.replication_factor < 1:
-            raise ValueError(f"replication_factor must be >= 1, got {self.replication_factor}")
+        if self.replication_factor < 1 and self.replication_factor != -1:
+            raise ValueError(f"replication_factor must be >= 1 or -1 (the cluster's default), "
+                             f"got {self.replication_factor}")
 
     def configs(self) -> dict[str, str]:
         return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}

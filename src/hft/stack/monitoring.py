@@ -115,7 +115,9 @@ class Prometheus(Service):
                scrape_interval=SCRAPE_INTERVAL, rules_dir=rules, port=self.config.prometheus_port,
                node_port=self.config.node_exporter_port, redis_exporter_port=self.config.redis_exporter_port,
                targets_dir=self.targets, alertmanager_port=self.config.alertmanager_port,
-               kafka_metrics_port=self.config.kafka_metrics_port, mlflow_port=self.config.mlflow_port,
+               kafka_targets=", ".join(f'"{HOST}:{self.config.kafka_node_ports(n)[2]}"'
+                                           for n in range(1, self.config.kafka_brokers + 1)),
+               mlflow_port=self.config.mlflow_port,
                ui_user=UI_USER, ui_password_file=self.home / "ui-password")
         promtool = shutil.which("promtool")
         if promtool:  # a broken config or rule file fails here, with promtool's words, not in the server log

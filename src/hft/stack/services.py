@@ -11,6 +11,7 @@ still runs the expected program, so a stale file (crash, reboot, reused pid) is 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from hft.stack.config import (
     AIRFLOW_SERVICES,
     ALL_SERVICES,
     HOST,
+    KAFKA_PORT_STEP,
     SERVICES,
     StackConfig,
     StackError,
@@ -37,7 +39,7 @@ from hft.stack.config import (
     repo_root,
 )
 from hft.stack.elasticsearch import Elasticsearch, LogShipper
-from hft.stack.kafka import _ck, kafka_health
+from hft.stack.kafka import _ck, admin_client, kafka_health
 from hft.stack.monitoring import AlertHook, Alertmanager, NodeExporter, Prometheus, RedisExporter
 from hft.stack.postgres import Postgres, metadata_url, prepare_database
 
@@ -61,13 +63,20 @@ def jmx_agent() -> Path:
 
 
 class Kafka(Service):
-    name = "kafka"
+    """Kafka node ``node`` (1-based) of ``config.kafka_brokers``: service ``kafka`` (node 1, its data in
+    ``run_dir/kafka`` as before clusters existed), ``kafka-2``, ``kafka-3``..."""
+
     start_timeout = 120.0
     stop_timeout = 45.0
 
+    def __init__(self, config: StackConfig, node: int = 1):
+        super().__init__(config)
+        self.node = node
+        self.name = "kafka" if node == 1 else f"kafka-{node}"
+
     @property
     def home(self) -> Path:
-        return self.config.run_dir / "kafka"
+        return self.config.run_dir / self.name
 
     @property
     def data_dir(self) -> Path:
@@ -81,13 +90,19 @@ class Kafka(Service):
     def libs(self) -> Path:
         return repo_root() / "build" / "kafka-libs"
 
+    @property
+    def cluster_file(self) -> Path:
+        """The cluster's id and size, written when node 1's storage is first formatted."""
+        return self.config.run_dir / "kafka-cluster.json"
+
     def ports(self) -> dict[str, int]:
-        return {"HFT_KAFKA_PORT": self.config.kafka_port,
-                "HFT_KAFKA_CONTROLLER_PORT": self.config.kafka_controller_port,
-                "HFT_KAFKA_METRICS_PORT": self.config.kafka_metrics_port}
+        client, controller, metrics = self.config.kafka_node_ports(self.node)
+        suffix = "" if self.node == 1 else f" (+{self.node - 1}*{KAFKA_PORT_STEP}, node {self.node})"
+        return {f"HFT_KAFKA_PORT{suffix}": client, f"HFT_KAFKA_CONTROLLER_PORT{suffix}": controller,
+                f"HFT_KAFKA_METRICS_PORT{suffix}": metrics}
 
     def address(self) -> str:
-        return self.config.kafka_bootstrap
+        return f"{HOST}:{self.config.kafka_node_ports(self.node)[0]}"
 
     def markers(self) -> list[str]:
         return ["kafka.Kafka", str(self.properties)]
@@ -105,28 +120,52 @@ class Kafka(Service):
             "-cp", f"{self.libs}/*",
         ]
 
+    def _cluster(self) -> dict | None:
+        """``{"cluster_id", "brokers"}`` of the formatted cluster; a node-1 store from before clusters: 1 broker."""
+        if self.cluster_file.exists():
+            return json.loads(self.cluster_file.read_text())
+        if (self.config.run_dir / "kafka" / "data" / "meta.properties").exists():
+            return {"cluster_id": None, "brokers": 1}
+        return None
+
     def check(self) -> None:
         self._jvm(self.config.kafka_heap)
         jmx_agent()
         infra_file("kafka", "server.properties.template")
         _ck()  # the health check needs confluent-kafka: fail before starting anything
+        cluster = self._cluster()
+        if cluster is not None and cluster["brokers"] != self.config.kafka_brokers:
+            raise StackError(
+                f"kafka: the data in {self.config.run_dir} belongs to a cluster of {cluster['brokers']} broker(s), "
+                f"not HFT_KAFKA_BROKERS={self.config.kafka_brokers}. Keep HFT_KAFKA_BROKERS={cluster['brokers']}, "
+                f"or `hft stack down` and remove {self.config.run_dir}/kafka* (its topics are lost) to start anew.")
 
     def prepare(self) -> tuple[list[str], Path]:
         jvm = self._jvm(self.config.kafka_heap)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        brokers = self.config.kafka_brokers
+        client, controller, metrics = self.config.kafka_node_ports(self.node)
+        quorum = (f"controller.quorum.bootstrap.servers={HOST}:{controller}" if brokers == 1
+                  else f"controller.quorum.voters={self.config.kafka_quorum}")
         render(infra_file("kafka", "server.properties.template"), self.properties,
-                port=self.config.kafka_port, controller_port=self.config.kafka_controller_port,
-                log_dirs=self.data_dir)
+               node_id=self.node, quorum=quorum, port=client, controller_port=controller, log_dirs=self.data_dir,
+               replicas=min(3, brokers), min_isr=2 if brokers >= 3 else 1)
         if not (self.data_dir / "meta.properties").exists():
             self._format()
         # The Prometheus JMX exporter in the broker's JVM: /metrics on 127.0.0.1 (scraped as job "kafka").
-        agent = f"-javaagent:{jmx_agent()}={HOST}:{self.config.kafka_metrics_port}:{infra_file('prometheus', 'jmx', 'kafka.yml')}"
+        agent = f"-javaagent:{jmx_agent()}={HOST}:{metrics}:{infra_file('prometheus', 'jmx', 'kafka.yml')}"
         return [*jvm, agent, "kafka.Kafka", str(self.properties)], self.home
 
     def _format(self) -> None:
-        """Format the KRaft storage once: a new cluster id, this node the single (standalone) voter."""
-        argv = [*self._jvm("256m"), "kafka.tools.StorageTool", "format", "--standalone", "--ignore-formatted",
-                "--cluster-id", _cluster_id(), "--config", str(self.properties)]
+        """Format the KRaft storage once, with the cluster's id (made by the first node formatted): one node is
+        the single voter of a dynamic quorum (``--standalone``); a cluster's voters are in the properties."""
+        cluster = self._cluster()
+        if cluster is None or cluster["cluster_id"] is None:
+            cluster = {"cluster_id": _cluster_id(), "brokers": self.config.kafka_brokers}
+            self.cluster_file.write_text(json.dumps(cluster) + "\n")
+        quorum = ["--standalone"] if self.config.kafka_brokers == 1 else []
+        argv = [*self._jvm("256m"), "kafka.tools.StorageTool", "format", *quorum, "--ignore-formatted",
+                "--cluster-id", cluster["cluster_id"], "--config", str(self.properties)]
         log.info("formatting Kafka storage in %s", self.data_dir)
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=self.home)
         with open(self.log_file, "a") as f:
@@ -135,11 +174,18 @@ class Kafka(Service):
         if proc.returncode != 0 or not (self.data_dir / "meta.properties").exists():
             out = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
             raise StackError(
-                f"kafka: formatting the storage in {self.data_dir} failed (exit {proc.returncode}):\n{out}"
+                f"{self.name}: formatting the storage in {self.data_dir} failed (exit {proc.returncode}):\n{out}"
             )
 
     def health(self) -> tuple[bool, str]:
-        return kafka_health(self.config.kafka_bootstrap, timeout=3.0)
+        """This node answers metadata and the cluster counts it among its brokers."""
+        ok, detail = kafka_health(self.address(), timeout=3.0)
+        if ok and self.config.kafka_brokers > 1:
+            brokers = admin_client(self.address()).list_topics(timeout=3.0).brokers
+            if self.node not in brokers:
+                return False, f"node {self.node} not yet among the brokers {sorted(brokers)}"
+            detail = f"node {self.node} of {sorted(brokers)}; {detail}"
+        return ok, detail
 
 
 class Redis(Service):
@@ -273,12 +319,25 @@ _CLASSES: dict[str, type[Service]] = {
 
 
 def _services(config: StackConfig, names: Iterable[str]) -> list[Service]:
-    names = expand_services(names)  # groups expanded, the order kept, repeats dropped
-    unknown = [n for n in names if n not in _CLASSES]
+    """The services named (groups expanded, the order kept, repeats dropped); ``kafka`` stands for every node
+    of the cluster, ``kafka-N`` for node N alone."""
+    nodes = {(f"kafka-{n}" if n > 1 else "kafka"): n for n in range(1, config.kafka_brokers + 1)}
+    out: dict[str, Service] = {}
+    unknown = []
+    for name in expand_services(names):
+        if name == "kafka":
+            out.update({svc.name: svc for svc in (Kafka(config, n) for n in nodes.values()) if svc.name not in out})
+        elif name in nodes:
+            out.setdefault(name, Kafka(config, nodes[name]))
+        elif name in _CLASSES:
+            out.setdefault(name, _CLASSES[name](config))
+        else:
+            unknown.append(name)
     if unknown:
-        raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(ALL_SERVICES)}, "
-                         "and the groups airflow, monitoring, logging, all")
-    return [_CLASSES[n](config) for n in names]
+        raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(ALL_SERVICES)}"
+                         f"{' (kafka-2..kafka-%d: nodes of the cluster)' % config.kafka_brokers if len(nodes) > 1 else ''}"
+                         ", and the groups airflow, monitoring, logging, all")
+    return list(out.values())
 
 
 # -- the API ---------------------------------------------------------------------------------------------------
