@@ -91,3 +91,19 @@ def test_stream_without_consumer_groups_is_capped_at_about_maxlen(redis_url):
     for batch in range(10):
         store.commit(batch, [], [pred("AAA", 10 * batch + i) for i in range(10)])
     assert 20 <= client.xlen(store.stream_key) <= 22
+
+
+def test_a_commit_no_replica_acknowledges_is_not_acknowledged_and_its_replay_writes_nothing_twice(redis_url):
+    import redis as redis_py
+
+    from hft.streaming.store import NotReplicatedError
+
+    client = redis_py.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    # this Redis has no replica: a store that needs one must refuse to call the batch done
+    lonely = RedisStore(client, replicas_to_ack=1, ack_timeout_ms=50)
+    with pytest.raises(NotReplicatedError, match="0 of 1 replica"):
+        lonely.commit(7, [bar("AAA", 0)], [pred("AAA", 0)], {("market.bars", 0): 1})
+    # the script ran (WAIT comes after it): the replay of the batch finds it committed and adds nothing
+    assert RedisStore(client).commit(7, [bar("AAA", 0)], [pred("AAA", 0)], {("market.bars", 0): 1}) == 0
+    assert len(RedisStore(client).stream()) == 1

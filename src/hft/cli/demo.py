@@ -197,17 +197,16 @@ def _stream_and_execute(plan: DemoPlan, lake_root: str, out: Callable[[str], Non
 def _execute(config, tickers: list[str], out: Callable[[str], None]) -> None:
     """The executor trades the streamed predictions on the paper exchange; prints PnL and risk, and how
     many of its records Kafka `orders` holds."""
-    import redis
-
     from hft.cli.execution import orders_sink
     from hft.execution.config import ExecConfig
     from hft.execution.service import ORDERS_TOPIC, ExecutionService
+    from hft.redis_conn import connect
     from hft.streaming.kafka_io import topic_size
 
     out("[6/6] execution: Redis predictions -> C++ executor (risk checks) -> paper exchange -> Kafka `orders`")
     journal = config.run_dir / "executor"
     shutil.rmtree(journal, ignore_errors=True)
-    r = redis.Redis.from_url(config.redis_url, decode_responses=True)
+    r = connect(config.redis_url)
     service = ExecutionService(r, journal, tickers, ExecConfig.from_env(), replay_clock=True,
                                kafka=orders_sink(config, "hft-demo-executor"))
     try:

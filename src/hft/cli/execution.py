@@ -16,10 +16,11 @@ def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
 
     from hft.execution.config import ExecConfig
     from hft.execution.service import ExecutionService, set_halt
+    from hft.redis_conn import connect
 
     config = stack_config()
     url = args.redis or config.redis_url
-    r = redis.Redis.from_url(url, decode_responses=True)
+    r = connect(url)
     try:
         r.ping()
     except redis.RedisError as exc:
@@ -31,8 +32,8 @@ def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     if args.action == "status":
         keys = RedisKeys()
-        state: dict[str, str] = r.hgetall(keys.exec_state)  # type: ignore[assignment]  # decode_responses
-        positions: dict[str, str] = r.hgetall(keys.positions)  # type: ignore[assignment]
+        state: dict[str, str] = r.hgetall(keys.exec_state)
+        positions: dict[str, str] = r.hgetall(keys.positions)
         if not state:
             out("no executor state in Redis yet")
             return EXIT_OK

@@ -13,10 +13,12 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     from hft import stack
 
     config = stack_config()
-    if args.kafka_brokers is not None:
-        import dataclasses
+    import dataclasses
 
+    if args.kafka_brokers is not None:
         config = dataclasses.replace(config, kafka_brokers=args.kafka_brokers)
+    if args.redis_replicas is not None:
+        config = dataclasses.replace(config, redis_replicas=args.redis_replicas)
     default = stack.SERVICES if args.action == "up" else stack.ALL_SERVICES
     services = stack.expand_services(args.services.split(",")) if args.services else default
     if args.action == "up":
@@ -46,8 +48,9 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     for name, st in stack.status(config).items():
         # shown by status when running
         optional = (*stack.AIRFLOW_SERVICES, *stack.MONITORING_SERVICES, *stack.LOGGING_SERVICES, "postgres")
-        node_of_kafka = name.startswith("kafka-") and "kafka" in services
-        if (name not in services and not node_of_kafka) or (args.action == "status" and not args.services and not st.running
+        node = (name.startswith("kafka-") and "kafka" in services) or (
+            name.startswith(("redis-", "sentinel-")) and "redis" in services)
+        if (name not in services and not node) or (args.action == "status" and not args.services and not st.running
                                     and name in optional):
             continue
         healthy &= st.healthy or args.action != "up"  # `up` must end healthy; status/down only report
@@ -69,4 +72,8 @@ def register(sub) -> None:
                    help="Kafka nodes: 1, or 3 for a cluster (topics with 3 replicas, min.insync.replicas=2) that "
                    "loses no acknowledged message when a broker dies. Default HFT_KAFKA_BROKERS, else the size "
                    "of the cluster already in HFT_HOME, else 1; later commands find the cluster by themselves")
+    p.add_argument("--redis-replicas", type=int, default=None, metavar="N",
+                   help="Redis replicas of the master, watched by 3 Sentinels that fail over to one when the master "
+                   "dies (2: a new master still has a replica to acknowledge writes). Default HFT_REDIS_REPLICAS, "
+                   "else as many as the stack last ran in HFT_HOME, else 0")
     p.set_defaults(func=cmd_stack)

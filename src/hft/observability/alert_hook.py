@@ -82,11 +82,10 @@ class Hook:
         return engaged
 
     def _halt(self) -> None:
-        import redis
-
         from hft.execution.service import set_halt
+        from hft.redis_conn import connect
 
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        client = connect(self.redis_url, decode_responses=False, socket_timeout=5, socket_connect_timeout=5)
         try:
             set_halt(client, halt=True)
         finally:

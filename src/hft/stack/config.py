@@ -35,6 +35,8 @@ HOST = "127.0.0.1"
 KAFKA_PORT_STEP = 10
 #: Most Kafka nodes ``hft stack up`` runs on one machine.
 MAX_KAFKA_BROKERS = 5
+#: Redis Sentinels watching the master when the stack runs replicas (a majority of 2 agrees on a failover).
+REDIS_SENTINELS = 3
 
 
 def expand_services(names) -> tuple[str, ...]:
@@ -62,11 +64,21 @@ def formatted_kafka_brokers(run_dir: Path) -> int:
         return 1
 
 
-def _count(name: str, default: int) -> int:
+def started_redis_replicas(run_dir: Path) -> int:
+    """The Redis replicas the stack last started in ``run_dir`` (``redis-replication.json``); 0 when none."""
+    import json
+
+    try:
+        return int(json.loads((run_dir / "redis-replication.json").read_text())["replicas"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _count(name: str, default: int, minimum: int = 1) -> int:
     from hft.config import env_count
 
     try:
-        return env_count(name, default)
+        return env_count(name, default, minimum)
     except ValueError as e:
         raise StackError(str(e)) from None
 
@@ -103,6 +115,12 @@ class StackConfig:
         kafka_brokers: Kafka nodes (KRaft, each broker and controller); 1 (the default) or 3 and more for a
             cluster where topics have 3 replicas and ``min.insync.replicas=2``. Node ``i``'s ports are the
             ``kafka_*_port`` fields plus ``(i - 1) * KAFKA_PORT_STEP`` (:meth:`kafka_node_ports`).
+        redis_replicas: Redis replicas of the master (0: one Redis, no Sentinel). With 1 or more (2 is the
+            useful number: after a failover the new master still has a replica to acknowledge writes), the stack
+            also runs :data:`REDIS_SENTINELS` Sentinels, and clients find the master through them
+            (:attr:`redis_url` is then a ``redis+sentinel://`` URL, :mod:`hft.redis_conn`). Redis node ``i`` listens
+            on ``redis_port + i - 1``, Sentinel ``k`` on ``redis_sentinel_port + k - 1``.
+        redis_sentinel_port: the first Sentinel's port.
         elasticsearch_port: the Elasticsearch node's HTTP API (clients: :attr:`elasticsearch_url`).
         elasticsearch_transport_port: the node's transport (node-to-node) port; bound to 127.0.0.1 like HTTP.
         elasticsearch_heap: the Elasticsearch JVM's ``-Xmx`` (``1g``; an idle node holds ~350-450 MB resident).
@@ -128,6 +146,8 @@ class StackConfig:
     kafka_metrics_port: int = 9404
     kafka_heap: str = "512m"
     kafka_brokers: int = 1
+    redis_replicas: int = 0
+    redis_sentinel_port: int = 26379
     elasticsearch_port: int = 9200
     elasticsearch_transport_port: int = 9300
     elasticsearch_heap: str = "1g"
@@ -145,6 +165,8 @@ class StackConfig:
         if not 1 <= self.kafka_brokers <= MAX_KAFKA_BROKERS:
             raise StackError(f"HFT_KAFKA_BROKERS={self.kafka_brokers}: pick 1 to {MAX_KAFKA_BROKERS} "
                              "(3 for a cluster that survives the loss of a broker)")
+        if not 0 <= self.redis_replicas <= 4:
+            raise StackError(f"HFT_REDIS_REPLICAS={self.redis_replicas}: pick 0 to 4 (2 for a master that fails over)")
         ports = {
             "redis_port": self.redis_port,
             "mlflow_port": self.mlflow_port,
@@ -159,6 +181,10 @@ class StackConfig:
             "elasticsearch_transport_port": self.elasticsearch_transport_port,
             "log_shipper_port": self.log_shipper_port,
         }
+        for node in range(2, self.redis_replicas + 2):
+            ports[f"redis_port (replica {node - 1})"] = self.redis_node_port(node)
+        for k in range(1, (REDIS_SENTINELS if self.redis_replicas else 0) + 1):
+            ports[f"redis_sentinel_port (sentinel {k})"] = self.redis_sentinel_port + k - 1
         for node in range(1, self.kafka_brokers + 1):
             suffix = "" if node == 1 else f" (node {node})"
             client, controller, metrics = self.kafka_node_ports(node)
@@ -178,6 +204,8 @@ class StackConfig:
         ``HFT_REDIS_EXPORTER_PORT``, ``HFT_ALERTMANAGER_PORT`` (9095: Kafka's controller has 9093),
         ``HFT_ALERT_HOOK_PORT``, ``HFT_KAFKA_METRICS_PORT`` (the broker's JMX exporter), ``HFT_KAFKA_HEAP``,
         ``HFT_KAFKA_BROKERS`` (default: the size of the cluster formatted in the run directory, else 1),
+        ``HFT_REDIS_REPLICAS`` (default: as many as the stack last started in the run directory, else 0),
+        ``HFT_REDIS_SENTINEL_PORT`` (26379),
         ``HFT_ELASTICSEARCH_PORT`` (9200), ``HFT_ELASTICSEARCH_TRANSPORT_PORT`` (9300), ``HFT_ELASTICSEARCH_HEAP``
         (``1g``), ``HFT_LOG_SHIPPER_PORT`` (9111)."""
         home = Settings.from_env().home
@@ -200,6 +228,8 @@ class StackConfig:
             kafka_metrics_port=_port("HFT_KAFKA_METRICS_PORT", 9404),
             kafka_heap=env_value("HFT_KAFKA_HEAP", "512m"),
             kafka_brokers=_count("HFT_KAFKA_BROKERS", formatted_kafka_brokers(home / "run")),
+            redis_replicas=_count("HFT_REDIS_REPLICAS", started_redis_replicas(home / "run"), minimum=0),
+            redis_sentinel_port=_port("HFT_REDIS_SENTINEL_PORT", 26379),
             elasticsearch_port=_port("HFT_ELASTICSEARCH_PORT", 9200),
             elasticsearch_transport_port=_port("HFT_ELASTICSEARCH_TRANSPORT_PORT", 9300),
             elasticsearch_heap=env_value("HFT_ELASTICSEARCH_HEAP", "1g"),
@@ -222,9 +252,29 @@ class StackConfig:
         """The KRaft voters (``id@host:controller_port,...``)."""
         return ",".join(f"{n}@{HOST}:{self.kafka_node_ports(n)[1]}" for n in range(1, self.kafka_brokers + 1))
 
+    def redis_node_port(self, node: int) -> int:
+        """Redis node ``node`` (1: the first master; 2...: its replicas)."""
+        return self.redis_port + node - 1
+
+    @property
+    def redis_sentinels(self) -> list[int]:
+        """The Sentinels' ports (none without replicas)."""
+        return [self.redis_sentinel_port + k for k in range(REDIS_SENTINELS if self.redis_replicas else 0)]
+
     @property
     def redis_url(self) -> str:
-        return f"redis://{HOST}:{self.redis_port}/0"
+        """What clients use (:func:`hft.redis_conn.connect`): the master through the Sentinels when the stack has
+        replicas, else the one Redis."""
+        if self.redis_replicas:
+            from hft.redis_conn import MASTER_NAME, SENTINEL_SCHEME
+
+            hosts = ",".join(f"{HOST}:{p}" for p in self.redis_sentinels)
+            return f"{SENTINEL_SCHEME}://{hosts}/{MASTER_NAME}/0"
+        return self.redis_node_url(1)
+
+    def redis_node_url(self, node: int) -> str:
+        """One Redis node, directly (the exporter, health checks)."""
+        return f"redis://{HOST}:{self.redis_node_port(node)}/0"
 
     @property
     def mlflow_uri(self) -> str:

@@ -194,7 +194,7 @@ class RedisExporter(_Exporter):
         return self.config.redis_exporter_port
 
     def arguments(self) -> list[str]:
-        return ["-web.listen-address", f"{HOST}:{self.port()}", "-redis.addr", self.config.redis_url]
+        return ["-web.listen-address", f"{HOST}:{self.port()}", "-redis.addr", self.config.redis_node_url(1)]
 
 
 #: How long Alertmanager waits to group a new alert, and between notifications of a group that changed.

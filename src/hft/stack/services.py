@@ -189,53 +189,155 @@ class Kafka(Service):
 
 
 class Redis(Service):
-    name = "redis"
+    """Redis node ``node``: ``redis`` (node 1, the first master; data in ``run_dir/redis``), and with
+    ``config.redis_replicas`` its replicas ``redis-2``, ``redis-3``... (:class:`Sentinel` watches them)."""
+
     start_timeout = 30.0
     stop_timeout = 20.0
 
+    def __init__(self, config: StackConfig, node: int = 1):
+        super().__init__(config)
+        self.node = node
+        self.name = "redis" if node == 1 else f"redis-{node}"
+
+    @property
+    def port(self) -> int:
+        return self.config.redis_node_port(self.node)
+
     @property
     def data_dir(self) -> Path:
-        return self.config.run_dir / "redis"
+        return self.config.run_dir / self.name
 
     def ports(self) -> dict[str, int]:
-        return {"HFT_REDIS_PORT": self.config.redis_port}
+        return {"HFT_REDIS_PORT" + ("" if self.node == 1 else f" (+{self.node - 1}, replica)"): self.port}
 
     def address(self) -> str:
-        return self.config.redis_url
+        return self.config.redis_url if self.node == 1 else self.config.redis_node_url(self.node)
 
     def markers(self) -> list[str]:
-        return ["redis-server"]  # Redis rewrites its title to 'redis-server 127.0.0.1:PORT'
-
-    def _binary(self) -> str:
-        for candidate in ("/usr/bin/redis-server", shutil.which("redis-server")):
-            if candidate and Path(candidate).exists():
-                return candidate
-        raise StackError(f"redis-server not found: {SETUP_HINT}")
+        return ["redis-server", f"{HOST}:{self.port}"]  # Redis rewrites its title to 'redis-server 127.0.0.1:PORT'
 
     def check(self) -> None:
-        self._binary()
+        _redis_binary()
         infra_file("redis", "redis.conf.template")
         _redis_module()
 
+    def _master_now(self) -> int | None:
+        """The port of the master the Sentinels know now (None: no Sentinel answers)."""
+        from hft.redis_conn import sentinel
+
+        if not self.config.redis_sentinels:
+            return None
+        manager, parsed = sentinel(self.config.redis_url)
+        try:
+            return int(manager.discover_master(parsed.master)[1])
+        except Exception:  # noqa: BLE001 - no Sentinel up yet: the stack's first start
+            return None
+
     def prepare(self) -> tuple[list[str], Path]:
-        binary = self._binary()
+        binary = _redis_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "redis.conf"
-        render(infra_file("redis", "redis.conf.template"), conf, port=self.config.redis_port, dir=self.data_dir)
+        replication = ""
+        if self.config.redis_replicas:
+            # A node rejoins as a replica of the master of the moment (after a failover, not node 1).
+            master = self._master_now() or self.config.redis_node_port(1)
+            replication = "min-replicas-to-write 1\nmin-replicas-max-lag 10\n"
+            if master != self.port:
+                replication += f"replicaof {HOST} {master}\n"
+        render(infra_file("redis", "redis.conf.template"), conf, port=self.port, dir=self.data_dir,
+               replication=replication)
+        if self.node == 1:
+            (self.config.run_dir / "redis-replication.json").write_text(
+                json.dumps({"replicas": self.config.redis_replicas}) + "\n")
         return [binary, str(conf)], self.data_dir
 
     def health(self) -> tuple[bool, str]:
         redis = _redis_module()
-        client = redis.Redis(host=HOST, port=self.config.redis_port, socket_timeout=2, socket_connect_timeout=2)
+        client = redis.Redis(host=HOST, port=self.port, socket_timeout=2, socket_connect_timeout=2)
         try:
             if not client.ping():
                 return False, "PING not answered"
-            info = client.info("server")
-            return True, f"redis {info.get('redis_version', '?')}"
+            version = client.info("server").get("redis_version", "?")
+            if not self.config.redis_replicas:
+                return True, f"redis {version}"
+            repl = client.info("replication")
+            if repl.get("role") == "master":
+                return True, f"redis {version}, master with {repl.get('connected_slaves', 0)} replica(s)"
+            link = repl.get("master_link_status")
+            return link == "up", f"redis {version}, replica of port {repl.get('master_port')} (link {link})"
         except redis.RedisError as e:
             return False, f"PING failed: {e}"
         finally:
             client.close()
+
+
+class Sentinel(Service):
+    """Redis Sentinel ``k`` (``sentinel-1``...): watches the master, and with a majority of the others promotes a
+    replica when it dies. ``redis-server --sentinel`` (the Debian ``redis-sentinel`` package is the same binary)."""
+
+    start_timeout = 30.0
+    stop_timeout = 20.0
+
+    def __init__(self, config: StackConfig, k: int = 1):
+        super().__init__(config)
+        self.k = k
+        self.name = f"sentinel-{k}"
+
+    @property
+    def port(self) -> int:
+        return self.config.redis_sentinels[self.k - 1]
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.run_dir / self.name
+
+    def ports(self) -> dict[str, int]:
+        return {f"HFT_REDIS_SENTINEL_PORT (+{self.k - 1})": self.port}
+
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def markers(self) -> list[str]:
+        return ["redis-server", f"{HOST}:{self.port}", "sentinel"]
+
+    def check(self) -> None:
+        _redis_binary()
+        infra_file("redis", "sentinel.conf.template")
+        _redis_module()
+
+    def prepare(self) -> tuple[list[str], Path]:
+        from hft.redis_conn import MASTER_NAME
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "sentinel.conf"
+        if not conf.exists():  # Sentinel keeps what it learned (the master now, the replicas) in this file
+            render(infra_file("redis", "sentinel.conf.template"), conf, port=self.port, dir=self.data_dir,
+                   master=MASTER_NAME, master_port=self.config.redis_node_port(1))
+        return [_redis_binary(), str(conf), "--sentinel"], self.data_dir
+
+    def health(self) -> tuple[bool, str]:
+        from hft.redis_conn import MASTER_NAME
+
+        redis = _redis_module()
+        client = redis.Redis(host=HOST, port=self.port, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            master = client.sentinel_master(MASTER_NAME)
+            flags = master.get("flags", "")
+            ok = "s_down" not in str(flags) and "o_down" not in str(flags)
+            return ok, (f"master {master.get('ip')}:{master.get('port')} ({flags}), "
+                        f"{master.get('num-other-sentinels', 0)} other sentinel(s)")
+        except redis.RedisError as e:
+            return False, f"SENTINEL MASTER failed: {e}"
+        finally:
+            client.close()
+
+
+def _redis_binary() -> str:
+    for candidate in ("/usr/bin/redis-server", shutil.which("redis-server")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise StackError(f"redis-server not found: {SETUP_HINT}")
 
 
 def _redis_module():
@@ -320,23 +422,29 @@ _CLASSES: dict[str, type[Service]] = {
 
 def _services(config: StackConfig, names: Iterable[str]) -> list[Service]:
     """The services named (groups expanded, the order kept, repeats dropped); ``kafka`` stands for every node
-    of the cluster, ``kafka-N`` for node N alone."""
-    nodes = {(f"kafka-{n}" if n > 1 else "kafka"): n for n in range(1, config.kafka_brokers + 1)}
+    of the cluster, ``kafka-N`` for node N alone; ``redis`` for the master, its replicas (``redis-N``) and the
+    Sentinels (``sentinel-K``)."""
+    kafka = [Kafka(config, n) for n in range(1, config.kafka_brokers + 1)]
+    redis: list[Service] = [Redis(config, n) for n in range(1, config.redis_replicas + 2)]
+    redis += [Sentinel(config, k) for k in range(1, len(config.redis_sentinels) + 1)]
+    nodes = {svc.name: svc for svc in (*kafka, *redis)}
     out: dict[str, Service] = {}
     unknown = []
     for name in expand_services(names):
-        if name == "kafka":
-            out.update({svc.name: svc for svc in (Kafka(config, n) for n in nodes.values()) if svc.name not in out})
+        if name in ("kafka", "redis"):
+            for svc in kafka if name == "kafka" else redis:
+                out.setdefault(svc.name, svc)
         elif name in nodes:
-            out.setdefault(name, Kafka(config, nodes[name]))
+            out.setdefault(name, nodes[name])
         elif name in _CLASSES:
             out.setdefault(name, _CLASSES[name](config))
         else:
             unknown.append(name)
     if unknown:
+        more = [n for n in nodes if n not in ("kafka", "redis")]
         raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(ALL_SERVICES)}"
-                         f"{' (kafka-2..kafka-%d: nodes of the cluster)' % config.kafka_brokers if len(nodes) > 1 else ''}"
-                         ", and the groups airflow, monitoring, logging, all")
+                         f"{' (and ' + ', '.join(more) + ')' if more else ''}, and the groups airflow, monitoring, "
+                         "logging, all")
     return list(out.values())
 
 

@@ -27,10 +27,17 @@ from __future__ import annotations
 import json
 import time
 
+from hft.errors import HftError
 from hft.schemas import Prediction, RedisKeys
 from hft.streaming.messages import BarMessage, encode_json
 
-__all__ = ["Prediction", "RedisStore", "entry_values"]  # Prediction is defined once, in hft.schemas
+# Prediction is defined once, in hft.schemas
+__all__ = ["NotReplicatedError", "Prediction", "RedisStore", "entry_values"]
+
+
+class NotReplicatedError(HftError, RuntimeError):
+    """A commit that no replica acknowledged in time (Redis behind Sentinels): not safe from a failover."""
+
 
 _COMMIT = """
 -- One call per micro-batch; a script runs alone, so the batch commits atomically. KEYS: the predictions
@@ -145,8 +152,13 @@ def _bar_json(bar: BarMessage) -> str:
 
 
 class RedisStore:
-    def __init__(self, client, prefix: str = "hft", ttl_s: int = 3600, stream_maxlen: int = 100_000, state_keep: int = 64):
+    def __init__(self, client, prefix: str = "hft", ttl_s: int = 3600, stream_maxlen: int = 100_000, state_keep: int = 64,
+                 replicas_to_ack: int = 0, ack_timeout_ms: int = 2000):
         self.r = client
+        #: A commit returns only once this many replicas hold it (Redis ``WAIT``): what a failover to a replica
+        #: cannot lose. 0: the master alone.
+        self.replicas_to_ack = replicas_to_ack
+        self.ack_timeout_ms = ack_timeout_ms
         self.p = prefix
         self.keys = RedisKeys(prefix)
         self.ttl_s = ttl_s
@@ -159,9 +171,12 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, **kwargs) -> "RedisStore":
-        import redis
+        """A store on ``url`` (:func:`hft.redis_conn.connect`); behind Sentinels a commit counts once a replica
+        holds it."""
+        from hft.redis_conn import connect, replicas_to_ack
 
-        return cls(redis.Redis.from_url(url, decode_responses=True), **kwargs)
+        kwargs.setdefault("replicas_to_ack", replicas_to_ack(url))
+        return cls(connect(url), **kwargs)
 
     # -- keys ----------------------------------------------------------------------------------------------
     def latest_key(self, ticker: str) -> str:
@@ -227,7 +242,22 @@ class RedisStore:
         keys = [self.keys.predictions, self.keys.pred_written, self.keys.offsets, self.keys.last_batch]
         written, length = self._commit(keys=keys, args=args)
         self.stream_length = int(length)
+        self._replicated(batch_id)
         return int(written)
+
+    def _replicated(self, batch_id: int, tries: int = 3) -> None:
+        """Wait until ``replicas_to_ack`` replicas hold everything written so far (``WAIT``), else raise
+        :class:`NotReplicatedError`: the batch is not acknowledged, and its replay (the commit is idempotent)
+        waits again."""
+        if self.replicas_to_ack <= 0:
+            return
+        acked = 0
+        for _ in range(tries):
+            acked = int(self.r.wait(self.replicas_to_ack, self.ack_timeout_ms))
+            if acked >= self.replicas_to_ack:
+                return
+        raise NotReplicatedError(f"batch {batch_id}: {acked} of {self.replicas_to_ack} replica(s) acknowledged "
+                                 f"the commit within {tries} x {self.ack_timeout_ms} ms")
 
     # -- reads ---------------------------------------------------------------------------------------------
     def latest(self, ticker: str) -> dict[str, str]:

@@ -1,0 +1,108 @@
+"""The one way every client (the stream, the executor, the CLI, the alert webhook) reaches Redis.
+
+Two kinds of URL:
+
+* ``redis://host:port/db``: one Redis server, as redis-py takes it.
+* ``redis+sentinel://host:port,host:port,.../<master name>/<db>``: a master with replicas watched by Redis
+  Sentinels (``hft stack up --redis-replicas 2``). The client asks the Sentinels where the master is, and after a
+  failover (the master died: the Sentinels promote a replica) it reconnects to the new master by itself,
+  retrying a command for up to :data:`FAILOVER_RETRY_S` seconds, so a failover costs a pause, not an error.
+  Writes that must survive a failover wait until a replica holds them (:func:`replicas_to_ack`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from hft.errors import HftError
+
+SENTINEL_SCHEME = "redis+sentinel"
+#: The name the Sentinels know the stack's master by.
+MASTER_NAME = "hft"
+#: About how long a command keeps retrying while the Sentinels elect a new master (down-after 1 s, election
+#: and promotion 1-3 s on loopback).
+FAILOVER_RETRY_S = 20.0
+
+
+class RedisUrlError(HftError, ValueError):
+    """A Redis URL that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int
+
+    def __str__(self) -> str:
+        hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+        return f"{SENTINEL_SCHEME}://{hosts}/{self.master}/{self.db}"
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """``redis+sentinel://h1:p1,h2:p2/<master>/<db>`` (db optional, 0)."""
+    parts = urlsplit(url)
+    if parts.scheme != SENTINEL_SCHEME:
+        raise RedisUrlError(f"{url!r} is not a {SENTINEL_SCHEME}:// URL")
+    sentinels = []
+    for item in parts.netloc.split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise RedisUrlError(f"{url!r}: {item!r} is not host:port")
+        sentinels.append((host, int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise RedisUrlError(f"{url!r}: the path must be /<master name>[/<db>]")
+    return SentinelUrl(tuple(sentinels), path[0], int(path[1]) if len(path) == 2 else 0)
+
+
+def replicas_to_ack(url: str) -> int:
+    """How many replicas must hold a write before it counts as done: 1 behind Sentinels, else 0."""
+    return 1 if url.startswith(SENTINEL_SCHEME + "://") else 0
+
+
+def sentinel(url: str, **kwargs: Any):
+    """A redis-py ``Sentinel`` for a ``redis+sentinel://`` URL (and the parsed URL)."""
+    from redis.sentinel import Sentinel
+
+    parsed = parse_sentinel_url(url)
+    return Sentinel(list(parsed.sentinels), socket_timeout=2, socket_connect_timeout=2, **kwargs), parsed
+
+
+def _master_connection_class():
+    from redis.sentinel import SentinelManagedConnection
+
+    class MasterConnection(SentinelManagedConnection):
+        """Asks the Sentinels for the master on every socket connect. redis-py 8.1 does only in ``connect()``;
+        a command's retry reconnects through ``connect_check_health()``, which kept dialling the dead master's
+        address for the whole retry budget (seen: an executor's XREADGROUP gave up 23 s after a failover that
+        took 3)."""
+
+        def _connect(self):
+            if self.connection_pool.is_master:
+                self.host, self.port = self.connection_pool.get_master_address()
+            return super()._connect()
+
+    return MasterConnection
+
+
+def connect(url: str, decode_responses: bool = True, **kwargs: Any):
+    """A redis-py client for ``url`` (either kind, module docstring); ``kwargs`` as ``redis.Redis`` takes them."""
+    import redis
+
+    if not url.startswith(SENTINEL_SCHEME + "://"):
+        return redis.Redis.from_url(url, decode_responses=decode_responses, **kwargs)
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+    from redis.retry import Retry
+
+    manager, parsed = sentinel(url)
+    # capped at 1 s between tries: FAILOVER_RETRY_S / 1 s tries, plus the first fast ones
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=int(FAILOVER_RETRY_S) + 5,
+                  supported_errors=(ConnectionError, TimeoutError, ReadOnlyError))
+    kwargs.setdefault("socket_timeout", 5)
+    kwargs.setdefault("socket_connect_timeout", 2)
+    return manager.master_for(parsed.master, db=parsed.db, decode_responses=decode_responses, retry=retry,
+                              connection_class=_master_connection_class(), **kwargs)
