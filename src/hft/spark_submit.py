@@ -109,9 +109,10 @@ def stream_job_command(config, master: str = "local[2]", tickers: list[str] | No
     return command
 
 
-def start_stream_job(command: list[str], output=None) -> subprocess.Popen:
+def start_stream_job(command: list[str], output=None, new_session: bool = False) -> subprocess.Popen:
     """Start the streaming job; its output (Spark's and the driver's ECS logs) goes to ``output`` (a file
-    object; default: our stderr)."""
+    object; default: our stderr); ``new_session``: in its own process group (a supervisor's child)."""
     log.info("running %s", " ".join(command))
     out = output or sys.stderr
-    return subprocess.Popen(command, env={**spark_env(), "OPENBLAS_NUM_THREADS": "1"}, stdout=out, stderr=out)
+    return subprocess.Popen(command, env={**spark_env(), "OPENBLAS_NUM_THREADS": "1"}, stdout=out, stderr=out,
+                            start_new_session=new_session)

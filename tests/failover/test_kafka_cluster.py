@@ -167,3 +167,74 @@ def test_kill_9_of_a_partition_leader_mid_stream_loses_and_duplicates_nothing(cl
     _until(lambda: all(sorted(isr) == [1, 2, 3] for _, _, isr in _partitions(config, "market.bars").values()),
            120, "the restarted broker back in sync")
     assert _broker_gauge(config, survivor, "kafka_server_replicamanager_underreplicatedpartitions") == 0
+
+
+def _driver(supervisor: int) -> int | None:
+    """The supervisor's child: the spark-submit driver JVM (its own process group)."""
+    from hft.stack.process import _stat
+
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and (st := _stat(int(pid))) is not None and st[2] == supervisor:
+            return int(pid)
+    return None
+
+
+def test_a_killed_stream_driver_is_restarted_by_its_supervisor_and_loses_and_repeats_nothing(cluster):
+    from hft.streaming import collectors
+    from hft.streaming.kafka_io import watermarks
+    from hft.streaming.store import RedisStore
+
+    env, config = cluster
+    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    messages = collectors.synthetic(TICKERS, date(2024, 3, 12), date(2024, 3, 12))
+    before = len(store.stream())
+
+    def committed() -> int:
+        return sum(o for (t, _), o in store.committed_offsets().items() if t == "market.bars")
+
+    start = committed()
+    supervisor = subprocess.Popen(
+        [str(Path(sys.executable).with_name("hft")), "stream", "--supervise", "--master", "local[2]", "--tickers",
+         ",".join(TICKERS), "--trigger", "500 milliseconds", "--max-offsets", "40", "--metrics-port", "0"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(Path(env["HFT_HOME"]) / "supervised.err", "wb"),  # noqa: SIM115
+        start_new_session=True)
+    first, errors = 120, []
+
+    def collect():
+        try:
+            for i in range(first, len(messages), 20):
+                collectors.publish(messages[i:i + 20], config.kafka_bootstrap)
+                time.sleep(0.2)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    collector = threading.Thread(target=collect, daemon=True)
+    try:
+        collectors.publish(messages[:first], config.kafka_bootstrap)
+        _until(lambda: committed() >= start + 80, 180, "the supervised stream to commit")
+        collector.start()
+        in_flight = _until(lambda: sum(h for _, h in watermarks(config.kafka_bootstrap, "market.bars").values())
+                           - committed(), 30, "bars in Kafka the stream has not committed")
+        driver = _driver(supervisor.pid)
+        assert driver is not None
+        os.killpg(driver, signal.SIGKILL)  # the driver JVM and its Python process, as a lost machine would
+        killed_at = time.monotonic()
+        at_kill = committed()
+        assert collector.is_alive() and in_flight > 0
+        _until(lambda: _driver(supervisor.pid) not in (None, driver), 30, "the supervisor to restart the driver")
+        _until(lambda: committed() > at_kill, 180, "the restarted driver's first commit")
+        restart_s = time.monotonic() - killed_at
+        collector.join(300)
+        assert not errors, errors
+        _until(lambda: committed() == start + len(messages), 240, "the restarted stream to catch up")
+        assert supervisor.poll() is None
+    finally:
+        os.killpg(supervisor.pid, signal.SIGTERM)  # the supervisor passes it on to the driver
+        try:
+            supervisor.wait(60)
+        finally:
+            if (d := _driver(supervisor.pid)) is not None:
+                os.killpg(d, signal.SIGKILL)
+    new = store.stream()[before:]
+    assert len({(e["ticker"], e["bar_ts"]) for e in new}) == len(new) == ready_count(messages)
+    print(f"\nstream driver killed with {in_flight} bars in flight; committing again {restart_s:.1f} s later")

@@ -42,7 +42,12 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
 
     command = stream_job_command(stack_config(), args.master, args.tickers, args.trigger, args.checkpoint,
                                  args.metrics_port, args.stop_when_idle, args.max_offsets, args.jvm_metrics_port)
-    return start_stream_job(command).wait()
+    if not args.supervise:
+        return start_stream_job(command).wait()
+    from hft.supervisor import supervise
+
+    # its own session: a kill of the driver's process group leaves the supervisor, which starts it again
+    return supervise(lambda: start_stream_job(command, new_session=True), "streaming job")
 
 
 def register(sub) -> None:
@@ -73,4 +78,7 @@ def register(sub) -> None:
     p.add_argument("--jvm-metrics-port", type=int, default=9110,
                    help="the Spark driver JVM's metrics (Prometheus JMX exporter agent) on 127.0.0.1 (0: off)")
     p.add_argument("--stop-when-idle", type=float, default=0.0, help="stop after N seconds without input (0: run until killed)")
+    p.add_argument("--supervise", action="store_true",
+                   help="restart the job when its driver dies (from its checkpoint: nothing lost, nothing twice), "
+                   "waiting 1 s, then 2, 4... up to 30 s; give up after 10 restarts in 10 minutes")
     p.set_defaults(func=cmd_stream)
