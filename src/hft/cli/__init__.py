@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hft.cli import backtest, data, demo, execution, logs, model, stack, streaming
+from hft.cli import backtest, backup, data, demo, execution, logs, model, stack, streaming
 from hft.cli._common import EXIT_USAGE
 from hft.config import Settings
 from hft.errors import HftError
 
 #: The command groups, in the order ``hft --help`` lists them.
-GROUPS = (data, model, stack, streaming, execution, backtest, logs, demo)
+GROUPS = (data, model, stack, streaming, execution, backtest, logs, backup, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,191 @@
+"""``hft backup`` / ``hft restore``: the lake, the MLflow store and its artifacts, Redis and the executor's journal.
+
+One point in time: Redis is snapshotted first (an RDB the server streams to us, ``redis-cli --rdb``: its
+predictions, the stream's committed Kafka offsets, the executor's consumer group), then the journal. The
+journal is the executor's source of truth and can only be *ahead* of the snapshot: a prediction the restored
+group delivers again was decided in the journal already, and the executor refuses it as a duplicate. So a
+restore repeats no order and keeps every position; the reverse order could have repeated orders.
+
+A backup is a folder (or a ``file://`` URI) holding ``manifest.json`` (what, when, sizes, SHA-256 of every
+file), ``redis.rdb``, ``journal/``, ``mlflow.db`` (SQLite's online backup: consistent while MLflow writes),
+``mlartifacts/`` and ``lake/``. :func:`restore` puts them into a fresh ``HFT_HOME`` (stack stopped), rewriting
+the MLflow store's artifact paths to the new home.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hft.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+def _folder(uri: str) -> Path:
+    parts = urlsplit(uri)
+    if parts.scheme in ("", "file"):
+        return Path(parts.path if parts.scheme else uri).absolute()
+    raise UserError(f"{uri}: backups go to a folder or a file:// URI (for an object store, back up to a folder and "
+                    "sync it with the store's own tool)")
+
+
+def _redis_address(url: str) -> tuple[str, int]:
+    from hft.redis_conn import SENTINEL_SCHEME, sentinel
+
+    if url.startswith(SENTINEL_SCHEME + "://"):
+        manager, parsed = sentinel(url)
+        host, port = manager.discover_master(parsed.master)
+        return str(host), int(port)
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _files(root: Path) -> dict[str, dict]:
+    return {str(p.relative_to(root)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+
+
+def _sqlite_store(tracking_uri: str) -> Path:
+    if not tracking_uri.startswith("sqlite:///"):
+        raise UserError(f"MLflow store {tracking_uri}: hft backup copies the SQLite store; back up a PostgreSQL store "
+                        "with pg_dump")
+    return Path(tracking_uri[len("sqlite:///"):])
+
+
+def backup(target: str, redis_url: str, journal: Path, tracking_uri: str, lake_root: str) -> dict:
+    """Write a backup to ``target`` (an empty or new folder); returns its manifest."""
+    out = _folder(target)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} is not empty: back up into a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest: dict = {"format": FORMAT, "started": time.time(), "parts": {}}
+    # 1. Redis, first (see the module's docstring)
+    host, port = _redis_address(redis_url)
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise UserError("redis-cli not found: run `make setup`")
+    proc = subprocess.run([cli, "-h", host, "-p", str(port), "--rdb", str(out / "redis.rdb")], capture_output=True,
+                          text=True, timeout=600)
+    if proc.returncode != 0 or not (out / "redis.rdb").exists():
+        raise UserError(f"Redis at {host}:{port} did not give a snapshot: {(proc.stderr or proc.stdout).strip()}")
+    manifest["parts"]["redis"] = {"from": f"{host}:{port}", "at": time.time()}
+    # 2. the executor's journal (append-only: a copy taken after the snapshot is ahead of it, never behind)
+    if journal.exists():
+        shutil.copytree(journal, out / "journal")
+        manifest["parts"]["journal"] = {"from": str(journal), "at": time.time()}
+    else:
+        manifest["parts"]["journal"] = {"from": str(journal), "missing": True}
+    # 3. MLflow: SQLite's online backup, then the artifacts
+    store = _sqlite_store(tracking_uri)
+    if store.exists():
+        src, dst = sqlite3.connect(store), sqlite3.connect(out / "mlflow.db")
+        with dst:
+            src.backup(dst)
+        src.close()
+        dst.close()
+        artifacts = store.parent / "mlartifacts"
+        if artifacts.exists():
+            shutil.copytree(artifacts, out / "mlartifacts")
+        manifest["parts"]["mlflow"] = {"from": str(store), "artifacts": str(artifacts), "at": time.time()}
+    else:
+        manifest["parts"]["mlflow"] = {"from": str(store), "missing": True}
+    # 4. the lake (files written once: a copy is a consistent set of whole files)
+    lake = _folder(lake_root) if "://" not in lake_root or lake_root.startswith("file://") else None
+    if lake is None:
+        raise UserError(f"the lake {lake_root} is not a local folder: sync it with the object store's own tool")
+    if lake.exists():
+        shutil.copytree(lake, out / "lake")
+    manifest["parts"]["lake"] = {"from": str(lake), "missing": not lake.exists(), "at": time.time()}
+    manifest["files"] = _files(out)
+    manifest["finished"] = time.time()
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def verify(source: Path) -> dict:
+    """The manifest of the backup in ``source``, every file present with its recorded size and SHA-256."""
+    path = source / "manifest.json"
+    if not path.exists():
+        raise UserError(f"{source} holds no backup (no manifest.json)")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise UserError(f"{source}: backup format {manifest.get('format')!r}, this version reads {FORMAT}")
+    bad = [name for name, meta in manifest["files"].items()
+           if not (source / name).is_file() or _sha256(source / name) != meta["sha256"]]
+    if bad:
+        raise UserError(f"{source}: {len(bad)} file(s) missing or changed since the backup: {', '.join(bad[:5])}")
+    return manifest
+
+
+def _rewrite_paths(db: Path, old: str, new: str) -> int:
+    """Point every text value of the MLflow store that names ``old`` (the backed-up home) at ``new``."""
+    changed = 0
+    con = sqlite3.connect(db)
+    try:
+        with con:
+            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            for table in tables:
+                for col in con.execute(f'PRAGMA table_info("{table}")').fetchall():
+                    if "CHAR" in col[2].upper() or "TEXT" in col[2].upper():
+                        cur = con.execute(f'UPDATE "{table}" SET "{col[1]}" = REPLACE("{col[1]}", ?, ?) '
+                                          f'WHERE instr("{col[1]}", ?) > 0', (old, new, old))
+                        changed += cur.rowcount
+    finally:
+        con.close()
+    return changed
+
+
+def restore(source: str, home: Path, redis_data: Path, journal: Path, tracking_uri: str, lake_root: str,
+            force: bool = False) -> dict:
+    """Put the backup in ``source`` into this home (its services stopped): Redis's snapshot as the base of
+    ``redis_data``'s append-only file (loaded by the next ``hft stack up``), the journal, the MLflow store (its artifact paths moved to
+    this home) and artifacts, the lake. Refuses to overwrite existing state unless ``force``."""
+    src = _folder(source)
+    manifest = verify(src)
+    store = _sqlite_store(tracking_uri)
+    lake = _folder(lake_root)
+    existing = [p for p in (journal, store, lake, redis_data / "appendonlydir", redis_data / "dump.rdb") if p.exists()]
+    if existing and not force:
+        raise UserError("restore would replace existing state: " + ", ".join(map(str, existing))
+                        + " (restore into a fresh HFT_HOME, or --force)")
+    for p in existing:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    # Redis runs with the append-only file, which wins over dump.rdb at start: the snapshot becomes the AOF's
+    # base (Redis 7's multi-part AOF takes an RDB base file), so the next start loads it.
+    aof = redis_data / "appendonlydir"
+    aof.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src / "redis.rdb", aof / "appendonly.aof.1.base.rdb")
+    (aof / "appendonly.aof.manifest").write_text("file appendonly.aof.1.base.rdb seq 1 type b\n")
+    if (src / "journal").exists():
+        shutil.copytree(src / "journal", journal)
+    if (src / "mlflow.db").exists():
+        store.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / "mlflow.db", store)
+        if (src / "mlartifacts").exists():
+            shutil.rmtree(store.parent / "mlartifacts", ignore_errors=True)
+            shutil.copytree(src / "mlartifacts", store.parent / "mlartifacts")
+        old = str(Path(manifest["parts"]["mlflow"]["artifacts"]))
+        _rewrite_paths(store, old, str(store.parent / "mlartifacts"))
+    if (src / "lake").exists():
+        shutil.copytree(src / "lake", lake)
+    log.info("restored the backup of %s from %s into %s", time.strftime("%Y-%m-%d %H:%M:%S",
+             time.gmtime(manifest["started"])), src, home)
+    return manifest
