@@ -3,8 +3,14 @@ bars of a day have every feature (so how many predictions the stream must write)
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+
+from ports import free_port
 
 
 def train_champion(home: Path, tickers: list[str]) -> None:
@@ -35,3 +41,67 @@ def ready_count(messages) -> int:
 
     feats = compute_features(bars_frame(messages), labelled_only=False)
     return int(feats.dropna(subset=FeatureSpec().feature_names()).shape[0])
+
+
+def stream_env(home: Path, **extra: str) -> dict:
+    """The environment of a test stack in ``home``: free Kafka, Redis and MLflow ports, a SQLite MLflow store in
+    ``home``, two bar partitions; ``extra`` variables on top."""
+    return {**os.environ, "HFT_HOME": str(home), "HFT_KAFKA_PORT": str(free_port()),
+            "HFT_KAFKA_CONTROLLER_PORT": str(free_port()), "HFT_KAFKA_METRICS_PORT": str(free_port()),
+            "HFT_REDIS_PORT": str(free_port()), "HFT_MLFLOW_PORT": str(free_port()),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}", "HFT_BARS_PARTITIONS": "2", **extra}
+
+
+@contextmanager
+def stream_stack(env: dict, tickers: list[str], topics=None):
+    """Kafka and Redis up for ``env`` (set in os.environ meanwhile), the stream's topics (and ``topics``), a
+    champion for ``tickers``; yields the StackConfig, stops everything after."""
+    from hft import stack
+
+    old = dict(os.environ)
+    os.environ.update(env)
+    config = stack.StackConfig.from_env()
+    try:
+        stack.up(config, ("kafka", "redis"))
+        stack.ensure_topics(config.kafka_bootstrap, {**stack.stream_topics(), **(topics or {})})
+        train_champion(Path(env["HFT_HOME"]), tickers)
+        yield config
+    finally:
+        stack.down(config, ("kafka", "redis"))
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def committed(store) -> int:
+    """Bars the stream has committed (the sum of its committed ``market.bars`` offsets in Redis)."""
+    return sum(o for (t, _), o in store.committed_offsets().items() if t == "market.bars")
+
+
+def backlog(config, store) -> int:
+    """Bars in Kafka the stream has not committed yet."""
+    from hft.streaming.kafka_io import watermarks
+
+    return sum(high for _, high in watermarks(config.kafka_bootstrap, "market.bars").values()) - committed(store)
+
+
+class Collector(threading.Thread):
+    """Publishes ``messages`` in acknowledged batches of ``size`` every ``pause`` s, in the background; counts
+    what Kafka acknowledged and keeps any error for the test."""
+
+    def __init__(self, config, messages, size: int = 20, pause: float = 0.2):
+        super().__init__(daemon=True)
+        self.config, self.messages, self.size, self.pause = config, messages, size, pause
+        self.acked = self.failed = 0
+        self.errors: list[Exception] = []
+
+    def run(self) -> None:
+        from hft.streaming import collectors
+
+        try:
+            for i in range(0, len(self.messages), self.size):
+                result = collectors.publish(self.messages[i:i + self.size], self.config.kafka_bootstrap)
+                self.acked += result.sent
+                self.failed += result.failed
+                time.sleep(self.pause)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.errors.append(e)

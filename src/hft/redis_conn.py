@@ -72,18 +72,32 @@ def sentinel(url: str, **kwargs: Any):
 
 
 def _master_connection_class():
+    from redis.exceptions import ConnectionError, ResponseError
     from redis.sentinel import SentinelManagedConnection
+
+    class NoReplicasYet(ConnectionError):
+        """``NOREPLICAS``: the master refuses writes until a replica is in sync (``min-replicas-to-write``): just
+        after a failover, the other replica is still moving to the new master. Retried like a lost connection."""
 
     class MasterConnection(SentinelManagedConnection):
         """Asks the Sentinels for the master on every socket connect. redis-py 8.1 does only in ``connect()``;
         a command's retry reconnects through ``connect_check_health()``, which kept dialling the dead master's
         address for the whole retry budget (seen: an executor's XREADGROUP gave up 23 s after a failover that
-        took 3)."""
+        took 3). And a write the new master refuses for want of a replica is retried, not raised (seen: the
+        stream's commit script failed with NOREPLICAS a second after the promotion, and the job stopped)."""
 
         def _connect(self):
             if self.connection_pool.is_master:
                 self.host, self.port = self.connection_pool.get_master_address()
             return super()._connect()
+
+        def read_response(self, *args, **kwargs):
+            try:
+                return super().read_response(*args, **kwargs)
+            except ResponseError as e:
+                if str(e).startswith("NOREPLICAS"):
+                    raise NoReplicasYet(str(e)) from e
+                raise
 
     return MasterConnection
 

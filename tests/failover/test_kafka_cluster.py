@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from datetime import date
@@ -18,8 +17,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from ports import free_kafka_ports, free_port
-from stream_fixtures import ready_count, train_champion
+from polling import until
+from ports import free_kafka_ports
+from stream_fixtures import Collector, backlog, committed, ready_count, stream_env, stream_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
@@ -28,28 +28,12 @@ TICKERS = ["AAA", "BBB"]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from hft import stack
-
     home = tmp_path_factory.mktemp("cluster")
     kafka, controller, metrics = free_kafka_ports(3)
-    env = {
-        **os.environ, "HFT_HOME": str(home), "HFT_KAFKA_BROKERS": "3", "HFT_KAFKA_PORT": str(kafka),
-        "HFT_KAFKA_CONTROLLER_PORT": str(controller), "HFT_KAFKA_METRICS_PORT": str(metrics),
-        "HFT_REDIS_PORT": str(free_port()), "HFT_MLFLOW_PORT": str(free_port()), "HFT_KAFKA_HEAP": "384m",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}", "HFT_BARS_PARTITIONS": "2",
-    }
-    old = dict(os.environ)
-    os.environ.update(env)
-    config = stack.StackConfig.from_env()
-    try:
-        stack.up(config, ("kafka", "redis"))
-        stack.ensure_topics(config.kafka_bootstrap, stack.stream_topics())
-        train_champion(home, TICKERS)
+    env = stream_env(home, HFT_KAFKA_BROKERS="3", HFT_KAFKA_PORT=str(kafka), HFT_KAFKA_CONTROLLER_PORT=str(controller),
+                     HFT_KAFKA_METRICS_PORT=str(metrics), HFT_KAFKA_HEAP="384m")
+    with stream_stack(env, TICKERS) as config:
         yield env, config
-    finally:
-        stack.down(config, ("kafka", "redis"))
-        os.environ.clear()
-        os.environ.update(old)
 
 
 def _partitions(config, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:
@@ -64,16 +48,6 @@ def _broker_gauge(config, node: int, name: str) -> float:
     port = config.kafka_node_ports(node)[2]
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
-
-
-def _until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_topics_have_three_replicas_and_need_two_in_sync(cluster):
@@ -104,56 +78,40 @@ def test_kill_9_of_a_partition_leader_mid_stream_loses_and_duplicates_nothing(cl
     def in_kafka() -> int:
         return sum(high for _, high in watermarks(config.kafka_bootstrap, "market.bars").values())
 
-    def committed() -> int:
-        return sum(o for (t, _), o in store.committed_offsets().items() if t == "market.bars")
-
-    # The collector: the first 120 bars at once, the rest in small acknowledged batches once the stream runs.
+    # the first 120 bars at once, the rest in small acknowledged batches once the stream runs
     first = 120
-    acked, failed, errors = [0], [0], []
-
-    def collect():
-        try:
-            for i in range(first, len(messages), 20):
-                result = collectors.publish(messages[i:i + 20], config.kafka_bootstrap)
-                acked[0] += result.sent
-                failed[0] += result.failed
-                time.sleep(0.15)
-        except Exception as e:  # noqa: BLE001 - reported by the test
-            errors.append(e)
-
     job = subprocess.Popen(
         [str(Path(sys.executable).with_name("hft")), "stream", "--master", "local[2]", "--tickers", ",".join(TICKERS),
          "--trigger", "500 milliseconds", "--max-offsets", "40", "--metrics-port", "0"],
         env=env, stdout=subprocess.DEVNULL, stderr=open(Path(env["HFT_HOME"]) / "stream.err", "wb"),  # noqa: SIM115
         start_new_session=True)
-    collector = threading.Thread(target=collect, daemon=True)
+    collector = Collector(config, messages[first:])
     try:
         sent = collectors.publish(messages[:first], config.kafka_bootstrap)
-        acked[0], failed[0] = sent.sent, sent.failed
-        _until(lambda: committed() >= 80, 180, "the stream to commit its first batches")
+        until(lambda: committed(store) >= 80, 180, "the stream to commit its first batches")
         collector.start()
-        _until(lambda: acked[0] >= first + 100, 60, "the collector to be publishing")
+        until(lambda: collector.acked >= 100, 60, "the collector to be publishing")
         leader = _partitions(config, "market.bars")[0][0]
         victim = Kafka(config, leader)
         pid = victim.pid()
         assert pid is not None
-        in_flight = in_kafka() - committed()
+        in_flight = until(lambda: backlog(config, store), 30, "bars in Kafka the stream has not committed")
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
         assert collector.is_alive(), "the collector had finished before the kill: nothing was being published"
-        assert in_flight > 0 or acked[0] < len(messages), "nothing was in flight at the kill"
 
         survivor = next(n for n in (1, 2, 3) if n != leader)
-        _until(lambda: _partitions(config, "market.bars")[0][0] not in (-1, leader), 60, "a new leader")
+        until(lambda: _partitions(config, "market.bars")[0][0] not in (-1, leader), 60, "a new leader")
         took_over = time.monotonic() - killed_at
-        _until(lambda: _broker_gauge(config, survivor, "kafka_server_replicamanager_underreplicatedpartitions") > 0,
-               60, "under-replicated partitions in the survivor's metrics")
+        until(lambda: _broker_gauge(config, survivor, "kafka_server_replicamanager_underreplicatedpartitions") > 0,
+              60, "under-replicated partitions in the survivor's metrics")
 
         collector.join(300)
-        assert not collector.is_alive() and not errors, errors
-        assert (acked[0], failed[0]) == (len(messages), 0), "the collector did not get every bar acknowledged"
+        assert not collector.is_alive() and not collector.errors, collector.errors
+        assert (sent.sent + collector.acked, sent.failed + collector.failed) == (len(messages), 0), \
+            "the collector did not get every bar acknowledged"
         assert in_kafka() == len(messages), "an acknowledged bar is missing from Kafka, or one was written twice"
-        _until(lambda: committed() == len(messages), 240, "the stream to catch up after the failover")
+        until(lambda: committed(store) == len(messages), 240, "the stream to catch up after the failover")
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(30)
@@ -164,7 +122,7 @@ def test_kill_9_of_a_partition_leader_mid_stream_loses_and_duplicates_nothing(cl
 
     # The node comes back, catches up, and the cluster is fully replicated again.
     stack.up(config, ("kafka",))
-    _until(lambda: all(sorted(isr) == [1, 2, 3] for _, _, isr in _partitions(config, "market.bars").values()),
+    until(lambda: all(sorted(isr) == [1, 2, 3] for _, _, isr in _partitions(config, "market.bars").values()),
            120, "the restarted broker back in sync")
     assert _broker_gauge(config, survivor, "kafka_server_replicamanager_underreplicatedpartitions") == 0
 
@@ -181,52 +139,37 @@ def _driver(supervisor: int) -> int | None:
 
 def test_a_killed_stream_driver_is_restarted_by_its_supervisor_and_loses_and_repeats_nothing(cluster):
     from hft.streaming import collectors
-    from hft.streaming.kafka_io import watermarks
     from hft.streaming.store import RedisStore
 
     env, config = cluster
     store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
     messages = collectors.synthetic(TICKERS, date(2024, 3, 12), date(2024, 3, 12))
     before = len(store.stream())
-
-    def committed() -> int:
-        return sum(o for (t, _), o in store.committed_offsets().items() if t == "market.bars")
-
-    start = committed()
+    start = committed(store)
     supervisor = subprocess.Popen(
         [str(Path(sys.executable).with_name("hft")), "stream", "--supervise", "--master", "local[2]", "--tickers",
          ",".join(TICKERS), "--trigger", "500 milliseconds", "--max-offsets", "40", "--metrics-port", "0"],
         env=env, stdout=subprocess.DEVNULL, stderr=open(Path(env["HFT_HOME"]) / "supervised.err", "wb"),  # noqa: SIM115
         start_new_session=True)
-    first, errors = 120, []
-
-    def collect():
-        try:
-            for i in range(first, len(messages), 20):
-                collectors.publish(messages[i:i + 20], config.kafka_bootstrap)
-                time.sleep(0.2)
-        except Exception as e:  # noqa: BLE001 - reported by the test
-            errors.append(e)
-
-    collector = threading.Thread(target=collect, daemon=True)
+    first = 120
+    collector = Collector(config, messages[first:])
     try:
         collectors.publish(messages[:first], config.kafka_bootstrap)
-        _until(lambda: committed() >= start + 80, 180, "the supervised stream to commit")
+        until(lambda: committed(store) >= start + 80, 180, "the supervised stream to commit")
         collector.start()
-        in_flight = _until(lambda: sum(h for _, h in watermarks(config.kafka_bootstrap, "market.bars").values())
-                           - committed(), 30, "bars in Kafka the stream has not committed")
+        in_flight = until(lambda: backlog(config, store), 30, "bars in Kafka the stream has not committed")
         driver = _driver(supervisor.pid)
         assert driver is not None
         os.killpg(driver, signal.SIGKILL)  # the driver JVM and its Python process, as a lost machine would
         killed_at = time.monotonic()
-        at_kill = committed()
+        at_kill = committed(store)
         assert collector.is_alive() and in_flight > 0
-        _until(lambda: _driver(supervisor.pid) not in (None, driver), 30, "the supervisor to restart the driver")
-        _until(lambda: committed() > at_kill, 180, "the restarted driver's first commit")
+        until(lambda: _driver(supervisor.pid) not in (None, driver), 30, "the supervisor to restart the driver")
+        until(lambda: committed(store) > at_kill, 180, "the restarted driver's first commit")
         restart_s = time.monotonic() - killed_at
         collector.join(300)
-        assert not errors, errors
-        _until(lambda: committed() == start + len(messages), 240, "the restarted stream to catch up")
+        assert not collector.errors, collector.errors
+        until(lambda: committed(store) == start + len(messages), 240, "the restarted stream to catch up")
         assert supervisor.poll() is None
     finally:
         os.killpg(supervisor.pid, signal.SIGTERM)  # the supervisor passes it on to the driver

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -18,8 +17,9 @@ import numpy as np
 import pytest
 
 import hft_exec
+from polling import until
 from ports import free_port
-from stream_fixtures import ready_count, train_champion
+from stream_fixtures import Collector, backlog, committed, ready_count, stream_env, stream_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
@@ -34,35 +34,10 @@ def replicated(tmp_path_factory):
     redis_port, sentinel_port = free_port(), free_port()
     while any(p in (redis_port + 1, redis_port + 2) for p in (sentinel_port, sentinel_port + 1, sentinel_port + 2)):
         sentinel_port = free_port()
-    env = {
-        **os.environ, "HFT_HOME": str(home), "HFT_REDIS_REPLICAS": "2", "HFT_REDIS_PORT": str(redis_port),
-        "HFT_REDIS_SENTINEL_PORT": str(sentinel_port), "HFT_KAFKA_PORT": str(free_port()),
-        "HFT_KAFKA_CONTROLLER_PORT": str(free_port()), "HFT_KAFKA_METRICS_PORT": str(free_port()),
-        "HFT_KAFKA_BROKERS": "1", "HFT_MLFLOW_PORT": str(free_port()),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}", "HFT_BARS_PARTITIONS": "2",
-    }
-    old = dict(os.environ)
-    os.environ.update(env)
-    config = stack.StackConfig.from_env()
-    try:
-        stack.up(config, ("kafka", "redis"))
-        stack.ensure_topics(config.kafka_bootstrap, {**stack.stream_topics(), **stack.orders_topic()})
-        train_champion(home, TICKERS)
+    env = stream_env(home, HFT_REDIS_REPLICAS="2", HFT_REDIS_PORT=str(redis_port),
+                     HFT_REDIS_SENTINEL_PORT=str(sentinel_port), HFT_KAFKA_BROKERS="1")
+    with stream_stack(env, TICKERS, stack.orders_topic()) as config:
         yield env, config
-    finally:
-        stack.down(config, ("kafka", "redis"))
-        os.environ.clear()
-        os.environ.update(old)
-
-
-def _until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _master(config) -> int | None:
@@ -84,7 +59,6 @@ def test_kill_9_of_the_redis_master_mid_stream_loses_nothing_acknowledged(replic
     from hft.redis_conn import connect
     from hft.stack.services import Redis
     from hft.streaming import collectors
-    from hft.streaming.kafka_io import watermarks
     from hft.streaming.store import RedisStore
 
     env, config = replicated
@@ -96,19 +70,7 @@ def test_kill_9_of_the_redis_master_mid_stream_loses_nothing_acknowledged(replic
     run_env = {**env, **{f"HFT_EXEC_{k}": "0.5" for k in ("ENTER_LONG", "EXIT_LONG", "ENTER_SHORT", "EXIT_SHORT")}}
     hft = str(Path(sys.executable).with_name("hft"))
 
-    def committed() -> int:
-        return sum(o for (t, _), o in store.committed_offsets().items() if t == "market.bars")
-
     first = 120
-    errors: list[Exception] = []
-
-    def collect():
-        try:
-            for i in range(first, len(messages), 20):
-                collectors.publish(messages[i:i + 20], config.kafka_bootstrap)
-                time.sleep(0.2)
-        except Exception as e:  # noqa: BLE001 - reported by the test
-            errors.append(e)
 
     stream = subprocess.Popen(
         [hft, "stream", "--master", "local[2]", "--tickers", ",".join(TICKERS), "--trigger", "500 milliseconds",
@@ -119,27 +81,26 @@ def test_kill_9_of_the_redis_master_mid_stream_loses_nothing_acknowledged(replic
         [hft, "execute", "--tickers", ",".join(TICKERS), "--replay-clock", "--journal", str(home / "journal"),
          "--metrics-port", "0", "--stop-when-idle", "30"],
         env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    collector = threading.Thread(target=collect, daemon=True)
+    collector = Collector(config, messages[first:])
     try:
         collectors.publish(messages[:first], config.kafka_bootstrap)
-        _until(lambda: committed() >= 80, 180, "the stream to commit its first batches")
+        until(lambda: committed(store) >= 80, 180, "the stream to commit its first batches")
         collector.start()
-        _until(lambda: committed() >= first + 60, 120, "the stream to keep committing")
+        until(lambda: committed(store) >= first + 60, 120, "the stream to keep committing")
         old = _master(config)
         victim = next(Redis(config, n) for n in range(1, 4) if config.redis_node_port(n) == old)
-        in_flight = _until(lambda: sum(h for _, h in watermarks(config.kafka_bootstrap, "market.bars").values())
-                           - committed(), 30, "bars in Kafka the stream has not committed")
+        in_flight = until(lambda: backlog(config, store), 30, "bars in Kafka the stream has not committed")
         os.kill(victim.pid(), signal.SIGKILL)
         killed_at = time.monotonic()
         assert collector.is_alive() and in_flight > 0, "nothing was in flight at the kill"
-        new = _until(lambda: (m := _master(config)) not in (None, old) and m, 60, "the Sentinels to promote a replica")
+        new = until(lambda: (m := _master(config)) not in (None, old) and m, 60, "the Sentinels to promote a replica")
         promoted = time.monotonic() - killed_at
-        before = committed()
-        _until(lambda: committed() > before, 60, "a commit on the new master")
+        before = committed(store)
+        until(lambda: committed(store) > before, 60, "a commit on the new master")
         resumed = time.monotonic() - killed_at
         collector.join(300)
-        assert not collector.is_alive() and not errors, errors
-        _until(lambda: committed() == len(messages), 240, "the stream to catch up after the failover")
+        assert not collector.is_alive() and not collector.errors, collector.errors
+        until(lambda: committed(store) == len(messages), 240, "the stream to catch up after the failover")
         assert stream.poll() is None, "the streaming job died in the failover"
         out, err = executor.communicate(timeout=300)
         assert executor.returncode == 0, err[-3000:]

@@ -22,7 +22,7 @@ import redis
 
 import hft_exec
 from ports import free_port
-from stream_fixtures import ready_count, train_champion
+from stream_fixtures import ready_count, stream_env, stream_stack
 
 pytestmark = pytest.mark.integration
 
@@ -33,30 +33,11 @@ TICKERS = ["AAA", "BBB"]
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Kafka + Redis on free ports, topics created, and a champion model in a sqlite MLflow store."""
-    from hft import stack
-
-    home = tmp_path_factory.mktemp("home")
-    env = {
-        **os.environ, "HFT_HOME": str(home), "HFT_KAFKA_PORT": str(free_port()),
-        "HFT_KAFKA_CONTROLLER_PORT": str(free_port()), "HFT_KAFKA_METRICS_PORT": str(free_port()),
-        "HFT_PROMETHEUS_PORT": str(free_port()), "HFT_NODE_EXPORTER_PORT": str(free_port()),
-        "HFT_REDIS_EXPORTER_PORT": str(free_port()), "HFT_ALERTMANAGER_PORT": str(free_port()),
-        "HFT_ALERT_HOOK_PORT": str(free_port()),
-        "HFT_REDIS_PORT": str(free_port()), "HFT_MLFLOW_PORT": str(free_port()),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}", "HFT_BARS_PARTITIONS": "2",
-    }
-    old = dict(os.environ)
-    os.environ.update(env)
-    config = stack.StackConfig.from_env()
-    try:
-        stack.up(config, ("kafka", "redis"))
-        stack.ensure_topics(config.kafka_bootstrap, stack.stream_topics())
-        train_champion(home, TICKERS)
+    env = stream_env(tmp_path_factory.mktemp("home"), HFT_PROMETHEUS_PORT=str(free_port()),
+                     HFT_NODE_EXPORTER_PORT=str(free_port()), HFT_REDIS_EXPORTER_PORT=str(free_port()),
+                     HFT_ALERTMANAGER_PORT=str(free_port()), HFT_ALERT_HOOK_PORT=str(free_port()))
+    with stream_stack(env, TICKERS) as config:
         yield env, config
-    finally:
-        stack.down(config, ("kafka", "redis"))
-        os.environ.clear()
-        os.environ.update(old)
 
 
 def _publish(config, messages, extra: list[tuple[bytes, bytes]] = ()):

@@ -15,6 +15,7 @@ import pytest
 
 from hft.observability.elastic import EVENTS, LOGS, Query, apply_retention, client, ensure_templates, search
 from hft.stack import down, ensure_topics, orders_topic, stream_topics, up
+from polling import until
 from ports import make_stack_config
 
 pytestmark = pytest.mark.integration
@@ -57,16 +58,6 @@ def _client(cfg):
 def _count(es, index: str, **query) -> int:
     es.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
     return es.count(index=index, ignore_unavailable=True, allow_no_indices=True, **query)["count"]
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _stop(proc: subprocess.Popen) -> str:
@@ -130,7 +121,7 @@ def test_searches_answer_why_a_bar_went_to_the_dlq_and_which_orders_followed_a_p
     proc = _shipper(cfg)
     try:
         expected = len(preds) * 2 + 1 + len(list(r.xrange("hft:orders")))
-        _wait(lambda: _count(es, EVENTS) >= expected, 60, f"{expected} events indexed")
+        until(lambda: _count(es, EVENTS) >= expected, 60, f"{expected} events indexed")
     finally:
         log_tail = _stop(proc)
     assert _count(es, EVENTS) == expected, log_tail
@@ -171,7 +162,7 @@ def test_logs_of_the_processes_are_searchable_by_service_level_and_text(stack):
                     "loudly', extra=trace('ZZZ@1'))"], env=_env(cfg), check=True, timeout=60)
     proc = _shipper(cfg, "--kafka", "none")
     try:
-        found = _wait(lambda: search(es, Query(service="hft-probe", level="error", text="loudly")), 60, "the probe's log")
+        found = until(lambda: search(es, Query(service="hft-probe", level="error", text="loudly")), 60, "the probe's log")
     finally:
         _stop(proc)
     assert found[0]["trace"]["id"] == "ZZZ@1" and found[0]["message"] == "probe failed loudly"
@@ -188,14 +179,14 @@ def test_shipper_killed_mid_shipment_resumes_without_loss_or_duplicates(stack):
     index = f"{LOGS}-*"
     proc = _shipper(cfg, "--kafka", "none")
     try:
-        _wait(lambda: _count(es, index, query={"match": {"message": "kill"}}) > 0, 60, "the first documents")
+        until(lambda: _count(es, index, query={"match": {"message": "kill"}}) > 0, 60, "the first documents")
         proc.kill()  # kill -9 while documents are outstanding
         proc.wait()
         at_kill = _count(es, index, query={"match": {"message": "kill"}})
         assert 0 < at_kill < total, f"the shipper should be mid-shipment at the kill: {at_kill} of {total}"
         _write_log(folder, name, 1000, start=total, prefix="kill")
         proc = _shipper(cfg, "--kafka", "none")
-        _wait(lambda: _count(es, index, query={"match": {"message": "kill"}}) >= total + 1000, 180, "all documents")
+        until(lambda: _count(es, index, query={"match": {"message": "kill"}}) >= total + 1000, 180, "all documents")
     finally:
         _stop(proc)
     assert _count(es, index, query={"match": {"message": "kill"}}) == total + 1000  # none twice, none lost
@@ -210,14 +201,14 @@ def test_shipper_buffers_while_elasticsearch_is_down_and_catches_up(stack):
     proc = _shipper(cfg, "--kafka", "none", "--metrics-port", "0")
     try:
         _write_log(folder, name, 100, prefix="before")
-        _wait(lambda: _count(es, index, query={"match": {"message": "before"}}) == 100, 60, "shipping before the outage")
+        until(lambda: _count(es, index, query={"match": {"message": "before"}}) == 100, 60, "shipping before the outage")
         down(cfg, ["elasticsearch"])  # the node goes away
         _write_log(folder, name, 500, start=100, prefix="during")
         time.sleep(3)
         assert proc.poll() is None, "the shipper must keep running while Elasticsearch is down"
         up(cfg, ["elasticsearch"])
         es = _client(cfg)
-        _wait(lambda: _count(es, index, query={"match": {"message": "during"}}) == 500, 120, "the catch-up")
+        until(lambda: _count(es, index, query={"match": {"message": "during"}}) == 500, 120, "the catch-up")
     finally:
         err = _stop(proc)
     assert "retrying" in err  # it said it was waiting
@@ -248,7 +239,7 @@ def test_the_stacks_log_shipper_service_ships_and_announces_its_metrics(stack):
         subprocess.run([sys.executable, "-c", "import logging; from hft.observability.logging import configure_logging; "
                         "configure_logging(service='hft-svc-probe'); logging.getLogger('p').warning('via the service')"],
                        env=_env(cfg), check=True, timeout=60)
-        _wait(lambda: search(es, Query(service="hft-svc-probe", text="service")), 60, "the service to ship the probe")
+        until(lambda: search(es, Query(service="hft-svc-probe", text="service")), 60, "the service to ship the probe")
         announced = [p.name for p in targets_dir(cfg.home).glob("log-shipper-*.json")]
         assert announced, "the shipper's /metrics is announced to Prometheus"
     finally:
