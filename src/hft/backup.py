@@ -39,17 +39,6 @@ def _folder(uri: str) -> Path:
                     "sync it with the store's own tool)")
 
 
-def _redis_address(url: str) -> tuple[str, int]:
-    from hft.redis_conn import SENTINEL_SCHEME, sentinel
-
-    if url.startswith(SENTINEL_SCHEME + "://"):
-        manager, parsed = sentinel(url)
-        host, port = manager.discover_master(parsed.master)
-        return str(host), int(port)
-    parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or 6379
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -78,7 +67,9 @@ def backup(target: str, redis_url: str, journal: Path, tracking_uri: str, lake_r
     out.mkdir(parents=True, exist_ok=True)
     manifest: dict = {"format": FORMAT, "started": time.time(), "parts": {}}
     # 1. Redis, first (see the module's docstring)
-    host, port = _redis_address(redis_url)
+    from hft.redis_conn import master_address
+
+    host, port = master_address(redis_url)
     cli = shutil.which("redis-cli")
     if cli is None:
         raise UserError("redis-cli not found: run `make setup`")

@@ -71,6 +71,17 @@ def sentinel(url: str, **kwargs: Any):
     return Sentinel(list(parsed.sentinels), socket_timeout=2, socket_connect_timeout=2, **kwargs), parsed
 
 
+def master_address(url: str) -> tuple[str, int]:
+    """(host, port) of the Redis that takes writes: the Sentinels' master for a ``redis+sentinel://`` URL (raises
+    redis-py's MasterNotFoundError when none is known), else the URL's own."""
+    if url.startswith(SENTINEL_SCHEME + "://"):
+        manager, parsed = sentinel(url)
+        host, port = manager.discover_master(parsed.master)
+        return str(host), int(port)
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
 def _master_connection_class():
     from redis.exceptions import ConnectionError, ResponseError
     from redis.sentinel import SentinelManagedConnection

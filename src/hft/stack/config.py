@@ -52,16 +52,26 @@ class StackError(HftError):
     """The stack cannot do what was asked; the message says why and, where it can, what to do."""
 
 
-def formatted_kafka_brokers(run_dir: Path) -> int:
-    """The size of the Kafka cluster whose data is in ``run_dir`` (``kafka-cluster.json``, written when it was
-    formatted); 1 when there is none. Every client of a stack started with ``--kafka-brokers 3`` finds all
-    three nodes without being told again."""
+def formatted_kafka_cluster(run_dir: Path) -> dict | None:
+    """``{"cluster_id", "brokers"}`` of the Kafka cluster whose data is in ``run_dir`` (``kafka-cluster.json``,
+    written when it was formatted); a node-1 store from before clusters: 1 broker, no id; None: nothing formatted."""
     import json
 
-    try:
-        return int(json.loads((run_dir / "kafka-cluster.json").read_text())["brokers"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 1
+    path = run_dir / "kafka-cluster.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            raise StackError(f"{path} is not JSON: remove it, or the run directory's kafka* folders with it") from None
+    if (run_dir / "kafka" / "data" / "meta.properties").exists():
+        return {"cluster_id": None, "brokers": 1}
+    return None
+
+
+def formatted_kafka_brokers(run_dir: Path) -> int:
+    """The size of the Kafka cluster formatted in ``run_dir``; 1 when there is none. Every client of a stack
+    started with ``--kafka-brokers 3`` finds all three nodes without being told again."""
+    return int((formatted_kafka_cluster(run_dir) or {"brokers": 1})["brokers"])
 
 
 def started_redis_replicas(run_dir: Path) -> int:

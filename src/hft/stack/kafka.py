@@ -64,8 +64,9 @@ def admin_client(bootstrap: str, **extra: Any) -> Any:
     return ck.admin.AdminClient(conf)
 
 
-def kafka_health(bootstrap: str, timeout: float = 3.0) -> tuple[bool, str]:
-    """(healthy, detail): a metadata request (``list_topics``) answered by at least one broker."""
+def kafka_health(bootstrap: str, timeout: float = 3.0, node: int | None = None) -> tuple[bool, str]:
+    """(healthy, detail): a metadata request (``list_topics``) answered by at least one broker, and with ``node``,
+    one that counts that node id among the cluster's brokers."""
     ck = _ck()
     try:
         md = admin_client(bootstrap).list_topics(timeout=timeout)
@@ -74,7 +75,12 @@ def kafka_health(bootstrap: str, timeout: float = 3.0) -> tuple[bool, str]:
     if not md.brokers:
         return False, "metadata answered with no broker"
     user_topics = sorted(t for t in md.topics if not t.startswith("__"))
-    return True, f"{len(md.brokers)} broker(s), {len(user_topics)} topic(s)"
+    detail = f"{len(md.brokers)} broker(s), {len(user_topics)} topic(s)"
+    if node is not None:
+        if node not in md.brokers:
+            return False, f"node {node} not yet among the brokers {sorted(md.brokers)}"
+        detail = f"node {node} of {sorted(md.brokers)}; {detail}"
+    return True, detail
 
 
 def ensure_topics(bootstrap: str, topics: dict[str, TopicSpec], timeout: float = 30.0) -> dict[str, str]:

@@ -35,11 +35,12 @@ from hft.stack.config import (
     StackConfig,
     StackError,
     expand_services,
+    formatted_kafka_cluster,
     infra_file,
     repo_root,
 )
 from hft.stack.elasticsearch import Elasticsearch, LogShipper
-from hft.stack.kafka import _ck, admin_client, kafka_health
+from hft.stack.kafka import _ck, kafka_health
 from hft.stack.monitoring import AlertHook, Alertmanager, NodeExporter, Prometheus, RedisExporter
 from hft.stack.postgres import Postgres, metadata_url, prepare_database
 
@@ -120,20 +121,12 @@ class Kafka(Service):
             "-cp", f"{self.libs}/*",
         ]
 
-    def _cluster(self) -> dict | None:
-        """``{"cluster_id", "brokers"}`` of the formatted cluster; a node-1 store from before clusters: 1 broker."""
-        if self.cluster_file.exists():
-            return json.loads(self.cluster_file.read_text())
-        if (self.config.run_dir / "kafka" / "data" / "meta.properties").exists():
-            return {"cluster_id": None, "brokers": 1}
-        return None
-
     def check(self) -> None:
         self._jvm(self.config.kafka_heap)
         jmx_agent()
         infra_file("kafka", "server.properties.template")
         _ck()  # the health check needs confluent-kafka: fail before starting anything
-        cluster = self._cluster()
+        cluster = formatted_kafka_cluster(self.config.run_dir)
         if cluster is not None and cluster["brokers"] != self.config.kafka_brokers:
             raise StackError(
                 f"kafka: the data in {self.config.run_dir} belongs to a cluster of {cluster['brokers']} broker(s), "
@@ -159,7 +152,7 @@ class Kafka(Service):
     def _format(self) -> None:
         """Format the KRaft storage once, with the cluster's id (made by the first node formatted): one node is
         the single voter of a dynamic quorum (``--standalone``); a cluster's voters are in the properties."""
-        cluster = self._cluster()
+        cluster = formatted_kafka_cluster(self.config.run_dir)
         if cluster is None or cluster["cluster_id"] is None:
             cluster = {"cluster_id": _cluster_id(), "brokers": self.config.kafka_brokers}
             self.cluster_file.write_text(json.dumps(cluster) + "\n")
@@ -179,13 +172,7 @@ class Kafka(Service):
 
     def health(self) -> tuple[bool, str]:
         """This node answers metadata and the cluster counts it among its brokers."""
-        ok, detail = kafka_health(self.address(), timeout=3.0)
-        if ok and self.config.kafka_brokers > 1:
-            brokers = admin_client(self.address()).list_topics(timeout=3.0).brokers
-            if self.node not in brokers:
-                return False, f"node {self.node} not yet among the brokers {sorted(brokers)}"
-            detail = f"node {self.node} of {sorted(brokers)}; {detail}"
-        return ok, detail
+        return kafka_health(self.address(), timeout=3.0, node=self.node if self.config.kafka_brokers > 1 else None)
 
 
 class Redis(Service):
@@ -224,13 +211,12 @@ class Redis(Service):
 
     def _master_now(self) -> int | None:
         """The port of the master the Sentinels know now (None: no Sentinel answers)."""
-        from hft.redis_conn import sentinel
+        from hft.redis_conn import master_address
 
         if not self.config.redis_sentinels:
             return None
-        manager, parsed = sentinel(self.config.redis_url)
         try:
-            return int(manager.discover_master(parsed.master)[1])
+            return master_address(self.config.redis_url)[1]
         except Exception:  # noqa: BLE001 - no Sentinel up yet: the stack's first start
             return None
 
