@@ -30,6 +30,23 @@ class RedisUrlError(HftError, ValueError):
     """A Redis URL that cannot be used; the message says why."""
 
 
+class NotReplicatedError(HftError, RuntimeError):
+    """A write that no replica acknowledged in time (Redis behind Sentinels): not safe from a failover."""
+
+
+def wait_replicated(client, replicas: int, timeout_ms: int, what: str, tries: int = 3) -> None:
+    """Return once ``replicas`` replicas hold everything ``client`` wrote so far (``WAIT``, up to ``tries`` x
+    ``timeout_ms``), else raise :class:`NotReplicatedError` naming ``what``. 0 replicas: returns at once."""
+    if replicas <= 0:
+        return
+    acked = 0
+    for _ in range(tries):
+        acked = int(client.wait(replicas, timeout_ms))
+        if acked >= replicas:
+            return
+    raise NotReplicatedError(f"{what}: {acked} of {replicas} replica(s) acknowledged it within {tries} x {timeout_ms} ms")
+
+
 @dataclass(frozen=True)
 class SentinelUrl:
     sentinels: tuple[tuple[str, int], ...]

@@ -181,7 +181,9 @@ class RedisKeys:
     ``pred_written`` (hash: series -> newest bar time written), ``state(interval, ticker)`` (hash: the
     feature state's bars), ``heartbeat``, ``last_batch``, ``offsets`` (hash: topic:partition -> next offset).
     Executor (:mod:`hft.execution.service`): ``orders`` (stream), ``positions``, ``exec_state`` (hashes),
-    ``exec_published`` (publication cursor), ``exec_halt`` (kill switch)."""
+    ``exec_published`` (publication cursor), ``exec_halt`` (kill switch).
+    Executor hot standby (:mod:`hft.execution.leader`): ``exec_leader`` (the lease), ``exec_epoch`` (fencing
+    epochs), ``exec_journal`` (stream: the replicated journal), ``exec_journal_records``, ``exec_instruments``."""
 
     prefix: str = "hft"
 
@@ -234,3 +236,23 @@ class RedisKeys:
     @property
     def exec_halt(self) -> str:
         return f"{self.prefix}:exec:halt"
+
+    @property
+    def exec_leader(self) -> str:
+        return f"{self.prefix}:exec:leader"
+
+    @property
+    def exec_epoch(self) -> str:
+        return f"{self.prefix}:exec:epoch"
+
+    @property
+    def exec_journal(self) -> str:
+        return f"{self.prefix}:exec:journal"
+
+    @property
+    def exec_journal_records(self) -> str:
+        return f"{self.prefix}:exec:journal:records"
+
+    @property
+    def exec_instruments(self) -> str:
+        return f"{self.prefix}:exec:instruments"

@@ -44,21 +44,63 @@ def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
         exec_config = ExecConfig.from_env()
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    kafka = None if args.no_kafka else orders_sink(config, "hft-executor")
     from hft.observability.metrics import serve
 
     serve(args.metrics_port, "executor")
-    service = ExecutionService(r, args.journal or settings.home / "executor", args.tickers or list(settings.tickers),
-                               exec_config, kafka=kafka, batch=args.batch, replay_clock=args.replay_clock)
-    try:
-        totals = service.run(stop_when_idle_s=args.stop_when_idle or None)
-    finally:
-        service.close()
+    journal = args.journal or settings.home / "executor"
+    tickers = args.tickers or list(settings.tickers)
+    if not args.ha:
+        kafka = None if args.no_kafka else orders_sink(config, "hft-executor")
+        service = ExecutionService(r, journal, tickers, exec_config, kafka=kafka, batch=args.batch,
+                                   replay_clock=args.replay_clock)
+        try:
+            totals = service.run(stop_when_idle_s=args.stop_when_idle or None)
+        finally:
+            service.close()
+    else:
+        service, totals = _run_ha(args, config, url, r, journal, tickers, exec_config)
     out(f"executor: {totals.get('entries', 0)} predictions read, {totals.get('orders', 0)} orders, "
         f"{totals.get('fills', 0)} fills")
     for line in service.summary():
         out(line)
     return EXIT_OK
+
+
+def _run_ha(args, config, url, r, journal, tickers, exec_config):
+    """``--ha``: this instance stands by until it holds the executor's lease, then leads (hft.execution.leader)."""
+    import signal
+    import sys
+
+    from hft.execution.leader import LEASE_MS, HotStandby, Lease, ReplicatedJournal
+    from hft.execution.service import ExecutionService
+    from hft.redis_conn import replicas_to_ack
+
+    acks = replicas_to_ack(url)
+    try:
+        lease = Lease(r, instance=args.instance, ttl_ms=args.lease_ms or LEASE_MS, replicas_to_ack=acks)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    replica = ReplicatedJournal(r, lease, replicas_to_ack=acks)
+    if not args.no_kafka:
+        from hft import stack
+        from hft.execution.service import ORDERS_TOPIC
+        from hft.streaming.kafka_io import TopicSink
+
+        stack.ensure_topics(config.kafka_bootstrap, stack.orders_topic())  # once, not at each takeover
+
+    def make_service():
+        # a new transactional producer per leadership: its id is the role's, so it fences the last leader's
+        kafka = None if args.no_kafka else TopicSink(config.kafka_bootstrap, ORDERS_TOPIC, f"hft-executor-{lease.instance}",
+                                                     transactional_id="hft-executor")
+        return ExecutionService(r, journal, tickers, exec_config, kafka=kafka, batch=args.batch,
+                                replay_clock=args.replay_clock, fence=replica)
+
+    # a clean stop (SIGTERM, as the stack and supervisors send) gives the lease up at once
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    standby = HotStandby(lease, replica, journal, make_service)
+    out(f"executor {lease.instance}: standing by for the lease ({lease.ttl_ms} ms)")
+    totals = standby.run(stop_when_idle_s=args.stop_when_idle or None)
+    return standby.service, totals
 
 
 def orders_sink(config, client_id: str):
@@ -82,5 +124,11 @@ def register(sub) -> None:
     p.add_argument("--replay-clock", action="store_true",
                    help="historical bars replayed now: a prediction arrives at its bar's end (stale guard)")
     p.add_argument("--metrics-port", type=int, default=9109)
+    p.add_argument("--ha", action="store_true",
+                   help="hot standby: lead only while holding the executor's lease in Redis, else stand by "
+                        "(run two or more; the journal is replicated through Redis)")
+    p.add_argument("--instance", help="this instance's name in the lease (default <host>-<pid>)")
+    p.add_argument("--lease-ms", type=int, default=None,
+                   help="--ha: the lease's time to live (default 2000); a standby takes over about this long after the leader dies")
     p.add_argument("--stop-when-idle", type=float, default=0.0, help="stop after N seconds without predictions (0: run until killed)")
     p.set_defaults(func=cmd_execute)

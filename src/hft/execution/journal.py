@@ -46,11 +46,12 @@ class Journal:
             os.fsync(self._fd)
         self.records = (size - torn) // self.dtype.itemsize
 
-    def read(self, start: int = 0) -> np.ndarray:
-        """Records from index ``start`` on."""
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Records from index ``start`` up to ``stop`` (None: the end)."""
+        stop = self.records if stop is None else min(stop, self.records)
         with open(self.path, "rb") as f:
             f.seek(start * self.dtype.itemsize)
-            data = f.read((self.records - start) * self.dtype.itemsize)
+            data = f.read(max(stop - start, 0) * self.dtype.itemsize)
         return np.frombuffer(data, dtype=self.dtype)
 
     def append(self, events: np.ndarray) -> int:
@@ -81,6 +82,15 @@ class Journal:
             tmp.write_text(json.dumps({"tickers": tickers}))
             os.replace(tmp, self.table_path)
         return tickers
+
+    def adopt_instruments(self, tickers: list[str]) -> None:
+        """Take ``tickers`` as the instrument table (a standby copying its leader's): the stored table must be
+        a prefix of it (ids never change)."""
+        stored = self.instruments([])
+        if tickers[:len(stored)] != stored:
+            raise JournalError(f"{self.table_path} gives tickers other ids than the leader's table ({stored} vs {tickers})")
+        if len(tickers) > len(stored):
+            self.instruments(tickers)
 
     def close(self) -> None:
         os.close(self._fd)

@@ -3,16 +3,18 @@
 Reads the predictions stream (``{p}:predictions``, written by the streaming job) through a Redis consumer
 group, decides with the C++ executor (``hft_exec``) against the paper exchange, and for every batch:
 
-1. journals the executor's events (fsync) — the durable record of what was decided and executed;
+1. journals the executor's events (fsync) — the durable record of what was decided and executed; with a hot
+   standby (``fence``, :mod:`hft.execution.leader`) first replicated to Redis, fenced by the lease;
 2. publishes orders, fills and halts to Kafka ``orders`` (acks=all, keyed by ticker; each record carries its
-   journal sequence number ``seq``, so a consumer drops the duplicates a crash can cause);
+   journal sequence number ``seq``; with a hot standby in one transaction per batch);
 3. in one Redis transaction: appends the same records to ``{p}:orders``, updates ``{p}:positions`` and
    ``{p}:exec:state``, and moves the publication cursor ``{p}:exec:published``;
 4. acknowledges the batch's stream entries (XACK).
 
 Crash anywhere and restart: the executor recovers from the journal; entries not acknowledged are delivered
 again and are refused as duplicates if their decision was journaled (no order is sent twice), decided
-afresh otherwise; journal records past the cursor are published again (no fill is lost).
+afresh otherwise; journal records past the cursor are published again (no fill is lost), to Kafka only those
+after the last record the topic holds (read back at start: no record twice there either).
 
 The stale guard compares a prediction's arrival (the wall clock) with its bar's end. With
 ``replay_clock`` (historical sessions replayed through the stack, as in the demo) a prediction counts as
@@ -59,7 +61,9 @@ class StepResult:
 class ExecutionService:
     def __init__(self, redis_client, journal_dir: str | Path, tickers: list[str], config: ExecConfig | None = None,
                  prefix: str = "hft", consumer: str = "executor-1", kafka=None, batch: int = 1000,
-                 block_ms: int = 200, replay_clock: bool = False):
+                 block_ms: int = 200, replay_clock: bool = False, fence=None):
+        """``fence``: a :class:`hft.execution.leader.ReplicatedJournal` when this instance is the leader of a hot
+        standby pair (it replicates the journal and fences every write); None for a lone executor."""
         import hft_exec
 
         self.x = hft_exec
@@ -73,8 +77,14 @@ class ExecutionService:
         self.block_ms = block_ms
         self.replay_clock = replay_clock
         self.config = config or ExecConfig.from_env()
+        self.fence = fence
         self.journal = Journal(journal_dir)
+        if fence is not None:
+            fence.sync(self.journal)
         self.tickers = self.journal.instruments([t.upper() for t in tickers])
+        if fence is not None:
+            fence.publish_instruments(self.tickers)
+        self._last_seen: str | None = None  # the newest predictions entry delivered to the group (fenced reads)
         self.ids = {t: i for i, t in enumerate(self.tickers)}
         self.executor = hft_exec.Executor(self.config.to_core(), len(self.tickers))
         self._cash = np.zeros(len(self.tickers), dtype=np.int64)  # per-ticker cash flow, for PnL per ticker
@@ -101,6 +111,7 @@ class ExecutionService:
         except Exception as exc:  # BUSYGROUP: the group exists (restart)
             if "BUSYGROUP" not in str(exc):
                 raise
+        self._kafka_next = self._kafka_resume()  # the first journal record Kafka `orders` lacks
         self.republish()
 
     # -- publication -----------------------------------------------------------------------------------------
@@ -132,6 +143,32 @@ class ExecutionService:
         fills = events[events["type"] == self.x.EventType.fill]
         np.add.at(self._cash, fills["instrument"].astype(np.int64), -(fills["qty"] * fills["price"] + fills["fee"]))
 
+    def _kafka_resume(self) -> int:
+        """Where Kafka ``orders`` resumes: after its last committed record, when that record is this journal's
+        (same type, order, quantity and time at its seq: a crash fell between the Kafka send and the Redis
+        publication); else at the publication cursor."""
+        start = self.published()
+        if self.kafka is None:
+            return start
+        from hft.streaming.kafka_io import last_value
+
+        raw = last_value(self.kafka.bootstrap, self.kafka.topic)
+        try:
+            rec = json.loads(raw) if raw is not None else None
+            seq = int(rec["seq"]) if rec is not None else -1
+        except (ValueError, KeyError, TypeError):
+            return start
+        if not start <= seq < self.journal.records:
+            return start
+        e = self.journal.read(seq, seq + 1)[0]
+        if (self.x.EVENT_TYPES[int(e["type"])], int(e["order_id"]), int(e["qty"]), int(e["ts_ns"])) == \
+                (rec.get("type"), rec.get("order_id"), rec.get("qty"), rec.get("ts_ns")):
+            log.info("Kafka %s already holds journal records up to %d (the cursor is at %d)", self.kafka.topic, seq, start)
+            return seq + 1
+        log.warning("the last record of Kafka %s is not this journal's record %d: publishing from the cursor %d",
+                    self.kafka.topic, seq, start)
+        return start
+
     def published(self) -> int:
         return int(self.r.get(self.keys.exec_published) or 0)
 
@@ -157,9 +194,14 @@ class ExecutionService:
                 self._published_pos[int(e["instrument"])] += int(e["qty"])
                 rec["position"] = int(self._published_pos[int(e["instrument"])])
             records.append(rec)
-        if self.kafka is not None and records:
-            self.kafka.send((r["ticker"].encode(), json.dumps(r, separators=(",", ":")).encode()) for r in records)
-        pipe = self.r.pipeline(transaction=True)
+        if self.fence is not None:  # which leader published it
+            for rec in records:
+                rec["epoch"] = self.fence.lease.epoch
+        fresh = [r for r in records if r["seq"] >= self._kafka_next]  # Kafka may hold some already (a crash)
+        if self.kafka is not None and fresh:
+            self.kafka.send((r["ticker"].encode(), json.dumps(r, separators=(",", ":")).encode()) for r in fresh)
+        self._kafka_next = max(self._kafka_next, first_seq + len(events))
+        pipe = self.r.pipeline(transaction=True) if self.fence is None else self.fence.transaction()
         for rec in records:
             pipe.xadd(self.keys.orders, {k: str(v) for k, v in rec.items()}, maxlen=1_000_000, approximate=True)
         ex = self.executor
@@ -172,7 +214,10 @@ class ExecutionService:
             "halted": int(ex.halted), "halt_reason": ex.halt_reason, "journal_records": self.journal.records,
         })
         pipe.set(self.keys.exec_published, first_seq + len(events))
-        pipe.execute()
+        if self.fence is None:
+            pipe.execute()
+        else:
+            self.fence.execute(pipe)
 
     # -- the loop --------------------------------------------------------------------------------------------
     def _check_halt(self) -> None:
@@ -184,6 +229,25 @@ class ExecutionService:
             log.warning("kill switch released: resuming")
             self.executor.resume(time.time_ns())
             self.r.delete(self.keys.exec_halt)
+
+    def _read(self, pending: bool) -> list:
+        """Entries of the predictions stream for this consumer: its pending ones (delivered, not acknowledged), or
+        new ones (waiting up to ``block_ms``). Under a fence, every read checks the lease and renews it; waiting
+        takes nothing (a read that takes entries must be fenced, and a fenced script cannot block)."""
+        if self.fence is None:
+            reply = self.r.xreadgroup(GROUP, self.consumer, {self.stream: "0" if pending else ">"}, count=self.batch,
+                                      block=None if pending else self.block_ms)
+            return reply[0][1] if reply else []
+        entries = self.fence.read(GROUP, self.consumer, self.stream, self.batch, pending)
+        if not entries and not pending:
+            if self._last_seen is None:
+                group = next(g for g in self.r.xinfo_groups(self.stream) if g["name"] == GROUP)
+                self._last_seen = group["last-delivered-id"]
+            if self.r.xread({self.stream: self._last_seen}, count=1, block=self.block_ms):
+                entries = self.fence.read(GROUP, self.consumer, self.stream, self.batch, pending)
+        if entries and not pending:
+            self._last_seen = entries[-1][0]
+        return entries
 
     def _parse(self, entries) -> tuple[np.ndarray, np.ndarray, Tally]:
         """Stream entries -> prediction records (unknown tickers get an id the executor refuses) and, in the same
@@ -231,12 +295,10 @@ class ExecutionService:
         self._check_halt()
         entries: list = []
         if self._pending:  # after a restart: what was delivered to us before the crash, not acknowledged
-            reply = self.r.xreadgroup(GROUP, self.consumer, {self.stream: "0"}, count=self.batch)
-            entries = reply[0][1] if reply else []
+            entries = self._read(pending=True)
             self._pending = bool(entries)
         if not entries:
-            reply = self.r.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=self.batch, block=self.block_ms)
-            entries = reply[0][1] if reply else []
+            entries = self._read(pending=False)
         result = StepResult(entries=len(entries))
         if not entries:
             return result
@@ -250,7 +312,10 @@ class ExecutionService:
         spent = time.perf_counter_ns() - t0
         decided_ns = time.time_ns()
         events = self.x.drain_events(self.executor)
-        first = self.journal.append(events)  # durable before anything is published or acknowledged
+        first = self.journal.records
+        if self.fence is not None:  # replicated (and fenced) before this instance acts on it
+            self.fence.append(first, events)
+        self.journal.append(events)  # durable before anything is published or acknowledged
         self._account(events)
         self._publish(first, events)
         sent_ns = time.time_ns()

@@ -111,6 +111,8 @@ EXEC_HALTED = Gauge("hft_exec_halted", "1 while the kill switch or the daily los
 EXEC_DAY_PNL = Gauge("hft_exec_day_pnl", "PnL since the start of the UTC day (currency units): the loss limit's measure")
 EXEC_LOSS_LIMIT = Gauge("hft_exec_daily_loss_limit", "The daily loss limit (currency units): trading halts at -limit")
 EXEC_LAG = Gauge("hft_exec_predictions_lag", "Predictions in the Redis stream not yet delivered to the executor's group")
+EXEC_LEADER = Gauge("hft_exec_leader", "1 while this executor holds the lease (hot standby: leads), 0 while it stands by")
+EXEC_EPOCH = Gauge("hft_exec_epoch", "The fencing epoch of this executor's latest leadership")
 EXEC_PENDING = Gauge("hft_exec_predictions_pending", "Predictions delivered to the executor's group, not acknowledged")
 EXEC_FILL_SLIPPAGE = Histogram(
     "hft_exec_fill_slippage_bps",

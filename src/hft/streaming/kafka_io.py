@@ -51,13 +51,40 @@ def producer(bootstrap: str, client_id: str = "hft", linger_ms: int | None = Non
 class TopicSink:
     """Sends (key, value) pairs to one topic: :meth:`send` returns once all are acknowledged (raising
     :class:`DeliveryError` otherwise); :meth:`post` returns at once, and a delivery that fails later is
-    logged and counted (``failed``, metric ``hft_kafka_delivery_failed_total``); :meth:`flush` waits."""
+    logged and counted (``failed``, metric ``hft_kafka_delivery_failed_total``); :meth:`flush` waits.
 
-    def __init__(self, bootstrap: str, topic: str, client_id: str = "hft"):
+    With ``transactional_id``, each :meth:`send` is one Kafka transaction (readers with
+    ``isolation.level=read_committed``, librdkafka's default, see all of it or none), and a newer producer with
+    the same id fences this one: its sends raise :class:`DeliveryError` (``fenced``) from then on."""
+
+    def __init__(self, bootstrap: str, topic: str, client_id: str = "hft", transactional_id: str | None = None,
+                 timeout_s: float = 30.0):
+        from confluent_kafka import Producer
+
         self.topic = topic
-        self.p = producer(bootstrap, client_id)
+        self.bootstrap = bootstrap
+        self.transactional = transactional_id is not None
+        self.timeout_s = timeout_s
+        config = producer_config(bootstrap, client_id)
+        if self.transactional:
+            config["transactional.id"] = transactional_id
+        self.p = Producer(config)
+        if self.transactional:
+            self._txn(self.p.init_transactions, timeout_s)  # fences older producers with this id
         self.sent = 0
         self.failed = 0
+
+    def _txn(self, call, *args) -> None:
+        from confluent_kafka import KafkaException
+
+        try:
+            call(*args)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.txn_requires_abort():
+                self.p.abort_transaction(self.timeout_s)
+            fenced = " (fenced: a newer producer with this transactional id took over)" if err.fatal() else ""
+            raise DeliveryError(f"transaction on {self.topic} failed{fenced}: {err}") from None
 
     def _callback(self, err, msg) -> None:
         if err is None:
@@ -80,8 +107,13 @@ class TopicSink:
 
     def send(self, records: Iterable[tuple[bytes | None, bytes]]) -> None:
         failed_before = self.failed
-        self.post(records)
-        self.flush()
+        if self.transactional:
+            self._txn(self.p.begin_transaction)
+            self.post(records)
+            self._txn(self.p.commit_transaction, self.timeout_s)  # flushes; all acknowledged or raises
+        else:
+            self.post(records)
+            self.flush()
         if self.failed > failed_before:
             raise DeliveryError(f"{self.failed - failed_before} message(s) to {self.topic} were not acknowledged")
 
@@ -122,6 +154,38 @@ def watermarks(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int,
     try:
         return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
                 for p in partitions(bootstrap, topic, timeout_s)}
+    finally:
+        consumer.close()
+
+
+def last_value(bootstrap: str, topic: str, partition: int = 0, timeout_s: float = 10.0) -> bytes | None:
+    """The value of the last committed record of one partition (``read_committed``: records of aborted or open
+    transactions do not count), None when it has none: read back from its end, further each time."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "hft-last-value", "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+        back = 16
+        while high > low:
+            start = max(low, high - back)
+            consumer.assign([TopicPartition(topic, partition, start)])
+            last, deadline = None, time.monotonic() + timeout_s
+            while True:  # up to the end: the position passes control records (transaction markers) too
+                for m in consumer.consume(500, timeout=0.1):
+                    if m.error() is None:
+                        last = m.value()
+                if consumer.position([TopicPartition(topic, partition)])[0].offset >= high:
+                    break
+                if time.monotonic() > deadline:
+                    raise DeliveryError(f"could not read {topic}[{partition}] up to offset {high} in {timeout_s} s")
+            if last is not None or start == low:
+                return last
+            back *= 16
+        return None
     finally:
         consumer.close()
 

@@ -27,16 +27,12 @@ from __future__ import annotations
 import json
 import time
 
-from hft.errors import HftError
+from hft.redis_conn import NotReplicatedError, wait_replicated
 from hft.schemas import Prediction, RedisKeys
 from hft.streaming.messages import BarMessage, encode_json
 
 # Prediction is defined once, in hft.schemas
 __all__ = ["NotReplicatedError", "Prediction", "RedisStore", "entry_values"]
-
-
-class NotReplicatedError(HftError, RuntimeError):
-    """A commit that no replica acknowledged in time (Redis behind Sentinels): not safe from a failover."""
 
 
 _COMMIT = """
@@ -245,19 +241,10 @@ class RedisStore:
         self._replicated(batch_id)
         return int(written)
 
-    def _replicated(self, batch_id: int, tries: int = 3) -> None:
-        """Wait until ``replicas_to_ack`` replicas hold everything written so far (``WAIT``), else raise
-        :class:`NotReplicatedError`: the batch is not acknowledged, and its replay (the commit is idempotent)
-        waits again."""
-        if self.replicas_to_ack <= 0:
-            return
-        acked = 0
-        for _ in range(tries):
-            acked = int(self.r.wait(self.replicas_to_ack, self.ack_timeout_ms))
-            if acked >= self.replicas_to_ack:
-                return
-        raise NotReplicatedError(f"batch {batch_id}: {acked} of {self.replicas_to_ack} replica(s) acknowledged "
-                                 f"the commit within {tries} x {self.ack_timeout_ms} ms")
+    def _replicated(self, batch_id: int) -> None:
+        """Wait until ``replicas_to_ack`` replicas hold the commit, else raise :class:`NotReplicatedError`: the
+        batch is not acknowledged, and its replay (the commit is idempotent) waits again."""
+        wait_replicated(self.r, self.replicas_to_ack, self.ack_timeout_ms, f"the commit of batch {batch_id}")
 
     # -- reads ---------------------------------------------------------------------------------------------
     def latest(self, ticker: str) -> dict[str, str]:
