@@ -127,6 +127,14 @@ def source(spark, args, offsets: str, options: dict[str, str] | None = None):
         # The broker holds a fetch at the log's end this long: the default 500 ms stalls micro-batches, and
         # 10 rather than 50 cut the p99 latency at 5,000 bars/s from 439 to 311 ms (bench/streaming).
         .option("kafka.fetch.max.wait.ms", "10")
+        # A partition leader killed (Kafka cluster): the driver's offset lookup (an AdminClient listOffsets) kept
+        # waiting for the dead leader for the whole default.api.timeout.ms (60 s) before its retry found the new
+        # one (game day: 61 s without predictions). 5 s per try (a request may not outlast its call), retried
+        # (a try fails fast while no leader is elected, 3-5 s), so the stream goes on soon after the election.
+        .option("kafka.default.api.timeout.ms", "5000")
+        .option("kafka.request.timeout.ms", "5000")
+        .option("fetchOffset.numRetries", "12")
+        .option("fetchOffset.retryIntervalMs", "500")
         .options(**(options or {}))
         .load()
         .select("key", "value", "topic", "partition", "offset")

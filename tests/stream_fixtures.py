@@ -105,3 +105,13 @@ class Collector(threading.Thread):
                 time.sleep(self.pause)
         except Exception as e:  # noqa: BLE001 - reported by the test
             self.errors.append(e)
+
+
+def driver_of(supervisor: int) -> int | None:
+    """The supervisor's child: the spark-submit driver JVM (its own process group)."""
+    from hft.stack.process import _stat
+
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and (st := _stat(int(pid))) is not None and st[2] == supervisor:
+            return int(pid)
+    return None

@@ -9,9 +9,10 @@ import time
 import numpy as np
 import pytest
 import redis
-from test_service import LOOSE, TICKERS, order_records, predictions, write
+from test_service import TICKERS, order_records, predictions, write
 
 import hft_exec
+from exec_fixtures import LOOSE
 from hft.execution.config import ExecConfig
 from hft.execution.journal import Journal, JournalError
 from hft.execution.leader import Fenced, HotStandby, Lease, ReplicatedJournal

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 import hft_exec
+from exec_fixtures import LOOSE
 from hft.execution.config import ExecConfig
 from hft.execution.journal import Journal
 from hft.execution.service import GROUP, MALFORMED, ExecutionService, set_halt
@@ -25,7 +26,6 @@ TICKERS = ["AAA", "BBB"]
 T0_MS = 1_711_978_200_000  # 2024-04-01 13:30 UTC
 FIELDS = ["ticker", "interval", "bar_ts", "probability", "model_version", "close", "volatility", "produced_ns",
           "predicted_ns", "written_ns"]  # a predictions stream entry, as RedisStore writes it
-LOOSE = dict(orders_per_second=1e6, order_burst=1e6, max_prediction_age_s=1e9, latency_us=0.0)
 
 
 @pytest.fixture

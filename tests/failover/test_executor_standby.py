@@ -4,28 +4,39 @@ No order twice, no fill lost, the books equal a run without failure; the paused 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import redis
 
+from exec_fixtures import (
+    LOOSE,
+    Flow,
+    books_equal_a_run_without_failure,
+    check_records,
+    executor,
+    kafka_end,
+    leader,
+    outstanding,
+)
 from polling import until
 from stream_fixtures import stream_env
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "execution"))
-from test_service import LOOSE, predictions  # noqa: E402
+from test_service import predictions  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 TICKERS = ["AAA", "BBB", "CCC", "DDD"]
 EXEC_ENV = {f"HFT_EXEC_{k.upper()}": str(v) for k, v in {**LOOSE, "max_fill_qty": 3}.items()}
+
+
+def books_equal(client, preds, records) -> None:
+    books_equal_a_run_without_failure(client, TICKERS, [f for _, f in client.xrange("hft:predictions")], records)
 
 
 @pytest.fixture(scope="module")
@@ -56,109 +67,15 @@ def client(stack_env):
     r.close()
 
 
-def executor(env: dict, home: Path, name: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(Path(sys.executable).with_name("hft")), "execute", "run", "--ha", "--instance", name, "--journal",
-         str(home / f"journal-{name}"), "--tickers", ",".join(TICKERS), "--batch", "20", "--replay-clock",
-         "--metrics-port", "0", "--stop-when-idle", "3"],
-        env=env, stdout=subprocess.PIPE, stderr=open(home / f"{name}.err", "wb"), text=True)  # noqa: SIM115
-
-
-class Flow(threading.Thread):
-    """Writes ``preds`` to the predictions stream in batches of ``size`` every ``pause`` s, as the stream does."""
-
-    def __init__(self, client, preds, size: int = 40, pause: float = 0.02):
-        super().__init__(daemon=True)
-        self.client, self.preds, self.size, self.pause = client, preds, size, pause
-
-    def run(self) -> None:
-        from hft.streaming.store import RedisStore
-
-        store = RedisStore(self.client)
-        for k in range(0, len(self.preds), self.size):
-            store.commit(k, [], self.preds[k:k + self.size])
-            time.sleep(self.pause)
-
-
-def leader(client) -> str:
-    return client.get("hft:exec:leader") or ""
-
-
-def outstanding(client) -> int:
-    """Predictions not yet decided: pending (read, not acknowledged) or not yet delivered."""
-    group = next(g for g in client.xinfo_groups("hft:predictions") if g["name"] == "executor")
-    return int(group["pending"]) + int(group["lag"] or 0)
-
-
-def kafka_end(config) -> int:
-    from hft.streaming.kafka_io import watermarks
-
-    return watermarks(config.kafka_bootstrap, "orders")[0][1]
-
-
-def kafka_orders(config, start: int) -> list[dict]:
-    """The committed records of Kafka ``orders`` from offset ``start`` (read_committed: an aborted transaction's
-    are not seen)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": config.kafka_bootstrap, "group.id": f"check-{time.time_ns()}",
-                  "enable.auto.commit": False, "isolation.level": "read_committed"})
-    c.assign([TopicPartition("orders", 0, start)])
-    out, idle = [], 0
-    while idle < 5:
-        msgs = c.consume(500, timeout=1.0)
-        idle = 0 if msgs else idle + 1
-        out += [json.loads(m.value()) for m in msgs if m.error() is None]
-    c.close()
-    return out
-
-
-def books_equal_a_run_without_failure(client, preds, records) -> None:
-    """The same predictions through one executor that never fails (another key prefix, same Redis)."""
-    from hft.execution.config import ExecConfig
-    from hft.execution.service import ExecutionService
-    from hft.streaming.store import RedisStore
-
-    RedisStore(client, prefix="clean").commit(0, [], preds)
-    clean_dir = Path(os.environ["HFT_HOME"]) / f"clean-{time.time_ns()}"
-    clean = ExecutionService(client, clean_dir, TICKERS, ExecConfig.from_env(), prefix="clean", block_ms=10,
-                             replay_clock=True)
-    clean.run(stop_when_idle_s=0.1)
-    clean.close()
-    for i, t in enumerate(TICKERS):
-        assert int(client.hget("hft:positions", t)) == clean.executor.position(i), t
-    state = client.hgetall("hft:exec:state")
-    assert float(state["cash"]) == clean.executor.cash / 1e4 or abs(float(state["cash"]) - clean.executor.cash / 1e4) < 1e-6
-    mine = [(r["type"], r["ticker"], r["order_id"], r["qty"], r["price"]) for r in records]
-    theirs = [(r["type"], r["ticker"], r["order_id"], r["qty"], r["price"]) for _, r in client.xrange("clean:orders")]
-    assert mine == theirs, "the pair decided other orders or fills than one executor would"
-    client.delete(*client.keys("clean:*"))
-
-
-def check_records(client, config, kafka_start: int) -> list[dict]:
-    """Redis ``orders`` and Kafka ``orders`` (from ``kafka_start``): every journal record once, in order, the same
-    in both."""
-    records = [f for _, f in client.xrange("hft:orders")]
-    seqs = [int(r["seq"]) for r in records]
-    assert seqs == sorted(set(seqs)), "a journal record was published twice or out of order"
-    sent = [int(r["order_id"]) for r in records if r["type"] == "order_sent"]
-    assert sent == sorted(set(sent)), "an order was sent twice"
-    in_kafka = kafka_orders(config, kafka_start)
-    assert [r["seq"] for r in in_kafka] == seqs, "Kafka's committed orders differ from Redis's"
-    for mine, theirs in zip(records, in_kafka):
-        assert {k: str(v) for k, v in theirs.items() if k != "epoch"} == {k: v for k, v in mine.items() if k != "epoch"}
-    return records
-
-
 def test_kill_9_of_the_leader_under_heavy_order_flow(stack_env, client, tmp_path):
     env, config = stack_env
     home = tmp_path  # the instances' journals and logs
     preds = predictions(1500, TICKERS, seed=3)
     flow = Flow(client, preds)
     kafka_start = kafka_end(config)
-    a = executor(env, home, "a")
+    a = executor(env, home, "a", TICKERS)
     until(lambda: leader(client).endswith(":a"), 60, "instance a to lead")
-    b = executor(env, home, "b")
+    b = executor(env, home, "b", TICKERS)
     try:
         flow.start()
         until(lambda: int(client.get("hft:exec:published") or 0) > 1000, 60, "a to be trading")
@@ -186,7 +103,7 @@ def test_kill_9_of_the_leader_under_heavy_order_flow(stack_env, client, tmp_path
     for t in TICKERS:  # positions published across the takeover add up
         mine = [r for r in fills if r["ticker"] == t]
         assert [int(r["position"]) for r in mine] == list(__import__("itertools").accumulate(int(r["qty"]) for r in mine))
-    books_equal_a_run_without_failure(client, preds, records)
+    books_equal(client, preds, records)
     print(f"\nexecutor leader killed with {in_flight} predictions outstanding: the standby held the lease after "
           f"{took_lease:.2f} s and published again after {trading:.2f} s (lease 2 s)")
 
@@ -197,9 +114,9 @@ def test_a_paused_leader_resumed_after_the_takeover_sends_nothing(stack_env, cli
     preds = predictions(1000, TICKERS, seed=4)
     flow = Flow(client, preds)
     kafka_start = kafka_end(config)
-    a = executor(env, home, "a")
+    a = executor(env, home, "a", TICKERS)
     until(lambda: leader(client).endswith(":a"), 60, "instance a to lead")
-    b = executor(env, home, "b")
+    b = executor(env, home, "b", TICKERS)
     try:
         flow.start()
         until(lambda: int(client.get("hft:exec:published") or 0) > 600, 60, "a to be trading")
@@ -225,7 +142,7 @@ def test_a_paused_leader_resumed_after_the_takeover_sends_nothing(stack_env, cli
     epochs = [int(r["epoch"]) for r in records]
     first_b = next(k for k, e in enumerate(epochs) if e > epoch_a)
     assert epoch_a not in epochs[first_b:], "the paused leader published after the takeover"
-    books_equal_a_run_without_failure(client, preds, records)
+    books_equal(client, preds, records)
 
 
 def test_after_a_crash_between_kafka_and_redis_each_record_reaches_kafka_once(stack_env, client, tmp_path):

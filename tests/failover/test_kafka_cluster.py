@@ -19,7 +19,7 @@ import redis
 
 from polling import until
 from ports import free_kafka_ports
-from stream_fixtures import Collector, backlog, committed, ready_count, stream_env, stream_stack
+from stream_fixtures import Collector, backlog, committed, driver_of, ready_count, stream_env, stream_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
@@ -101,8 +101,12 @@ def test_kill_9_of_a_partition_leader_mid_stream_loses_and_duplicates_nothing(cl
         assert collector.is_alive(), "the collector had finished before the kill: nothing was being published"
 
         survivor = next(n for n in (1, 2, 3) if n != leader)
+        at_kill = committed(store)
         until(lambda: _partitions(config, "market.bars")[0][0] not in (-1, leader), 60, "a new leader")
         took_over = time.monotonic() - killed_at
+        until(lambda: committed(store) > at_kill, 60, "the stream to commit after the failover", every=0.05)
+        predicting = time.monotonic() - killed_at
+        assert predicting < 30, f"the stream committed nothing for {predicting:.0f} s after the leader's death"
         until(lambda: _broker_gauge(config, survivor, "kafka_server_replicamanager_underreplicatedpartitions") > 0,
               60, "under-replicated partitions in the survivor's metrics")
 
@@ -118,23 +122,13 @@ def test_kill_9_of_a_partition_leader_mid_stream_loses_and_duplicates_nothing(cl
     predictions = store.stream()
     assert len({(e["ticker"], e["bar_ts"]) for e in predictions}) == len(predictions) == ready_count(messages)
     print(f"\nKafka leader {leader} killed with {in_flight} bars in flight; partition 0 led again after "
-          f"{took_over:.1f} s")
+          f"{took_over:.1f} s, the stream committed again after {predicting:.1f} s")
 
     # The node comes back, catches up, and the cluster is fully replicated again.
     stack.up(config, ("kafka",))
     until(lambda: all(sorted(isr) == [1, 2, 3] for _, _, isr in _partitions(config, "market.bars").values()),
            120, "the restarted broker back in sync")
     assert _broker_gauge(config, survivor, "kafka_server_replicamanager_underreplicatedpartitions") == 0
-
-
-def _driver(supervisor: int) -> int | None:
-    """The supervisor's child: the spark-submit driver JVM (its own process group)."""
-    from hft.stack.process import _stat
-
-    for pid in os.listdir("/proc"):
-        if pid.isdigit() and (st := _stat(int(pid))) is not None and st[2] == supervisor:
-            return int(pid)
-    return None
 
 
 def test_a_killed_stream_driver_is_restarted_by_its_supervisor_and_loses_and_repeats_nothing(cluster):
@@ -158,13 +152,13 @@ def test_a_killed_stream_driver_is_restarted_by_its_supervisor_and_loses_and_rep
         until(lambda: committed(store) >= start + 80, 180, "the supervised stream to commit")
         collector.start()
         in_flight = until(lambda: backlog(config, store), 30, "bars in Kafka the stream has not committed")
-        driver = _driver(supervisor.pid)
+        driver = driver_of(supervisor.pid)
         assert driver is not None
         os.killpg(driver, signal.SIGKILL)  # the driver JVM and its Python process, as a lost machine would
         killed_at = time.monotonic()
         at_kill = committed(store)
         assert collector.is_alive() and in_flight > 0
-        until(lambda: _driver(supervisor.pid) not in (None, driver), 30, "the supervisor to restart the driver")
+        until(lambda: driver_of(supervisor.pid) not in (None, driver), 30, "the supervisor to restart the driver")
         until(lambda: committed(store) > at_kill, 180, "the restarted driver's first commit")
         restart_s = time.monotonic() - killed_at
         collector.join(300)
@@ -176,7 +170,7 @@ def test_a_killed_stream_driver_is_restarted_by_its_supervisor_and_loses_and_rep
         try:
             supervisor.wait(60)
         finally:
-            if (d := _driver(supervisor.pid)) is not None:
+            if (d := driver_of(supervisor.pid)) is not None:
                 os.killpg(d, signal.SIGKILL)
     new = store.stream()[before:]
     assert len({(e["ticker"], e["bar_ts"]) for e in new}) == len(new) == ready_count(messages)
