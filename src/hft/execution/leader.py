@@ -35,6 +35,7 @@ import logging
 import os
 import socket
 import time
+from typing import Any
 
 import numpy as np
 
@@ -288,7 +289,7 @@ class HotStandby:
         self.replica = replica
         self.journal_dir = journal_dir
         self.make_service = make_service
-        self.service = None
+        self.service: Any = None
         self.leaderships = 0
 
     def _stand_by(self) -> None:
@@ -327,8 +328,8 @@ class HotStandby:
             EXEC_EPOCH.set(self.lease.epoch)
             self.service = None
             try:
-                self.service = self.make_service()
-                totals = self.service.run(stop_when_idle_s=stop_when_idle_s)
+                self.service = service = self.make_service()
+                totals = service.run(stop_when_idle_s=stop_when_idle_s)
                 self.lease.release()
                 return totals
             except Fenced as exc:

@@ -154,9 +154,9 @@ class ExecutionService:
 
         raw = last_value(self.kafka.bootstrap, self.kafka.topic)
         try:
-            rec = json.loads(raw) if raw is not None else None
-            seq = int(rec["seq"]) if rec is not None else -1
-        except (ValueError, KeyError, TypeError):
+            rec: dict = json.loads(raw) if raw is not None else {}
+            seq = int(rec["seq"]) if rec else -1
+        except (ValueError, KeyError, TypeError, AttributeError):
             return start
         if not start <= seq < self.journal.records:
             return start
