@@ -34,6 +34,12 @@ Each is measured twice, each time in a fresh worker process:
   intra- and inter-op thread pools set to 1 before TensorFlow starts.
 * ``unrestricted``: library defaults (as many threads as cores).
 
+Devices: the batch path (``predict_proba``) at batch 1, 256 and 4096 on the CPU (1 BLAS thread, and all cores)
+and, when one is usable (CuPy sees an NVIDIA GPU: :func:`hft.model.fast.gpu_array_module`), on the GPU:
+latency per call (raw features in, probabilities back in host memory: the copies are included) and rows/s.
+``--devices-only --weights model_weights.h5`` measures only that, without TensorFlow (a GPU machine that has
+CuPy but no TensorFlow; make the file here with ``--prepare --weights PATH``).
+
 Targets (from the issue): fast path batch-1 p50 <= 50 us; >= 100,000 rows/s per core at batch 1024 (judged
 on the ``1 thread`` figures). Timings are sensitive to other load on the machine: the load average is printed
 before and after; ratios compare paths measured in the same worker, minutes apart at most.
@@ -167,6 +173,52 @@ def worker(mode: str, path: Path, args: argparse.Namespace) -> dict:
     return result
 
 
+DEVICE_BATCHES = (1, 256, 4096)
+
+
+def devices_worker(path: Path, args: argparse.Namespace) -> dict:
+    """predict_proba at each of DEVICE_BATCHES on the CPU (1 thread, all cores) and the GPU if usable."""
+    from threadpoolctl import threadpool_limits
+
+    from hft.model.fast import FastPredictor, gpu_array_module
+
+    fast = FastPredictor.from_weights_file(path)
+    targets = [("cpu (1 thread)", fast.on("cpu"), 1), (f"cpu ({os.cpu_count()} cores)", fast.on("cpu"), None)]
+    if gpu_array_module() is not None:
+        gpu = fast.on("gpu")
+        targets.append((gpu.device, gpu, None))
+    out: dict = {"rows": []}
+    for name, pred, threads in targets:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            for batch in DEVICE_BATCHES:
+                inputs = [raw_features(batch, seed=10 + k) for k in range(8)]
+                calls = max(20, min(args.device_calls, args.device_calls * 64 // batch))
+                ns = latencies_ns(pred.predict_proba, inputs, calls, warmup=max(5, calls // 10))
+                row = summarize_latency(ns)
+                row.update(device=name, batch=batch, rows_per_s=batch / (float(np.median(ns)) / 1e9))
+                out["rows"].append(row)
+    ref = fast.predict_proba(raw_features(4096, seed=99))
+    if len(targets) == 3:
+        out["max_abs_diff_gpu"] = float(np.max(np.abs(targets[2][1].predict_proba(raw_features(4096, seed=99)) - ref)))
+    return out
+
+
+def devices_report(dev: dict) -> str:
+    rows = dev["rows"]
+    base = {r["batch"]: r["rows_per_s"] for r in rows if r["device"] == "cpu (1 thread)"}
+    head = f"{'device':<28}{'batch':>7}{'p50 us':>11}{'p99 us':>11}{'calls':>8}{'rows/s':>15}{'vs 1 CPU thread':>17}"
+    lines = ["Batch inference by device (predict_proba: raw features in, probabilities in host memory out)", head,
+             "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['device']:<28}{r['batch']:>7}{r['p50_us']:>11.1f}{r['p99_us']:>11.1f}{r['n']:>8}"
+                     f"{r['rows_per_s']:>15,.0f}{r['rows_per_s'] / base[r['batch']]:>16.1f}x")
+    if "max_abs_diff_gpu" in dev:
+        lines.append(f"max |gpu - cpu| over 4096 rows: {dev['max_abs_diff_gpu']:.1e}")
+    else:
+        lines.append("no usable GPU here (CuPy with an NVIDIA GPU): CPU rows only")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------ driver
 def run_child(argv: list[str]) -> str:
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv], capture_output=True, text=True)
@@ -253,10 +305,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fast-batches", type=int, default=1000, help="batch-1024 calls timed, fast path")
     parser.add_argument("--call-batches", type=int, default=300, help="batch-1024 calls timed, keras model(x)")
     parser.add_argument("--predict-batches", type=int, default=100, help="batch-1024 calls timed, keras predict")
+    parser.add_argument("--device-calls", type=int, default=2000, help="calls timed per device and batch (fewer for big batches)")
+    parser.add_argument("--devices-only", action="store_true",
+                        help="only the devices table, from --weights (no TensorFlow needed)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--devices-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--weights", type=Path, help="--devices-only: the model_weights.h5 to load; --prepare: where to write it")
     return parser.parse_args(argv)
 
 
@@ -269,6 +325,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(worker(args.worker, args.weights, args)))
         return 0
+    if args.devices_worker:
+        print(json.dumps(devices_worker(args.weights, args)))
+        return 0
+    dev_args = [f"--device-calls={args.device_calls}"]
+    if args.devices_only:
+        if args.weights is None:
+            raise SystemExit("--devices-only needs --weights model_weights.h5 (make one with --prepare --weights PATH)")
+        dev = json.loads(run_child(["--devices-worker", "--weights", str(args.weights), *dev_args]).strip().splitlines()[-1])
+        print(f"host: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; {versions()}")
+        print(devices_report(dev))
+        if args.json:
+            args.json.write_text(json.dumps({"devices": dev}, indent=2))
+        return 0
 
     counts = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in
               ("fast_calls", "call_calls", "predict_calls", "fast_batches", "call_batches", "predict_batches")]
@@ -279,10 +348,13 @@ def main(argv: list[str] | None = None) -> int:
         load_s, tf_loaded = fast_load_seconds(path)
         results = [json.loads(run_child(["--worker", mode, "--weights", str(path), *counts]).strip().splitlines()[-1])
                    for mode in MODES]
+        dev = json.loads(run_child(["--devices-worker", "--weights", str(path), *dev_args]).strip().splitlines()[-1])
     after = os.getloadavg()[0]
     print(report(results, load_s, tf_loaded, (before, after)))
+    print()
+    print(devices_report(dev))
     if args.json:
-        args.json.write_text(json.dumps({"load_s": load_s, "results": results}, indent=2))
+        args.json.write_text(json.dumps({"load_s": load_s, "results": results, "devices": dev}, indent=2))
     return 0
 
 

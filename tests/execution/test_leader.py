@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-import redis
 from test_service import TICKERS, order_records, predictions, write
 
 import hft_exec
@@ -19,14 +18,6 @@ from hft.execution.leader import Fenced, HotStandby, Lease, ReplicatedJournal
 from hft.execution.service import GROUP, ExecutionService
 
 TTL = 150  # ms
-
-
-@pytest.fixture
-def client(redis_url):
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
-    r.flushdb()
-    yield r
-    r.close()
 
 
 def instance(client, name: str, ttl_ms: int = TTL) -> ReplicatedJournal:

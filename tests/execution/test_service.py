@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
 
 import hft_exec
 from exec_fixtures import LOOSE
@@ -26,14 +25,6 @@ TICKERS = ["AAA", "BBB"]
 T0_MS = 1_711_978_200_000  # 2024-04-01 13:30 UTC
 FIELDS = ["ticker", "interval", "bar_ts", "probability", "model_version", "close", "volatility", "produced_ns",
           "predicted_ns", "written_ns"]  # a predictions stream entry, as RedisStore writes it
-
-
-@pytest.fixture
-def client(redis_url):
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
-    r.flushdb()
-    yield r
-    r.close()
 
 
 def predictions(n: int, tickers=TICKERS, seed: int = 1, start_ms: int = T0_MS) -> list[Prediction]:

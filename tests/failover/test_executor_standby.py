@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 import time
+from contextlib import contextmanager
+from itertools import accumulate
 from pathlib import Path
 
 import pytest
@@ -67,18 +69,31 @@ def client(stack_env):
     r.close()
 
 
+@contextmanager
+def trading_pair(env: dict, home: Path, client, preds, published: int):
+    """Instance a leading, b standing by, ``preds`` flowing, a past ``published`` journal records; yields
+    (a, b, flow); whatever still runs after is killed."""
+    a = executor(env, home, "a", TICKERS)
+    b = None
+    try:
+        until(lambda: leader(client).endswith(":a"), 60, "instance a to lead")
+        b = executor(env, home, "b", TICKERS)
+        flow = Flow(client, preds)
+        flow.start()
+        until(lambda: int(client.get("hft:exec:published") or 0) > published, 60, "a to be trading")
+        yield a, b, flow
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)
+                p.kill()
+
+
 def test_kill_9_of_the_leader_under_heavy_order_flow(stack_env, client, tmp_path):
     env, config = stack_env
-    home = tmp_path  # the instances' journals and logs
     preds = predictions(1500, TICKERS, seed=3)
-    flow = Flow(client, preds)
     kafka_start = kafka_end(config)
-    a = executor(env, home, "a", TICKERS)
-    until(lambda: leader(client).endswith(":a"), 60, "instance a to lead")
-    b = executor(env, home, "b", TICKERS)
-    try:
-        flow.start()
-        until(lambda: int(client.get("hft:exec:published") or 0) > 1000, 60, "a to be trading")
+    with trading_pair(env, tmp_path, client, preds, 1000) as (a, b, flow):
         in_flight = outstanding(client)
         old = leader(client)
         os.kill(a.pid, signal.SIGKILL)
@@ -93,16 +108,12 @@ def test_kill_9_of_the_leader_under_heavy_order_flow(stack_env, client, tmp_path
         flow.join(120)
         out, _ = b.communicate(timeout=180)
         assert b.returncode == 0 and "predictions read" in out, out
-    finally:
-        for p in (a, b):
-            if p.poll() is None:
-                p.kill()
     records = check_records(client, config, kafka_start)
     fills = [r for r in records if r["type"] == "fill"]
     assert len(fills) > 200, "not a heavy order flow"
     for t in TICKERS:  # positions published across the takeover add up
         mine = [r for r in fills if r["ticker"] == t]
-        assert [int(r["position"]) for r in mine] == list(__import__("itertools").accumulate(int(r["qty"]) for r in mine))
+        assert [int(r["position"]) for r in mine] == list(accumulate(int(r["qty"]) for r in mine))
     books_equal(client, preds, records)
     print(f"\nexecutor leader killed with {in_flight} predictions outstanding: the standby held the lease after "
           f"{took_lease:.2f} s and published again after {trading:.2f} s (lease 2 s)")
@@ -112,14 +123,8 @@ def test_a_paused_leader_resumed_after_the_takeover_sends_nothing(stack_env, cli
     env, config = stack_env
     home = tmp_path
     preds = predictions(1000, TICKERS, seed=4)
-    flow = Flow(client, preds)
     kafka_start = kafka_end(config)
-    a = executor(env, home, "a", TICKERS)
-    until(lambda: leader(client).endswith(":a"), 60, "instance a to lead")
-    b = executor(env, home, "b", TICKERS)
-    try:
-        flow.start()
-        until(lambda: int(client.get("hft:exec:published") or 0) > 600, 60, "a to be trading")
+    with trading_pair(env, home, client, preds, 600) as (a, b, flow):
         os.kill(a.pid, signal.SIGSTOP)
         paused = outstanding(client)
         assert flow.is_alive() and paused > 0, "nothing was in flight at the pause"
@@ -133,11 +138,6 @@ def test_a_paused_leader_resumed_after_the_takeover_sends_nothing(stack_env, cli
         out_b, _ = b.communicate(timeout=180)
         out_a, _ = a.communicate(timeout=180)  # a stands by, leads once b stops idle, then stops idle too
         assert a.returncode == b.returncode == 0, (out_a, out_b)
-    finally:
-        for p in (a, b):
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGCONT)
-                p.kill()
     records = check_records(client, config, kafka_start)
     epochs = [int(r["epoch"]) for r in records]
     first_b = next(k for k, e in enumerate(epochs) if e > epoch_a)

@@ -40,6 +40,12 @@ Non-finite input: NaN (or inf) anywhere in a row makes that row's probability Na
 the matmuls, ``np.maximum`` and the sigmoid) -- no error is raised. Callers filter rows with missing
 features upstream, as the training pipeline does.
 
+GPU: :meth:`FastPredictor.on` gives the same predictor with its batch path (:meth:`predict_proba`) on an NVIDIA
+GPU through CuPy (the same arrays and the same algebra; CuPy is optional: ``pip install cupy-cuda12x``, or
+``cupy-cuda13x``, on a machine with a GPU). ``on("auto")`` picks the GPU when CuPy sees one, else the CPU;
+``HFT_INFERENCE_DEVICE`` (``auto``/``cpu``/``gpu``) is what the streaming job passes. :meth:`predict_one` stays on
+the CPU: at batch 1 a GPU's launch and copy overheads cost more than the arithmetic (``bench/inference.py``).
+
 Threads: a predictor can be shared between threads; :meth:`predict_one`'s pre-allocated scratch buffers
 are per thread. A predictor pickles (for a Spark broadcast, a worker process) without its buffers.
 
@@ -53,16 +59,31 @@ unaffected (its matrix-vector products run on one thread either way).
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hft.model.config import ModelConfig
 from hft.model.network import Scaler, WeightsFile, WeightsFileError, read_weights_file
 
-__all__ = ["FastPredictor", "KERAS_BN_EPSILON"]
+__all__ = ["DEVICES", "FastPredictor", "KERAS_BN_EPSILON", "gpu_array_module"]
+
+#: Where :meth:`FastPredictor.on` runs the batch path: the GPU when one is usable (else the CPU), the CPU, the GPU.
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def gpu_array_module() -> Any:
+    """CuPy when it is installed and sees a CUDA device, else None."""
+    try:
+        import cupy
+
+        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
+    except Exception:  # noqa: BLE001 - not installed, no driver, no device: the CPU it is
+        return None
 
 #: ``keras.layers.BatchNormalization``'s default epsilon, which ``build_network`` keeps. The weights file
 #: does not record it; :meth:`FastPredictor.from_keras` reads the real value from the layers instead.
@@ -194,6 +215,9 @@ class FastPredictor:
             rest = dense[1:]
         self._rest32 = [(np.ascontiguousarray(k, np.float32), b.astype(np.float32)) for k, b in rest]
         self._out32 = (w_out.astype(np.float32), np.float32(b_out))
+        self._device = "cpu"
+        self._xp: Any = np                # the batch path's array module: numpy, or cupy after on("gpu")
+        self._params = self._batch_params()
 
         # predict_one: float64, each bias appended as the kernel's last row so that a layer is one
         # ``np.dot`` into a buffer whose trailing element is a constant 1, then one in-place ReLU.
@@ -246,14 +270,51 @@ class FastPredictor:
         return (f"FastPredictor(architecture={self._config.architecture!r}, n_features={self.n_features}, "
                 f"widths={self._config.widths}, batch_norm={self._config.batch_norm})")
 
+    @property
+    def device(self) -> str:
+        """Where :meth:`predict_proba` runs: ``cpu``, or ``gpu:<device name>``."""
+        return self._device
+
+    def _batch_params(self) -> tuple:
+        """The batch path's arrays on the CPU (numpy): conv weights and windows, first layer, the rest, output."""
+        conv = (self._conv_w, self._conv_b, self._window) if self._conv else (None, None, None)
+        return (*conv, self._first64, self._rest32, self._out32)
+
+    def on(self, device: str = "auto") -> "FastPredictor":
+        """This predictor with its batch path on ``device`` (:data:`DEVICES`): a copy, weights copied to the GPU
+        once. ``gpu`` without a usable GPU raises RuntimeError saying why; ``auto`` then falls back to the CPU."""
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+        xp = None if device == "cpu" else gpu_array_module()
+        if xp is None and device == "gpu":
+            raise RuntimeError("no usable GPU: inference on the GPU needs an NVIDIA GPU with its driver and CuPy "
+                               "(pip install cupy-cuda12x, or cupy-cuda13x for CUDA 13)")
+        clone = copy.copy(self)
+        clone._local = threading.local()
+        clone._xp, clone._device, clone._params = np, "cpu", self._batch_params()
+        if xp is not None:
+            def put(a):
+                return None if a is None else xp.asarray(a)
+
+            conv_w, conv_b, window, first64, rest32, out32 = clone._params
+            clone._params = (put(conv_w), put(conv_b), put(window),
+                             None if first64 is None else (put(first64[0]), put(first64[1])),
+                             [(put(k), put(b)) for k, b in rest32], (put(out32[0]), out32[1]))
+            clone._xp = xp
+            clone._device = f"gpu:{xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)['name'].decode()}"
+        return clone
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         del state["_local"]
+        # device arrays do not travel: the receiver gets the CPU predictor and may call on() again
+        state["_xp"], state["_device"], state["_params"] = None, "cpu", None
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._local = threading.local()
+        self._xp, self._params = np, self._batch_params()
 
     # ------------------------------------------------------------------ inference
     def _shape_error(self, shape: tuple[int, ...], what: str, expected: str) -> ValueError:
@@ -272,9 +333,11 @@ class FastPredictor:
             raise ValueError(f"x must hold real numbers, got dtype {x.dtype}")
         n = x.shape[0]
         out = np.empty(n, np.float64)
+        xp = self._xp
         for start in range(0, n, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, n)
-            out[start:stop] = self._forward(x[start:stop])
+            z = self._forward(x[start:stop])
+            out[start:stop] = z if xp is np else xp.asnumpy(z)
         # sigmoid, overflow-free: 1 / (1 + exp(-z)) == (1 + tanh(z / 2)) / 2
         np.multiply(out, 0.5, out=out)
         np.tanh(out, out=out)
@@ -283,27 +346,29 @@ class FastPredictor:
         return out
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        """Logits for one block of rows (float64 in the first layer, float32 after it)."""
-        x = x.astype(np.float64, copy=False)
+        """Logits for one block of rows (float64 in the first layer, float32 after it), on the batch path's
+        device (numpy or cupy arrays in and out)."""
+        xp = self._xp
+        conv_w, conv_b, window, first64, rest32, out32 = self._params
+        x = xp.asarray(x, dtype=xp.float64)
         if self._conv:
             n = x.shape[0]
-            cols = x[:, self._window].reshape(n * self._steps, -1)                 # (n * steps, k * features)
-            h: np.ndarray = cols @ self._conv_w
-            h += self._conv_b
-            np.maximum(h, 0.0, out=h)
-            h = h.astype(np.float32).reshape(n, self._steps * self._filters)       # Keras Flatten order
+            cols = x[:, window].reshape(n * self._steps, -1)                       # (n * steps, k * features)
+            h = cols @ conv_w
+            h += conv_b
+            xp.maximum(h, 0.0, out=h)
+            h = h.astype(xp.float32).reshape(n, self._steps * self._filters)       # Keras Flatten order
         else:
-            assert self._first64 is not None  # set for mlp in __init__
-            kernel, bias = self._first64
+            kernel, bias = first64
             h = x @ kernel
             h += bias
-            np.maximum(h, 0.0, out=h)
-            h = h.astype(np.float32)
-        for kernel, bias in self._rest32:
+            xp.maximum(h, 0.0, out=h)
+            h = h.astype(xp.float32)
+        for kernel, bias in rest32:
             h = h @ kernel
             h += bias
-            np.maximum(h, 0.0, out=h)
-        w_out, b_out = self._out32
+            xp.maximum(h, 0.0, out=h)
+        w_out, b_out = out32
         z = h @ w_out
         z += b_out
         return z

@@ -28,6 +28,8 @@ STREAM_LENGTH = Gauge("hft_stream_predictions_stream_length",
                       "Entries in the Redis predictions stream (above its cap while a consumer group lags)")
 STREAM_KAFKA_LAG = Gauge("hft_stream_kafka_lag_messages",
                          "Bars in market.bars not yet processed by the stream, per partition", ["partition"])
+INFERENCE_DEVICE = Gauge("hft_inference_device", "1 for the device the served model's batch inference runs on (cpu, gpu:<name>)",
+                         ["device"])
 STREAM_MODEL_VERSION = Gauge("hft_stream_model_version", "Registered model version being served")
 STREAM_FEATURE_SHIFT = Gauge(
     "hft_stream_feature_shift",

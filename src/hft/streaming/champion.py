@@ -17,9 +17,18 @@ class NoChampionError(HftError, RuntimeError):
 
 
 class ChampionModel:
-    """Callable returning ``(FastPredictor, version)``; checks the alias at most every ``refresh_s``."""
+    """Callable returning ``(FastPredictor, version)``; checks the alias at most every ``refresh_s``. The predictor's
+    batch path runs on ``device`` (:data:`hft.model.fast.DEVICES`; None: ``HFT_INFERENCE_DEVICE``, default
+    ``auto``: the GPU when one is usable), logged and exported as ``hft_inference_device{device}``."""
 
-    def __init__(self, tracking_uri: str | None = None, alias: str = "champion", refresh_s: float = 5.0, clock=time.monotonic):
+    def __init__(self, tracking_uri: str | None = None, alias: str = "champion", refresh_s: float = 5.0, clock=time.monotonic,
+                 device: str | None = None):
+        from hft.config import env_value
+        from hft.model.fast import DEVICES
+
+        self.device = device or env_value("HFT_INFERENCE_DEVICE", "auto")
+        if self.device not in DEVICES:
+            raise ValueError(f"HFT_INFERENCE_DEVICE must be one of {', '.join(DEVICES)}, got {self.device!r}")
         self.tracking_uri = tracking_uri
         self.alias = alias
         self.refresh_s = refresh_s
@@ -39,7 +48,7 @@ class ChampionModel:
     def _refresh(self) -> None:
         from hft.model import registry
         from hft.model.fast import FastPredictor
-        from hft.observability.metrics import REGISTRY_CHAMPION_VERSION
+        from hft.observability.metrics import INFERENCE_DEVICE, REGISTRY_CHAMPION_VERSION
 
         try:
             client = registry.client(self.tracking_uri)
@@ -61,7 +70,7 @@ class ChampionModel:
             return
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                predictor = FastPredictor.from_weights_file(registry.weights_path(client, version, tmp))
+                predictor = FastPredictor.from_weights_file(registry.weights_path(client, version, tmp)).on(self.device)
         except Exception as exc:  # noqa: BLE001 - an unloadable new champion: keep serving (HftServingNotChampion)
             if self._predictor is None:
                 raise
@@ -69,8 +78,11 @@ class ChampionModel:
                       self._version, exc)
             return
         self.gate_status = self._audit(registry, client, version)
-        log.info("serving %s version %s (was %s; gate %s)", registry.MODEL_NAME, version, self._version,
-                 self.gate_status, extra={"hft": {"model_version": version, "gate": self.gate_status}})
+        log.info("serving %s version %s (was %s; gate %s) on %s", registry.MODEL_NAME, version, self._version,
+                 self.gate_status, predictor.device,
+                 extra={"hft": {"model_version": version, "gate": self.gate_status, "device": predictor.device}})
+        INFERENCE_DEVICE.clear()
+        INFERENCE_DEVICE.labels(predictor.device).set(1)
         self._predictor, self._version = predictor, version
 
     def _audit(self, registry, client, version: str) -> str:
