@@ -6,10 +6,13 @@ journal is the executor's source of truth and can only be *ahead* of the snapsho
 group delivers again was decided in the journal already, and the executor refuses it as a duplicate. So a
 restore repeats no order and keeps every position; the reverse order could have repeated orders.
 
-A backup is a folder (or a ``file://`` URI) holding ``manifest.json`` (what, when, sizes, SHA-256 of every
+A backup is a folder (a path or a ``file://`` URI) or an object-store prefix (``s3://bucket/prefix``, any URI
+``pyarrow.fs.FileSystem.from_uri`` opens: credentials from the environment as the AWS SDK reads them, an S3-compatible
+server with ``?endpoint_override=host:port&scheme=http``), holding ``manifest.json`` (what, when, sizes, SHA-256 of every
 file), ``redis.rdb``, ``journal/``, ``mlflow.db`` (SQLite's online backup: consistent while MLflow writes),
 ``mlartifacts/`` and ``lake/``. :func:`restore` puts them into a fresh ``HFT_HOME`` (stack stopped), rewriting
-the MLflow store's artifact paths to the new home.
+the MLflow store's artifact paths to the new home. To an object store, the backup is made in a local staging
+folder and uploaded, ``manifest.json`` last (a prefix without it is no backup); a restore downloads it first.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ import logging
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from hft.errors import UserError
@@ -31,12 +37,64 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 
 
+def _is_local(uri: str) -> bool:
+    return urlsplit(uri).scheme in ("", "file")
+
+
 def _folder(uri: str) -> Path:
     parts = urlsplit(uri)
     if parts.scheme in ("", "file"):
         return Path(parts.path if parts.scheme else uri).absolute()
-    raise UserError(f"{uri}: backups go to a folder or a file:// URI (for an object store, back up to a folder and "
-                    "sync it with the store's own tool)")
+    raise UserError(f"{uri}: not a folder or a file:// URI")
+
+
+def _object_store(uri: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path in it) of an object-store URI; UserError saying why it cannot be opened."""
+    from pyarrow import fs
+
+    try:
+        store, path = fs.FileSystem.from_uri(uri)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ValueError...
+        raise UserError(f"{uri}: cannot open this object store: {exc}") from None
+    return store, path.rstrip("/")
+
+
+def _remote_files(store, path: str) -> list[str]:
+    """Paths (relative to ``path``) of every object under ``path``."""
+    from pyarrow import fs
+
+    try:
+        infos = store.get_file_info(fs.FileSelector(path, recursive=True, allow_not_found=True))
+    except OSError as exc:
+        raise UserError(f"cannot list {path}: {exc}") from None
+    return sorted(i.path[len(path) + 1:] for i in infos if i.type == fs.FileType.File)
+
+
+def _upload(local: Path, store, path: str) -> None:
+    """Every file of ``local`` to ``path``, manifest.json last."""
+    names = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
+    names.sort(key=lambda n: n == "manifest.json")
+    for name in names:
+        with open(local / name, "rb") as src, store.open_output_stream(f"{path}/{name}") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+
+@contextmanager
+def _staged(source: str):
+    """The backup at ``source`` as a local folder: itself, or a download of the object-store prefix."""
+    if _is_local(source):
+        yield _folder(source)
+        return
+    store, path = _object_store(source)
+    names = _remote_files(store, path)
+    if "manifest.json" not in names:
+        raise UserError(f"{source} holds no backup (no manifest.json)")
+    with tempfile.TemporaryDirectory(prefix="hft-restore-") as tmp:
+        for name in names:
+            (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+            with store.open_input_stream(f"{path}/{name}") as src, open(Path(tmp) / name, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        yield Path(tmp)
 
 
 def _sha256(path: Path) -> str:
@@ -60,8 +118,23 @@ def _sqlite_store(tracking_uri: str) -> Path:
 
 
 def backup(target: str, redis_url: str, journal: Path, tracking_uri: str, lake_root: str) -> dict:
-    """Write a backup to ``target`` (an empty or new folder); returns its manifest."""
-    out = _folder(target)
+    """Write a backup to ``target`` (an empty or new folder, or an object-store prefix without objects); returns
+    its manifest."""
+    if _is_local(target):
+        return _backup(_folder(target), redis_url, journal, tracking_uri, lake_root)
+    store, path = _object_store(target)
+    if _remote_files(store, path):
+        raise UserError(f"{target} already holds objects: back up under a new prefix")
+    with tempfile.TemporaryDirectory(prefix="hft-backup-") as tmp:
+        manifest = _backup(Path(tmp) / "backup", redis_url, journal, tracking_uri, lake_root)
+        try:
+            _upload(Path(tmp) / "backup", store, path)
+        except OSError as exc:
+            raise UserError(f"uploading the backup to {target} failed: {exc}") from None
+    return manifest
+
+
+def _backup(out: Path, redis_url: str, journal: Path, tracking_uri: str, lake_root: str) -> dict:
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} is not empty: back up into a new folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +222,12 @@ def restore(source: str, home: Path, redis_data: Path, journal: Path, tracking_u
     """Put the backup in ``source`` into this home (its services stopped): Redis's snapshot as the base of
     ``redis_data``'s append-only file (loaded by the next ``hft stack up``), the journal, the MLflow store (its artifact paths moved to
     this home) and artifacts, the lake. Refuses to overwrite existing state unless ``force``."""
-    src = _folder(source)
+    with _staged(source) as src:
+        return _restore(src, home, redis_data, journal, tracking_uri, lake_root, force)
+
+
+def _restore(src: Path, home: Path, redis_data: Path, journal: Path, tracking_uri: str, lake_root: str,
+             force: bool) -> dict:
     manifest = verify(src)
     store = _sqlite_store(tracking_uri)
     lake = _folder(lake_root)

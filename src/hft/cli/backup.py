@@ -48,13 +48,14 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("backup", help="back up the lake, MLflow, Redis and the executor's journal at one point in time")
-    p.add_argument("--to", required=True, help="a new folder or file:// URI")
+    p.add_argument("--to", required=True, help="a new folder, file:// URI, or object-store prefix "
+                   "(s3://bucket/prefix[?endpoint_override=host:port&scheme=http]; credentials from AWS_* variables)")
     p.add_argument("--redis", help="Redis URL (default: the local stack)")
     p.add_argument("--journal", help="the executor's journal (default <HFT_HOME>/executor)")
     p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("restore", help="restore a backup into this HFT_HOME (Redis stopped)")
-    p.add_argument("source", help="the backup's folder or file:// URI")
+    p.add_argument("source", help="the backup's folder, file:// URI or object-store prefix")
     p.add_argument("--journal", help="where the executor's journal goes (default <HFT_HOME>/executor)")
     p.add_argument("--force", action="store_true", help="replace the state this home already has")
     p.set_defaults(func=cmd_restore)
