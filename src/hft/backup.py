@@ -9,7 +9,8 @@ restore repeats no order and keeps every position; the reverse order could have 
 A backup is a folder (a path or a ``file://`` URI) or an object-store prefix (``s3://bucket/prefix``, any URI
 ``pyarrow.fs.FileSystem.from_uri`` opens: credentials from the environment as the AWS SDK reads them, an S3-compatible
 server with ``?endpoint_override=host:port&scheme=http``), holding ``manifest.json`` (what, when, sizes, SHA-256 of every
-file), ``redis.rdb``, ``journal/``, ``mlflow.db`` (SQLite's online backup: consistent while MLflow writes),
+file), ``redis.rdb``, ``journal/``, ``mlflow.db`` (SQLite's online backup: consistent while MLflow writes) or
+``mlflow.pgdump`` (``pg_dump``'s custom format, when MLflow runs on PostgreSQL),
 ``mlartifacts/`` and ``lake/``. :func:`restore` puts them into a fresh ``HFT_HOME`` (stack stopped), rewriting
 the MLflow store's artifact paths to the new home. To an object store, the backup is made in a local staging
 folder and uploaded, ``manifest.json`` last (a prefix without it is no backup); a restore downloads it first.
@@ -28,7 +29,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from hft.errors import UserError
 
@@ -110,11 +111,93 @@ def _files(root: Path) -> dict[str, dict]:
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
 
 
+def _is_postgres(tracking_uri: str) -> bool:
+    return tracking_uri.startswith("postgresql")
+
+
 def _sqlite_store(tracking_uri: str) -> Path:
     if not tracking_uri.startswith("sqlite:///"):
-        raise UserError(f"MLflow store {tracking_uri}: hft backup copies the SQLite store; back up a PostgreSQL store "
-                        "with pg_dump")
+        raise UserError(f"MLflow store {urlsplit(tracking_uri).scheme}://...: hft backup copies a SQLite or a "
+                        "PostgreSQL store")
     return Path(tracking_uri[len("sqlite:///"):])
+
+
+def _pg(url: str) -> dict[str, str]:
+    """libpq's connection settings of a (SQLAlchemy) PostgreSQL URL; the password travels in PGPASSWORD, never
+    on a command line."""
+    parts = urlsplit(url)
+    return {"PGHOST": parts.hostname or "127.0.0.1", "PGPORT": str(parts.port or 5432),
+            "PGUSER": unquote(parts.username or ""), "PGPASSWORD": unquote(parts.password or ""),
+            "PGDATABASE": parts.path.lstrip("/").split("?", 1)[0]}
+
+
+def _pg_where(pg: dict[str, str]) -> str:
+    return f"postgresql://{pg['PGHOST']}:{pg['PGPORT']}/{pg['PGDATABASE']}"
+
+
+def _pg_run(program: str, args: list[str], pg: dict[str, str], what: str) -> None:
+    import os
+
+    from hft.stack.postgres import _bindir
+
+    proc = subprocess.run([str(_bindir() / program), *args], env={**os.environ, **pg}, capture_output=True, text=True,
+                          timeout=1800)
+    if proc.returncode != 0:
+        raise UserError(f"{what} of MLflow's database at {_pg_where(pg)} failed: {proc.stderr.strip()[-1500:]}")
+
+
+def _pg_connect(pg: dict[str, str], database: str | None = None):
+    import psycopg2
+
+    try:
+        return psycopg2.connect(host=pg["PGHOST"], port=int(pg["PGPORT"]), user=pg["PGUSER"], password=pg["PGPASSWORD"],
+                                dbname=database or pg["PGDATABASE"], connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        raise UserError(f"PostgreSQL at {pg['PGHOST']}:{pg['PGPORT']} is not reachable ({str(exc).strip()}): start it "
+                        "first (`HFT_METADATA_DB=postgres hft stack up --services postgres`)") from None
+
+
+def _prepare_pg(url: str, force: bool) -> None:
+    """The MLflow database of ``url`` ready to load a dump: created if missing; refused if it holds tables, unless
+    ``force`` (then emptied)."""
+    pg = _pg(url)
+    conn = _pg_connect(pg, "postgres")
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (pg["PGDATABASE"],))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{pg["PGDATABASE"]}" ENCODING \'UTF8\'')
+    finally:
+        conn.close()
+    conn = _pg_connect(pg)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+            if cur.fetchone()[0]:
+                if not force:
+                    raise UserError(f"MLflow's database at {_pg_where(pg)} already holds tables (restore into a fresh "
+                                    "stack, or --force)")
+                cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        conn.close()
+
+
+def _load_pg(dump: Path, url: str, old_artifacts: str, new_artifacts: str) -> None:
+    """Load ``dump`` (pg_dump's custom format) into the prepared database, then move its artifact paths."""
+    pg = _pg(url)
+    _pg_run("pg_restore", ["--no-owner", "--exit-on-error", "--dbname", pg["PGDATABASE"], str(dump)], pg, "pg_restore")
+    conn = _pg_connect(pg)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
+                        "AND data_type IN ('character varying', 'text')")
+            for table, column in cur.fetchall():
+                cur.execute(f'UPDATE "{table}" SET "{column}" = REPLACE("{column}", %s, %s) '
+                            f'WHERE strpos("{column}", %s) > 0', (old_artifacts, new_artifacts, old_artifacts))
+    finally:
+        conn.close()
 
 
 def backup(target: str, redis_url: str, journal: Path, tracking_uri: str, lake_root: str) -> dict:
@@ -157,9 +240,21 @@ def _backup(out: Path, redis_url: str, journal: Path, tracking_uri: str, lake_ro
         manifest["parts"]["journal"] = {"from": str(journal), "at": time.time()}
     else:
         manifest["parts"]["journal"] = {"from": str(journal), "missing": True}
-    # 3. MLflow: SQLite's online backup, then the artifacts
-    store = _sqlite_store(tracking_uri)
-    if store.exists():
+    # 3. MLflow: SQLite's online backup, or pg_dump (one transaction's snapshot); then the artifacts
+    if _is_postgres(tracking_uri):
+        from hft.model.registry import artifact_root
+
+        pg = _pg(tracking_uri)
+        _pg_run("pg_dump", ["--format=custom", "--no-owner", "--file", str(out / "mlflow.pgdump")], pg, "pg_dump")
+        artifacts = Path(artifact_root(tracking_uri) or "")
+        if artifacts.exists():
+            shutil.copytree(artifacts, out / "mlartifacts")
+        manifest["parts"]["mlflow"] = {"from": _pg_where(pg), "kind": "postgresql", "artifacts": str(artifacts),
+                                       "at": time.time()}
+        store = None
+    else:
+        store = _sqlite_store(tracking_uri)
+    if store is not None and store.exists():
         src, dst = sqlite3.connect(store), sqlite3.connect(out / "mlflow.db")
         with dst:
             src.backup(dst)
@@ -168,8 +263,9 @@ def _backup(out: Path, redis_url: str, journal: Path, tracking_uri: str, lake_ro
         artifacts = store.parent / "mlartifacts"
         if artifacts.exists():
             shutil.copytree(artifacts, out / "mlartifacts")
-        manifest["parts"]["mlflow"] = {"from": str(store), "artifacts": str(artifacts), "at": time.time()}
-    else:
+        manifest["parts"]["mlflow"] = {"from": str(store), "kind": "sqlite", "artifacts": str(artifacts),
+                                       "at": time.time()}
+    elif store is not None:
         manifest["parts"]["mlflow"] = {"from": str(store), "missing": True}
     # 4. the lake (files written once: a copy is a consistent set of whole files)
     lake = _folder(lake_root) if "://" not in lake_root or lake_root.startswith("file://") else None
@@ -229,12 +325,21 @@ def restore(source: str, home: Path, redis_data: Path, journal: Path, tracking_u
 def _restore(src: Path, home: Path, redis_data: Path, journal: Path, tracking_uri: str, lake_root: str,
              force: bool) -> dict:
     manifest = verify(src)
-    store = _sqlite_store(tracking_uri)
+    postgres = _is_postgres(tracking_uri)
+    if (src / "mlflow.pgdump").exists() != postgres and ((src / "mlflow.db").exists() or (src / "mlflow.pgdump").exists()):
+        kind = "PostgreSQL" if (src / "mlflow.pgdump").exists() else "SQLite"
+        raise UserError(f"the backup's MLflow store is {kind} and this home's is not: restore it where "
+                        f"HFT_METADATA_DB={'postgres' if kind == 'PostgreSQL' else 'sqlite'}")
+    store = None if postgres else _sqlite_store(tracking_uri)
+    artifacts = home / "mlartifacts" if store is None else store.parent / "mlartifacts"
     lake = _folder(lake_root)
-    existing = [p for p in (journal, store, lake, redis_data / "appendonlydir", redis_data / "dump.rdb") if p.exists()]
+    existing = [p for p in (journal, store, lake, redis_data / "appendonlydir", redis_data / "dump.rdb")
+                if p is not None and p.exists()]
     if existing and not force:
         raise UserError("restore would replace existing state: " + ", ".join(map(str, existing))
                         + " (restore into a fresh HFT_HOME, or --force)")
+    if postgres and (src / "mlflow.pgdump").exists():
+        _prepare_pg(tracking_uri, force)  # before anything is replaced: it may refuse
     for p in existing:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     # Redis runs with the append-only file, which wins over dump.rdb at start: the snapshot becomes the AOF's
@@ -245,14 +350,17 @@ def _restore(src: Path, home: Path, redis_data: Path, journal: Path, tracking_ur
     (aof / "appendonly.aof.manifest").write_text("file appendonly.aof.1.base.rdb seq 1 type b\n")
     if (src / "journal").exists():
         shutil.copytree(src / "journal", journal)
-    if (src / "mlflow.db").exists():
+    old = str(Path(manifest["parts"].get("mlflow", {}).get("artifacts", "")))
+    if (src / "mlflow.db").exists() or (src / "mlflow.pgdump").exists():
+        if (src / "mlartifacts").exists():
+            shutil.rmtree(artifacts, ignore_errors=True)
+            shutil.copytree(src / "mlartifacts", artifacts)
+    if store is not None and (src / "mlflow.db").exists():
         store.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / "mlflow.db", store)
-        if (src / "mlartifacts").exists():
-            shutil.rmtree(store.parent / "mlartifacts", ignore_errors=True)
-            shutil.copytree(src / "mlartifacts", store.parent / "mlartifacts")
-        old = str(Path(manifest["parts"]["mlflow"]["artifacts"]))
-        _rewrite_paths(store, old, str(store.parent / "mlartifacts"))
+        _rewrite_paths(store, old, str(artifacts))
+    elif postgres and (src / "mlflow.pgdump").exists():
+        _load_pg(src / "mlflow.pgdump", tracking_uri, old, str(artifacts))
     if (src / "lake").exists():
         shutil.copytree(src / "lake", lake)
     log.info("restored the backup of %s from %s into %s", time.strftime("%Y-%m-%d %H:%M:%S",

@@ -53,7 +53,7 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or metadata_url(StackConfig.from_env(), "mlflow")
 
 
-def _artifact_root(tracking_uri: str) -> str | None:
+def artifact_root(tracking_uri: str) -> str | None:
     if tracking_uri.startswith("sqlite:///"):
         return str(Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts")
     if tracking_uri.startswith("postgresql"):
@@ -110,7 +110,7 @@ def _experiment_id(c, tracking_uri: str) -> str:
     exp = c.get_experiment_by_name(EXPERIMENT)
     if exp is not None:
         return exp.experiment_id
-    return c.create_experiment(EXPERIMENT, artifact_location=_artifact_root(tracking_uri))
+    return c.create_experiment(EXPERIMENT, artifact_location=artifact_root(tracking_uri))
 
 
 @dataclass(frozen=True)
