@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from browser import chromium, new_page, screenshot_dir
 
@@ -61,10 +62,25 @@ def test_airflow_ui_login_trigger_watch_and_read_the_task_log(ops_stack, page, s
     dialog.get_by_text("comma-separated tickers; empty: HFT_TICKERS").wait_for()  # the DAG's params, as a form
     # The form re-renders every second (its default logical date is "now"), which Playwright's click sees as
     # a detached element: click the submit button from inside the page instead, in one step.
-    page.wait_for_function("() => !!document.querySelector('[data-testid=trigger-dag-submit]:not([disabled])')")
-    page.eval_on_selector("[data-testid=trigger-dag-submit]", "button => button.click()")
+    # CI twice saw the dialog close and no run appear: the request the click sends is now awaited and checked
+    # (a click that lands while the form re-renders sends none: it is clicked again).
+    response = None
+    for _ in range(3):
+        page.wait_for_function("() => !!document.querySelector('[data-testid=trigger-dag-submit]:not([disabled])')")
+        try:
+            with page.expect_response(lambda r: r.request.method == "POST" and "/dagRuns" in r.url,
+                                      timeout=20_000) as sent:
+                page.eval_on_selector("[data-testid=trigger-dag-submit]", "button => button.click()")
+            response = sent.value
+            break
+        except PlaywrightTimeout:
+            if not dialog.is_visible():
+                page.get_by_role("button", name="Trigger").first.click()
+                dialog.get_by_text("Run Parameters").wait_for()
+    assert response is not None, "three clicks on the trigger form's submit button sent no request"
+    assert response.ok, f"the UI's trigger request failed: {response.status} {response.text()[:1000]}"
     dialog.wait_for(state="hidden")
-    deadline = time.monotonic() + 90  # CI once saw no run within 30 s (cause unknown: the runs are listed now)
+    deadline = time.monotonic() + 90
     while True:
         runs = client.runs("market_data")
         new = [r for r in runs if r["dag_run_id"] not in before and r["run_type"] == "manual"]
