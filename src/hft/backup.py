@@ -43,8 +43,8 @@ def _is_local(uri: str) -> bool:
 
 
 def _folder(uri: str) -> Path:
-    parts = urlsplit(uri)
-    if parts.scheme in ("", "file"):
+    if _is_local(uri):
+        parts = urlsplit(uri)
         return Path(parts.path if parts.scheme else uri).absolute()
     raise UserError(f"{uri}: not a folder or a file:// URI")
 

@@ -75,23 +75,18 @@ def _run_ha(args, config, url, r, journal, tickers, exec_config):
     from hft.execution.service import ExecutionService
     from hft.redis_conn import replicas_to_ack
 
-    acks = replicas_to_ack(url)
     try:
-        lease = Lease(r, instance=args.instance, ttl_ms=args.lease_ms or LEASE_MS, replicas_to_ack=acks)
+        lease = Lease(r, instance=args.instance, ttl_ms=args.lease_ms or LEASE_MS, replicas_to_ack=replicas_to_ack(url))
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    replica = ReplicatedJournal(r, lease, replicas_to_ack=acks)
+    replica = ReplicatedJournal(r, lease)
     if not args.no_kafka:
-        from hft import stack
-        from hft.execution.service import ORDERS_TOPIC
-        from hft.streaming.kafka_io import TopicSink
-
-        stack.ensure_topics(config.kafka_bootstrap, stack.orders_topic())  # once, not at each takeover
+        ensure_orders_topic(config)  # once, not at each takeover
 
     def make_service():
         # a new transactional producer per leadership: its id is the role's, so it fences the last leader's
-        kafka = None if args.no_kafka else TopicSink(config.kafka_bootstrap, ORDERS_TOPIC, f"hft-executor-{lease.instance}",
-                                                     transactional_id="hft-executor")
+        kafka = None if args.no_kafka else orders_sink(config, f"hft-executor-{lease.instance}",
+                                                       transactional_id="hft-executor", ensure=False)
         return ExecutionService(r, journal, tickers, exec_config, kafka=kafka, batch=args.batch,
                                 replay_clock=args.replay_clock, fence=replica)
 
@@ -103,14 +98,21 @@ def _run_ha(args, config, url, r, journal, tickers, exec_config):
     return standby.service, totals
 
 
-def orders_sink(config, client_id: str):
-    """A Kafka sink for ``orders`` on the stack ``config``, the topic created if missing."""
+def ensure_orders_topic(config) -> None:
     from hft import stack
+
+    stack.ensure_topics(config.kafka_bootstrap, stack.orders_topic())
+
+
+def orders_sink(config, client_id: str, transactional_id: str | None = None, ensure: bool = True):
+    """A Kafka sink for ``orders`` on the stack ``config`` (transactional with ``transactional_id``), the topic
+    created first if missing (unless ``ensure`` is False: the caller did)."""
     from hft.execution.service import ORDERS_TOPIC
     from hft.streaming.kafka_io import TopicSink
 
-    stack.ensure_topics(config.kafka_bootstrap, stack.orders_topic())
-    return TopicSink(config.kafka_bootstrap, ORDERS_TOPIC, client_id=client_id)
+    if ensure:
+        ensure_orders_topic(config)
+    return TopicSink(config.kafka_bootstrap, ORDERS_TOPIC, client_id=client_id, transactional_id=transactional_id)
 
 
 def register(sub) -> None:

@@ -162,11 +162,11 @@ class ReplicatedJournal:
     """The journal in Redis, written only by the lease holder (module docstring); also the fence of the
     executor's other writes (:meth:`read`, :meth:`transaction`)."""
 
-    def __init__(self, client, lease: Lease, replicas_to_ack: int = 0, ack_timeout_ms: int = 2000):
+    def __init__(self, client, lease: Lease, ack_timeout_ms: int = 2000):
         self.r = client
         self.lease = lease
         self.keys = lease.keys
-        self.replicas_to_ack = replicas_to_ack
+        self.replicas_to_ack = lease.replicas_to_ack  # the lease's: both must survive a failover
         self.ack_timeout_ms = ack_timeout_ms
         self._read = client.register_script(_READ)
         self._append = client.register_script(_APPEND)

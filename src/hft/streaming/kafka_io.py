@@ -41,11 +41,11 @@ def producer_config(bootstrap: str, client_id: str = "hft", linger_ms: int | Non
     }
 
 
-def producer(bootstrap: str, client_id: str = "hft", linger_ms: int | None = None):
-    """A confluent-kafka Producer with :func:`producer_config`."""
+def producer(bootstrap: str, client_id: str = "hft", linger_ms: int | None = None, extra: dict | None = None):
+    """A confluent-kafka Producer with :func:`producer_config` (and ``extra`` librdkafka settings)."""
     from confluent_kafka import Producer
 
-    return Producer(producer_config(bootstrap, client_id, linger_ms))
+    return Producer({**producer_config(bootstrap, client_id, linger_ms), **(extra or {})})
 
 
 class TopicSink:
@@ -59,16 +59,11 @@ class TopicSink:
 
     def __init__(self, bootstrap: str, topic: str, client_id: str = "hft", transactional_id: str | None = None,
                  timeout_s: float = 30.0):
-        from confluent_kafka import Producer
-
         self.topic = topic
         self.bootstrap = bootstrap
         self.transactional = transactional_id is not None
         self.timeout_s = timeout_s
-        config = producer_config(bootstrap, client_id)
-        if self.transactional:
-            config["transactional.id"] = transactional_id
-        self.p = Producer(config)
+        self.p = producer(bootstrap, client_id, extra={"transactional.id": transactional_id} if self.transactional else None)
         if self.transactional:
             self._txn(self.p.init_transactions, timeout_s)  # fences older producers with this id
         self.sent = 0
