@@ -195,3 +195,49 @@ def test_hot_standby_steps_down_when_fenced_and_leads_again_when_the_lease_is_fr
     assert standby.leaderships == 2 and fence.lease.epoch >= 2
     assert totals["entries"] == 20, "the second leadership decided everything"
     assert fence.lease.holder() is None, "an idle stop gives the lease up"
+
+
+def test_a_standby_whose_lease_no_replica_acknowledges_gives_it_back_and_leads_once_a_replica_attaches(
+        client, redis_url, tmp_path, caplog):
+    """Right after a Redis failover the replicas are still attaching to the new master: the standby that takes the
+    lease then cannot have it replicated. It must give it back and try again (the game day saw it die instead,
+    leaving no standby for the next failure), and lead once a replica acknowledges."""
+    import shutil
+    import subprocess
+    import threading
+
+    import redis as redis_lib
+
+    from ports import free_port
+
+    write(client, predictions(10))
+    lease = Lease(client, instance="a", ttl_ms=400, replicas_to_ack=1)  # a lone master: no replica acknowledges
+    fence = ReplicatedJournal(client, lease)
+    standby = HotStandby(lease, fence, tmp_path / "a", lambda: ExecutionService(
+        client, tmp_path / "a", TICKERS, ExecConfig(**LOOSE), block_ms=10, fence=fence))
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(totals=standby.run(stop_when_idle_s=0.2)), daemon=True)
+    replica = None
+    try:
+        with caplog.at_level("WARNING", logger="hft.execution.leader"):
+            runner.start()
+            time.sleep(1.5)
+            assert runner.is_alive() and standby.leaderships == 0, "the standby died or led on an unreplicated lease"
+            assert client.get("hft:exec:epoch") not in (None, "1"), "it did not try again"
+            assert "giving the lease back" in caplog.text
+            assert client.xlen("hft:orders") == 0
+
+            port = free_port()
+            master = redis_lib.Redis.from_url(redis_url).connection_pool.connection_kwargs["port"]
+            replica = subprocess.Popen(
+                [shutil.which("redis-server"), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmp_path),
+                 "--save", "", "--appendonly", "no", "--replicaof", "127.0.0.1", str(master)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            runner.join(30)
+        assert not runner.is_alive(), "the standby never led once a replica attached"
+        assert standby.leaderships == 1 and result["totals"]["entries"] == client.xlen("hft:predictions") > 0
+        assert fence.records() > 0 and client.xlen("hft:orders") > 0
+    finally:
+        if replica is not None:
+            replica.terminate()
+            replica.wait(10)

@@ -297,6 +297,7 @@ class HotStandby:
         import redis
 
         from hft.observability.metrics import EXEC_LEADER
+        from hft.redis_conn import NotReplicatedError
 
         EXEC_LEADER.set(0)
         mirror = Journal(self.journal_dir)
@@ -309,6 +310,13 @@ class HotStandby:
                     self.replica.pull(mirror, block_ms=max(self.lease.ttl_ms // 4, 10))
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     log.warning("standby %s: Redis unavailable (%s); retrying", self.lease.instance, exc)
+                    self.lease.release()  # taken just before: it expires unless given back
+                    time.sleep(0.5)
+                except NotReplicatedError as exc:
+                    # right after a Redis failover the replicas are still attaching to the new master: a lease
+                    # only the master holds could be lost with it, so it is given back and taken again later
+                    log.warning("standby %s: %s; giving the lease back and retrying", self.lease.instance, exc)
+                    self.lease.release()
                     time.sleep(0.5)
         finally:
             mirror.close()
