@@ -53,6 +53,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="the driver JVM's JMX exporter port, announced to Prometheus (set by hft stream; 0: none)")
     p.add_argument("--stop-when-idle", type=float, default=0, help="stop after this many seconds without input (0: never)")
     p.add_argument("--starting-offsets", default="earliest", choices=["earliest", "latest"])
+    p.add_argument("--engine", default="driver", choices=["driver", "tasks"],
+                   help="driver: each micro-batch processed in the driver; tasks: per ticker in Spark's tasks, the "
+                   "feature state in Spark's state store (hft.streaming.keyed)")
+    p.add_argument("--state-partitions", type=int, default=4,
+                   help="tasks engine: state partitions (the most tasks a micro-batch runs in parallel); fixed by the "
+                   "checkpoint's first batch")
     return p.parse_args(argv)
 
 
@@ -198,8 +204,8 @@ def wait(query, idle_s: float, heartbeat) -> None:
         if not idle_s:
             continue
         progress = query.lastProgress
-        if progress and progress.get("numInputRows", 0) > 0:
-            last_input = time.monotonic()
+        if (progress and progress.get("numInputRows", 0) > 0) or query.status.get("isTriggerActive"):
+            last_input = time.monotonic()  # a micro-batch still running is not idle (the first one can be long)
         if time.monotonic() - last_input > idle_s:
             log.info("no input for %.0fs, stopping", idle_s)
             query.stop()
@@ -234,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     spark = SparkSession.builder.appName("hft-predict-stream").getOrCreate()
     apply_checkpoint_conf(spark, args.checkpoint)
     quiet_spark_logs(spark)
+    if args.engine == "tasks":
+        return run_in_tasks(spark, args)
     proc = None
     try:
         proc = processor(args)
@@ -247,6 +255,34 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if proc is not None:
             proc.close()  # predictions still in flight to Kafka
+        spark.stop()
+
+
+def run_in_tasks(spark, args) -> int:
+    """The ``tasks`` engine (:mod:`hft.streaming.keyed`). A new checkpoint holds no feature state: the job then
+    starts from ``--starting-offsets`` and rebuilds it, the predictions Redis already holds being recognised and
+    not written again."""
+    from hft.model.registry import default_tracking_uri
+    from hft.streaming import keyed
+    from hft.streaming.champion import ChampionModel, NoChampionError
+    from hft.streaming.store import RedisStore
+
+    tracking_uri = args.tracking_uri or default_tracking_uri()  # the tasks get it, not the driver's environment
+    try:
+        ChampionModel(tracking_uri)()  # fail at start, clearly, when there is no champion
+        store = RedisStore.from_url(args.redis)
+        if checkpoint_is_new(args.checkpoint) and store.r.hlen(store.keys.pred_written):
+            log.warning("checkpoint %s is new: the feature state is rebuilt from %s offsets; predictions already in "
+                        "Redis are not written again", args.checkpoint, args.starting_offsets)
+        keyed.configure(spark, args.state_partitions)
+        query = keyed.stateful_query(source(spark, args, args.starting_offsets), args, tracking_uri)
+        wait(query, args.stop_when_idle, store.mark_running)
+        return 0
+    except NoChampionError as exc:
+        log.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
         spark.stop()
 
 

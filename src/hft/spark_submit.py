@@ -83,7 +83,8 @@ def run_feature_job(lake_root: str, master: str, interval: str = "1m", output: s
 
 def stream_job_command(config, master: str = "local[2]", tickers: list[str] | None = None,
                        trigger: str = "100 milliseconds", checkpoint: str | None = None, metrics_port: int = 0,
-                       stop_when_idle: float = 0.0, max_offsets: int = 20000, jvm_metrics_port: int = 0) -> list[str]:
+                       stop_when_idle: float = 0.0, max_offsets: int = 20000, jvm_metrics_port: int = 0,
+                       engine: str = "driver", state_partitions: int = 4) -> list[str]:
     """The streaming job's ``spark-submit`` command against the stack ``config`` (a StackConfig).
     ``jvm_metrics_port`` (0: off): the driver JVM runs the Prometheus JMX exporter agent there, with Spark's
     metrics (the streaming query's rates and latency, the JVM's) exported through Spark's JmxSink."""
@@ -94,7 +95,8 @@ def stream_job_command(config, master: str = "local[2]", tickers: list[str] | No
     job_args = ["--bootstrap", config.kafka_bootstrap, "--redis", config.redis_url,
                 "--checkpoint", str(checkpoint or config.run_dir / "checkpoints" / "predict_stream"),
                 "--trigger", trigger, "--metrics-port", str(metrics_port),
-                "--stop-when-idle", str(stop_when_idle), "--max-offsets", str(max_offsets)]
+                "--stop-when-idle", str(stop_when_idle), "--max-offsets", str(max_offsets), "--engine", engine,
+                "--state-partitions", str(state_partitions)]
     if tickers:
         job_args += ["--tickers", ",".join(tickers)]
     java_options = None

@@ -41,7 +41,8 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     from hft.spark_submit import start_stream_job, stream_job_command
 
     command = stream_job_command(stack_config(), args.master, args.tickers, args.trigger, args.checkpoint,
-                                 args.metrics_port, args.stop_when_idle, args.max_offsets, args.jvm_metrics_port)
+                                 args.metrics_port, args.stop_when_idle, args.max_offsets, args.jvm_metrics_port,
+                                 args.engine, args.state_partitions)
     if not args.supervise:
         return start_stream_job(command).wait()
     from hft.supervisor import supervise
@@ -78,6 +79,12 @@ def register(sub) -> None:
     p.add_argument("--jvm-metrics-port", type=int, default=9110,
                    help="the Spark driver JVM's metrics (Prometheus JMX exporter agent) on 127.0.0.1 (0: off)")
     p.add_argument("--stop-when-idle", type=float, default=0.0, help="stop after N seconds without input (0: run until killed)")
+    p.add_argument("--engine", default="driver", choices=["driver", "tasks"],
+                   help="driver: each micro-batch in the driver (fastest on one machine); tasks: per ticker in Spark's "
+                   "tasks with the feature state in Spark's state store (grows with the cluster's workers)")
+    p.add_argument("--state-partitions", type=int, default=4,
+                   help="tasks engine: state partitions, the most tasks a micro-batch runs at once (fixed by the "
+                   "checkpoint's first batch)")
     p.add_argument("--supervise", action="store_true",
                    help="restart the job when its driver dies (from its checkpoint: nothing lost, nothing twice), "
                    "waiting 1 s, then 2, 4... up to 30 s; give up after 10 restarts in 10 minutes")

@@ -162,58 +162,8 @@ class BatchProcessor:
         return self._state
 
     def _process(self, batch_id, result, records, started) -> BatchResult:
-        dead: list[tuple[bytes | None, bytes]] = []
-
-        def reject(rec: Record, reason: str, detail: str) -> None:
-            result.rejected[reason] += 1
-            dead.append((rec.key, dlq_record(reason, detail, rec.topic, rec.partition, rec.offset, rec.key, rec.value)))
-
-        result.stage_ns["consumed"] = time.time_ns()
-        now_ms = result.stage_ns["consumed"] // 1_000_000
-        bars, origin = [], {}
-        for rec in records:
-            try:
-                bar = decode_bar(rec.value, self.known, now_ms)
-            except MessageError as err:
-                reject(rec, err.reason, err.detail)
-                continue
-            except Exception as exc:  # noqa: BLE001 - one message must never fail the batch
-                reject(rec, "undecodable", f"{type(exc).__name__}: {exc}")
-                continue
-            origin[id(bar)] = rec
-            bars.append(bar)
-        predictor: Any
-        predictor, version = self.model() if bars else (None, "")
-        names = list(predictor.features) if predictor is not None else []
-        shape = tuple(getattr(predictor, "sample_shape", (len(names),)))
-        state = self._feature_state(bars, shape[0] if len(shape) == 2 else 1)
-        accepted, refused = state.admit(bars)
-        for bar, reason, detail in refused:
-            reject(origin[id(bar)], reason, detail)
-        feats, x, accepted, failed = self._features(state, accepted, names if len(shape) == 2 else [])
-        result.stage_ns["features"] = time.time_ns()
-        predictions: list[Prediction] = []
-        if accepted:
-            if len(shape) == 1:
-                x = feats[names].to_numpy(np.float64)
-            ready = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-            result.warming_up = int((~ready).sum())
-            if ready.any():
-                result.feature_shift = self._drift(predictor, version, names, x[ready])
-                t0 = time.perf_counter()
-                proba = self._predict(predictor, x[ready])
-                result.inference_s = time.perf_counter() - t0
-                now = result.stage_ns["predicted"] = time.time_ns()
-                vol = self.spec.per_bar_volatility(feats[self.spec.volatility_feature].to_numpy(np.float64))[ready]
-                for bar, p, v in zip((b for b, ok in zip(accepted, ready) if ok), proba, vol):
-                    if not 0.0 <= p <= 1.0:  # NaN included: the model could not score this bar
-                        failed.append((bar, f"the model returned {p!r}"))
-                        continue
-                    predictions.append(Prediction(bar.ticker, bar.interval, bar.ts_ms, float(p), version,
-                                                  bar.produced_ns, now, bar.close, float(v)))
-        for bar, detail in failed:
-            reject(origin[id(bar)], "processing_error", detail)
-        result.accepted = len(accepted)
+        accepted, predictions, dead = evaluate(records, self.known, self.model, self._feature_state, self.spec, result,
+                                               self._drift)
         if dead:
             self.dlq(dead)  # before the commit: a crash may repeat DLQ records, never lose them
         offsets: dict[tuple[str, int], int] = {}
@@ -230,29 +180,6 @@ class BatchProcessor:
             ])
         return self._done(result, started)
 
-    @staticmethod
-    def _features(state: FeatureState, accepted: list[BarMessage], names: list[str]):
-        """Features of the admitted bars (and, for a windowed model, the windows of ``names``), computed for
-        the batch at once; should that raise, bar by bar, so a bar that cannot be computed is returned in
-        ``failed`` (with why) and never enters the state. Returns (features, windows, their bars, failed)."""
-        try:
-            return (*state.features_and_windows(accepted, names), accepted, [])
-        except Exception:  # noqa: BLE001 - isolated below, bar by bar
-            log.exception("features of a batch of %d bars failed; computing bar by bar", len(accepted))
-        frames, windows, ok, failed = [], [], [], []
-        for bar in accepted:
-            try:
-                frame, window = state.features_and_windows([bar], names)
-            except Exception as exc:  # noqa: BLE001 - this bar goes to the DLQ
-                failed.append((bar, f"features failed: {type(exc).__name__}: {exc}"))
-                continue
-            frames.append(frame)
-            windows.append(window)
-            ok.append(bar)
-        if not ok:
-            return (*state.features_and_windows([], names), ok, failed)
-        return pd.concat(frames, ignore_index=True), np.concatenate(windows), ok, failed
-
     def _drift(self, predictor, version: str, names: list[str], x: np.ndarray) -> dict[str, float]:
         """The features' shift from the model's training data (the last bar of each window for a windowed model);
         a model without a training scaler has none. Never fails the batch."""
@@ -264,22 +191,6 @@ class BatchProcessor:
         except Exception:  # noqa: BLE001 - a monitoring signal must not stop predictions
             log.exception("feature drift update failed")
             return {}
-
-    @staticmethod
-    def _predict(predictor, x: np.ndarray) -> np.ndarray:
-        """Probabilities for the rows of ``x``; should the batch call raise, row by row (NaN where a row
-        raises: those bars go to the DLQ)."""
-        try:
-            return np.asarray(predictor.predict_proba(x), np.float64).reshape(len(x))
-        except Exception:  # noqa: BLE001 - isolated below, row by row
-            log.exception("inference on a batch of %d rows failed; scoring row by row", len(x))
-        out = np.full(len(x), np.nan)
-        for i in range(len(x)):
-            try:
-                out[i] = float(np.asarray(predictor.predict_proba(x[i : i + 1])).reshape(-1)[0])
-            except Exception:  # noqa: BLE001 - NaN: this bar goes to the DLQ
-                log.exception("inference failed for one row")
-        return out
 
     def _done(self, result: BatchResult, started: float) -> BatchResult:
         result.duration_s = time.perf_counter() - started
@@ -294,3 +205,120 @@ class BatchProcessor:
                                "rejected": dict(result.rejected), "predictions": len(result.predictions)}},
             )
         return result
+
+
+#: A DLQ record: (Kafka key, value).
+DeadLetter = tuple[bytes | None, bytes]
+
+
+def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Callable[[], tuple[object, str]],
+             state_for: Callable[[list[BarMessage], int], FeatureState], spec: FeatureSpec, result: BatchResult,
+             drift: Callable[..., dict[str, float]] | None = None, ticker: str | None = None,
+             ) -> tuple[list[BarMessage], list[Prediction], list[DeadLetter]]:
+    """The verdict on ``records`` (in processing order), the same in every engine (the driver's micro-batch,
+    the per-ticker stateful operator in Spark's tasks): decode and validate each, admit the bars into the
+    feature state ``state_for(bars, window)`` returns (advanced here), compute their features and score the
+    ready ones with ``model()``'s predictor. Returns the admitted bars, the predictions and the DLQ records of
+    everything refused, with its reason; counts and stage times go into ``result``. Nothing one message holds
+    can raise here: it goes to the DLQ. ``ticker``: the only ticker these records may hold (a per-ticker engine's
+    group); a bar of another goes to the DLQ as ``invalid_field``."""
+    dead: list[DeadLetter] = []
+
+    def reject(rec: Record, reason: str, detail: str) -> None:
+        result.rejected[reason] += 1
+        dead.append((rec.key, dlq_record(reason, detail, rec.topic, rec.partition, rec.offset, rec.key, rec.value)))
+
+    result.stage_ns["consumed"] = time.time_ns()
+    now_ms = result.stage_ns["consumed"] // 1_000_000
+    bars, origin = [], {}
+    for rec in records:
+        try:
+            bar = decode_bar(rec.value, known, now_ms)
+        except MessageError as err:
+            reject(rec, err.reason, err.detail)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one message must never fail the batch
+            reject(rec, "undecodable", f"{type(exc).__name__}: {exc}")
+            continue
+        if ticker is not None and bar.ticker != ticker:
+            reject(rec, "invalid_field", f"ambiguous ticker: {bar.ticker!r} here, {ticker!r} to Spark's JSON parser")
+            continue
+        origin[id(bar)] = rec
+        bars.append(bar)
+    if not bars:
+        result.stage_ns["features"] = time.time_ns()
+        return [], [], dead
+    predictor: Any
+    predictor, version = model()
+    names = list(predictor.features) if predictor is not None else []
+    shape = tuple(getattr(predictor, "sample_shape", (len(names),)))
+    state = state_for(bars, shape[0] if len(shape) == 2 else 1)
+    accepted, refused = state.admit(bars)
+    for bar, reason, detail in refused:
+        reject(origin[id(bar)], reason, detail)
+    feats, x, accepted, failed = _features(state, accepted, names if len(shape) == 2 else [])
+    result.stage_ns["features"] = time.time_ns()
+    predictions: list[Prediction] = []
+    if accepted:
+        if len(shape) == 1:
+            x = feats[names].to_numpy(np.float64)
+        ready = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        result.warming_up = int((~ready).sum())
+        if ready.any():
+            if drift is not None:
+                result.feature_shift = drift(predictor, version, names, x[ready])
+            t0 = time.perf_counter()
+            proba = _predict(predictor, x[ready])
+            result.inference_s = time.perf_counter() - t0
+            now = result.stage_ns["predicted"] = time.time_ns()
+            vol = spec.per_bar_volatility(feats[spec.volatility_feature].to_numpy(np.float64))[ready]
+            for bar, p, v in zip((b for b, ok in zip(accepted, ready) if ok), proba, vol):
+                if not 0.0 <= p <= 1.0:  # NaN included: the model could not score this bar
+                    failed.append((bar, f"the model returned {p!r}"))
+                    continue
+                predictions.append(Prediction(bar.ticker, bar.interval, bar.ts_ms, float(p), version,
+                                              bar.produced_ns, now, bar.close, float(v)))
+    for bar, detail in failed:
+        reject(origin[id(bar)], "processing_error", detail)
+    result.accepted = len(accepted)
+    return accepted, predictions, dead
+
+
+def _features(state: FeatureState, accepted: list[BarMessage], names: list[str]):
+    """Features of the admitted bars (and, for a windowed model, the windows of ``names``), computed for
+    the batch at once; should that raise, bar by bar, so a bar that cannot be computed is returned in
+    ``failed`` (with why) and never enters the state. Returns (features, windows, their bars, failed)."""
+    try:
+        return (*state.features_and_windows(accepted, names), accepted, [])
+    except Exception:  # noqa: BLE001 - isolated below, bar by bar
+        log.exception("features of a batch of %d bars failed; computing bar by bar", len(accepted))
+    frames, windows, ok, failed = [], [], [], []
+    for bar in accepted:
+        try:
+            frame, window = state.features_and_windows([bar], names)
+        except Exception as exc:  # noqa: BLE001 - this bar goes to the DLQ
+            failed.append((bar, f"features failed: {type(exc).__name__}: {exc}"))
+            continue
+        frames.append(frame)
+        windows.append(window)
+        ok.append(bar)
+    if not ok:
+        return (*state.features_and_windows([], names), ok, failed)
+    return pd.concat(frames, ignore_index=True), np.concatenate(windows), ok, failed
+
+
+
+def _predict(predictor, x: np.ndarray) -> np.ndarray:
+    """Probabilities for the rows of ``x``; should the batch call raise, row by row (NaN where a row
+    raises: those bars go to the DLQ)."""
+    try:
+        return np.asarray(predictor.predict_proba(x), np.float64).reshape(len(x))
+    except Exception:  # noqa: BLE001 - isolated below, row by row
+        log.exception("inference on a batch of %d rows failed; scoring row by row", len(x))
+    out = np.full(len(x), np.nan)
+    for i in range(len(x)):
+        try:
+            out[i] = float(np.asarray(predictor.predict_proba(x[i : i + 1])).reshape(-1)[0])
+        except Exception:  # noqa: BLE001 - NaN: this bar goes to the DLQ
+            log.exception("inference failed for one row")
+    return out

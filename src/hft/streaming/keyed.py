@@ -1,0 +1,214 @@
+"""The streaming job's ``tasks`` engine: per-ticker feature state and inference inside Spark's tasks.
+
+Kafka ``market.bars`` is grouped by each message's ticker (read by Spark's JSON parser; messages without
+one form the group ``""``) and handed to :class:`TickerProcessor`, a ``transformWithStateInPandas`` stateful
+processor: per ticker, in Kafka order, the same verdict as the driver engine
+(:func:`hft.streaming.processor.evaluate`: decode, validate, admit, features, champion model), with the
+ticker's recent bars in Spark's state store (RocksDB). Its output rows (predictions and DLQ records) are
+written by the same tasks (:class:`TaskWriter`): DLQ records to Kafka first (acknowledged), then the
+predictions to Redis (:meth:`hft.streaming.store.RedisStore.commit`) and Kafka ``predictions``.
+
+Nothing lost, nothing twice: Spark commits a micro-batch's state and Kafka offsets together in its
+checkpoint, after every task wrote. A batch replayed after a crash recomputes the same bars from the same
+state; its predictions already in Redis are recognised (a series' prediction is written only when newer than
+the series' mark), DLQ records may repeat (never lost), as in the driver engine.
+
+Differences from the driver engine, by design: a ticker seen for the first time is checked against the wall
+clock only (a group sees no other ticker, so not against the newest bar of the market); a message whose ticker
+Spark's parser reads differently from ours (a duplicated ``ticker`` field) goes to the DLQ as
+``invalid_field``; and the job's metrics come from Spark's progress reports (messages, batch durations), not
+from per-message counts (those are in the DLQ and in Redis).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from hft.features.definitions import FeatureSpec
+from hft.schemas import Prediction
+from hft.streaming.messages import BarMessage, prediction_record
+from hft.streaming.processor import BatchResult, Record, evaluate
+from hft.streaming.state import FeatureState
+
+log = logging.getLogger(__name__)
+
+#: The state store's provider for the stateful operator (transformWithState needs RocksDB).
+ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+STATE_SCHEMA = "bars STRING"
+#: The operator's output: one row per prediction or DLQ record.
+OUTPUT_DDL = ("kind STRING, key BINARY, value BINARY, ticker STRING, `interval` STRING, ts_ms BIGINT, "
+              "probability DOUBLE, model_version STRING, produced_ns BIGINT, predicted_ns BIGINT, close DOUBLE, "
+              "volatility DOUBLE")
+_PREDICTION_FIELDS = ("ticker", "interval", "ts_ms", "probability", "model_version", "produced_ns", "predicted_ns",
+                      "close", "volatility")
+#: The grouping column: the message's ticker as Spark's JSON parser reads it.
+TICKER_SQL = "coalesce(get_json_object(cast(value AS STRING), '$.ticker'), '')"
+
+_models: dict[tuple[str | None, float], object] = {}  # per Python worker: the champion, loaded once
+
+
+def _champion(tracking_uri: str | None, refresh_s: float):
+    from hft.streaming.champion import ChampionModel
+
+    key = (tracking_uri, refresh_s)
+    if key not in _models:
+        _models[key] = ChampionModel(tracking_uri, refresh_s=refresh_s)
+    return _models[key]
+
+
+def dump_state(state: FeatureState) -> str:
+    """One ticker's feature state as JSON: each interval's recent bars and its run of far-ahead bar times."""
+    return json.dumps({
+        "bars": {interval: [[b.ts_ms, b.open, b.high, b.low, b.close, b.volume] for b in bars]
+                 for (_, interval), bars in state.bars.items() if bars},
+        "ahead": {interval: run for (_, interval), run in state.ahead.items() if run},
+    })
+
+
+def load_state(state: FeatureState, ticker: str, stored: str | None) -> FeatureState:
+    """``state`` holding the bars :func:`dump_state` stored for ``ticker`` (None: nothing yet)."""
+    if stored:
+        doc = json.loads(stored)
+        for interval, rows in doc["bars"].items():
+            state.load((ticker, interval), [BarMessage(ticker, interval, int(ts), o, h, lo, c, float(v))
+                                            for ts, o, h, lo, c, v in rows])
+        for interval, run in doc.get("ahead", {}).items():
+            state.ahead[(ticker, interval)] = [int(t) for t in run]
+    return state
+
+
+def verdict(ticker: str, records: Sequence[Record], stored: str | None, model, known: frozenset[str] | None,
+            spec: FeatureSpec = FeatureSpec()) -> tuple[list[Prediction], list[tuple[bytes | None, bytes]], str | None]:
+    """One ticker's records of a micro-batch (in Kafka order) against its stored state: the predictions, the DLQ
+    records, and the state to store (None: unchanged). A message that decodes to another ticker than its group's
+    goes to the DLQ: its bar would otherwise enter another ticker's state."""
+    holder: list[FeatureState] = []
+
+    def state_for(bars: list[BarMessage], window: int) -> FeatureState:
+        holder.append(load_state(FeatureState(spec, window=window), ticker, stored))
+        return holder[-1]
+
+    _, predictions, dead = evaluate(records, known, model, state_for, spec, BatchResult(-1, messages=len(records)),
+                                    ticker=ticker)
+    new_state = dump_state(holder[0]) if holder else None  # no bar decoded: the state was not consulted
+    return predictions, dead, (new_state if new_state != stored else None)
+
+
+def _rows(predictions: list[Prediction], dead: list[tuple[bytes | None, bytes]]) -> pd.DataFrame:
+    out = {"kind": ["dlq"] * len(dead) + ["prediction"] * len(predictions),
+           "key": [k for k, _ in dead] + [p.ticker.encode() for p in predictions],
+           "value": [v for _, v in dead] + [prediction_record(p) for p in predictions]}
+    for name in _PREDICTION_FIELDS:
+        out[name] = [None] * len(dead) + [getattr(p, name) for p in predictions]
+    frame = pd.DataFrame(out)
+    for name in ("ts_ms", "produced_ns", "predicted_ns"):
+        frame[name] = frame[name].astype("Int64")
+    for name in ("probability", "close", "volatility"):
+        frame[name] = frame[name].astype(np.float64)
+    return frame
+
+
+def _stateful_processor_base():
+    from pyspark.sql.streaming.stateful_processor import StatefulProcessor
+
+    return StatefulProcessor
+
+
+class TickerProcessor(_stateful_processor_base()):
+    """``transformWithStateInPandas`` processor: one group per ticker (module docstring)."""
+
+    def __init__(self, known_tickers: Sequence[str] | None, tracking_uri: str | None, refresh_s: float = 5.0):
+        self.known = frozenset(known_tickers) if known_tickers else None
+        self.tracking_uri = tracking_uri
+        self.refresh_s = refresh_s
+
+    def init(self, handle) -> None:
+        self.state = handle.getValueState("feature_state", STATE_SCHEMA)
+
+    def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
+        frame = pd.concat(list(rows), ignore_index=True).sort_values(["topic", "partition", "offset"], kind="stable")
+        records = [Record(k, v, int(p), int(o), t) for k, v, p, o, t in
+                   zip(frame["key"], frame["value"], frame["partition"], frame["offset"], frame["topic"])]
+        stored = self.state.get()
+        predictions, dead, new_state = verdict(key[0], records, stored[0] if stored else None,
+                                               _champion(self.tracking_uri, self.refresh_s), self.known)
+        if new_state is not None:
+            self.state.update((new_state,))
+        yield _rows(predictions, dead)
+
+    def close(self) -> None:
+        pass
+
+
+_sinks: dict[tuple[str, str], tuple] = {}  # per Python worker: (store, dlq sink, predictions sink)
+
+
+def _task_sinks(redis_url: str, bootstrap: str):
+    from hft.streaming.kafka_io import TopicSink
+    from hft.streaming.messages import DLQ_TOPIC, PREDICTIONS_TOPIC
+    from hft.streaming.store import RedisStore
+
+    key = (redis_url, bootstrap)
+    if key not in _sinks:
+        _sinks[key] = (RedisStore.from_url(redis_url), TopicSink(bootstrap, DLQ_TOPIC, "hft-stream-dlq"),
+                       TopicSink(bootstrap, PREDICTIONS_TOPIC, "hft-stream-predictions"))
+    return _sinks[key]
+
+
+class TaskWriter:
+    """``writeStream.foreach`` writer: a task's rows, written when the task's partition is complete (DLQ first,
+    acknowledged; then the predictions, idempotently; module docstring)."""
+
+    def __init__(self, redis_url: str, bootstrap: str):
+        self.redis_url = redis_url
+        self.bootstrap = bootstrap
+
+    def open(self, partition_id: int, epoch_id: int) -> bool:
+        self.epoch = epoch_id
+        self.rows: list = []
+        return True
+
+    def process(self, row) -> None:
+        self.rows.append(row)
+
+    def close(self, error) -> None:
+        if error is not None or not self.rows:
+            return
+        store, dlq, predictions = _task_sinks(self.redis_url, self.bootstrap)
+        dead = [(r.key, r.value) for r in self.rows if r.kind == "dlq"]
+        if dead:
+            dlq.send(dead)  # acknowledged before the predictions: a replay may repeat it, never lose it
+        preds = [Prediction(*(getattr(r, n) for n in _PREDICTION_FIELDS)) for r in self.rows if r.kind == "prediction"]
+        if preds:
+            store.commit(self.epoch, [], preds)
+            predictions.post([(p.ticker.encode(), prediction_record(p)) for p in preds])
+            predictions.flush()
+
+
+def stateful_query(stream, args, tracking_uri: str | None):
+    """The ``tasks`` engine on the Kafka source ``stream`` (key, value, topic, partition, offset)."""
+    from pyspark.sql import functions as F
+
+    processor = TickerProcessor(args.tickers, tracking_uri, args.model_refresh_s)
+    return (
+        stream.withColumn("ticker", F.expr(TICKER_SQL))
+        .groupBy("ticker")
+        .transformWithStateInPandas(processor, OUTPUT_DDL, "Append", "None")
+        .writeStream.queryName("hft_predict_stream")
+        .foreach(TaskWriter(args.redis, args.bootstrap))
+        .option("checkpointLocation", args.checkpoint)
+        .trigger(processingTime=args.trigger)
+        .start()
+    )
+
+
+def configure(spark, state_partitions: int) -> None:
+    """The session's settings for the stateful operator: RocksDB state, ``state_partitions`` state partitions
+    (fixed by the checkpoint's first batch)."""
+    spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB_PROVIDER)
+    spark.conf.set("spark.sql.shuffle.partitions", str(state_partitions))

@@ -1,0 +1,80 @@
+"""The tasks engine's per-ticker verdict (hft.streaming.keyed) without Spark: a ticker's state round-trips
+through the JSON the state store keeps, batch after batch, and the features it yields equal the batch job's."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from hft.features.definitions import FeatureSpec
+from hft.features.reference import compute_features
+from hft.schemas import coerce_bars
+from hft.streaming.collectors import messages_from_bars
+from hft.streaming.keyed import verdict
+from hft.streaming.messages import encode_bar
+from hft.streaming.processor import Record
+
+
+class Recording:
+    """A predictor that keeps every row it is given and answers 0.5."""
+
+    features = FeatureSpec().feature_names()
+
+    def __init__(self):
+        self.rows: list[np.ndarray] = []
+
+    def predict_proba(self, x):
+        self.rows.append(np.array(x))
+        return np.full(len(x), 0.5)
+
+
+def records(bars: pd.DataFrame) -> list[Record]:
+    msgs = messages_from_bars(coerce_bars(bars))
+    return [Record(m.ticker.encode(), encode_bar(m), 0, i) for i, m in enumerate(msgs)]
+
+
+def run(ticker: str, recs: list[Record], model, size: int, stored: str | None = None):
+    """``recs`` through :func:`verdict` in micro-batches of ``size``, the state stored between them."""
+    predictions, dead = [], []
+    for i in range(0, len(recs), size):
+        p, d, new = verdict(ticker, recs[i:i + size], stored, lambda: (model, "7"), None)
+        predictions += p
+        dead += d
+        stored = new if new is not None else stored
+    return predictions, dead, stored
+
+
+def test_a_tickers_features_through_the_stored_state_equal_the_batch_jobs_over_two_sessions(bars_factory):
+    bars = bars_factory(tickers=("AAA",), start="2024-03-07", end="2024-03-08")
+    model = Recording()
+    predictions, dead, stored = run("AAA", records(bars), model, size=37)
+    assert dead == []
+    feats = compute_features(bars, labelled_only=False).dropna(subset=Recording.features)
+    assert [p.ts_ms for p in predictions] == list(feats["ts"].dt.as_unit("ms").astype("int64"))
+    np.testing.assert_allclose(np.concatenate(model.rows), feats[Recording.features].to_numpy(), rtol=1e-9, atol=1e-12)
+    assert len(json.loads(stored)["bars"]["1m"]) == FeatureSpec().max_lookback  # only what a window needs
+
+
+def test_bars_of_another_ticker_and_undecodable_messages_go_to_the_dlq_and_leave_the_state_alone(bars_factory):
+    bars = bars_factory(tickers=("AAA", "BBB"), start="2024-03-08", end="2024-03-08")
+    recs = records(bars)
+    aaa = [r for r in recs if r.key == b"AAA"][:50]
+    _, _, stored = run("AAA", aaa, Recording(), size=50)
+    bbb = next(r for r in recs if r.key == b"BBB")
+    p, dead, new = verdict("AAA", [bbb, Record(b"AAA", b"not json", 0, 999)], stored, lambda: (Recording(), "7"), None)
+    assert p == [] and new is None, "the state changed"
+    assert [json.loads(v)["reason"] for _, v in dead] == ["invalid_field", "not_json"]
+    assert "ambiguous ticker" in json.loads(dead[0][1])["detail"]
+
+
+def test_a_real_jump_is_confirmed_across_micro_batches(bars_factory):
+    """The run of far-ahead bars that confirms a jump is part of the stored state: one bar per micro-batch."""
+    bars = bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-08").iloc[:5]
+    later = bars.copy()
+    later["ts"] = later["ts"] + pd.Timedelta(days=30)
+    recs = records(pd.concat([bars, later]))
+    predictions, dead, stored = run("AAA", recs, Recording(), size=1)
+    assert [json.loads(v)["reason"] for _, v in dead] == ["implausible_time"] * 3
+    assert json.loads(stored)["bars"]["1m"][-1][0] == int(later["ts"].iloc[-1].value // 1_000_000)
