@@ -97,7 +97,7 @@ def test_tasks_engine_predicts_every_bar_like_the_batch_job_and_sends_bad_messag
            (b"AAA", b"definitely not json"),
            (b"AAA", b"{" + b" " * 9000 + b"}"),
            # Spark's parser reads the first "ticker", ours the last: it must not enter AAA's state
-           (b"AAA", encode_bar(messages[-1])[:-1] + b',"ticker":"BBB"}')]
+           (b"AAA", encode_bar(next(m for m in reversed(messages) if m.ticker == "AAA"))[:-1] + b',"ticker":"BBB"}')]
     publish(config, messages[:20], future)
     publish(config, messages[20:], bad)
     proc = subprocess.run(stream_cmd(idle=10), env=env_vars, capture_output=True, text=True, timeout=400)
@@ -118,3 +118,110 @@ def test_tasks_engine_predicts_every_bar_like_the_batch_job_and_sends_bad_messag
         ["non_finite", "inconsistent_ohlc", "unknown_ticker", "wrong_version", "not_json", "oversized",
          "implausible_time", "implausible_time", "invalid_field"])
     assert len(consume(config, "predictions", expect=len(stream))) == len(stream)
+
+
+def written(store) -> int:
+    return store.r.xlen(store.stream_key)
+
+
+def run_until_killed(env_vars, store, cmd, progress_to: int, timeout_s: float = 240) -> int:
+    """Start ``cmd``, kill -9 its whole process tree once the predictions stream holds ``progress_to`` entries;
+    the entries at the kill."""
+    job = subprocess.Popen(cmd, env=env_vars, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        until(lambda: written(store) >= progress_to or job.poll() is not None, timeout_s, "predictions before the kill",
+              every=0.05)
+        assert job.poll() is None, "the job ended before the kill"
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+    return written(store)
+
+
+def test_tasks_engine_survives_kill_9_with_work_outstanding_without_loss_or_duplicates(env, tmp_path):
+    from hft.streaming import collectors
+    from hft.streaming.store import RedisStore
+
+    env_vars, config = env
+    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    checkpoint = tmp_path / "checkpoint"
+    before = written(store)
+    messages = collectors.synthetic(TICKERS, date(2024, 3, 11), date(2024, 3, 11))  # 780 bars, 200 per batch
+    publish(config, messages)
+    expected = before + ready_count(messages)
+    at_kill = run_until_killed(env_vars, store, stream_cmd(idle=0, checkpoint=checkpoint), before + 100)
+    assert at_kill < expected, "the kill came after the job had caught up: nothing was outstanding"
+    proc = subprocess.run(stream_cmd(idle=10, checkpoint=checkpoint), env=env_vars, capture_output=True, text=True,
+                          timeout=400)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    day = store.stream()[before:]
+    assert len({(e["ticker"], e["bar_ts"]) for e in day}) == len(day) == ready_count(messages)
+
+
+def executor_pids() -> list[int]:
+    """Spark executor JVMs on this machine (started by the standalone workers)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"CoarseGrainedExecutorBackend" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.fixture
+def spark_cluster(env):
+    """A master and two workers (one core each) on free ports, for ``env``'s stack."""
+    import dataclasses
+
+    from hft import stack
+    from ports import free_port
+
+    env_vars, config = env
+    ui = free_port()
+    while any(stack.process.port_in_use(p) for p in (ui + 1, ui + 2)):  # the workers' UIs follow the master's
+        ui = free_port()
+    cluster = dataclasses.replace(config, spark_workers=2, spark_master_port=free_port(), spark_ui_port=ui)
+    try:
+        stack.up(cluster, ("spark",))
+        yield cluster
+    finally:
+        stack.down(cluster, ("spark",))
+
+
+@pytest.mark.failover
+def test_tasks_engine_on_a_standalone_cluster_loses_nothing_when_an_executor_is_killed(env, spark_cluster, tmp_path):
+    """Two workers share the tickers' state partitions; kill -9 of one's executor mid-stream: Spark runs its tasks
+    again elsewhere from the state store's last version, and every bar is predicted once."""
+    from hft.stack.spark_cluster import master_state
+    from hft.streaming import collectors
+    from hft.streaming.store import RedisStore
+
+    env_vars, config = env
+    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    before = written(store)
+    messages = collectors.synthetic(TICKERS, date(2024, 3, 14), date(2024, 3, 14))
+    publish(config, messages)
+    expected = before + ready_count(messages)
+    job = subprocess.Popen(stream_cmd(idle=10, master=spark_cluster.spark_master_url, checkpoint=tmp_path / "cp"),
+                           env=env_vars, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "job.err", "wb"),  # noqa: SIM115
+                           start_new_session=True)
+    try:
+        until(lambda: written(store) >= before + 100, 300, "the cluster's first predictions", every=0.1)
+        app = master_state(spark_cluster)["activeapps"][0]
+        assert app["cores"] == 2, f"the job runs on {app['cores']} core(s), not on both workers"
+        victims = executor_pids()
+        assert len(victims) == 2
+        os.kill(victims[0], signal.SIGKILL)
+        at_kill = written(store)
+        assert at_kill < expected, "the kill came after the job had caught up: nothing was outstanding"
+        assert job.wait(400) == 0, (tmp_path / "job.err").read_text()[-4000:]
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait(30)
+    assert "Lost executor" in (tmp_path / "job.err").read_text(), "Spark did not notice the executor's death"
+    day = store.stream()[before:]
+    assert len({(e["ticker"], e["bar_ts"]) for e in day}) == len(day) == ready_count(messages)

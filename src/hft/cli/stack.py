@@ -19,8 +19,12 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         config = dataclasses.replace(config, kafka_brokers=args.kafka_brokers)
     if args.redis_replicas is not None:
         config = dataclasses.replace(config, redis_replicas=args.redis_replicas)
+    if args.spark_workers is not None:
+        config = dataclasses.replace(config, spark_workers=args.spark_workers)
     default = stack.SERVICES if args.action == "up" else stack.ALL_SERVICES
     services = stack.expand_services(args.services.split(",")) if args.services else default
+    if args.spark_workers and "spark" not in services:
+        services = (*services, "spark")
     if args.action == "up":
         services = stack.with_dependencies(config, services)
     if args.action == "up":
@@ -37,6 +41,9 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
             out(f"Prometheus UI: {config.prometheus_url} (alerts: {config.prometheus_url}/classic/alerts, dashboard: "
                 f"{config.prometheus_url}/consoles/hft.html; user {user!r}, password HFT_PROMETHEUS_PASSWORD or "
                 f"{config.home}/secrets/prometheus-password)")
+        if "spark" in services and config.spark_workers:
+            out(f"Spark master: {config.spark_master_url} (UI http://127.0.0.1:{config.spark_ui_port}; "
+                f"hft stream --engine tasks --master {config.spark_master_url})")
         if "elasticsearch" in services:
             out(f"Elasticsearch: {config.elasticsearch_url} (search: hft logs search --help)")
     elif args.action == "down":
@@ -49,7 +56,8 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         # shown by status when running
         optional = (*stack.AIRFLOW_SERVICES, *stack.MONITORING_SERVICES, *stack.LOGGING_SERVICES, "postgres")
         node = (name.startswith("kafka-") and "kafka" in services) or (
-            name.startswith(("redis-", "sentinel-")) and "redis" in services)
+            name.startswith(("redis-", "sentinel-")) and "redis" in services) or (
+            name.startswith("spark-") and "spark" in services)
         if (name not in services and not node) or (args.action == "status" and not args.services and not st.running
                                     and name in optional):
             continue
@@ -64,8 +72,8 @@ def register(sub) -> None:
     p.add_argument("action", choices=["up", "down", "status", "jars"])
     p.add_argument("--services", help="comma-separated services or groups: kafka, redis, mlflow, airflow-api, "
                    "airflow-scheduler, airflow-dag-processor, postgres, prometheus, node-exporter, redis-exporter, "
-                   "alertmanager, alert-hook, elasticsearch, log-shipper; airflow (its three), monitoring (prometheus "
-                   "to alert-hook), logging (elasticsearch, log-shipper), all. Default: up "
+                   "alertmanager, alert-hook, elasticsearch, log-shipper, spark (with --spark-workers); airflow (its three), "
+                   "monitoring (prometheus to alert-hook), logging (elasticsearch, log-shipper), all. Default: up "
                    "starts kafka,redis,mlflow (and postgres first with HFT_METADATA_DB=postgres); down stops "
                    "everything; status shows the data path, and Airflow and PostgreSQL when running")
     p.add_argument("--kafka-brokers", type=int, default=None, metavar="N",
@@ -76,4 +84,8 @@ def register(sub) -> None:
                    help="Redis replicas of the master, watched by 3 Sentinels that fail over to one when the master "
                    "dies (2: a new master still has a replica to acknowledge writes). Default HFT_REDIS_REPLICAS, "
                    "else as many as the stack last ran in HFT_HOME, else 0")
+    p.add_argument("--spark-workers", type=int, default=None, metavar="N",
+                   help="a Spark standalone cluster: a master and N workers (HFT_SPARK_WORKER_CORES cores each), for "
+                   "hft stream --engine tasks --master spark://127.0.0.1:7077. Default HFT_SPARK_WORKERS, else as "
+                   "many as run in HFT_HOME, else 0")
     p.set_defaults(func=cmd_stack)

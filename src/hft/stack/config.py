@@ -19,8 +19,10 @@ MONITORING_SERVICES: tuple[str, ...] = ("prometheus", "node-exporter", "redis-ex
 #: Logs and search: one Elasticsearch 9.5 node and the log shipper that fills it (``hft.stack.elasticsearch``).
 LOGGING_SERVICES: tuple[str, ...] = ("elasticsearch", "log-shipper")
 #: Every service the stack knows, in start order (PostgreSQL first: MLflow and Airflow keep their state in it
-#: when ``HFT_METADATA_DB=postgres``).
-ALL_SERVICES: tuple[str, ...] = ("postgres", *SERVICES, *AIRFLOW_SERVICES, *MONITORING_SERVICES, *LOGGING_SERVICES)
+#: when ``HFT_METADATA_DB=postgres``). ``spark``: the standalone cluster (``hft.stack.spark_cluster``), when the
+#: stack runs workers.
+ALL_SERVICES: tuple[str, ...] = ("postgres", *SERVICES, "spark", *AIRFLOW_SERVICES, *MONITORING_SERVICES,
+                                 *LOGGING_SERVICES)
 #: Where MLflow and Airflow keep their state: ``sqlite`` (embedded, no setup) or ``postgres`` (the stack's own
 #: PostgreSQL server, the production backend).
 METADATA_BACKENDS: tuple[str, ...] = ("sqlite", "postgres")
@@ -28,7 +30,8 @@ METADATA_BACKENDS: tuple[str, ...] = ("sqlite", "postgres")
 #: ``all`` leaves PostgreSQL out: ``up`` adds it where the configuration needs it (``with_dependencies``).
 GROUPS: dict[str, tuple[str, ...]] = {"airflow": AIRFLOW_SERVICES, "monitoring": MONITORING_SERVICES,
                                       "logging": LOGGING_SERVICES,
-                                      "all": (*SERVICES, *AIRFLOW_SERVICES, *MONITORING_SERVICES, *LOGGING_SERVICES)}
+                                      "all": (*SERVICES, "spark", *AIRFLOW_SERVICES, *MONITORING_SERVICES,
+                                              *LOGGING_SERVICES)}
 HOST = "127.0.0.1"
 #: Node ``i`` (1-based) of a Kafka cluster listens on the first node's ports plus ``(i - 1) * KAFKA_PORT_STEP``
 #: (clients, controller, JMX metrics): 9092, 9102, 9112 for three brokers.
@@ -72,6 +75,11 @@ def formatted_kafka_brokers(run_dir: Path) -> int:
     """The size of the Kafka cluster formatted in ``run_dir``; 1 when there is none. Every client of a stack
     started with ``--kafka-brokers 3`` finds all three nodes without being told again."""
     return int((formatted_kafka_cluster(run_dir) or {"brokers": 1})["brokers"])
+
+
+def started_spark_workers(run_dir: Path) -> int:
+    """The Spark workers the stack runs in ``run_dir`` (their pid files); 0 when none."""
+    return len(list(Path(run_dir).glob("spark-worker-*.pid")))
 
 
 def started_redis_replicas(run_dir: Path) -> int:
@@ -135,6 +143,10 @@ class StackConfig:
         elasticsearch_transport_port: the node's transport (node-to-node) port; bound to 127.0.0.1 like HTTP.
         elasticsearch_heap: the Elasticsearch JVM's ``-Xmx`` (``1g``; an idle node holds ~350-450 MB resident).
         log_shipper_port: the log shipper's ``/metrics`` (its health check).
+        spark_workers: workers of the Spark standalone cluster (0: no cluster; ``hft.stack.spark_cluster``).
+        spark_master_port: the master's RPC port (:attr:`spark_master_url`).
+        spark_ui_port: the master's web UI; worker ``n``'s is ``spark_ui_port + n``.
+        spark_worker_cores, spark_worker_memory: what each worker offers its executors.
         home: ``HFT_HOME``; MLflow keeps ``mlflow.db`` and ``mlartifacts/`` here, where the CLI finds them
             when ``MLFLOW_TRACKING_URI`` is unset. Defaults to the parent of ``run_dir``.
     """
@@ -162,6 +174,11 @@ class StackConfig:
     elasticsearch_transport_port: int = 9300
     elasticsearch_heap: str = "1g"
     log_shipper_port: int = 9111
+    spark_workers: int = 0
+    spark_master_port: int = 7077
+    spark_ui_port: int = 8091
+    spark_worker_cores: int = 1
+    spark_worker_memory: str = "1g"
     home: Path | None = None
 
     def __post_init__(self) -> None:
@@ -175,6 +192,8 @@ class StackConfig:
         if not 1 <= self.kafka_brokers <= MAX_KAFKA_BROKERS:
             raise StackError(f"HFT_KAFKA_BROKERS={self.kafka_brokers}: pick 1 to {MAX_KAFKA_BROKERS} "
                              "(3 for a cluster that survives the loss of a broker)")
+        if not 0 <= self.spark_workers <= 8:
+            raise StackError(f"HFT_SPARK_WORKERS={self.spark_workers}: pick 0 to 8")
         if not 0 <= self.redis_replicas <= 4:
             raise StackError(f"HFT_REDIS_REPLICAS={self.redis_replicas}: pick 0 to 4 (2 for a master that fails over)")
         ports = {
@@ -191,6 +210,10 @@ class StackConfig:
             "elasticsearch_transport_port": self.elasticsearch_transport_port,
             "log_shipper_port": self.log_shipper_port,
         }
+        if self.spark_workers:
+            ports["spark_master_port"] = self.spark_master_port
+            for n in range(0, self.spark_workers + 1):
+                ports[f"spark_ui_port{f' (worker {n})' if n else ''}"] = self.spark_ui_port + n
         for node in range(2, self.redis_replicas + 2):
             ports[f"redis_port (replica {node - 1})"] = self.redis_node_port(node)
         for k in range(1, (REDIS_SENTINELS if self.redis_replicas else 0) + 1):
@@ -217,7 +240,9 @@ class StackConfig:
         ``HFT_REDIS_REPLICAS`` (default: as many as the stack last started in the run directory, else 0),
         ``HFT_REDIS_SENTINEL_PORT`` (26379),
         ``HFT_ELASTICSEARCH_PORT`` (9200), ``HFT_ELASTICSEARCH_TRANSPORT_PORT`` (9300), ``HFT_ELASTICSEARCH_HEAP``
-        (``1g``), ``HFT_LOG_SHIPPER_PORT`` (9111)."""
+        (``1g``), ``HFT_LOG_SHIPPER_PORT`` (9111), ``HFT_SPARK_WORKERS`` (default: as many as run in the run
+        directory, else 0), ``HFT_SPARK_MASTER_PORT`` (7077), ``HFT_SPARK_UI_PORT`` (8091),
+        ``HFT_SPARK_WORKER_CORES`` (1), ``HFT_SPARK_WORKER_MEMORY`` (``1g``)."""
         home = Settings.from_env().home
         data = env_value("HFT_POSTGRES_DATA", "")
         return cls(
@@ -244,6 +269,11 @@ class StackConfig:
             elasticsearch_transport_port=_port("HFT_ELASTICSEARCH_TRANSPORT_PORT", 9300),
             elasticsearch_heap=env_value("HFT_ELASTICSEARCH_HEAP", "1g"),
             log_shipper_port=_port("HFT_LOG_SHIPPER_PORT", 9111),
+            spark_workers=_count("HFT_SPARK_WORKERS", started_spark_workers(home / "run"), minimum=0),
+            spark_master_port=_port("HFT_SPARK_MASTER_PORT", 7077),
+            spark_ui_port=_port("HFT_SPARK_UI_PORT", 8091),
+            spark_worker_cores=_count("HFT_SPARK_WORKER_CORES", 1),
+            spark_worker_memory=env_value("HFT_SPARK_WORKER_MEMORY", "1g"),
             home=home,
         )
 
@@ -285,6 +315,11 @@ class StackConfig:
     def redis_node_url(self, node: int) -> str:
         """One Redis node, directly (the exporter, health checks)."""
         return f"redis://{HOST}:{self.redis_node_port(node)}/0"
+
+    @property
+    def spark_master_url(self) -> str:
+        """The standalone cluster's master (``hft stream --master``)."""
+        return f"spark://{HOST}:{self.spark_master_port}"
 
     @property
     def mlflow_uri(self) -> str:

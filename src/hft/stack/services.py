@@ -43,6 +43,7 @@ from hft.stack.elasticsearch import Elasticsearch, LogShipper
 from hft.stack.kafka import _ck, kafka_health
 from hft.stack.monitoring import AlertHook, Alertmanager, NodeExporter, Prometheus, RedisExporter
 from hft.stack.postgres import Postgres, metadata_url, prepare_database
+from hft.stack.spark_cluster import SparkMaster, SparkWorker
 
 log = logging.getLogger("hft.stack")
 
@@ -409,16 +410,19 @@ _CLASSES: dict[str, type[Service]] = {
 def _services(config: StackConfig, names: Iterable[str]) -> list[Service]:
     """The services named (groups expanded, the order kept, repeats dropped); ``kafka`` stands for every node
     of the cluster, ``kafka-N`` for node N alone; ``redis`` for the master, its replicas (``redis-N``) and the
-    Sentinels (``sentinel-K``)."""
+    Sentinels (``sentinel-K``); ``spark`` for the standalone cluster's master and workers (``spark-worker-N``)."""
     kafka = [Kafka(config, n) for n in range(1, config.kafka_brokers + 1)]
     redis: list[Service] = [Redis(config, n) for n in range(1, config.redis_replicas + 2)]
     redis += [Sentinel(config, k) for k in range(1, len(config.redis_sentinels) + 1)]
-    nodes = {svc.name: svc for svc in (*kafka, *redis)}
+    spark: list[Service] = [SparkMaster(config)] if config.spark_workers else []
+    spark += [SparkWorker(config, n) for n in range(1, config.spark_workers + 1)]
+    groups: dict[str, list[Service]] = {"kafka": list(kafka), "redis": redis, "spark": spark}
+    nodes = {svc.name: svc for svc in (*kafka, *redis, *spark)}
     out: dict[str, Service] = {}
     unknown = []
     for name in expand_services(names):
-        if name in ("kafka", "redis"):
-            for svc in kafka if name == "kafka" else redis:
+        if name in groups:
+            for svc in groups[name]:
                 out.setdefault(svc.name, svc)
         elif name in nodes:
             out.setdefault(name, nodes[name])
@@ -427,7 +431,7 @@ def _services(config: StackConfig, names: Iterable[str]) -> list[Service]:
         else:
             unknown.append(name)
     if unknown:
-        more = [n for n in nodes if n not in ("kafka", "redis")]
+        more = [n for n in nodes if n not in groups]
         raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(ALL_SERVICES)}"
                          f"{' (and ' + ', '.join(more) + ')' if more else ''}, and the groups airflow, monitoring, "
                          "logging, all")

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
 from hft.features.definitions import FeatureSpec
 from hft.schemas import Prediction
@@ -113,13 +114,7 @@ def _rows(predictions: list[Prediction], dead: list[tuple[bytes | None, bytes]])
     return frame
 
 
-def _stateful_processor_base():
-    from pyspark.sql.streaming.stateful_processor import StatefulProcessor
-
-    return StatefulProcessor
-
-
-class TickerProcessor(_stateful_processor_base()):
+class TickerProcessor(StatefulProcessor):
     """``transformWithStateInPandas`` processor: one group per ticker (module docstring)."""
 
     def __init__(self, known_tickers: Sequence[str] | None, tracking_uri: str | None, refresh_s: float = 5.0):
