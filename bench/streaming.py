@@ -81,6 +81,7 @@ shows the transport's latency, not our job's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -90,7 +91,17 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from streamlab.common import HOME, ROOT, SUSTAIN_FRACTION, TARGET_P99_MS, TARGET_RATE, free_ports, load_avg, say
+from streamlab.common import (
+    HOME,
+    ROOT,
+    SUSTAIN_FRACTION,
+    TARGET_P99_MS,
+    TARGET_RATE,
+    free_ports,
+    load_avg,
+    say,
+    spark_ui_port,
+)
 from streamlab.data import Phase, make_data
 from streamlab.engines import (
     Ctx,
@@ -101,6 +112,7 @@ from streamlab.engines import (
     start_python,
     start_spark,
     start_spark_tuned,
+    start_tasks,
     warm_broker,
 )
 from streamlab.measure import Row
@@ -116,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", default="1000,2000,10000", help="more offered rates (bars/s), '' for none")
     p.add_argument("--sweep-seconds", type=float, default=15.0, help="length of a sweep phase (bars capped at --bars)")
     p.add_argument("--triggers", default="100 milliseconds,250 milliseconds", help="Spark micro-batch triggers to run")
-    p.add_argument("--engines", default="python,spark,realtime", help="of python,spark,spark-tuned,realtime")
+    p.add_argument("--engines", default="python,spark,realtime",
+                   help="of python,spark,spark-tuned,tasks,tasks-cluster,realtime")
+    p.add_argument("--state-partitions", type=int, default=4, help="the tasks engines' state partitions")
     p.add_argument("--partitions", type=int, default=4, help="market.bars partitions")
     p.add_argument("--master", default="local[2]", help="Spark master of the micro-batch engines")
     p.add_argument("--tuned", default="source.kafka.fetch.max.wait.ms=50",
@@ -158,12 +172,13 @@ def main(argv: list[str] | None = None) -> int:
 
     HOME.mkdir(parents=True, exist_ok=True)
     (HOME / "logs").mkdir(exist_ok=True)
-    kafka, controller, redis_port, mlflow, kafka_metrics = free_ports(5)
+    kafka, controller, redis_port, mlflow, kafka_metrics, spark_master = free_ports(6)
     env = {"HFT_HOME": str(HOME), "HFT_KAFKA_PORT": str(kafka), "HFT_KAFKA_CONTROLLER_PORT": str(controller),
            "HFT_KAFKA_METRICS_PORT": str(kafka_metrics),
            "HFT_REDIS_PORT": str(redis_port), "HFT_MLFLOW_PORT": str(mlflow),
            "MLFLOW_TRACKING_URI": f"sqlite:///{HOME / 'mlflow.db'}", "HFT_BARS_PARTITIONS": str(args.partitions),
-           "HFT_REPO_ROOT": str(ROOT)}
+           "HFT_REPO_ROOT": str(ROOT), "HFT_SPARK_MASTER_PORT": str(spark_master),
+           "HFT_SPARK_UI_PORT": str(spark_ui_port())}
     os.environ.update(env)
     import shutil
 
@@ -172,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     from hft import stack
 
     config = stack.StackConfig.from_env()
-    stack.down(config, ("kafka", "redis"))  # leftovers of an interrupted run (pid files under run/)
+    stack.down(config, ("kafka", "redis", "spark"))  # leftovers of an interrupted run (pid files under run/)
     shutil.rmtree(config.run_dir, ignore_errors=True)  # a fresh broker and Redis
 
     def on_signal(signum, _frame):
@@ -212,6 +227,24 @@ def main(argv: list[str] | None = None) -> int:
             for trigger in [t.strip() for t in args.triggers.split(",") if t.strip()]:
                 tag = "spark-" + re.sub(r"\W+", "", trigger)
                 rows += run_engine(ctx, f"spark {trigger}", start_spark(ctx, trigger, tag))
+        for engine in ("tasks", "tasks-cluster"):
+            if engine not in engines:
+                continue
+            trigger = args.triggers.split(",")[0].strip()
+            tag = f"{engine}-" + re.sub(r"\W+", "", trigger)
+            if engine == "tasks":
+                rows += run_engine(ctx, f"tasks {args.master} {trigger}", start_tasks(ctx, trigger, tag, args.master))
+                continue
+            for workers in (1, 2):
+                cluster = dataclasses.replace(config, spark_workers=workers)
+                stack.up(cluster, ("spark",))
+                try:
+                    groups = tuple(os.getpgid(st.pid) for name, st in stack.status(cluster).items()
+                                   if name.startswith("spark-worker-") and st.pid)
+                    rows += run_engine(ctx, f"tasks {workers} worker(s) {trigger}",
+                                       start_tasks(ctx, trigger, f"{tag}-{workers}w", cluster.spark_master_url, groups))
+                finally:
+                    stack.down(cluster, ("spark",))
         if "spark-tuned" in engines:
             trigger = args.tuned_trigger or args.triggers.split(",")[0].strip()
             rows += run_engine(ctx, f"spark-tuned {trigger}", start_spark_tuned(ctx, trigger, args.tuned,
@@ -239,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             worst = max((abs(float(probs[k]) - float(base[k])) for k in diff), default=0.0)
             verdict = "identical" if not diff else ("same up to float rounding" if worst < 1e-7 else "DIFFERENT")
             say(f"  {eng:<28} {len(common)} bars compared, {len(diff)} differ (max |diff| {worst:.3g}): {verdict}")
-    spark_rows = [r for r in rows if r.engine.startswith("spark")]
+    spark_rows = [r for r in rows if r.engine.startswith(("spark", "tasks"))]
     say(f"\nTarget (micro-batch): >= {TARGET_RATE:,} bars/s sustained with p99 <= {TARGET_P99_MS:.0f} ms:")
     for eng in dict.fromkeys(r.engine for r in rows):
         mine = [r for r in rows if r.engine == eng]
@@ -248,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         cap = max(r.achieved for r in mine)
         met = any(r.sustained and r.offered >= TARGET_RATE for r in mine)
         say(f"  {eng:<28} highest rate sustained {best:,.0f}/s; capacity (best achieved) {cap:,.0f}/s; "
-             f"target {'MET' if met else 'NOT met'}{'' if eng.startswith('spark') else ' (baseline, for reference)'}")
+             f"target {'MET' if met else 'NOT met'}{'' if eng.startswith(('spark', 'tasks')) else ' (baseline, for reference)'}")
     if spark_rows:
         say(f"  => micro-batch target {'MET' if any(r.sustained and r.offered >= TARGET_RATE for r in spark_rows) else 'NOT met'}")
     if realtime:

@@ -195,12 +195,19 @@ def sink(stream, proc, args):
     )
 
 
-def wait(query, idle_s: float, heartbeat) -> None:
-    """Run until stopped (or ``idle_s`` without input), refreshing the job's heartbeat in Redis."""
+def wait(query, idle_s: float, heartbeat, on_progress=None) -> None:
+    """Run until stopped (or ``idle_s`` without input), refreshing the job's heartbeat in Redis; ``on_progress``
+    is called with each micro-batch's progress report, once."""
     last_input = time.monotonic()
+    reported = -1
     while query.isActive:
         heartbeat()
         query.awaitTermination(1)
+        if on_progress is not None:
+            for progress in query.recentProgress:
+                if progress["batchId"] > reported:
+                    reported = progress["batchId"]
+                    on_progress(progress)
         if not idle_s:
             continue
         progress = query.lastProgress
@@ -276,7 +283,7 @@ def run_in_tasks(spark, args) -> int:
                         "Redis are not written again", args.checkpoint, args.starting_offsets)
         keyed.configure(spark, args.state_partitions)
         query = keyed.stateful_query(source(spark, args, args.starting_offsets), args, tracking_uri)
-        wait(query, args.stop_when_idle, store.mark_running)
+        wait(query, args.stop_when_idle, store.mark_running, keyed.record_progress)
         return 0
     except NoChampionError as exc:
         log.error("%s", exc)

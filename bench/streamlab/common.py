@@ -93,21 +93,23 @@ def jit_ticks(pgid: int) -> int:
 class Engine:
     """A subprocess in its own session (so the whole tree can be signalled), output to a log file."""
 
-    def __init__(self, name: str, cmd: list[str], log_path: Path, env: dict):
+    def __init__(self, name: str, cmd: list[str], log_path: Path, env: dict, groups: tuple[int, ...] = ()):
+        """``groups``: more process groups whose CPU is the engine's (a Spark worker's: its executors')."""
         self.name = name
         self.log_path = log_path
         self.log_file = open(log_path, "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
                                      start_new_session=True, cwd=ROOT)
+        self.groups = (self.proc.pid, *groups)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def cpu_ticks(self) -> int:
-        return cpu_ticks(self.proc.pid)
+        return sum(cpu_ticks(g) for g in self.groups)
 
     def jit_ticks(self) -> int:
-        return jit_ticks(self.proc.pid)
+        return sum(jit_ticks(g) for g in self.groups)
 
     def log_text(self) -> str:
         self.log_file.flush()
@@ -136,3 +138,18 @@ class Engine:
         except subprocess.TimeoutExpired:
             pass
         self.log_file.close()
+
+
+def spark_ui_port() -> int:
+    """A free port whose next two are free too: a standalone master's web UI and its workers' (+1, +2)."""
+    import socket
+
+    while True:
+        base = free_ports(1)[0]
+        try:
+            for p in (base + 1, base + 2):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue

@@ -158,7 +158,7 @@ def run_engine(ctx: Ctx, name: str, start) -> list[Row]:
                        "bench (producer)": (self1.user + self1.system) - (self0.user + self0.system)}
             text = engine.log_text()[log_pos:]
             end_ns = sent.first_ns + int(row.wall_s * 1e9)
-            if name.startswith("spark"):
+            if name.startswith(("spark", "tasks")):  # the tasks engine's processor metrics are 0: in its tasks
                 proc_s = after.get("hft_stream_batch_duration_seconds_sum", 0) - before.get("hft_stream_batch_duration_seconds_sum", 0)
                 infer_s = after.get("hft_stream_inference_latency_seconds_sum", 0) - before.get("hft_stream_inference_latency_seconds_sum", 0)
                 progs = [p for p in spark_progress(text) if p.get("numInputRows", 0) > 0
@@ -199,6 +199,18 @@ def start_spark(ctx: Ctx, trigger: str, tag: str):
         cmd = [str(VENV_BIN / "hft"), "stream", "--master", ctx.args.master, "--tickers", ",".join(ctx.tickers),
                "--trigger", trigger, "--checkpoint", str(checkpoint), "--metrics-port", str(metrics_port)]
         return Engine(f"spark {trigger}", cmd, HOME / "logs" / f"{tag}.log", ctx.env)
+    return start
+
+
+def start_tasks(ctx: Ctx, trigger: str, tag: str, master: str, groups: tuple[int, ...] = ()):
+    """``hft stream --engine tasks`` (per-ticker state and inference in Spark's tasks) on ``master``; ``groups``:
+    the process groups of a standalone cluster's workers (their executors' CPU is the engine's)."""
+    def start(metrics_port: int) -> Engine:
+        checkpoint = ctx.config.run_dir / "checkpoints" / f"bench-{tag}-{time.time_ns()}"
+        cmd = [str(VENV_BIN / "hft"), "stream", "--engine", "tasks", "--master", master, "--tickers",
+               ",".join(ctx.tickers), "--trigger", trigger, "--checkpoint", str(checkpoint), "--metrics-port",
+               str(metrics_port), "--state-partitions", str(ctx.args.state_partitions)]
+        return Engine(f"tasks {trigger}", cmd, HOME / "logs" / f"{tag}.log", ctx.env, groups)
     return start
 
 

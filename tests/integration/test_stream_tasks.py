@@ -12,13 +12,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
 import pytest
 import redis
 
+from hft.streaming.messages import DLQ_REASONS
 from polling import until
+from ports import free_port
 from stream_fixtures import ready_count, stream_env, stream_stack
 
 pytestmark = pytest.mark.integration
@@ -33,11 +36,24 @@ def env(tmp_path_factory):
         yield env, config
 
 
-def stream_cmd(idle: float, master: str = "local[2]", checkpoint: Path | None = None) -> list[str]:
+def stream_cmd(idle: float, master: str = "local[2]", checkpoint: Path | None = None, metrics_port: int = 0) -> list[str]:
     cmd = [str(Path(sys.executable).with_name("hft")), "stream", "--engine", "tasks", "--master", master,
-           "--tickers", ",".join(TICKERS), "--trigger", "500 milliseconds", "--metrics-port", "0",
+           "--tickers", ",".join(TICKERS), "--trigger", "500 milliseconds", "--metrics-port", str(metrics_port),
            "--jvm-metrics-port", "0", "--stop-when-idle", str(idle), "--max-offsets", "200"]
     return cmd + (["--checkpoint", str(checkpoint)] if checkpoint else [])
+
+
+def written(store) -> int:
+    return store.r.xlen(store.stream_key)
+
+
+def metric(port: int, name: str, **labels) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(name + ("{" + want if want else "")) and not line.startswith("#"))
 
 
 def publish(config, messages, extra=()):
@@ -100,10 +116,21 @@ def test_tasks_engine_predicts_every_bar_like_the_batch_job_and_sends_bad_messag
            (b"AAA", encode_bar(next(m for m in reversed(messages) if m.ticker == "AAA"))[:-1] + b',"ticker":"BBB"}')]
     publish(config, messages[:20], future)
     publish(config, messages[20:], bad)
-    proc = subprocess.run(stream_cmd(idle=10), env=env_vars, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-
     store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    port = free_port()
+    job = subprocess.Popen(stream_cmd(idle=10, metrics_port=port), env=env_vars, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        until(lambda: written(store) >= ready_count(messages), 300, "every prediction")
+        # the metrics come from Spark's progress reports: each batch's counts once its tasks are done
+        until(lambda: metric(port, "hft_stream_messages_in_total") == len(messages) + len(bad) + len(future), 20,
+              "every message counted")
+        assert metric(port, "hft_stream_predictions_total") == ready_count(messages)
+        rejected = {r: metric(port, "hft_stream_messages_rejected_total", reason=r) for r in DLQ_REASONS}
+    finally:
+        _, err = job.communicate(timeout=400)
+    assert job.returncode == 0, err[-4000:]
+
     stream = store.stream()
     assert len(stream) == ready_count(messages)
     assert len({(e["ticker"], e["bar_ts"]) for e in stream}) == len(stream)
@@ -117,11 +144,10 @@ def test_tasks_engine_predicts_every_bar_like_the_batch_job_and_sends_bad_messag
     assert sorted(d["reason"] for d in dlq) == sorted(
         ["non_finite", "inconsistent_ohlc", "unknown_ticker", "wrong_version", "not_json", "oversized",
          "implausible_time", "implausible_time", "invalid_field"])
+    assert {r: n for r, n in rejected.items() if n} == Counter(d["reason"] for d in dlq)
     assert len(consume(config, "predictions", expect=len(stream))) == len(stream)
 
 
-def written(store) -> int:
-    return store.r.xlen(store.stream_key)
 
 
 def run_until_killed(env_vars, store, cmd, progress_to: int, timeout_s: float = 240) -> int:

@@ -78,3 +78,31 @@ def test_a_real_jump_is_confirmed_across_micro_batches(bars_factory):
     predictions, dead, stored = run("AAA", recs, Recording(), size=1)
     assert [json.loads(v)["reason"] for _, v in dead] == ["implausible_time"] * 3
     assert json.loads(stored)["bars"]["1m"][-1][0] == int(later["ts"].iloc[-1].value // 1_000_000)
+
+
+def test_the_stateful_processor_keeps_its_state_and_says_nothing_while_bars_warm_up(bars_factory):
+    """TickerProcessor as transformWithStateInPandas drives it (pyspark's TwsTester, no Spark): a micro-batch of
+    warming-up bars yields no frame at all (an empty one failed Spark's Arrow conversion), the next its rows."""
+    from pyspark.sql.streaming.tws_tester import TwsTester
+
+    from hft.streaming import keyed
+
+    bars = bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-08")
+    recs = records(bars)
+    frame = lambda rs: pd.DataFrame({"key": [r.key for r in rs], "value": [r.value for r in rs],  # noqa: E731
+                                     "topic": [r.topic for r in rs], "partition": [r.partition for r in rs],
+                                     "offset": [r.offset for r in rs], "ticker": "AAA"})
+    keyed._models[("test://", 5.0)] = lambda: (Recording(), "7")
+    try:
+        processor = keyed.TickerProcessor(["AAA"], "test://")
+        tester = TwsTester(processor)
+        warming = FeatureSpec().max_lookback - 1
+        tester.handle.setGroupingKey("AAA")
+        assert list(processor.handleInputRows(("AAA",), iter([frame(recs[:warming])]), None)) == []
+        out = tester.testInPandas("AAA", frame(recs[warming:warming + 40] + [Record(b"AAA", b"[]", 0, 10**6)]))
+    finally:
+        del keyed._models[("test://", 5.0)]
+    assert list(out["kind"]) == ["dlq"] + ["prediction"] * 40 and out["reason"].iloc[0] == "not_json"
+    assert list(out["ts_ms"].iloc[1:]) == [json.loads(r.value)["ts"] for r in recs[warming:warming + 40]]
+    stored = json.loads(tester.peekValueState("feature_state", "AAA")[0])
+    assert stored["bars"]["1m"][-1][0] == json.loads(recs[warming + 39].value)["ts"]

@@ -16,8 +16,9 @@ the series' mark), DLQ records may repeat (never lost), as in the driver engine.
 Differences from the driver engine, by design: a ticker seen for the first time is checked against the wall
 clock only (a group sees no other ticker, so not against the newest bar of the market); a message whose ticker
 Spark's parser reads differently from ours (a duplicated ``ticker`` field) goes to the DLQ as
-``invalid_field``; and the job's metrics come from Spark's progress reports (messages, batch durations), not
-from per-message counts (those are in the DLQ and in Redis).
+``invalid_field``; and the job's metrics (messages, predictions, DLQ records by reason, batch durations) come
+from Spark's progress reports, where each micro-batch's counts arrive once its tasks are done (``observe``);
+the per-stage latencies, inference time and feature drift of the driver engine are not measured.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
 from hft.features.definitions import FeatureSpec
 from hft.schemas import Prediction
-from hft.streaming.messages import BarMessage, prediction_record
+from hft.streaming.messages import DLQ_REASONS, BarMessage, prediction_record
 from hft.streaming.processor import BatchResult, Record, evaluate
 from hft.streaming.state import FeatureState
 
@@ -42,11 +43,13 @@ log = logging.getLogger(__name__)
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 STATE_SCHEMA = "bars STRING"
 #: The operator's output: one row per prediction or DLQ record.
-OUTPUT_DDL = ("kind STRING, key BINARY, value BINARY, ticker STRING, `interval` STRING, ts_ms BIGINT, "
+OUTPUT_DDL = ("kind STRING, reason STRING, key BINARY, value BINARY, ticker STRING, `interval` STRING, ts_ms BIGINT, "
               "probability DOUBLE, model_version STRING, produced_ns BIGINT, predicted_ns BIGINT, close DOUBLE, "
               "volatility DOUBLE")
 _PREDICTION_FIELDS = ("ticker", "interval", "ts_ms", "probability", "model_version", "produced_ns", "predicted_ns",
                       "close", "volatility")
+#: The name of the micro-batch counts in Spark's progress reports (``observedMetrics``).
+OBSERVED = "hft_batch"
 #: The grouping column: the message's ticker as Spark's JSON parser reads it.
 TICKER_SQL = "coalesce(get_json_object(cast(value AS STRING), '$.ticker'), '')"
 
@@ -102,6 +105,7 @@ def verdict(ticker: str, records: Sequence[Record], stored: str | None, model, k
 
 def _rows(predictions: list[Prediction], dead: list[tuple[bytes | None, bytes]]) -> pd.DataFrame:
     out = {"kind": ["dlq"] * len(dead) + ["prediction"] * len(predictions),
+           "reason": [json.loads(v)["reason"] for _, v in dead] + [None] * len(predictions),
            "key": [k for k, _ in dead] + [p.ticker.encode() for p in predictions],
            "value": [v for _, v in dead] + [prediction_record(p) for p in predictions]}
     for name in _PREDICTION_FIELDS:
@@ -134,7 +138,8 @@ class TickerProcessor(StatefulProcessor):
                                                _champion(self.tracking_uri, self.refresh_s), self.known)
         if new_state is not None:
             self.state.update((new_state,))
-        yield _rows(predictions, dead)
+        if predictions or dead:  # nothing to say (bars warming up): no frame, whose empty columns Arrow cannot type
+            yield _rows(predictions, dead)
 
     def close(self) -> None:
         pass
@@ -190,16 +195,38 @@ def stateful_query(stream, args, tracking_uri: str | None):
     from pyspark.sql import functions as F
 
     processor = TickerProcessor(args.tickers, tracking_uri, args.model_refresh_s)
+    count = lambda cond, name: F.count(F.when(cond, 1)).alias(name)  # noqa: E731
     return (
         stream.withColumn("ticker", F.expr(TICKER_SQL))
         .groupBy("ticker")
         .transformWithStateInPandas(processor, OUTPUT_DDL, "Append", "None")
+        # each micro-batch's counts, in its progress report (record_progress): the tasks' work, counted once
+        .observe(OBSERVED, count(F.col("kind") == "prediction", "predictions"), count(F.col("kind") == "dlq", "dlq"),
+                 *(count(F.col("reason") == r, r) for r in DLQ_REASONS))
         .writeStream.queryName("hft_predict_stream")
         .foreach(TaskWriter(args.redis, args.bootstrap))
         .option("checkpointLocation", args.checkpoint)
         .trigger(processingTime=args.trigger)
         .start()
     )
+
+
+def record_progress(progress) -> None:
+    """The job's metrics from one micro-batch's progress report (the driver's; its tasks counted their rows)."""
+    from hft.observability.metrics import STREAM_BATCH_SECONDS, STREAM_IN, STREAM_PREDICTIONS, STREAM_REJECTED
+
+    STREAM_IN.inc(progress["numInputRows"])
+    STREAM_BATCH_SECONDS.observe(progress["durationMs"].get("triggerExecution", 0) / 1000)
+    observed = (progress["observedMetrics"] or {}).get(OBSERVED)
+    if observed is None:
+        return
+    counts = observed.asDict() if hasattr(observed, "asDict") else dict(observed)
+    STREAM_PREDICTIONS.inc(counts["predictions"])
+    for reason in DLQ_REASONS:
+        if counts.get(reason):
+            STREAM_REJECTED.labels(reason).inc(counts[reason])
+    if other := counts["dlq"] - sum(counts.get(r, 0) for r in DLQ_REASONS):
+        STREAM_REJECTED.labels("other").inc(other)
 
 
 def configure(spark, state_partitions: int) -> None:

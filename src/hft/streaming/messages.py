@@ -43,6 +43,10 @@ BAR_SCHEMA, BAR_VERSION = "hft.bar", 1
 DLQ_SCHEMA, PREDICTION_SCHEMA = "hft.dlq", "hft.prediction"
 MAX_MESSAGE_BYTES = 4096
 INTERVALS = ("1m", "5m")
+#: Every reason a message goes to the DLQ with (decoding, the feature state, the processor).
+DLQ_REASONS = ("empty", "oversized", "not_json", "wrong_schema", "wrong_version", "invalid_field", "non_finite",
+               "bad_price", "inconsistent_ohlc", "unknown_ticker", "implausible_time", "duplicate", "out_of_order",
+               "undecodable", "processing_error")
 #: Bar times before this are absurd for this system (epoch milliseconds of 2000-01-01T00:00Z).
 MIN_BAR_TS_MS = 946_684_800_000
 #: A bar starts before it is sent: one stamped further than this ahead of the wall clock is implausible
