@@ -211,7 +211,7 @@ def wait(query, idle_s: float, heartbeat, on_progress=None) -> None:
         if not idle_s:
             continue
         progress = query.lastProgress
-        if (progress and progress.get("numInputRows", 0) > 0) or query.status.get("isTriggerActive"):
+        if (progress and progress.get("numInputRows", 0) > 0) or query.status.get("isDataAvailable"):
             last_input = time.monotonic()  # a micro-batch still running is not idle (the first one can be long)
         if time.monotonic() - last_input > idle_s:
             log.info("no input for %.0fs, stopping", idle_s)
@@ -247,10 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     spark = SparkSession.builder.appName("hft-predict-stream").getOrCreate()
     apply_checkpoint_conf(spark, args.checkpoint)
     quiet_spark_logs(spark)
-    if args.engine == "tasks":
-        return run_in_tasks(spark, args)
     proc = None
     try:
+        if args.engine == "tasks":
+            run_in_tasks(spark, args)
+            return 0
         proc = processor(args)
         query = sink(source(spark, args, starting_offsets(args, proc.store)), proc, args)
         wait(query, args.stop_when_idle, proc.store.mark_running)
@@ -265,32 +266,24 @@ def main(argv: list[str] | None = None) -> int:
         spark.stop()
 
 
-def run_in_tasks(spark, args) -> int:
-    """The ``tasks`` engine (:mod:`hft.streaming.keyed`). A new checkpoint holds no feature state: the job then
-    starts from ``--starting-offsets`` and rebuilds it, the predictions Redis already holds being recognised and
-    not written again."""
+def run_in_tasks(spark, args) -> None:
+    """The ``tasks`` engine (:mod:`hft.streaming.keyed`), until stopped. A new checkpoint holds no feature state:
+    the job then starts from ``--starting-offsets`` and rebuilds it, the predictions Redis already holds being
+    recognised and not written again."""
     from hft.model.registry import default_tracking_uri
     from hft.streaming import keyed
-    from hft.streaming.champion import ChampionModel, NoChampionError
+    from hft.streaming.champion import ChampionModel
     from hft.streaming.store import RedisStore
 
     tracking_uri = args.tracking_uri or default_tracking_uri()  # the tasks get it, not the driver's environment
-    try:
-        ChampionModel(tracking_uri)()  # fail at start, clearly, when there is no champion
-        store = RedisStore.from_url(args.redis)
-        if checkpoint_is_new(args.checkpoint) and store.r.hlen(store.keys.pred_written):
-            log.warning("checkpoint %s is new: the feature state is rebuilt from %s offsets; predictions already in "
-                        "Redis are not written again", args.checkpoint, args.starting_offsets)
-        keyed.configure(spark, args.state_partitions)
-        query = keyed.stateful_query(source(spark, args, args.starting_offsets), args, tracking_uri)
-        wait(query, args.stop_when_idle, store.mark_running, keyed.record_progress)
-        return 0
-    except NoChampionError as exc:
-        log.error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        spark.stop()
+    ChampionModel(tracking_uri)()  # fail at start, clearly, when there is no champion
+    store = RedisStore.from_url(args.redis)
+    if checkpoint_is_new(args.checkpoint) and store.r.hlen(store.keys.pred_written):
+        log.warning("checkpoint %s is new: the feature state is rebuilt from %s offsets; predictions already in "
+                    "Redis are not written again", args.checkpoint, args.starting_offsets)
+    keyed.configure(spark, args.state_partitions)
+    query = keyed.stateful_query(source(spark, args, args.starting_offsets), args, tracking_uri)
+    wait(query, args.stop_when_idle, store.mark_running, keyed.record_progress)
 
 
 if __name__ == "__main__":

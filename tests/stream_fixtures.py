@@ -3,6 +3,7 @@ bars of a day have every feature (so how many predictions the stream must write)
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -41,6 +42,36 @@ def ready_count(messages) -> int:
 
     feats = compute_features(bars_frame(messages), labelled_only=False)
     return int(feats.dropna(subset=FeatureSpec().feature_names()).shape[0])
+
+
+def expected_probabilities(home, messages) -> dict:
+    """(ticker, bar ms) -> the champion (version 1 of :func:`train_champion`) applied to the batch job's features
+    of ``messages``: what the stream must predict."""
+    from hft.features.reference import compute_features
+    from hft.model import registry
+    from hft.model.fast import FastPredictor
+    from hft.streaming.state import bars_frame
+
+    champion = FastPredictor.from_weights_file(registry.weights_path(registry.client(), "1", str(home)))
+    feats = compute_features(bars_frame(messages), labelled_only=False).dropna(subset=champion.features)
+    return dict(zip(zip(feats["ticker"], feats["ts"].dt.as_unit("ms").astype("int64")),
+                    champion.predict_proba(feats[champion.features].to_numpy())))
+
+
+def consume(config, topic: str, expect: int, timeout_s: float = 30.0, parse=json.loads) -> list:
+    """Up to ``expect`` records of ``topic`` from its start (a new consumer group), parsed; waits ``timeout_s``."""
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": config.kafka_bootstrap, "group.id": f"t-{time.time_ns()}",
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    out, deadline = [], time.monotonic() + timeout_s
+    while len(out) < expect and time.monotonic() < deadline:
+        msg = c.poll(0.5)
+        if msg is not None and msg.error() is None:
+            out.append(parse(msg.value()))
+    c.close()
+    return out
 
 
 def stream_env(home: Path, **extra: str) -> dict:

@@ -93,7 +93,9 @@ def stream_job_command(config, master: str = "local[2]", tickers: list[str] | No
     from hft.stack.services import jmx_agent
 
     job_args = ["--bootstrap", config.kafka_bootstrap, "--redis", config.redis_url,
-                "--checkpoint", str(checkpoint or config.run_dir / "checkpoints" / "predict_stream"),
+                # each engine its own checkpoint: the tasks engine's holds its state store, the driver's only offsets
+                "--checkpoint", str(checkpoint or config.run_dir / "checkpoints" /
+                                    ("predict_stream" if engine == "driver" else f"predict_stream_{engine}")),
                 "--trigger", trigger, "--metrics-port", str(metrics_port),
                 "--stop-when-idle", str(stop_when_idle), "--max-offsets", str(max_offsets), "--engine", engine,
                 "--state-partitions", str(state_partitions)]

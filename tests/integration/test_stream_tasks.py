@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -22,7 +21,7 @@ import redis
 from hft.streaming.messages import DLQ_REASONS
 from polling import until
 from ports import free_port
-from stream_fixtures import ready_count, stream_env, stream_stack
+from stream_fixtures import consume, expected_probabilities, ready_count, stream_env, stream_stack
 
 pytestmark = pytest.mark.integration
 
@@ -68,34 +67,6 @@ def publish(config, messages, extra=()):
     return result
 
 
-def consume(config, topic: str, expect: int, timeout_s: float = 30.0) -> list:
-    from confluent_kafka import Consumer
-
-    c = Consumer({"bootstrap.servers": config.kafka_bootstrap, "group.id": f"t-{time.time_ns()}",
-                  "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
-    out, deadline = [], time.monotonic() + timeout_s
-    while len(out) < expect and time.monotonic() < deadline:
-        msg = c.poll(0.5)
-        if msg is not None and msg.error() is None:
-            out.append(json.loads(msg.value()))
-    c.close()
-    return out
-
-
-def expected_probabilities(env_vars, messages) -> dict:
-    """(ticker, bar ms) -> the champion applied to the batch job's features."""
-    from hft.features.reference import compute_features
-    from hft.model import registry
-    from hft.model.fast import FastPredictor
-    from hft.streaming.state import bars_frame
-
-    champion = FastPredictor.from_weights_file(registry.weights_path(registry.client(), "1", str(env_vars["HFT_HOME"])))
-    feats = compute_features(bars_frame(messages), labelled_only=False).dropna(subset=champion.features)
-    return dict(zip(zip(feats["ticker"], feats["ts"].dt.as_unit("ms").astype("int64")),
-                    champion.predict_proba(feats[champion.features].to_numpy())))
-
-
 def test_tasks_engine_predicts_every_bar_like_the_batch_job_and_sends_bad_messages_to_the_dlq(env):
     from hft.streaming import collectors
     from hft.streaming.messages import encode_bar
@@ -134,7 +105,7 @@ def test_tasks_engine_predicts_every_bar_like_the_batch_job_and_sends_bad_messag
     stream = store.stream()
     assert len(stream) == ready_count(messages)
     assert len({(e["ticker"], e["bar_ts"]) for e in stream}) == len(stream)
-    expected = expected_probabilities(env_vars, messages)
+    expected = expected_probabilities(env_vars["HFT_HOME"], messages)
     got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in stream}
     assert got.keys() == expected.keys()
     # The features are the batch job's to 1e-9 (tests/streaming/test_keyed.py); the network's layers after the
@@ -145,7 +116,9 @@ def test_tasks_engine_predicts_every_bar_like_the_batch_job_and_sends_bad_messag
         ["non_finite", "inconsistent_ohlc", "unknown_ticker", "wrong_version", "not_json", "oversized",
          "implausible_time", "implausible_time", "invalid_field"])
     assert {r: n for r, n in rejected.items() if n} == Counter(d["reason"] for d in dlq)
-    assert len(consume(config, "predictions", expect=len(stream))) == len(stream)
+    # once each in Kafka too (read past the count, so a duplicate would show)
+    published = consume(config, "predictions", expect=len(stream) + 1, timeout_s=15)
+    assert sorted((p["ticker"], p["ts"]) for p in published) == sorted((e["ticker"], int(e["bar_ts"])) for e in stream)
 
 
 
@@ -181,20 +154,28 @@ def test_tasks_engine_survives_kill_9_with_work_outstanding_without_loss_or_dupl
     proc = subprocess.run(stream_cmd(idle=10, checkpoint=checkpoint), env=env_vars, capture_output=True, text=True,
                           timeout=400)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    day = store.stream()[before:]
-    assert len({(e["ticker"], e["bar_ts"]) for e in day}) == len(day) == ready_count(messages)
+    assert_every_bar_predicted_once_like_the_batch_job(env_vars, store, before, messages)
 
 
-def executor_pids() -> list[int]:
-    """Spark executor JVMs on this machine (started by the standalone workers)."""
+def executor_pids(run_dir: Path) -> list[int]:
+    """The Spark executor JVMs of the workers whose folders are in ``run_dir`` (an executor runs in its
+    worker's ``<work dir>/<app>/<executor>``)."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and b"CoarseGrainedExecutorBackend" in (proc / "cmdline").read_bytes():
+            if (proc.name.isdigit() and b"CoarseGrainedExecutorBackend" in (proc / "cmdline").read_bytes()
+                    and Path(os.readlink(proc / "cwd")).is_relative_to(run_dir)):
                 pids.append(int(proc.name))
         except OSError:
             continue
     return pids
+
+
+def assert_every_bar_predicted_once_like_the_batch_job(env_vars, store, before: int, messages) -> None:
+    day = store.stream()[before:]
+    assert len({(e["ticker"], e["bar_ts"]) for e in day}) == len(day) == ready_count(messages)
+    expected = expected_probabilities(env_vars["HFT_HOME"], messages)
+    assert max(abs(float(e["probability"]) - expected[(e["ticker"], int(e["bar_ts"]))]) for e in day) < 1e-6
 
 
 @pytest.fixture
@@ -238,10 +219,10 @@ def test_tasks_engine_on_a_standalone_cluster_loses_nothing_when_an_executor_is_
         until(lambda: written(store) >= before + 100, 300, "the cluster's first predictions", every=0.1)
         app = master_state(spark_cluster)["activeapps"][0]
         assert app["cores"] == 2, f"the job runs on {app['cores']} core(s), not on both workers"
-        victims = executor_pids()
+        victims = executor_pids(spark_cluster.run_dir)
         assert len(victims) == 2
-        os.kill(victims[0], signal.SIGKILL)
         at_kill = written(store)
+        os.kill(victims[0], signal.SIGKILL)
         assert at_kill < expected, "the kill came after the job had caught up: nothing was outstanding"
         assert job.wait(400) == 0, (tmp_path / "job.err").read_text()[-4000:]
     finally:
@@ -249,5 +230,4 @@ def test_tasks_engine_on_a_standalone_cluster_loses_nothing_when_an_executor_is_
             os.killpg(job.pid, signal.SIGKILL)
             job.wait(30)
     assert "Lost executor" in (tmp_path / "job.err").read_text(), "Spark did not notice the executor's death"
-    day = store.stream()[before:]
-    assert len({(e["ticker"], e["bar_ts"]) for e in day}) == len(day) == ready_count(messages)
+    assert_every_bar_predicted_once_like_the_batch_job(env_vars, store, before, messages)

@@ -22,7 +22,7 @@ import redis
 
 import hft_exec
 from ports import free_port
-from stream_fixtures import ready_count, stream_env, stream_stack
+from stream_fixtures import consume, expected_probabilities, ready_count, stream_env, stream_stack
 
 pytestmark = pytest.mark.integration
 
@@ -82,21 +82,6 @@ def _json_or_none(value: bytes):
         return None
 
 
-def _consume(config, topic: str, expect: int, timeout_s: float = 30.0, parse=json.loads) -> list:
-    from confluent_kafka import Consumer
-
-    c = Consumer({"bootstrap.servers": config.kafka_bootstrap, "group.id": f"t-{time.time_ns()}",
-                  "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
-    out, deadline = [], time.monotonic() + timeout_s
-    while len(out) < expect and time.monotonic() < deadline:
-        msg = c.poll(0.5)
-        if msg is not None and msg.error() is None:
-            out.append(parse(msg.value()))
-    c.close()
-    return out
-
-
 def test_stream_predicts_every_bar_and_sends_bad_messages_to_dlq(env):
     from hft.streaming import collectors
     from hft.streaming.messages import encode_bar
@@ -131,23 +116,15 @@ def test_stream_predicts_every_bar_and_sends_bad_messages_to_dlq(env):
         latest = store.latest(ticker)
         assert latest["model_version"] == "1" and 0 < float(latest["probability"]) < 1
     # Through Kafka and Spark, each probability equals the champion applied to the batch features.
-    from hft.features.reference import compute_features
-    from hft.model import registry
-    from hft.model.fast import FastPredictor
-    from hft.streaming.state import bars_frame
-
-    champion = FastPredictor.from_weights_file(registry.weights_path(registry.client(), "1", str(env_vars["HFT_HOME"])))
-    feats = compute_features(bars_frame(messages), labelled_only=False).dropna(subset=champion.features)
-    expected = dict(zip(zip(feats["ticker"], feats["ts"].dt.as_unit("ms").astype("int64")),
-                        champion.predict_proba(feats[champion.features].to_numpy())))
+    expected = expected_probabilities(env_vars["HFT_HOME"], messages)
     got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in stream}
     assert got.keys() == expected.keys()
     assert max(abs(got[k] - expected[k]) for k in got) < 1e-9
-    dlq = _consume(config, "market.bars.dlq", expect=len(bad) + len(future))
+    dlq = consume(config, "market.bars.dlq", expect=len(bad) + len(future))
     assert sorted(d["reason"] for d in dlq) == sorted(
         ["non_finite", "inconsistent_ohlc", "unknown_ticker", "wrong_version", "not_json", "oversized",
          "implausible_time", "implausible_time"])
-    predictions = _consume(config, "predictions", expect=len(stream))
+    predictions = consume(config, "predictions", expect=len(stream))
     assert len(predictions) == len(stream)
 
 
@@ -295,7 +272,7 @@ def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fi
     events = Journal(journal).read()
     names = np.array([hft_exec.EVENT_TYPES.get(int(t), "") for t in events["type"]])
     wanted = np.isin(names, ["order_sent", "fill", "order_done", "halt", "resume"])
-    records = _consume(config, "orders", expect=int(wanted.sum()), timeout_s=30)
+    records = consume(config, "orders", expect=int(wanted.sum()), timeout_s=30)
     assert len(records) == int(wanted.sum()) > 0
     assert [r["seq"] for r in records] == list(np.flatnonzero(wanted))  # in journal order, none twice
     sent = [r for r in records if r["type"] == "order_sent"]
@@ -446,7 +423,7 @@ def test_hft_collect_yfinance_executable_sends_completed_bars_once_and_serves_mo
         assert again.returncode == 0, again.stderr[-3000:]
         ended = pd.Timestamp.now(tz="UTC")
     assert any("/v8/finance/chart/SPY" in u for u in yahoo.seen)
-    bars = [m for m in _consume(config, "market.bars", expect=10**6, timeout_s=10, parse=_json_or_none)
+    bars = [m for m in consume(config, "market.bars", expect=10**6, timeout_s=10, parse=_json_or_none)
             if m and m.get("ticker") == "SPY"]  # earlier tests left hostile messages in the topic
     stamps = [m["ts"] for m in bars]
     assert len(stamps) >= 25, stamps  # the default 30-minute lookback, minus the minute still forming

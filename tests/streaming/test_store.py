@@ -48,6 +48,15 @@ def test_commit_writes_each_series_prediction_once_even_under_another_batch_id(s
     assert got == [("AAA", "1m", T0 + MINUTE), ("AAA", "1m", T0 + 2 * MINUTE), ("AAA", "5m", T0 + 5 * MINUTE),
                    ("AAA", "1m", T0 + 3 * MINUTE), ("BBB", "1m", T0 + MINUTE)]
     assert store.commit(2, [], [pred("AAA", 3, p=0.9)]) == 0
+
+
+def test_unwritten_is_what_a_commit_would_write(store):
+    store.commit(0, [], [pred("AAA", 1), pred("AAA", 2), pred("BBB", 1, "5m")])
+    replay = [pred("AAA", 2), pred("AAA", 3), pred("BBB", 1, "5m"), pred("BBB", 1), pred("CCC", 0)]
+    new = store.unwritten(replay)
+    assert new == [pred("AAA", 3), pred("BBB", 1), pred("CCC", 0)]
+    assert store.commit(1, [], replay) == len(new)
+    assert store.unwritten(replay) == [] and store.unwritten([]) == []
     assert [e["probability"] for e in store.stream()].count("0.9") == 0
 
 

@@ -78,8 +78,10 @@ def formatted_kafka_brokers(run_dir: Path) -> int:
 
 
 def started_spark_workers(run_dir: Path) -> int:
-    """The Spark workers the stack runs in ``run_dir`` (their pid files); 0 when none."""
-    return len(list(Path(run_dir).glob("spark-worker-*.pid")))
+    """The Spark workers the stack runs in ``run_dir`` (their pid files); 0 when none, 1 when only the master's
+    is left (so ``down`` still finds the master)."""
+    workers = len(list(Path(run_dir).glob("spark-worker-*.pid")))
+    return workers or int((Path(run_dir) / "spark-master.pid").exists())
 
 
 def started_redis_replicas(run_dir: Path) -> int:

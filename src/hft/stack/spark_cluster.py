@@ -49,8 +49,11 @@ class _SparkDaemon(Service):
         env = child_env()
         env.update({"SPARK_LOCAL_IP": HOST, "SPARK_LOG_DIR": str(self.config.run_dir), "PYSPARK_PYTHON": sys.executable,
                     # the daemons' own JVM options: no kill links in the UIs, no REST submission server (it
-                    # would run any job sent to it, unauthenticated), a small heap
-                    "SPARK_DAEMON_JAVA_OPTS": "-Dspark.ui.killEnabled=false -Dspark.master.rest.enabled=false",
+                    # would run any job sent to it, unauthenticated), no port shifting onto a neighbour's when
+                    # one is taken (fail instead), finished applications' folders cleaned after a day
+                    "SPARK_DAEMON_JAVA_OPTS": "-Dspark.ui.killEnabled=false -Dspark.master.rest.enabled=false "
+                                              "-Dspark.port.maxRetries=0 -Dspark.worker.cleanup.enabled=true "
+                                              "-Dspark.worker.cleanup.appDataTtl=86400",
                     "SPARK_DAEMON_MEMORY": "256m"})
         return env
 

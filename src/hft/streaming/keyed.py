@@ -6,19 +6,25 @@ processor: per ticker, in Kafka order, the same verdict as the driver engine
 (:func:`hft.streaming.processor.evaluate`: decode, validate, admit, features, champion model), with the
 ticker's recent bars in Spark's state store (RocksDB). Its output rows (predictions and DLQ records) are
 written by the same tasks (:class:`TaskWriter`): DLQ records to Kafka first (acknowledged), then the
-predictions to Redis (:meth:`hft.streaming.store.RedisStore.commit`) and Kafka ``predictions``.
+predictions Redis does not hold yet to Kafka ``predictions`` (acknowledged) and to Redis
+(:meth:`hft.streaming.store.RedisStore.commit`).
 
 Nothing lost, nothing twice: Spark commits a micro-batch's state and Kafka offsets together in its
 checkpoint, after every task wrote. A batch replayed after a crash recomputes the same bars from the same
 state; its predictions already in Redis are recognised (a series' prediction is written only when newer than
-the series' mark), DLQ records may repeat (never lost), as in the driver engine.
+the series' mark) and not sent to Kafka again; DLQ records may repeat (never lost), as in the driver engine,
+and so may the Kafka ``predictions`` records of a task that died between Kafka's acknowledgement and the
+Redis commit.
 
 Differences from the driver engine, by design: a ticker seen for the first time is checked against the wall
 clock only (a group sees no other ticker, so not against the newest bar of the market); a message whose ticker
 Spark's parser reads differently from ours (a duplicated ``ticker`` field) goes to the DLQ as
 ``invalid_field``; and the job's metrics (messages, predictions, DLQ records by reason, batch durations) come
 from Spark's progress reports, where each micro-batch's counts arrive once its tasks are done (``observe``);
-the per-stage latencies, inference time and feature drift of the driver engine are not measured.
+the per-stage latencies, inference time and feature drift of the driver engine are not measured. Each Python
+worker checks the champion alias on its own (every 5 s), so for up to that long after the alias moves, tickers
+in different tasks may be served by different versions. A ticker's state expires after :data:`STATE_TTL_MS`
+without a bar, as the driver engine's state hashes do in Redis.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 #: The state store's provider for the stateful operator (transformWithState needs RocksDB).
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 STATE_SCHEMA = "bars STRING"
+#: A ticker's state is dropped after this long without a bar (the driver engine's Redis state: 7 days too).
+STATE_TTL_MS = 7 * 86_400_000
 #: The operator's output: one row per prediction or DLQ record.
 OUTPUT_DDL = ("kind STRING, reason STRING, key BINARY, value BINARY, ticker STRING, `interval` STRING, ts_ms BIGINT, "
               "probability DOUBLE, model_version STRING, produced_ns BIGINT, predicted_ns BIGINT, close DOUBLE, "
@@ -127,7 +135,7 @@ class TickerProcessor(StatefulProcessor):
         self.refresh_s = refresh_s
 
     def init(self, handle) -> None:
-        self.state = handle.getValueState("feature_state", STATE_SCHEMA)
+        self.state = handle.getValueState("feature_state", STATE_SCHEMA, STATE_TTL_MS)
 
     def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
         frame = pd.concat(list(rows), ignore_index=True).sort_values(["topic", "partition", "offset"], kind="stable")
@@ -183,11 +191,15 @@ class TaskWriter:
         dead = [(r.key, r.value) for r in self.rows if r.kind == "dlq"]
         if dead:
             dlq.send(dead)  # acknowledged before the predictions: a replay may repeat it, never lose it
-        preds = [Prediction(*(getattr(r, n) for n in _PREDICTION_FIELDS)) for r in self.rows if r.kind == "prediction"]
-        if preds:
-            store.commit(self.epoch, [], preds)
-            predictions.post([(p.ticker.encode(), prediction_record(p)) for p in preds])
-            predictions.flush()
+        rows = {(r.ticker, r.interval, r.ts_ms): r for r in self.rows if r.kind == "prediction"}
+        preds = [Prediction(*(getattr(r, n) for n in _PREDICTION_FIELDS)) for r in rows.values()]
+        new = store.unwritten(preds)  # a replay's predictions already in Redis: neither Kafka nor Redis again
+        if new:
+            # Kafka first, acknowledged (DeliveryError fails the task, which Spark runs again), then Redis, whose
+            # marks make the replay's commit a no-op: a crash between the two repeats those records in Kafka
+            # (at least once there), never in Redis.
+            predictions.send([(p.ticker.encode(), rows[(p.ticker, p.interval, p.ts_ms)].value) for p in new])
+            store.commit(self.epoch, [], new)
 
 
 def stateful_query(stream, args, tracking_uri: str | None):
@@ -199,7 +211,7 @@ def stateful_query(stream, args, tracking_uri: str | None):
     return (
         stream.withColumn("ticker", F.expr(TICKER_SQL))
         .groupBy("ticker")
-        .transformWithStateInPandas(processor, OUTPUT_DDL, "Append", "None")
+        .transformWithStateInPandas(processor, OUTPUT_DDL, "Append", "ProcessingTime")  # the state's TTL
         # each micro-batch's counts, in its progress report (record_progress): the tasks' work, counted once
         .observe(OBSERVED, count(F.col("kind") == "prediction", "predictions"), count(F.col("kind") == "dlq", "dlq"),
                  *(count(F.col("reason") == r, r) for r in DLQ_REASONS))
@@ -212,7 +224,15 @@ def stateful_query(stream, args, tracking_uri: str | None):
 
 
 def record_progress(progress) -> None:
-    """The job's metrics from one micro-batch's progress report (the driver's; its tasks counted their rows)."""
+    """The job's metrics from one micro-batch's progress report (the driver's; its tasks counted their rows).
+    Never raises: a monitoring signal must not stop the job."""
+    try:
+        _record_progress(progress)
+    except Exception:  # noqa: BLE001
+        log.exception("could not read the metrics of a progress report")
+
+
+def _record_progress(progress) -> None:
     from hft.observability.metrics import STREAM_BATCH_SECONDS, STREAM_IN, STREAM_PREDICTIONS, STREAM_REJECTED
 
     STREAM_IN.inc(progress["numInputRows"])

@@ -241,6 +241,12 @@ class RedisStore:
         self._replicated(batch_id)
         return int(written)
 
+    def unwritten(self, predictions: list[Prediction]) -> list[Prediction]:
+        """The predictions newer than their series' mark: those :meth:`commit` would write now."""
+        series = list(dict.fromkeys(f"{p.ticker}:{p.interval}" for p in predictions))
+        marks = dict(zip(series, self.r.hmget(self.keys.pred_written, series))) if series else {}
+        return [p for p in predictions if p.ts_ms > int(marks[f"{p.ticker}:{p.interval}"] or -1)]
+
     def _replicated(self, batch_id: int) -> None:
         """Wait until ``replicas_to_ack`` replicas hold the commit, else raise :class:`NotReplicatedError`: the
         batch is not acknowledged, and its replay (the commit is idempotent) waits again."""
