@@ -308,13 +308,10 @@ class HotStandby:
                         self.replica.pull(mirror)
                         return
                     self.replica.pull(mirror, block_ms=max(self.lease.ttl_ms // 4, 10))
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    log.warning("standby %s: Redis unavailable (%s); retrying", self.lease.instance, exc)
-                    self.lease.release()  # taken just before: it expires unless given back
-                    time.sleep(0.5)
-                except NotReplicatedError as exc:
-                    # right after a Redis failover the replicas are still attaching to the new master: a lease
-                    # only the master holds could be lost with it, so it is given back and taken again later
+                except (redis.ConnectionError, redis.TimeoutError, NotReplicatedError) as exc:
+                    # Redis unavailable, or (right after a failover, replicas still attaching to the new master) a
+                    # lease only the master holds, which could be lost with it: a lease taken is given back (no-op
+                    # when none was), and taken again later
                     log.warning("standby %s: %s; giving the lease back and retrying", self.lease.instance, exc)
                     self.lease.release()
                     time.sleep(0.5)

@@ -60,6 +60,19 @@ class _SparkDaemon(Service):
     def check(self) -> None:
         spark_class()
 
+    def work_dir(self) -> Path:
+        """The daemon's working folder (a worker's: its executors' folders too), created."""
+        work = self.config.run_dir / self.name
+        work.mkdir(parents=True, exist_ok=True)
+        return work
+
+    def master(self) -> tuple[dict | None, str]:
+        """(the master's state, "") or (None, why it could not be read)."""
+        try:
+            return master_state(self.config), ""
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            return None, f"the master's /json failed: {e}"
+
 
 class SparkMaster(_SparkDaemon):
     name = "spark-master"
@@ -74,16 +87,13 @@ class SparkMaster(_SparkDaemon):
         return [MASTER_CLASS, "--port", str(self.config.spark_master_port)]
 
     def prepare(self) -> tuple[list[str], Path]:
-        work = self.config.run_dir / self.name
-        work.mkdir(parents=True, exist_ok=True)
         return [spark_class(), MASTER_CLASS, "--host", HOST, "--port", str(self.config.spark_master_port),
-                "--webui-port", str(self.config.spark_ui_port)], work
+                "--webui-port", str(self.config.spark_ui_port)], self.work_dir()
 
     def health(self) -> tuple[bool, str]:
-        try:
-            state = master_state(self.config)
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            return False, f"/json failed: {e}"
+        state, error = self.master()
+        if state is None:
+            return False, error
         return state.get("status") == "ALIVE", (f"{state.get('status')}, {state.get('aliveworkers', 0)} worker(s), "
                                                 f"{len(state.get('activeapps', []))} application(s)")
 
@@ -108,18 +118,16 @@ class SparkWorker(_SparkDaemon):
         return [WORKER_CLASS, "--webui-port", str(self.ui_port)]
 
     def prepare(self) -> tuple[list[str], Path]:
-        work = self.config.run_dir / self.name
-        work.mkdir(parents=True, exist_ok=True)
+        work = self.work_dir()
         return [spark_class(), WORKER_CLASS, "--host", HOST, "--webui-port", str(self.ui_port),
                 "--cores", str(self.config.spark_worker_cores), "--memory", self.config.spark_worker_memory,
                 "--work-dir", str(work), self.config.spark_master_url], work
 
     def health(self) -> tuple[bool, str]:
         """Registered with the master and alive."""
-        try:
-            state = master_state(self.config)
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            return False, f"the master's /json failed: {e}"
+        state, error = self.master()
+        if state is None:
+            return False, error
         mine = [w for w in state.get("workers", []) if str(w.get("webuiaddress", "")).endswith(f":{self.ui_port}")]
         alive = [w for w in mine if w.get("state") == "ALIVE"]
         if not alive:

@@ -42,14 +42,15 @@ from hft.schemas import Prediction
 from hft.streaming.messages import DLQ_REASONS, BarMessage, prediction_record
 from hft.streaming.processor import BatchResult, Record, evaluate
 from hft.streaming.state import FeatureState
+from hft.streaming.store import STATE_TTL_S
 
 log = logging.getLogger(__name__)
 
 #: The state store's provider for the stateful operator (transformWithState needs RocksDB).
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 STATE_SCHEMA = "bars STRING"
-#: A ticker's state is dropped after this long without a bar (the driver engine's Redis state: 7 days too).
-STATE_TTL_MS = 7 * 86_400_000
+#: A ticker's state is dropped after this long without a bar: the driver engine's Redis state's TTL.
+STATE_TTL_MS = STATE_TTL_S * 1000
 #: The operator's output: one row per prediction or DLQ record.
 OUTPUT_DDL = ("kind STRING, reason STRING, key BINARY, value BINARY, ticker STRING, `interval` STRING, ts_ms BIGINT, "
               "probability DOUBLE, model_version STRING, produced_ns BIGINT, predicted_ns BIGINT, close DOUBLE, "
