@@ -122,18 +122,21 @@ def _stop_flag() -> list:
 
 
 def consumer_conf(args, group: str) -> dict:
-    return {"bootstrap.servers": args._bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-            "enable.auto.commit": False, "fetch.wait.max.ms": args.fetch_wait_ms,
-            "fetch.min.bytes": args.fetch_min_bytes}
+    from hft.kafka_conn import client_config
+
+    return client_config(args._bootstrap, {"group.id": group, "auto.offset.reset": "earliest",
+                                           "enable.auto.commit": False, "fetch.wait.max.ms": args.fetch_wait_ms,
+                                           "fetch.min.bytes": args.fetch_min_bytes})
 
 
 def floor_worker(args) -> int:
     """Kafka ``bench.floor`` -> Redis ``bench:floor``: each bar's produced_ns, nothing else (no decoding)."""
-    import redis
     from confluent_kafka import Consumer
 
+    from hft.redis_conn import connect
+
     stop = _stop_flag()
-    r = redis.Redis.from_url(args._redis)
+    r = connect(args._redis, decode_responses=False)
     consumer = Consumer(consumer_conf(args, args._group))
     consumer.subscribe([FLOOR_TOPIC])
     mark = b'"produced_ns":'
@@ -158,8 +161,10 @@ def relay_worker(args) -> int:
     """Redis ``bench:floor`` (consumer group, as the executor reads predictions) -> ``bench:floor:relayed``."""
     import redis
 
+    from hft.redis_conn import connect
+
     stop = _stop_flag()
-    r = redis.Redis.from_url(args._redis)
+    r = connect(args._redis, decode_responses=False)
     try:
         r.xgroup_create(FLOOR_KEY, RELAY_GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
@@ -714,9 +719,8 @@ def main(argv: list[str] | None = None) -> int:
            "HFT_MLFLOW_PORT": str(mlflow), "MLFLOW_TRACKING_URI": f"sqlite:///{HOME / 'mlflow.db'}",
            "HFT_BARS_PARTITIONS": str(args.partitions), "HFT_REPO_ROOT": str(ROOT)}
     os.environ.update(env)
-    import redis
-
     from hft import stack
+    from hft.redis_conn import connect
     from hft.stack import TopicSpec, ensure_topics
 
     config = stack.StackConfig.from_env()
@@ -750,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
         jit = [[mk(f"warm-up {r:,.0f}/s", r, c, jit_ready) for r, c in zip(rates, jit_chunks[i: i + len(rates)])]
                for i in range(0, len(jit_chunks), len(rates))]
         ctx = Ctx(args, config, {**os.environ}, names + jit_names, mk("warm-up", 0, warm, ready), jit, phases,
-                  redis.Redis.from_url(config.redis_url, decode_responses=True))
+                  connect(config.redis_url))
         say(f"data: {args.tickers} tickers, warm-up session {len(warm)} bars, phases "
             + ", ".join(f"{len(ph.msgs)} bars at {ph.rate:,.0f}/s ({len(ph.expected)} predictable)" for ph in phases)
             + f" ({time.monotonic() - t0:.0f}s to generate)")

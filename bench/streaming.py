@@ -182,9 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(env)
     import shutil
 
-    import redis
-
     from hft import stack
+    from hft.redis_conn import connect
 
     config = stack.StackConfig.from_env()
     stack.down(config, ("kafka", "redis", "spark"))  # leftovers of an interrupted run (pid files under run/)
@@ -215,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         jit = [[mk(f"jit {r:,.0f}/s", r, c, jit_ready) for r, c in zip(jit_rates, jit_chunks[i: i + len(jit_rates)])]
                for i in range(0, len(jit_chunks), len(jit_rates))]
         ctx = Ctx(args, config, {**os.environ}, names + jit_names, mk("warm-up", 0, warm, ready), jit, phases,
-                  redis.Redis.from_url(config.redis_url, decode_responses=True))
+                  connect(config.redis_url))
         say(f"data: {args.tickers} tickers, warm-up {len(warm)} bars, phases "
              + ", ".join(f"{len(ph.msgs)} bars at {ph.rate:,.0f}/s ({len(ph.expected)} predictable)" for ph in phases)
              + f"; JIT warm-up: up to {len(jit)} rounds of {' + '.join(f'{len(p.msgs)} bars at {p.rate:,.0f}/s' for p in (jit[0] if jit else []))}"

@@ -121,11 +121,13 @@ def apply_checkpoint_conf(spark, checkpoint: str) -> None:
 def source(spark, args, offsets: str, options: dict[str, str] | None = None):
     """Kafka ``market.bars``: key, value and their coordinates (no parsing here: bad bytes must reach the DLQ);
     ``options``: more Kafka source options, or other values for these (bench/streaming's spark-tuned)."""
+    from hft.kafka_conn import spark_options
     from hft.streaming.messages import BARS_TOPIC
 
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", args.bootstrap)
+        .options(**spark_options())  # the stack's user (hft.kafka_conn); Spark redacts the JAAS line in its logs
         .option("subscribe", BARS_TOPIC)
         .option("startingOffsets", offsets)
         .option("maxOffsetsPerTrigger", args.max_offsets)

@@ -60,8 +60,10 @@ def kafka_orders(config, start: int) -> list[dict]:
     are not seen)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": config.kafka_bootstrap, "group.id": f"check-{time.time_ns()}",
-                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    from hft.kafka_conn import client_config
+
+    c = Consumer(client_config(config.kafka_bootstrap, {"group.id": f"check-{time.time_ns()}", "enable.auto.commit": False,
+                                                        "isolation.level": "read_committed"}))
     c.assign([TopicPartition("orders", 0, start)])
     out, idle = [], 0
     while idle < 5:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -40,6 +42,16 @@ def make_stack_config(base: Path, **options):
                        elasticsearch_port=elasticsearch, elasticsearch_transport_port=elasticsearch_transport,
                        log_shipper_port=log_shipper,
                        home=base, **options)
+
+
+@contextmanager
+def stack_home(cfg):
+    """``HFT_HOME`` set to ``cfg``'s home meanwhile, as for every hft process of that stack: the clients made
+    here (and the processes started) find the stack's secrets there (its Kafka user's password)."""
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, {"HFT_HOME": str(cfg.home)}):
+        yield
 
 
 def postgres_data_dir() -> Path:

@@ -62,8 +62,9 @@ def consume(config, topic: str, expect: int, timeout_s: float = 30.0, parse=json
     """Up to ``expect`` records of ``topic`` from its start (a new consumer group), parsed; waits ``timeout_s``."""
     from confluent_kafka import Consumer
 
-    c = Consumer({"bootstrap.servers": config.kafka_bootstrap, "group.id": f"t-{time.time_ns()}",
-                  "auto.offset.reset": "earliest"})
+    from hft.kafka_conn import client_config
+
+    c = Consumer(client_config(config.kafka_bootstrap, {"group.id": f"t-{time.time_ns()}", "auto.offset.reset": "earliest"}))
     c.subscribe([topic])
     out, deadline = [], time.monotonic() + timeout_s
     while len(out) < expect and time.monotonic() < deadline:
@@ -146,3 +147,18 @@ def driver_of(supervisor: int) -> int | None:
         if pid.isdigit() and (st := _stat(int(pid))) is not None and st[2] == supervisor:
             return int(pid)
     return None
+
+
+def files_holding(root: Path, secret: str, allowed: set[Path]) -> list[str]:
+    """Every file under ``root`` (logs, data, checkpoints, journals, the lake...) whose bytes contain ``secret``,
+    but the ``allowed`` ones (its own 0600 file, the server configuration that must hold it)."""
+    needle = secret.encode()
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path not in allowed:
+            try:
+                if needle in path.read_bytes():
+                    found.append(str(path.relative_to(root)))
+            except OSError:
+                continue  # a file removed while we walk (a checkpoint's temporary one)
+    return found

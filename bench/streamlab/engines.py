@@ -63,6 +63,7 @@ def warm_broker(ctx: Ctx, messages: int = 200_000) -> float:
     """Produce and consume a scratch topic, so the broker's JIT is warm before the first engine."""
     from confluent_kafka import Consumer
 
+    from hft.kafka_conn import client_config
     from hft.stack import TopicSpec, ensure_topics
     from hft.streaming.kafka_io import producer
 
@@ -81,8 +82,7 @@ def warm_broker(ctx: Ctx, messages: int = 200_000) -> float:
         if i % 1000 == 0:
             p.poll(0)
     p.flush(60)
-    c = Consumer({"bootstrap.servers": ctx.config.kafka_bootstrap, "group.id": "bench-warmup",
-                  "auto.offset.reset": "earliest"})
+    c = Consumer(client_config(ctx.config.kafka_bootstrap, {"group.id": "bench-warmup", "auto.offset.reset": "earliest"}))
     c.subscribe([topic])
     got, deadline = 0, time.monotonic() + 60
     while got < messages and time.monotonic() < deadline:
@@ -277,6 +277,7 @@ def python_worker(args: argparse.Namespace) -> int:
     """The plain-Python baseline: Kafka consumer loop -> the job's BatchProcessor (same sinks, same model)."""
     from confluent_kafka import Consumer
 
+    from hft.kafka_conn import client_config
     from hft.observability.logging import configure_logging
     from hft.streaming.messages import BARS_TOPIC
     from hft.streaming.processor import Record
@@ -290,10 +291,10 @@ def python_worker(args: argparse.Namespace) -> int:
     # The broker answers a fetch once 64 KB are there or after 50 ms: without it librdkafka's background
     # prefetch sends a fetch per producer batch (hundreds a second), which costs the broker CPU we share.
     # (bench/e2e passes its own fetch settings, a drain loop and a metrics port; bench/streaming sets none.)
-    consumer = Consumer({"bootstrap.servers": args._bootstrap, "group.id": args._group,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "fetch.wait.max.ms": getattr(args, "fetch_wait_ms", 50),
-                         "fetch.min.bytes": getattr(args, "fetch_min_bytes", 65536)})
+    consumer = Consumer(client_config(args._bootstrap, {"group.id": args._group,
+                                                        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                                        "fetch.wait.max.ms": getattr(args, "fetch_wait_ms", 50),
+                                                        "fetch.min.bytes": getattr(args, "fetch_min_bytes", 65536)}))
     consumer.subscribe([BARS_TOPIC])
     if getattr(args, "_metrics_port", None):  # the processor's Prometheus metrics (hft_path_latency_seconds...)
         from prometheus_client import start_http_server

@@ -26,6 +26,8 @@ def realtime_worker(args: argparse.Namespace) -> int:
     os.environ.update({"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable})
     from pyspark.sql import SparkSession
 
+    from hft.kafka_conn import spark_options
+
     builder = (SparkSession.builder.master(args._master).appName("bench-realtime")
                .config("spark.jars", ",".join(spark_kafka_jars())).config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.session.timeZone", "UTC"))
@@ -37,9 +39,9 @@ def realtime_worker(args: argparse.Namespace) -> int:
 
     class Writer:
         def open(self, partition_id, epoch_id):
-            import redis
+            from hft.redis_conn import connect
 
-            self.r = redis.Redis.from_url(redis_url)
+            self.r = connect(redis_url, decode_responses=False)
             return True
 
         def process(self, row):
@@ -60,6 +62,7 @@ def realtime_worker(args: argparse.Namespace) -> int:
     query = None
     for duration in args._durations.split(","):
         source = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", args._bootstrap)
+                  .options(**spark_options())
                   .option("subscribe", "market.bars").option("startingOffsets", "latest").load()
                   .select("key", "value", "partition", "offset"))
         try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -223,14 +224,15 @@ def _backup(out: Path, redis_url: str, journal: Path, tracking_uri: str, lake_ro
     out.mkdir(parents=True, exist_ok=True)
     manifest: dict = {"format": FORMAT, "started": time.time(), "parts": {}}
     # 1. Redis, first (see the module's docstring)
-    from hft.redis_conn import master_address
+    from hft.redis_conn import cli_login, master_address
 
     host, port = master_address(redis_url)
     cli = shutil.which("redis-cli")
     if cli is None:
         raise UserError("redis-cli not found: run `make setup`")
-    proc = subprocess.run([cli, "-h", host, "-p", str(port), "--rdb", str(out / "redis.rdb")], capture_output=True,
-                          text=True, timeout=600)
+    login, login_env = cli_login(redis_url)
+    proc = subprocess.run([cli, "-h", host, "-p", str(port), *login, "--rdb", str(out / "redis.rdb")],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, **login_env})
     if proc.returncode != 0 or not (out / "redis.rdb").exists():
         raise UserError(f"Redis at {host}:{port} did not give a snapshot: {(proc.stderr or proc.stdout).strip()}")
     manifest["parts"]["redis"] = {"from": f"{host}:{port}", "at": time.time()}

@@ -8,13 +8,21 @@ Two kinds of URL:
   failover (the master died: the Sentinels promote a replica) it reconnects to the new master by itself,
   retrying a command for up to :data:`FAILOVER_RETRY_S` seconds, so a failover costs a pause, not an error.
   Writes that must survive a failover wait until a replica holds them (:func:`replicas_to_ack`).
+
+Either kind may name an ACL user, ``redis://hft@host:port/0``: the stack's Redis nodes and Sentinels have no
+anonymous (``default``) user, only :data:`USER` with a password. The password never travels in the URL (which
+goes on command lines and into logs): it is ``HFT_REDIS_PASSWORD`` when set, else read from the file the URL's
+``password_file`` parameter names (the stack's URLs name ``$HFT_HOME/secrets/redis-password``, mode 0600), so
+a URL can be passed around and logged and a process that cannot read the file cannot log in.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
 from hft.errors import HftError
 
@@ -24,6 +32,9 @@ MASTER_NAME = "hft"
 #: About how long a command keeps retrying while the Sentinels elect a new master (down-after 1 s, election
 #: and promotion 1-3 s on loopback).
 FAILOVER_RETRY_S = 20.0
+#: The stack's Redis user (ACL: every command, key and channel); its password, when set, comes from here.
+USER = "hft"
+PASSWORD_ENV = "HFT_REDIS_PASSWORD"
 
 
 class RedisUrlError(HftError, ValueError):
@@ -48,6 +59,59 @@ def wait_replicated(client, replicas: int, timeout_ms: int, what: str, tries: in
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """Who a client logs in as: ``username`` None is the anonymous ``default`` user (a Redis without ACL)."""
+
+    username: str | None = None
+    password: str | None = None
+
+    def kwargs(self) -> dict[str, str]:
+        """``username``/``password`` as redis-py's clients take them (nothing for the anonymous user)."""
+        return {"username": self.username, "password": self.password or ""} if self.username else {}
+
+    def __repr__(self) -> str:  # never the password
+        return f"Credentials(username={self.username!r}, password={'***' if self.password else None})"
+
+
+def credentials(url: str) -> Credentials:
+    """The user ``url`` names and its password (module docstring): the URL's own (``user:pw@``, not advised),
+    else ``HFT_REDIS_PASSWORD``, else the ``password_file``'s first line. A named user without a password
+    found raises :class:`RedisUrlError` saying how to give one."""
+    parts = urlsplit(url)
+    if not parts.username:
+        return Credentials()
+    user = unquote(parts.username)
+    if parts.password is not None:
+        return Credentials(user, unquote(parts.password))
+    password = os.environ.get(PASSWORD_ENV)
+    files = parse_qs(parts.query).get("password_file")
+    if not password and files:
+        try:
+            password = Path(files[0]).read_text().strip()
+        except OSError as e:
+            raise RedisUrlError(f"{redacted(url)}: cannot read the password of Redis user {user!r}: {e}") from None
+    if not password:
+        raise RedisUrlError(f"{redacted(url)}: Redis user {user!r} needs a password: set {PASSWORD_ENV}, or add "
+                            "?password_file=PATH (a file only you can read) to the URL")
+    return Credentials(user, password)
+
+
+def redacted(url: str) -> str:
+    """``url`` without a password it may hold (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"))
+
+
+def _server_url(url: str) -> str:
+    """A ``redis://`` URL as redis-py takes it: without the user (given as arguments) and ``password_file``."""
+    parts = urlsplit(url)
+    query = urlencode([(k, v) for k, vs in parse_qs(parts.query).items() if k != "password_file" for v in vs])
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=query))
+
+
+@dataclass(frozen=True)
 class SentinelUrl:
     sentinels: tuple[tuple[str, int], ...]
     master: str
@@ -59,12 +123,13 @@ class SentinelUrl:
 
 
 def parse_sentinel_url(url: str) -> SentinelUrl:
-    """``redis+sentinel://h1:p1,h2:p2/<master>/<db>`` (db optional, 0)."""
+    """``redis+sentinel://[user@]h1:p1,h2:p2/<master>/<db>[?password_file=PATH]`` (db optional, 0); the user
+    and password: :func:`credentials`."""
     parts = urlsplit(url)
     if parts.scheme != SENTINEL_SCHEME:
         raise RedisUrlError(f"{url!r} is not a {SENTINEL_SCHEME}:// URL")
     sentinels = []
-    for item in parts.netloc.split(","):
+    for item in parts.netloc.rpartition("@")[2].split(","):
         host, _, port = item.rpartition(":")
         if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise RedisUrlError(f"{url!r}: {item!r} is not host:port")
@@ -81,11 +146,15 @@ def replicas_to_ack(url: str) -> int:
 
 
 def sentinel(url: str, **kwargs: Any):
-    """A redis-py ``Sentinel`` for a ``redis+sentinel://`` URL (and the parsed URL)."""
+    """A redis-py ``Sentinel`` for a ``redis+sentinel://`` URL (and the parsed URL), logged in to the Sentinels
+    and to the nodes as the URL's user."""
     from redis.sentinel import Sentinel
 
     parsed = parse_sentinel_url(url)
-    return Sentinel(list(parsed.sentinels), socket_timeout=2, socket_connect_timeout=2, **kwargs), parsed
+    login = credentials(url).kwargs()
+    return Sentinel(list(parsed.sentinels), socket_timeout=2, socket_connect_timeout=2,
+                    sentinel_kwargs={"socket_timeout": 2, "socket_connect_timeout": 2, **login},
+                    **login, **kwargs), parsed
 
 
 def master_address(url: str) -> tuple[str, int]:
@@ -135,7 +204,8 @@ def connect(url: str, decode_responses: bool = True, **kwargs: Any):
     import redis
 
     if not url.startswith(SENTINEL_SCHEME + "://"):
-        return redis.Redis.from_url(url, decode_responses=decode_responses, **kwargs)
+        return redis.Redis.from_url(_server_url(url), decode_responses=decode_responses,
+                                    **credentials(url).kwargs(), **kwargs)
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
     from redis.retry import Retry
@@ -148,3 +218,12 @@ def connect(url: str, decode_responses: bool = True, **kwargs: Any):
     kwargs.setdefault("socket_connect_timeout", 2)
     return manager.master_for(parsed.master, db=parsed.db, decode_responses=decode_responses, retry=retry,
                               connection_class=_master_connection_class(), **kwargs)
+
+
+def cli_login(url: str) -> tuple[list[str], dict[str, str]]:
+    """How ``redis-cli`` logs in as ``url``'s user: its arguments and environment (the password in
+    ``REDISCLI_AUTH``, never on the command line, where ``ps`` shows it)."""
+    login = credentials(url)
+    if not login.username:
+        return [], {}
+    return ["--user", login.username], {"REDISCLI_AUTH": login.password or ""}

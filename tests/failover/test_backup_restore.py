@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import redis
 
 import hft_exec
+from hft.redis_conn import connect
 from ports import free_port
 from stream_fixtures import train_champion
 
@@ -42,7 +42,7 @@ def _trade(config, journal: Path, predictions) -> dict:
     from hft.execution.service import ExecutionService
     from hft.streaming.store import RedisStore
 
-    r = redis.Redis.from_url(config.redis_url, decode_responses=True)
+    r = connect(config.redis_url)
     RedisStore(r).commit(0, [], predictions)
     svc = ExecutionService(r, journal, TICKERS, ExecConfig(orders_per_second=1e6, order_burst=1e6,
                                                            max_prediction_age_s=1e9, latency_us=0.0),
@@ -86,7 +86,7 @@ def test_restore_into_a_fresh_home_resumes_without_repeating_an_order(tmp_path_f
         pd.DataFrame({"ticker": TICKERS, "close": [1.5, 2.5]}).to_parquet(lake_file)
         totals = _trade(cfg_a, a / "executor", _preds(0, 8))
         assert totals["orders"] >= 2 and totals["fills"] >= 1, totals
-        r_a = redis.Redis.from_url(cfg_a.redis_url, decode_responses=True)
+        r_a = connect(cfg_a.redis_url)
         positions = r_a.hgetall("hft:positions")
         stream_len = r_a.xlen("hft:predictions")
         orders = _orders(a / "executor")
@@ -106,7 +106,7 @@ def test_restore_into_a_fresh_home_resumes_without_repeating_an_order(tmp_path_f
             _hft(env_b, "restore", str(saved))
         cfg_b = stack.StackConfig.from_env()
         stack.up(cfg_b, ("redis",))
-        r_b = redis.Redis.from_url(cfg_b.redis_url, decode_responses=True)
+        r_b = connect(cfg_b.redis_url)
         assert r_b.hgetall("hft:positions") == positions and r_b.xlen("hft:predictions") == stream_len
         assert (b / "lake" / "bars" / "part-0.parquet").read_bytes() == lake_file.read_bytes()
         version = registry.client().get_model_version_by_alias(registry.MODEL_NAME, registry.CHAMPION)

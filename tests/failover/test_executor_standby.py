@@ -13,7 +13,6 @@ from itertools import accumulate
 from pathlib import Path
 
 import pytest
-import redis
 
 from exec_fixtures import (
     LOOSE,
@@ -25,6 +24,7 @@ from exec_fixtures import (
     leader,
     outstanding,
 )
+from hft.redis_conn import connect
 from polling import until
 from stream_fixtures import stream_env
 
@@ -63,7 +63,7 @@ def stack_env(tmp_path_factory):
 @pytest.fixture
 def client(stack_env):
     _, config = stack_env
-    r = redis.Redis.from_url(config.redis_url, decode_responses=True)
+    r = connect(config.redis_url)
     r.flushdb()
     yield r
     r.close()

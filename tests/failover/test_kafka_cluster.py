@@ -15,8 +15,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-import redis
 
+from hft.redis_conn import connect
 from polling import until
 from ports import free_kafka_ports
 from stream_fixtures import Collector, backlog, committed, driver_of, ready_count, stream_env, stream_stack
@@ -72,7 +72,7 @@ def test_kill_9_of_a_partition_leader_mid_stream_loses_and_duplicates_nothing(cl
     from hft.streaming.store import RedisStore
 
     env, config = cluster
-    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    store = RedisStore(connect(config.redis_url))
     messages = collectors.synthetic(TICKERS, date(2024, 3, 11), date(2024, 3, 11))
 
     def in_kafka() -> int:
@@ -136,7 +136,7 @@ def test_a_killed_stream_driver_is_restarted_by_its_supervisor_and_loses_and_rep
     from hft.streaming.store import RedisStore
 
     env, config = cluster
-    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    store = RedisStore(connect(config.redis_url))
     messages = collectors.synthetic(TICKERS, date(2024, 3, 12), date(2024, 3, 12))
     before = len(store.stream())
     start = committed(store)

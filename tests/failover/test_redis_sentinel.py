@@ -53,6 +53,25 @@ def _master(config) -> int | None:
         return None
 
 
+def _only_the_stack_user_gets_in(config) -> None:
+    """Every node and Sentinel refuses the anonymous user and a wrong password; their configurations are 0600."""
+    import redis
+
+    from hft.redis_conn import USER
+
+    password = config.redis_password_file.read_text().strip()
+    ports = [config.redis_node_port(n) for n in (1, 2, 3)] + config.redis_sentinels
+    for port in ports:
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=port, socket_timeout=5).ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=port, username=USER, password=password + "x", socket_timeout=5).ping()
+        assert redis.Redis(host="127.0.0.1", port=port, username=USER, password=password, socket_timeout=5).ping()
+    confs = [config.run_dir / name / "redis.conf" for name in ("redis", "redis-2", "redis-3")]
+    confs += [config.run_dir / f"sentinel-{k}" / "sentinel.conf" for k in (1, 2, 3)]
+    assert all(c.stat().st_mode & 0o777 == 0o600 for c in confs)
+
+
 def test_kill_9_of_the_redis_master_mid_stream_loses_nothing_acknowledged(replicated):
     from hft.execution.journal import Journal
     from hft.execution.service import GROUP
@@ -65,6 +84,7 @@ def test_kill_9_of_the_redis_master_mid_stream_loses_nothing_acknowledged(replic
     assert config.redis_url.startswith("redis+sentinel://")
     store = RedisStore.from_url(config.redis_url)
     assert store.replicas_to_ack == 1
+    _only_the_stack_user_gets_in(config)
     home = Path(env["HFT_HOME"])
     messages = collectors.synthetic(TICKERS, date(2024, 3, 11), date(2024, 3, 11))
     run_env = {**env, **{f"HFT_EXEC_{k}": "0.5" for k in ("ENTER_LONG", "EXIT_LONG", "ENTER_SHORT", "EXIT_SHORT")}}

@@ -16,8 +16,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-import redis
 
+from hft.redis_conn import connect
 from hft.streaming.messages import DLQ_REASONS
 from polling import until
 from ports import free_port
@@ -87,7 +87,7 @@ def test_tasks_engine_predicts_every_bar_like_the_batch_job_and_sends_bad_messag
            (b"AAA", encode_bar(next(m for m in reversed(messages) if m.ticker == "AAA"))[:-1] + b',"ticker":"BBB"}')]
     publish(config, messages[:20], future)
     publish(config, messages[20:], bad)
-    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    store = RedisStore(connect(config.redis_url))
     port = free_port()
     job = subprocess.Popen(stream_cmd(idle=10, metrics_port=port), env=env_vars, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
@@ -143,7 +143,7 @@ def test_tasks_engine_survives_kill_9_with_work_outstanding_without_loss_or_dupl
     from hft.streaming.store import RedisStore
 
     env_vars, config = env
-    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    store = RedisStore(connect(config.redis_url))
     checkpoint = tmp_path / "checkpoint"
     before = written(store)
     messages = collectors.synthetic(TICKERS, date(2024, 3, 11), date(2024, 3, 11))  # 780 bars, 200 per batch
@@ -207,7 +207,7 @@ def test_tasks_engine_on_a_standalone_cluster_loses_nothing_when_an_executor_is_
     from hft.streaming.store import RedisStore
 
     env_vars, config = env
-    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    store = RedisStore(connect(config.redis_url))
     before = written(store)
     messages = collectors.synthetic(TICKERS, date(2024, 3, 14), date(2024, 3, 14))
     publish(config, messages)

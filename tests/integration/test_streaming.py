@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
 
 import hft_exec
+from hft.redis_conn import connect
 from ports import free_port
-from stream_fixtures import consume, expected_probabilities, ready_count, stream_env, stream_stack
+from stream_fixtures import consume, expected_probabilities, files_holding, ready_count, stream_env, stream_stack
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,7 @@ def test_stream_predicts_every_bar_and_sends_bad_messages_to_dlq(env):
     assert sent.sent + sent2.sent == 300 and sent.failed == sent2.failed == 0
     proc = subprocess.run(_stream_cmd(env_vars, idle=8), env=env_vars, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    store = RedisStore(connect(config.redis_url))
     stream = store.stream()
     assert len(stream) == ready_count(messages)
     assert len({(e["ticker"], e["bar_ts"]) for e in stream}) == len(stream)
@@ -133,7 +133,7 @@ def test_stream_reloads_champion_then_survives_kill_9_without_loss_or_duplicates
     from hft.streaming.store import RedisStore
 
     env_vars, config = env
-    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    store = RedisStore(connect(config.redis_url))
     before = len(store.stream())
     from hft.model import registry
 
@@ -200,7 +200,7 @@ def test_stream_lost_checkpoint_resumes_from_committed_offsets_without_loss_or_d
     from hft.streaming.store import RedisStore
 
     env_vars, config = env
-    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    store = RedisStore(connect(config.redis_url))
     messages = collectors.synthetic(TICKERS, date(2024, 3, 12), date(2024, 3, 12))[:200]
     _publish(config, messages)
     before = len(store.stream())
@@ -229,16 +229,17 @@ def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fi
     from hft.streaming.store import RedisStore
 
     env_vars, config = env
-    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    store = RedisStore(connect(config.redis_url))
     journal = Path(env_vars["HFT_HOME"]) / "executor-together"
     # thresholds at 0.5: the small test model's probabilities hover near it, and every decision must trade
     run_env = {**env_vars, **{f"HFT_EXEC_{k}": "0.5" for k in ("ENTER_LONG", "EXIT_LONG", "ENTER_SHORT", "EXIT_SHORT")}}
     # Prometheus watches them: both processes announce their /metrics (file discovery), and every query of the
     # Grafana dashboard must return data from this real run.
     stack.up(config, ("prometheus", "node-exporter", "redis-exporter"))
+    stream_log = Path(env_vars["HFT_HOME"]) / "stream-together.log"  # scanned for secrets below
     stream = subprocess.Popen(_stream_cmd(env_vars, idle=30, metrics_port=free_port(), jvm_metrics_port=free_port()),
-                              env=env_vars,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                              env=env_vars, stdout=open(stream_log, "wb"),  # noqa: SIM115 - closed with the process
+                              stderr=subprocess.STDOUT, start_new_session=True)
     executor = None
     try:
         deadline = time.monotonic() + 120
@@ -282,6 +283,19 @@ def test_stream_and_executor_run_together_every_prediction_decided_orders_and_fi
     for ticker in TICKERS:
         mine = [r for r in fills if r["ticker"] == ticker]
         assert mine and mine[-1]["position"] == sum(r["qty"] for r in mine) == int(positions[ticker])
+    # Redis's and Kafka's passwords reached every client (the stream and Spark's Kafka source, the executor, the
+    # exporter) and no log (the stream's and Spark's own included), checkpoint, journal or Kafka record of the
+    # run: only their own files and the servers' configurations hold them.
+    home = Path(env_vars["HFT_HOME"])
+    kafka_secret = home / "secrets" / "kafka-password"
+    assert stream_log.stat().st_size > 0
+    for secret, allowed in ((config.redis_password_file, {config.run_dir / "redis" / "redis.conf"}),
+                            (kafka_secret, {config.run_dir / "kafka" / "server.properties"})):
+        password = secret.read_text().strip()
+        assert len(password) >= 24
+        assert files_holding(home, password, {secret, *allowed}) == [], secret.name
+        assert password not in out + err
+        assert all(password not in json.dumps(r) for r in records)
 
 
 def _console_page_has_data(config, shots_fallback: Path) -> None:
@@ -357,7 +371,7 @@ def test_stream_serves_a_conv1d_champion_from_the_ticker_window_like_the_backtes
                       bootstrap=20, widths=(8, 16, 32, 64))
     version = registry.log_training(train(frame, features, cfg), {}, None).version
     registry.promote(version, "test: conv1d")
-    store = RedisStore(redis.Redis.from_url(config.redis_url, decode_responses=True))
+    store = RedisStore(connect(config.redis_url))
     before = len(store.stream())
     messages = collectors.synthetic(TICKERS, date(2024, 3, 15), date(2024, 3, 15))[:200]
     _publish(config, messages)
@@ -407,7 +421,9 @@ def test_hft_collect_yfinance_executable_sends_completed_bars_once_and_serves_mo
     cmd = [str(Path(sys.executable).with_name("hft")), "collect", "yfinance", "--tickers", "SPY", "--poll-s", "2",
            "--extended-hours", "--metrics-port", str(port)]
     with FakeYahooProxy(yahoo, tmp_path) as proxy:
-        run_env = {**env_vars, **proxy.env, "HFT_HOME": str(home)}
+        # a collector with a state folder of its own (as on another machine): Kafka's password given to it
+        run_env = {**env_vars, **proxy.env, "HFT_HOME": str(home),
+                   "HFT_KAFKA_PASSWORD": (Path(env_vars["HFT_HOME"]) / "secrets" / "kafka-password").read_text().strip()}
         job = subprocess.Popen([*cmd, "--polls", "4"], env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         seen, deadline = [], time.monotonic() + 60
         while job.poll() is None and time.monotonic() < deadline:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from hft.kafka_conn import client_config
 from hft.stack import down, ensure_topics, stream_topics, up
 from hft.streaming.messages import BARS_TOPIC, DLQ_TOPIC
+from ports import stack_home
 
 pytestmark = pytest.mark.integration
 
@@ -28,17 +30,18 @@ def kafka(tmp_path_factory, make_stack_config):
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     cfg = make_stack_config(tmp_path_factory.mktemp("kafka-tools"))
+    home = stack_home(cfg)
+    home.__enter__()  # the tools find the stack user's password under HFT_HOME, as hft does
     try:
         up(cfg, ["kafka"])
         ensure_topics(cfg.kafka_bootstrap, stream_topics())
-        producer = Producer({"bootstrap.servers": cfg.kafka_bootstrap, "acks": "all"})
+        producer = Producer(client_config(cfg.kafka_bootstrap, {"acks": "all"}))
         for partition, values in BARS.items():
             for v in values:
                 producer.produce(BARS_TOPIC, key=b"AAA" if partition == 0 else b"BBB", value=v, partition=partition)
         assert producer.flush(15) == 0
         group = f"tools-{uuid.uuid4().hex[:8]}"
-        consumer = Consumer({"bootstrap.servers": cfg.kafka_bootstrap, "group.id": group,
-                             "enable.auto.commit": False})
+        consumer = Consumer(client_config(cfg.kafka_bootstrap, {"group.id": group, "enable.auto.commit": False}))
         try:
             commit_retrying(consumer, [TopicPartition(BARS_TOPIC, p, o) for p, o in COMMITTED.items()])
         finally:
@@ -46,6 +49,7 @@ def kafka(tmp_path_factory, make_stack_config):
         yield cfg, group
     finally:
         down(cfg)
+        home.__exit__(None, None, None)
 
 
 def commit_retrying(consumer, offsets, timeout: float = 60.0) -> None:
@@ -93,6 +97,18 @@ def test_topics_list_and_describe(kafka, tmp_path):
     partitions = re.findall(rf"Topic: {re.escape(BARS_TOPIC)}\s+Partition: (\d+)\s+Leader: (\d+)", out)
     assert sorted(int(p) for p, _ in partitions) == [0, 1], out
     assert "retention.ms=604800000" in out, out
+
+
+def test_the_tools_log_in_as_the_stack_user_and_a_wrong_password_is_refused(kafka, tmp_path):
+    cfg, _ = kafka
+    password = (cfg.home / "secrets" / "kafka-password").read_text().strip()
+    # the password went to the tool in a file, removed after: not on its command line, not left behind
+    proc = kafka_cli("topics", "--list", port=cfg.kafka_port, cwd=tmp_path, env={"TMPDIR": str(tmp_path)})
+    assert BARS_TOPIC in ok(proc).split() and list(tmp_path.iterdir()) == []
+    wrong = kafka_cli("topics", "--list", port=cfg.kafka_port, cwd=tmp_path,
+                      env={"HFT_KAFKA_PASSWORD": password + "x"})
+    assert wrong.returncode != 0 and BARS_TOPIC not in wrong.stdout
+    assert "Authentication failed" in wrong.stdout + wrong.stderr, wrong.stderr[-2000:]
 
 
 def test_explicit_bootstrap_server_wins(kafka, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 from hft.observability.elastic import EVENTS, LOGS, Query, apply_retention, client, ensure_templates, search
 from hft.stack import down, ensure_topics, orders_topic, stream_topics, up
 from polling import until
-from ports import make_stack_config
+from ports import make_stack_config, stack_home
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +28,10 @@ def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("logship")
     cfg = make_stack_config(home)
     try:
-        up(cfg, ["kafka", "redis", "elasticsearch"])
-        ensure_topics(cfg.kafka_bootstrap, {**stream_topics(), **orders_topic()})
-        yield cfg
+        with stack_home(cfg):
+            up(cfg, ["kafka", "redis", "elasticsearch"])
+            ensure_topics(cfg.kafka_bootstrap, {**stream_topics(), **orders_topic()})
+            yield cfg
     finally:
         down(cfg)
 
@@ -86,10 +87,9 @@ def _write_log(folder, name: str, n: int, start: int = 0, prefix: str = "line") 
 
 
 def test_searches_answer_why_a_bar_went_to_the_dlq_and_which_orders_followed_a_prediction(stack, tmp_path):
-    import redis
-
     from hft.execution.config import ExecConfig
     from hft.execution.service import ExecutionService
+    from hft.redis_conn import connect
     from hft.schemas import Prediction
     from hft.streaming.kafka_io import TopicSink
     from hft.streaming.messages import BarMessage, dlq_record, encode_bar, prediction_record
@@ -108,7 +108,7 @@ def test_searches_answer_why_a_bar_went_to_the_dlq_and_which_orders_followed_a_p
     TopicSink(cfg.kafka_bootstrap, "market.bars").send(
         [(b"SPY", encode_bar(BarMessage("SPY", "1m", p.ts_ms, 100, 100, 100, p.close, 10))) for p in preds])
     TopicSink(cfg.kafka_bootstrap, "predictions").send([(b"SPY", prediction_record(p)) for p in preds])
-    r = redis.Redis.from_url(cfg.redis_url, decode_responses=True)
+    r = connect(cfg.redis_url)
     RedisStore(r).commit(0, [], preds)
     svc = ExecutionService(r, tmp_path / "journal", ["SPY"], ExecConfig(
         orders_per_second=1e6, order_burst=1e6, max_prediction_age_s=1e9, latency_us=0.0),

@@ -145,13 +145,12 @@ def test_predictions_stop_the_alert_fires_the_real_executor_halts_and_the_alert_
     authenticated webhook -> kill switch -> the executor halts: a prediction that arrives afterwards becomes no
     order -> predictions resume -> the alert resolves, the webhook hears it, and trading stays halted until a
     person resumes it. The console page and the alerts page show the firing alert (screenshots for the README)."""
-    import redis
-
     from browser import chromium, new_page, screenshot_dir
+    from hft.redis_conn import connect
     from hft.schemas import RedisKeys
 
     cfg, _ = monitored
-    r = redis.Redis.from_url(cfg.redis_url, decode_responses=True)
+    r = connect(cfg.redis_url)
     r.delete(RedisKeys().exec_halt, RedisKeys().predictions, RedisKeys().orders, RedisKeys().exec_state)
     env = {**os.environ, "HFT_HOME": str(cfg.home), "HFT_REDIS_PORT": str(cfg.redis_port), "HFT_LOG_FILES": "0",
            **{f"HFT_EXEC_{k}": "0.5" for k in ("ENTER_LONG", "EXIT_LONG", "ENTER_SHORT", "EXIT_SHORT")}}

@@ -7,8 +7,10 @@ import time
 
 import pytest
 
+from hft.kafka_conn import client_config
 from hft.stack import ALL_SERVICES, StackError, TopicSpec, down, ensure_topics, status, up
 from hft.stack.process import alive, port_in_use, read_pid
+from ports import stack_home
 
 pytestmark = pytest.mark.integration
 
@@ -16,18 +18,20 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def config(tmp_path, make_stack_config):
     cfg = make_stack_config(tmp_path)
-    yield cfg
+    with stack_home(cfg):
+        yield cfg
     down(cfg)  # even when the test failed half-way
 
 
 def test_down_stops_everything_and_up_again_keeps_the_data(config):
-    import redis
     from confluent_kafka.admin import AdminClient
+
+    from hft.redis_conn import connect
 
     up(config, ["kafka", "redis"])
     pids = {n: read_pid(config.run_dir / f"{n}.pid") for n in ("kafka", "redis")}
     assert ensure_topics(config.kafka_bootstrap, {"bars": TopicSpec(2, 86_400_000)}) == {"bars": "created"}
-    client = redis.Redis.from_url(config.redis_url)
+    client = connect(config.redis_url, decode_responses=False)
     client.set("hft:kept", "yes")
     client.close()
 
@@ -47,9 +51,9 @@ def test_down_stops_everything_and_up_again_keeps_the_data(config):
     # Second start: the storage is not formatted again, topics and keys survive (AOF).
     again = up(config, ["kafka", "redis"])
     assert all(v.startswith("started") for v in again.values()), again
-    assert "bars" in AdminClient({"bootstrap.servers": config.kafka_bootstrap}).list_topics(timeout=10).topics
+    assert "bars" in AdminClient(client_config(config.kafka_bootstrap)).list_topics(timeout=10).topics
     assert ensure_topics(config.kafka_bootstrap, {"bars": TopicSpec(2, 86_400_000)}) == {"bars": "exists"}
-    client = redis.Redis.from_url(config.redis_url)
+    client = connect(config.redis_url, decode_responses=False)
     assert client.get("hft:kept") == b"yes"
     client.close()
     assert (config.run_dir / "kafka.log").read_text().count("storage format") == 1

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from hft.kafka_conn import client_config
 from hft.stack import (
     AIRFLOW_SERVICES,
     LOGGING_SERVICES,
@@ -20,6 +21,7 @@ from hft.stack import (
     up,
 )
 from hft.stack.process import read_pid
+from ports import stack_home
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +32,11 @@ def stack(tmp_path_factory, make_stack_config):
     from hft.stack import down
 
     try:
-        t0 = time.monotonic()
-        first = up(cfg)
-        first["_seconds"] = f"{time.monotonic() - t0:.1f}"
-        yield cfg, first
+        with stack_home(cfg):
+            t0 = time.monotonic()
+            first = up(cfg)
+            first["_seconds"] = f"{time.monotonic() - t0:.1f}"
+            yield cfg, first
     finally:
         down(cfg)
 
@@ -83,7 +86,7 @@ def test_ensure_topics_creates_with_partitions_and_retention(stack):
              state: TopicSpec(partitions=1, retention_ms=-1, cleanup_policy="compact")}
     assert ensure_topics(cfg.kafka_bootstrap, specs) == {bars: "created", state: "created"}
 
-    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
+    admin = AdminClient(client_config(cfg.kafka_bootstrap))
     md = admin.list_topics(timeout=10)
     assert len(md.topics[bars].partitions) == 3
     assert len(md.topics[state].partitions) == 1
@@ -106,14 +109,14 @@ def test_topics_are_not_auto_created(stack):
     cfg = stack[0]
     topic = f"stray-{uuid.uuid4().hex[:8]}"
     errors = []
-    p = Producer({"bootstrap.servers": cfg.kafka_bootstrap, "message.timeout.ms": 3000,
-                  "topic.metadata.propagation.max.ms": 1000})
+    p = Producer(client_config(cfg.kafka_bootstrap, {"message.timeout.ms": 3000,
+                                                     "topic.metadata.propagation.max.ms": 1000}))
     p.produce(topic, b"x", on_delivery=lambda err, msg: errors.append(err))
     p.flush(10)
     assert errors and errors[0] is not None
     from confluent_kafka.admin import AdminClient
 
-    assert topic not in AdminClient({"bootstrap.servers": cfg.kafka_bootstrap}).list_topics(timeout=10).topics
+    assert topic not in AdminClient(client_config(cfg.kafka_bootstrap)).list_topics(timeout=10).topics
 
 
 def test_kafka_produce_consume_round_trip(stack):
@@ -124,13 +127,13 @@ def test_kafka_produce_consume_round_trip(stack):
     ensure_topics(cfg.kafka_bootstrap, {topic: TopicSpec(partitions=2, retention_ms=600_000)})
     payload = json.dumps({"ticker": "AAA", "close": 101.25}).encode()
     delivered = []
-    producer = Producer({"bootstrap.servers": cfg.kafka_bootstrap, "acks": "all"})
+    producer = Producer(client_config(cfg.kafka_bootstrap, {"acks": "all"}))
     producer.produce(topic, key=b"AAA", value=payload, on_delivery=lambda err, msg: delivered.append((err, msg)))
     assert producer.flush(15) == 0
     assert delivered and delivered[0][0] is None
 
-    consumer = Consumer({"bootstrap.servers": cfg.kafka_bootstrap, "group.id": f"g-{topic}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(client_config(cfg.kafka_bootstrap, {"group.id": f"g-{topic}", "auto.offset.reset": "earliest",
+                                                            "enable.auto.commit": False}))
     try:
         consumer.subscribe([topic])
         deadline, msg = time.monotonic() + 30, None
@@ -145,10 +148,10 @@ def test_kafka_produce_consume_round_trip(stack):
 
 
 def test_redis_ping_and_append_only_file(stack):
-    import redis
+    from hft.redis_conn import connect
 
     cfg = stack[0]
-    client = redis.Redis.from_url(cfg.redis_url)
+    client = connect(cfg.redis_url, decode_responses=False)
     assert client.ping()
     assert client.config_get("appendonly") == {"appendonly": "yes"}
     assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
@@ -157,6 +160,59 @@ def test_redis_ping_and_append_only_file(stack):
     client.set("hft:test", "1")
     assert client.get("hft:test") == b"1"
     client.close()
+
+
+def test_kafka_lets_nobody_in_without_the_stack_users_password(stack):
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from hft.kafka_conn import SECRET_NAME, KafkaLogin, login
+
+    cfg = stack[0]
+    secret = cfg.home / "secrets" / SECRET_NAME
+    password = secret.read_text().strip()
+    assert len(password) >= 24 and login() == KafkaLogin("hft", password)
+    node = cfg.run_dir / "kafka"
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in (secret, node / "server.properties"))
+
+    def topics(conf: dict) -> set:
+        return set(AdminClient({**conf, "log_level": 0}).list_topics(timeout=8).topics)
+
+    mine = f"auth-{uuid.uuid4().hex[:8]}"
+    ensure_topics(cfg.kafka_bootstrap, {mine: TopicSpec(partitions=1, retention_ms=600_000)})
+    assert mine in topics(client_config(cfg.kafka_bootstrap))  # the stack's user: in
+    refused = [{"bootstrap.servers": cfg.kafka_bootstrap},  # no SASL at all
+               client_config(cfg.kafka_bootstrap, auth=KafkaLogin("hft", password + "x")),
+               client_config(cfg.kafka_bootstrap, auth=KafkaLogin("admin", password)),
+               client_config(cfg.kafka_bootstrap, {"sasl.mechanism": "PLAIN"})]  # the password in clear: not offered
+    for conf in refused:
+        with pytest.raises(KafkaException):
+            topics(conf)
+    # the broker's log, its metadata and its data hold no password (the format's output is scrubbed)
+    assert not [str(p) for p in node.rglob("*") if p.is_file() and p.name != "server.properties"
+                and password.encode() in p.read_bytes()]
+    assert password not in (cfg.run_dir / "kafka.log").read_text()
+
+
+def test_redis_lets_nobody_in_without_the_stack_users_password(stack):
+    import redis
+
+    from hft.redis_conn import USER
+
+    cfg = stack[0]
+    password = cfg.redis_password_file.read_text().strip()
+    assert len(password) >= 24
+    assert password not in cfg.redis_url and cfg.redis_url.startswith(f"redis://{USER}@")  # the URL holds none
+    for private in (cfg.redis_password_file, cfg.run_dir / "redis" / "redis.conf"):
+        assert private.stat().st_mode & 0o777 == 0o600, private
+    anonymous = redis.Redis(host="127.0.0.1", port=cfg.redis_port, socket_timeout=5)
+    with pytest.raises(redis.AuthenticationError):  # NOAUTH: the default user is off
+        anonymous.get("hft:test")
+    for user, wrong in ((USER, password[:-1] + ("x" if password[-1] != "x" else "y")), ("default", password),
+                        ("admin", password)):
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=cfg.redis_port, username=user, password=wrong).ping()
+    assert redis.Redis(host="127.0.0.1", port=cfg.redis_port, username=USER, password=password).ping()
 
 
 def test_mlflow_server_answers(stack):
@@ -181,7 +237,8 @@ def test_second_stack_on_the_same_ports_is_refused(stack, tmp_path):
         up(other, ["redis"])
     assert not (other.run_dir / "redis.pid").exists()
     st = status(other)["redis"]
-    assert not st.running and st.healthy and "not started by hft stack" in st.detail
+    # someone else's Redis: it answers, but not to this stack's user (its password is another)
+    assert not st.running and not st.healthy and "not started by hft stack" in st.detail
 
 
 def test_the_broker_serves_its_jmx_metrics_on_loopback(stack):
@@ -209,7 +266,7 @@ def test_the_streams_kafka_lag_is_measured_against_its_committed_offsets(stack):
     cfg = stack[0]
     topic = f"bars-{uuid.uuid4().hex[:8]}"
     ensure_topics(cfg.kafka_bootstrap, {topic: TopicSpec(partitions=2, retention_ms=3_600_000)})
-    producer = Producer({"bootstrap.servers": cfg.kafka_bootstrap})
+    producer = Producer(client_config(cfg.kafka_bootstrap))
     for i in range(10):
         producer.produce(topic, value=b"x", partition=i % 2)
     assert producer.flush(10) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -32,7 +33,8 @@ def test_config_defaults_and_addresses(monkeypatch, tmp_path):
     assert (cfg.kafka_port, cfg.kafka_controller_port, cfg.redis_port, cfg.mlflow_port) == (9092, 9093, 6379, 5000)
     assert cfg.kafka_heap == "512m"
     assert cfg.kafka_bootstrap == "127.0.0.1:9092"
-    assert cfg.redis_url == "redis://127.0.0.1:6379/0"
+    secret = tmp_path / "home" / "secrets" / "redis-password"
+    assert cfg.redis_url == f"redis://hft@127.0.0.1:6379/0?password_file={quote(str(secret), safe='')}"
     assert cfg.mlflow_uri == "http://127.0.0.1:5000"
 
 
@@ -43,7 +45,7 @@ def test_config_from_env_ports(monkeypatch, tmp_path):
     monkeypatch.setenv("HFT_MLFLOW_PORT", "15000")
     cfg = StackConfig.from_env()
     assert cfg.kafka_bootstrap == "127.0.0.1:19092"
-    assert cfg.redis_url == "redis://127.0.0.1:16379/0"
+    assert cfg.redis_url.startswith("redis://hft@127.0.0.1:16379/0?password_file=")
     assert cfg.mlflow_uri == "http://127.0.0.1:15000"
     monkeypatch.setenv("HFT_REDIS_PORT", "redis")
     with pytest.raises(StackError, match="HFT_REDIS_PORT"):

@@ -16,15 +16,18 @@ def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
 
     from hft.execution.config import ExecConfig
     from hft.execution.service import ExecutionService, set_halt
-    from hft.redis_conn import connect
+    from hft.redis_conn import PASSWORD_ENV, connect, redacted
 
     config = stack_config()
     url = args.redis or config.redis_url
     r = connect(url)
     try:
         r.ping()
+    except redis.AuthenticationError as exc:
+        raise UserError(f"Redis at {redacted(url)} refused the login: {exc} (its password: {PASSWORD_ENV}, or the "
+                        "URL's password_file)") from None
     except redis.RedisError as exc:
-        raise UserError(f"cannot reach Redis at {url}: {exc} (start it with `hft stack up`)") from None
+        raise UserError(f"cannot reach Redis at {redacted(url)}: {exc} (start it with `hft stack up`)") from None
     if args.action in ("halt", "resume"):
         set_halt(r, halt=args.action == "halt")
         out("kill switch engaged: the executor halts before its next decision" if args.action == "halt"

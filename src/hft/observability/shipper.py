@@ -229,9 +229,11 @@ class KafkaSource:
         from confluent_kafka import Consumer
 
         self.topics = list(topics)
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-                                  "auto.offset.reset": "earliest", "log_level": 0,
-                                  "max.poll.interval.ms": 86_400_000, "session.timeout.ms": 30_000})
+        from hft.kafka_conn import client_config
+
+        self.consumer = Consumer(client_config(bootstrap, {
+            "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest", "log_level": 0,
+            "max.poll.interval.ms": 86_400_000, "session.timeout.ms": 30_000}))
         self.consumer.subscribe(self.topics)
 
     def read(self, batch: Batch, max_docs: int, timeout: float) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import string
@@ -83,9 +84,13 @@ class Service:
     def health(self) -> tuple[bool, str]:
         raise NotImplementedError
 
+    #: The umask of the service's process (-1: hft's own); 0o077 where it rewrites a file holding a secret.
+    umask = -1
+
     def env(self) -> dict[str, str]:
-        """The child's environment."""
-        return child_env()
+        """The child's environment: this one's, with the stack's ``HFT_HOME`` (where hft processes find the
+        stack's secrets and files)."""
+        return {**child_env(), "HFT_HOME": str(self.config.home)}
 
     def stop_signal(self) -> int:
         """What ``down`` sends first (SIGKILL follows after ``stop_timeout``)."""
@@ -179,6 +184,15 @@ def secret(home: Path, name: str, env: str, nbytes: int = 24) -> str:
     return path.read_text().strip()
 
 
+def config_secret(home: Path, name: str, env: str) -> str:
+    """:func:`secret`, checked to fit unquoted in a server's configuration file (Redis's, a JAAS line): at least
+    12 characters, no spaces, quotes or backslashes."""
+    value = secret(home, name, env)
+    if not re.fullmatch(r"[^\s\"'\\]{12,}", value):
+        raise StackError(f"{env} must be at least 12 characters without spaces, quotes or backslashes")
+    return value
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a secret: mode 0600 from the start, replaced atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,8 +203,12 @@ def write_private(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def render(template: Path, target: Path, **values: object) -> None:
+def render(template: Path, target: Path, private: bool = False, **values: object) -> None:
+    """``template`` with ``values`` filled in, written to ``target`` (``private``: it holds a secret, 0600)."""
     text = string.Template(template.read_text()).substitute({k: str(v) for k, v in values.items()})
+    if private:
+        write_private(target, text)
+        return
     tmp = target.with_suffix(target.suffix + ".tmp")
     tmp.write_text(text)
     tmp.replace(target)

@@ -308,15 +308,33 @@ class StackConfig:
         """What clients use (:func:`hft.redis_conn.connect`): the master through the Sentinels when the stack has
         replicas, else the one Redis."""
         if self.redis_replicas:
-            from hft.redis_conn import MASTER_NAME, SENTINEL_SCHEME
+            from hft.redis_conn import MASTER_NAME, SENTINEL_SCHEME, USER
 
             hosts = ",".join(f"{HOST}:{p}" for p in self.redis_sentinels)
-            return f"{SENTINEL_SCHEME}://{hosts}/{MASTER_NAME}/0"
+            return f"{SENTINEL_SCHEME}://{USER}@{hosts}/{MASTER_NAME}/0?{self._redis_password_query}"
         return self.redis_node_url(1)
 
     def redis_node_url(self, node: int) -> str:
         """One Redis node, directly (the exporter, health checks)."""
-        return f"redis://{HOST}:{self.redis_node_port(node)}/0"
+        return self.redis_url_on(self.redis_node_port(node))
+
+    def redis_url_on(self, port: int) -> str:
+        """The Redis node or Sentinel on ``port``, logged in as the stack's user."""
+        from hft.redis_conn import USER
+
+        return f"redis://{USER}@{HOST}:{port}/0?{self._redis_password_query}"
+
+    @property
+    def redis_password_file(self) -> Path:
+        """Where the stack keeps its Redis user's password (unless ``HFT_REDIS_PASSWORD`` gives it)."""
+        assert self.home is not None  # filled in by __post_init__
+        return self.home / "secrets" / "redis-password"
+
+    @property
+    def _redis_password_query(self) -> str:
+        from urllib.parse import urlencode
+
+        return urlencode({"password_file": str(self.redis_password_file)})
 
     @property
     def spark_master_url(self) -> str:

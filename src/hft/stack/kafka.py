@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from hft.kafka_conn import KafkaLogin
 from hft.stack.config import StackError
 
 log = logging.getLogger("hft.stack")
@@ -56,20 +57,23 @@ def _ck() -> Any:
     return confluent_kafka
 
 
-def admin_client(bootstrap: str, **extra: Any) -> Any:
-    """A confluent-kafka AdminClient that keeps quiet about brokers it cannot reach yet."""
+def admin_client(bootstrap: str, auth: KafkaLogin | None = None, **extra: Any) -> Any:
+    """A confluent-kafka AdminClient that keeps quiet about brokers it cannot reach yet, logged in as ``auth``
+    (default :func:`hft.kafka_conn.login`)."""
+    from hft.kafka_conn import client_config
+
     ck = _ck()
-    conf = {"bootstrap.servers": bootstrap, "log_level": 0, "socket.connection.setup.timeout.ms": 2000}
-    conf.update(extra)
-    return ck.admin.AdminClient(conf)
+    return ck.admin.AdminClient(client_config(bootstrap, {"log_level": 0, "socket.connection.setup.timeout.ms": 2000,
+                                                          **extra}, auth))
 
 
-def kafka_health(bootstrap: str, timeout: float = 3.0, node: int | None = None) -> tuple[bool, str]:
+def kafka_health(bootstrap: str, timeout: float = 3.0, node: int | None = None,
+                 auth: KafkaLogin | None = None) -> tuple[bool, str]:
     """(healthy, detail): a metadata request (``list_topics``) answered by at least one broker, and with ``node``,
     one that counts that node id among the cluster's brokers."""
     ck = _ck()
     try:
-        md = admin_client(bootstrap).list_topics(timeout=timeout)
+        md = admin_client(bootstrap, auth).list_topics(timeout=timeout)
     except ck.KafkaException as e:
         return False, f"metadata request failed: {e.args[0] if e.args else e}"
     if not md.brokers:

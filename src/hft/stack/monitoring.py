@@ -194,7 +194,16 @@ class RedisExporter(_Exporter):
         return self.config.redis_exporter_port
 
     def arguments(self) -> list[str]:
-        return ["-web.listen-address", f"{HOST}:{self.port()}", "-redis.addr", self.config.redis_node_url(1)]
+        from hft.redis_conn import USER
+
+        return ["-web.listen-address", f"{HOST}:{self.port()}",
+                "-redis.addr", f"redis://{HOST}:{self.config.redis_node_port(1)}", "-redis.user", USER]
+
+    def env(self) -> dict[str, str]:
+        """The password in the environment (``REDIS_PASSWORD``), not on the command line."""
+        from hft.redis_conn import credentials
+
+        return {**super().env(), "REDIS_PASSWORD": credentials(self.config.redis_node_url(1)).password or ""}
 
 
 #: How long Alertmanager waits to group a new alert, and between notifications of a group that changed.

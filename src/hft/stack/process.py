@@ -87,14 +87,16 @@ def write_pid(path: Path, pid: int) -> None:
 
 
 # -- start / stop ----------------------------------------------------------------------------------------------
-def spawn(argv: Sequence[str], log_path: Path, *, cwd: Path, env: dict[str, str] | None = None) -> int:
-    """Start ``argv`` in its own session (it outlives the caller), output appended to ``log_path``."""
+def spawn(argv: Sequence[str], log_path: Path, *, cwd: Path, env: dict[str, str] | None = None,
+          umask: int = -1) -> int:
+    """Start ``argv`` in its own session (it outlives the caller), output appended to ``log_path``; ``umask``
+    (-1: the caller's) for the files it creates."""
     with open(log_path, "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=cwd, env=env, start_new_session=True, close_fds=True,
+            cwd=cwd, env=env, start_new_session=True, close_fds=True, umask=umask,
         )
     _children[proc.pid] = proc
     return proc.pid

@@ -23,9 +23,10 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from hft.kafka_conn import MECHANISM, PASSWORD_ENV, SECRET_NAME, USER, KafkaLogin
 from hft.stack import process
 from hft.stack.airflow import AirflowApi, AirflowDagProcessor, AirflowScheduler
-from hft.stack.base import SETUP_HINT, Service, ServiceStatus, java, render
+from hft.stack.base import SETUP_HINT, Service, ServiceStatus, config_secret, java, render
 from hft.stack.config import (
     AIRFLOW_SERVICES,
     ALL_SERVICES,
@@ -141,16 +142,33 @@ class Kafka(Service):
         client, controller, metrics = self.config.kafka_node_ports(self.node)
         quorum = (f"controller.quorum.bootstrap.servers={HOST}:{controller}" if brokers == 1
                   else f"controller.quorum.voters={self.config.kafka_quorum}")
-        render(infra_file("kafka", "server.properties.template"), self.properties,
+        auth = self.login()
+        render(infra_file("kafka", "server.properties.template"), self.properties, private=True,
                node_id=self.node, quorum=quorum, port=client, controller_port=controller, log_dirs=self.data_dir,
-               replicas=min(3, brokers), min_isr=2 if brokers >= 3 else 1)
+               replicas=min(3, brokers), min_isr=2 if brokers >= 3 else 1, mechanism=MECHANISM, jaas=auth.jaas)
         if not (self.data_dir / "meta.properties").exists():
-            self._format()
+            self._format(auth)
+        elif not self.scram_marker.exists():
+            raise StackError(
+                f"{self.name}: its storage in {self.data_dir} was formatted before Kafka required a login, so it "
+                f"knows no user: `hft stack down` and remove {self.config.run_dir}/kafka* (its topics are lost) to "
+                "start anew")
         # The Prometheus JMX exporter in the broker's JVM: /metrics on 127.0.0.1 (scraped as job "kafka").
         agent = f"-javaagent:{jmx_agent()}={HOST}:{metrics}:{infra_file('prometheus', 'jmx', 'kafka.yml')}"
         return [*jvm, agent, "kafka.Kafka", str(self.properties)], self.home
 
-    def _format(self) -> None:
+    @property
+    def scram_marker(self) -> Path:
+        """Written once the storage is formatted with the stack user's SCRAM credential."""
+        return self.home / "scram-user"
+
+    def login(self) -> KafkaLogin:
+        """The stack's Kafka user and its password (``HFT_KAFKA_PASSWORD``, else generated once into
+        ``$HFT_HOME/secrets/kafka-password``)."""
+        assert self.config.home is not None
+        return KafkaLogin(USER, config_secret(self.config.home, SECRET_NAME, PASSWORD_ENV))
+
+    def _format(self, auth: KafkaLogin) -> None:
         """Format the KRaft storage once, with the cluster's id (made by the first node formatted): one node is
         the single voter of a dynamic quorum (``--standalone``); a cluster's voters are in the properties."""
         cluster = formatted_kafka_cluster(self.config.run_dir)
@@ -158,22 +176,29 @@ class Kafka(Service):
             cluster = {"cluster_id": _cluster_id(), "brokers": self.config.kafka_brokers}
             self.cluster_file.write_text(json.dumps(cluster) + "\n")
         quorum = ["--standalone"] if self.config.kafka_brokers == 1 else []
+        # The user's SCRAM credential goes into the cluster's first metadata (brokers authenticate each other
+        # with it from their first start). StorageTool takes it only as an argument: for the second the format
+        # runs, `ps` could show it; its output (logged below) does not hold it.
+        scram = f"{MECHANISM}=[name={auth.username},password={auth.password}]"
         argv = [*self._jvm("256m"), "kafka.tools.StorageTool", "format", *quorum, "--ignore-formatted",
-                "--cluster-id", cluster["cluster_id"], "--config", str(self.properties)]
+                "--cluster-id", cluster["cluster_id"], "--config", str(self.properties), "--add-scram", scram]
         log.info("formatting Kafka storage in %s", self.data_dir)
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=self.home)
+        said = (proc.stdout[-5000:] + proc.stderr[-5000:]).replace(auth.password, "***")  # an error may quote it
         with open(self.log_file, "a") as f:
             f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} storage format (exit {proc.returncode})\n")
-            f.write(proc.stdout[-5000:] + proc.stderr[-5000:])
+            f.write(said)
         if proc.returncode != 0 or not (self.data_dir / "meta.properties").exists():
-            out = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+            out = "\n".join(said.splitlines()[-15:])
             raise StackError(
                 f"{self.name}: formatting the storage in {self.data_dir} failed (exit {proc.returncode}):\n{out}"
             )
+        self.scram_marker.write_text(f"{auth.username} {MECHANISM}\n")
 
     def health(self) -> tuple[bool, str]:
         """This node answers metadata and the cluster counts it among its brokers."""
-        return kafka_health(self.address(), timeout=3.0, node=self.node if self.config.kafka_brokers > 1 else None)
+        return kafka_health(self.address(), timeout=3.0, node=self.node if self.config.kafka_brokers > 1 else None,
+                            auth=self.login())
 
 
 class Redis(Service):
@@ -182,6 +207,7 @@ class Redis(Service):
 
     start_timeout = 30.0
     stop_timeout = 20.0
+    umask = 0o077  # CONFIG REWRITE (after a failover) writes redis.conf, which holds the password, anew
 
     def __init__(self, config: StackConfig, node: int = 1):
         super().__init__(config)
@@ -232,8 +258,8 @@ class Redis(Service):
             replication = "min-replicas-to-write 1\nmin-replicas-max-lag 10\n"
             if master != self.port:
                 replication += f"replicaof {HOST} {master}\n"
-        render(infra_file("redis", "redis.conf.template"), conf, port=self.port, dir=self.data_dir,
-               replication=replication)
+        render(infra_file("redis", "redis.conf.template"), conf, private=True, port=self.port, dir=self.data_dir,
+               replication=replication, **_redis_login(self.config))
         if self.node == 1:
             (self.config.run_dir / "redis-replication.json").write_text(
                 json.dumps({"replicas": self.config.redis_replicas}) + "\n")
@@ -241,7 +267,7 @@ class Redis(Service):
 
     def health(self) -> tuple[bool, str]:
         redis = _redis_module()
-        client = redis.Redis(host=HOST, port=self.port, socket_timeout=2, socket_connect_timeout=2)
+        client = _redis_client(self.config, self.port)
         try:
             if not client.ping():
                 return False, "PING not answered"
@@ -265,6 +291,7 @@ class Sentinel(Service):
 
     start_timeout = 30.0
     stop_timeout = 20.0
+    umask = 0o077  # Sentinel rewrites sentinel.conf, which holds the password, with what it learns
 
     def __init__(self, config: StackConfig, k: int = 1):
         super().__init__(config)
@@ -299,15 +326,16 @@ class Sentinel(Service):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "sentinel.conf"
         if not conf.exists():  # Sentinel keeps what it learned (the master now, the replicas) in this file
-            render(infra_file("redis", "sentinel.conf.template"), conf, port=self.port, dir=self.data_dir,
-                   master=MASTER_NAME, master_port=self.config.redis_node_port(1))
+            render(infra_file("redis", "sentinel.conf.template"), conf, private=True, port=self.port,
+                   dir=self.data_dir, master=MASTER_NAME, master_port=self.config.redis_node_port(1),
+                   **_redis_login(self.config))
         return [_redis_binary(), str(conf), "--sentinel"], self.data_dir
 
     def health(self) -> tuple[bool, str]:
         from hft.redis_conn import MASTER_NAME
 
         redis = _redis_module()
-        client = redis.Redis(host=HOST, port=self.port, socket_timeout=2, socket_connect_timeout=2)
+        client = _redis_client(self.config, self.port)
         try:
             master = client.sentinel_master(MASTER_NAME)
             flags = master.get("flags", "")
@@ -325,6 +353,22 @@ def _redis_binary() -> str:
         if candidate and Path(candidate).exists():
             return candidate
     raise StackError(f"redis-server not found: {SETUP_HINT}")
+
+
+def _redis_login(config: StackConfig) -> dict[str, str]:
+    """The stack's Redis user and its password (``HFT_REDIS_PASSWORD``, else generated once into
+    ``config.redis_password_file``)."""
+    from hft.redis_conn import PASSWORD_ENV, USER
+
+    assert config.home is not None
+    return {"user": USER, "password": config_secret(config.home, config.redis_password_file.name, PASSWORD_ENV)}
+
+
+def _redis_client(config: StackConfig, port: int):
+    """A client of the stack's Redis node or Sentinel on ``port``, logged in."""
+    from hft.redis_conn import connect
+
+    return connect(config.redis_url_on(port), decode_responses=False, socket_timeout=2, socket_connect_timeout=2)
 
 
 def _redis_module():
@@ -502,7 +546,7 @@ def _start(todo: list[Service], timeout: float | None, result: dict[str, str], e
             errors.append(str(e))
             continue
         try:
-            pid = process.spawn(argv, svc.log_file, cwd=cwd, env=svc.env())
+            pid = process.spawn(argv, svc.log_file, cwd=cwd, env=svc.env(), umask=svc.umask)
         except OSError as e:
             errors.append(f"{svc.name}: cannot run {argv[0]}: {e}")
             continue

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from hft.errors import HftError
+from hft.kafka_conn import KafkaLogin, client_config
 
 log = logging.getLogger(__name__)
 
@@ -23,29 +24,31 @@ class DeliveryError(HftError, RuntimeError):
 DEFAULT_LINGER_MS = 20
 
 
-def producer_config(bootstrap: str, client_id: str = "hft", linger_ms: int | None = None) -> dict:
-    """librdkafka settings of the project's producers: idempotent, acks=all; ``linger_ms`` None:
-    ``HFT_KAFKA_LINGER_MS`` or :data:`DEFAULT_LINGER_MS` (a bad value raises ValueError naming it)."""
+def producer_config(bootstrap: str, client_id: str = "hft", linger_ms: int | None = None,
+                    auth: KafkaLogin | None = None) -> dict:
+    """librdkafka settings of the project's producers: idempotent, acks=all, logged in (``auth``, default
+    :func:`hft.kafka_conn.login`); ``linger_ms`` None: ``HFT_KAFKA_LINGER_MS`` or :data:`DEFAULT_LINGER_MS` (a bad
+    value raises ValueError naming it)."""
     from hft.config import env_value, parse_setting
 
     if linger_ms is None:
         linger_ms = parse_setting("HFT_KAFKA_LINGER_MS", DEFAULT_LINGER_MS,
                                   env_value("HFT_KAFKA_LINGER_MS", str(DEFAULT_LINGER_MS)))
-    return {
-        "bootstrap.servers": bootstrap,
+    return client_config(bootstrap, {
         "client.id": client_id,
         "enable.idempotence": True,  # implies acks=all and ordered, de-duplicated retries
         "acks": "all",
         "linger.ms": linger_ms,
         "message.timeout.ms": 30_000,
-    }
+    }, auth)
 
 
-def producer(bootstrap: str, client_id: str = "hft", linger_ms: int | None = None, extra: dict | None = None):
+def producer(bootstrap: str, client_id: str = "hft", linger_ms: int | None = None, extra: dict | None = None,
+             auth: KafkaLogin | None = None):
     """A confluent-kafka Producer with :func:`producer_config` (and ``extra`` librdkafka settings)."""
     from confluent_kafka import Producer
 
-    return Producer({**producer_config(bootstrap, client_id, linger_ms), **(extra or {})})
+    return Producer({**producer_config(bootstrap, client_id, linger_ms, auth), **(extra or {})})
 
 
 class TopicSink:
@@ -58,12 +61,13 @@ class TopicSink:
     the same id fences this one: its sends raise :class:`DeliveryError` (``fenced``) from then on."""
 
     def __init__(self, bootstrap: str, topic: str, client_id: str = "hft", transactional_id: str | None = None,
-                 timeout_s: float = 30.0):
+                 timeout_s: float = 30.0, auth: KafkaLogin | None = None):
         self.topic = topic
         self.bootstrap = bootstrap
         self.transactional = transactional_id is not None
         self.timeout_s = timeout_s
-        self.p = producer(bootstrap, client_id, extra={"transactional.id": transactional_id} if self.transactional else None)
+        self.p = producer(bootstrap, client_id, extra={"transactional.id": transactional_id} if self.transactional else None,
+                          auth=auth)
         if self.transactional:
             self._txn(self.p.init_transactions, timeout_s)  # fences older producers with this id
         self.sent = 0
@@ -145,7 +149,7 @@ def watermarks(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int,
     """Partition id -> (low, high) watermark offsets of ``topic``."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "hft-watermarks", "enable.auto.commit": False})
+    consumer = Consumer(client_config(bootstrap, {"group.id": "hft-watermarks", "enable.auto.commit": False}))
     try:
         return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
                 for p in partitions(bootstrap, topic, timeout_s)}
@@ -160,8 +164,8 @@ def last_value(bootstrap: str, topic: str, partition: int = 0, timeout_s: float 
 
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "hft-last-value", "enable.auto.commit": False,
-                         "isolation.level": "read_committed"})
+    consumer = Consumer(client_config(bootstrap, {"group.id": "hft-last-value", "enable.auto.commit": False,
+                                                  "isolation.level": "read_committed"}))
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
         back = 16
@@ -225,8 +229,8 @@ class KafkaLag:
         from confluent_kafka import Consumer, TopicPartition
 
         if self._consumer is None:
-            self._consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "hft-lag",
-                                       "enable.auto.commit": False})
+            self._consumer = Consumer(client_config(self.bootstrap, {"group.id": "hft-lag",
+                                                                     "enable.auto.commit": False}))
         out = {}
         for p in partitions(self.bootstrap, self.topic, 5.0):
             low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5.0)

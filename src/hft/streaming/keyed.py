@@ -157,15 +157,16 @@ class TickerProcessor(StatefulProcessor):
 _sinks: dict[tuple[str, str], tuple] = {}  # per Python worker: (store, dlq sink, predictions sink)
 
 
-def _task_sinks(redis_url: str, bootstrap: str):
+def _task_sinks(redis_url: str, bootstrap: str, kafka_login):
     from hft.streaming.kafka_io import TopicSink
     from hft.streaming.messages import DLQ_TOPIC, PREDICTIONS_TOPIC
     from hft.streaming.store import RedisStore
 
     key = (redis_url, bootstrap)
     if key not in _sinks:
-        _sinks[key] = (RedisStore.from_url(redis_url), TopicSink(bootstrap, DLQ_TOPIC, "hft-stream-dlq"),
-                       TopicSink(bootstrap, PREDICTIONS_TOPIC, "hft-stream-predictions"))
+        _sinks[key] = (RedisStore.from_url(redis_url),
+                       TopicSink(bootstrap, DLQ_TOPIC, "hft-stream-dlq", auth=kafka_login),
+                       TopicSink(bootstrap, PREDICTIONS_TOPIC, "hft-stream-predictions", auth=kafka_login))
     return _sinks[key]
 
 
@@ -174,8 +175,13 @@ class TaskWriter:
     acknowledged; then the predictions, idempotently; module docstring)."""
 
     def __init__(self, redis_url: str, bootstrap: str):
+        from hft.kafka_conn import login
+
         self.redis_url = redis_url
         self.bootstrap = bootstrap
+        # found on the driver and shipped with the writer: an executor on another worker may have another
+        # HFT_HOME (Redis's password file is named in its URL)
+        self.kafka_login = login()
 
     def open(self, partition_id: int, epoch_id: int) -> bool:
         self.epoch = epoch_id
@@ -188,7 +194,7 @@ class TaskWriter:
     def close(self, error) -> None:
         if error is not None or not self.rows:
             return
-        store, dlq, predictions = _task_sinks(self.redis_url, self.bootstrap)
+        store, dlq, predictions = _task_sinks(self.redis_url, self.bootstrap, self.kafka_login)
         dead = [(r.key, r.value) for r in self.rows if r.kind == "dlq"]
         if dead:
             dlq.send(dead)  # acknowledged before the predictions: a replay may repeat it, never lose it
