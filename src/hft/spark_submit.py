@@ -38,8 +38,14 @@ def spark_submit_command(script: str, job_args: list[str], master: str, jars: li
     conf = dict(SPARK_LOCAL_CONF)
     if driver_java_options:  # with ours: a separate --driver-java-options would be overridden by the --conf
         conf["spark.driver.extraJavaOptions"] = f"{conf['spark.driver.extraJavaOptions']} {driver_java_options}"
+    login: list[str] = []
+    if master.startswith("spark://"):  # the stack's standalone cluster lets in only who knows its secret
+        from hft.stack import StackConfig
+        from hft.stack.spark_cluster import auth_properties
+
+        login = ["--properties-file", str(auth_properties(StackConfig.from_env()))]
     return [
-        submit, "--master", master,
+        submit, "--master", master, *login,
         *(["--jars", ",".join(jars)] if jars else []),
         "--conf", f"spark.pyspark.python={sys.executable}",
         "--conf", "spark.sql.session.timeZone=UTC",

@@ -62,6 +62,16 @@ def ops_stack(tmp_path_factory):
         shutil.rmtree(pg_data.parent, ignore_errors=True)
 
 
+@pytest.fixture
+def ops_login(ops_stack, monkeypatch):
+    """This process logs in to the ops stack's MLflow server as hft's processes do: from the secret under its
+    HFT_HOME (hft.model.registry.log_in); the login it leaves in the environment is removed after."""
+    monkeypatch.setenv("HFT_HOME", str(ops_stack.config.home))
+    yield
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        os.environ.pop(name, None)
+
+
 def write_features(lake: Path) -> None:
     """Four weeks of synthetic features for AAA and BBB in the lake (what market_data would have built)."""
     from datetime import datetime, timezone

@@ -101,7 +101,7 @@ def test_a_bad_run_parameter_is_refused_or_fails_loudly_and_is_counted(ops_stack
     assert 'hft_airflow_task_failures_total{dag_id="market_data",task_id="ingest"}' in prom
 
 
-def test_model_training_evaluates_gates_and_shows_the_verdict_in_airflow_and_mlflow(ops_stack, training_run):
+def test_model_training_evaluates_gates_and_shows_the_verdict_in_airflow_and_mlflow(ops_stack, training_run, ops_login):
     from hft.model import registry
 
     client = ops_stack.client()
@@ -124,7 +124,7 @@ def test_model_training_evaluates_gates_and_shows_the_verdict_in_airflow_and_mlf
     assert (champion == gate["version"]) == (gate["verdict"] == "approved")
 
 
-def test_airflow_and_mlflow_keep_their_state_in_postgresql(ops_stack, training_run, monkeypatch):
+def test_airflow_and_mlflow_keep_their_state_in_postgresql(ops_stack, training_run, ops_login, monkeypatch):
     """The production backend: the DAG runs and the registry are rows in the stack's PostgreSQL; no SQLite file
     was made; the CLI (no MLFLOW_TRACKING_URI) reads the same registry from PostgreSQL as the UI's server."""
     import psycopg2
@@ -159,3 +159,10 @@ def test_airflow_and_mlflow_keep_their_state_in_postgresql(ops_stack, training_r
     assert uri.startswith("postgresql") and uri.endswith(f"127.0.0.1:{ops_stack.config.postgres_port}/mlflow")
     direct = registry.client()
     assert {str(mv.version) for mv in direct.search_model_versions(f"name = '{registry.MODEL_NAME}'")} == versions
+    # The MLflow admin's password reached the server and every DAG task that logged in (model_training's), and
+    # no log, DAG run record, artifact or database file of the stack: only its own secret file holds it.
+    from hft.stack.base import mlflow_credentials
+    from stream_fixtures import files_holding
+
+    secret = ops_stack.config.home / "secrets" / "mlflow-password"
+    assert files_holding(ops_stack.config.home, mlflow_credentials(ops_stack.config)[1], {secret}) == []

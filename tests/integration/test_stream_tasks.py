@@ -231,3 +231,55 @@ def test_tasks_engine_on_a_standalone_cluster_loses_nothing_when_an_executor_is_
             job.wait(30)
     assert "Lost executor" in (tmp_path / "job.err").read_text(), "Spark did not notice the executor's death"
     assert_every_bar_predicted_once_like_the_batch_job(env_vars, store, before, messages)
+
+
+@pytest.mark.failover
+def test_the_standalone_cluster_lets_in_no_application_without_its_secret(env, spark_cluster, tmp_path):
+    """A driver without the cluster's secret, and one with a wrong secret, get no executor (the master refuses
+    them and they give up); the secret is in no daemon's command line nor in any log of the cluster; the web UIs
+    of the master and of the workers ask for a login."""
+    import sys as _sys
+    import urllib.error
+    import urllib.request
+
+    from hft.spark_submit import spark_env
+    from hft.stack.base import basic_auth
+    from hft.stack.process import read_pid
+    from hft.stack.spark_cluster import master_state, ui_credentials
+
+    user, password = ui_credentials(spark_cluster)
+    for port in (spark_cluster.spark_ui_port, spark_cluster.spark_ui_port + 1, spark_cluster.spark_ui_port + 2):
+        for path in ("/", "/json/"):
+            for who in (None, (user, password + "x"), ("admin", password)):
+                request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+                if who:
+                    request.add_header("Authorization", basic_auth(*who))
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    urllib.request.urlopen(request, timeout=10)
+                assert refused.value.code == 401, (port, path, who and who[0])
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/")
+        request.add_header("Authorization", basic_auth(user, password))
+        with urllib.request.urlopen(request, timeout=10) as page:
+            assert page.status == 200 and b"Spark" in page.read()
+
+    app = tmp_path / "app.py"
+    app.write_text("from pyspark.sql import SparkSession\n"
+                   "print('COUNT', SparkSession.builder.getOrCreate().range(10).count())\n")
+    submit = str(Path(_sys.executable).with_name("spark-submit"))
+    variants = {"none": [], "wrong": ["--conf", "spark.authenticate=true", "--conf", "spark.authenticate.secret=wrong"]}
+    drivers = {name: subprocess.Popen([submit, "--master", spark_cluster.spark_master_url, *conf, str(app)],
+                                      env=spark_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for name, conf in variants.items()}
+    for name, proc in drivers.items():
+        out, _ = proc.communicate(timeout=240)
+        assert proc.returncode != 0 and "COUNT 10" not in out, f"{name}: the driver ran\n{out[-3000:]}"
+    state = master_state(spark_cluster)
+    assert state["activeapps"] == [] and state["completedapps"] == [], "the master registered an application"
+    secret = (spark_cluster.home / "secrets" / "spark-secret").read_text().strip()
+    conf = spark_cluster.run_dir / "spark-conf" / "spark-defaults.conf"
+    assert conf.stat().st_mode & 0o777 == 0o600 and secret in conf.read_text()
+    for name in ("spark-master", "spark-worker-1", "spark-worker-2"):
+        pid = read_pid(spark_cluster.run_dir / f"{name}.pid")
+        assert pid and secret not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    logs = [p for p in spark_cluster.run_dir.rglob("*") if p.is_file() and p != conf and secret.encode() in p.read_bytes()]
+    assert logs == []

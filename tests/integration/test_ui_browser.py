@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import Error as PlaywrightError
 
 from browser import chromium, new_page, screenshot_dir
 
@@ -73,7 +73,7 @@ def test_airflow_ui_login_trigger_watch_and_read_the_task_log(ops_stack, page, s
                 page.eval_on_selector("[data-testid=trigger-dag-submit]", "button => button.click()")
             response = sent.value
             break
-        except PlaywrightTimeout:
+        except PlaywrightError:  # a timeout, or the button re-rendered (detached) between the wait and the click
             if not dialog.is_visible():
                 page.get_by_role("button", name="Trigger").first.click()
                 dialog.get_by_text("Run Parameters").wait_for()
@@ -125,11 +125,24 @@ def test_airflow_ui_login_trigger_watch_and_read_the_task_log(ops_stack, page, s
     client.unpause("market_data", paused=True)
 
 
-def test_mlflow_ui_model_page_aliases_plot_and_a_champion_moved_by_hand(ops_stack, training_run, page, shots):
+@pytest.fixture
+def mlflow_page(browser, ops_stack):
+    """A page that answers the MLflow server's login (HTTP basic auth) as its admin."""
+    from hft.stack.base import mlflow_credentials
+
+    with new_page(browser, credentials=mlflow_credentials(ops_stack.config)) as p:
+        yield p
+
+
+def test_mlflow_ui_model_page_aliases_plot_and_a_champion_moved_by_hand(ops_stack, training_run, ops_login, page,
+                                                                        mlflow_page, shots):
     from hft.model import registry
     from hft.model.report import gate_status
 
     uri = ops_stack.config.mlflow_uri
+    # no login, no UI (a browser without credentials shows Chromium's error page: ask as its HTTP client does)
+    assert page.request.get(f"{uri}/").status == 401
+    page = mlflow_page
     c = registry.client(uri)
     versions = sorted(int(v.version) for v in c.search_model_versions(f"name='{registry.MODEL_NAME}'"))
     newest = str(versions[-1])

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 import uuid
+from unittest import mock
 
 import pytest
 
@@ -215,15 +217,42 @@ def test_redis_lets_nobody_in_without_the_stack_users_password(stack):
     assert redis.Redis(host="127.0.0.1", port=cfg.redis_port, username=USER, password=password).ping()
 
 
-def test_mlflow_server_answers(stack):
+def _mlflow_get(url: str, auth: tuple[str, str] | None = None):
+    from hft.stack.base import basic_auth
+
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", basic_auth(*auth))
+    return urllib.request.urlopen(request, timeout=30)
+
+
+def test_mlflow_server_answers_only_its_users(stack):
+    import urllib.error
+
+    from hft.model import registry
+    from hft.stack.base import mlflow_credentials
+
     cfg = stack[0]
-    with urllib.request.urlopen(f"{cfg.mlflow_uri}/health", timeout=10) as resp:
+    user, password = mlflow_credentials(cfg)
+    assert (cfg.home / "secrets" / "mlflow-password").stat().st_mode & 0o777 == 0o600
+    with _mlflow_get(f"{cfg.mlflow_uri}/health") as resp:  # the one open page: health checks
         assert resp.status == 200
     search = f"{cfg.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=5"
-    with urllib.request.urlopen(search, timeout=30) as resp:
+    for who in (None, (user, password + "x"), ("nobody", password)):
+        for url in (search, f"{cfg.mlflow_uri}/", f"{cfg.mlflow_uri}/metrics"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                _mlflow_get(url, who)
+            assert refused.value.code == 401, (url, who and who[0])
+    with _mlflow_get(search, (user, password)) as resp:
         body = json.load(resp)
     assert any(e["name"] == "Default" for e in body.get("experiments", []))
     assert (cfg.home / "mlflow.db").is_file()
+    # hft's own client logs in by itself (the password from HFT_HOME), as the CLI and the DAG tasks do
+    with mock.patch.dict(os.environ):
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "HFT_MLFLOW_PASSWORD"):
+            os.environ.pop(name, None)
+        assert registry.client(cfg.mlflow_uri).search_experiments(max_results=5)
+        assert os.environ["MLFLOW_TRACKING_USERNAME"] == user
 
 
 def test_second_stack_on_the_same_ports_is_refused(stack, tmp_path):
@@ -280,9 +309,11 @@ def test_the_streams_kafka_lag_is_measured_against_its_committed_offsets(stack):
 
 
 def test_mlflow_serves_prometheus_metrics(stack):
-    import urllib.request
 
     cfg = stack[0]
-    urllib.request.urlopen(f"{cfg.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10).read()
-    text = urllib.request.urlopen(f"{cfg.mlflow_uri}/metrics", timeout=10).read().decode()
+    from hft.stack.base import mlflow_credentials
+
+    login = mlflow_credentials(cfg)
+    _mlflow_get(f"{cfg.mlflow_uri}/api/2.0/mlflow/experiments/search?max_results=1", login).read()
+    text = _mlflow_get(f"{cfg.mlflow_uri}/metrics", login).read().decode()
     assert "mlflow_http_request_total" in text or "flask_http_request_total" in text, text[:500]

@@ -95,12 +95,31 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
             engine.dispose()
 
 
+def log_in(tracking_uri: str) -> None:
+    """MLflow's client logs in with ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` from the
+    environment: for a tracking server (``http(s)://``) when they are unset, the stack server's admin, its password
+    ``HFT_MLFLOW_PASSWORD`` or the one generated under ``HFT_HOME`` (when neither exists, nothing: a server of
+    your own without a login). A database URI needs none."""
+    from hft.config import Settings
+    from hft.stack.config import MLFLOW_PASSWORD_ENV, MLFLOW_SECRET, MLFLOW_USER
+
+    if not tracking_uri.startswith(("http://", "https://")) or os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        return
+    password = os.environ.get(MLFLOW_PASSWORD_ENV)
+    path = Settings.from_env().home / "secrets" / MLFLOW_SECRET
+    if not password and path.exists():
+        password = path.read_text().strip()
+    if password:
+        os.environ.update({"MLFLOW_TRACKING_USERNAME": MLFLOW_USER, "MLFLOW_TRACKING_PASSWORD": password})
+
+
 def client(tracking_uri: str | None = None):
     import mlflow
     from mlflow import MlflowClient
 
     uri = tracking_uri or default_tracking_uri()
     check_reachable(uri)
+    log_in(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)

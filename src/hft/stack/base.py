@@ -184,6 +184,15 @@ def secret(home: Path, name: str, env: str, nbytes: int = 24) -> str:
     return path.read_text().strip()
 
 
+def mlflow_credentials(config: StackConfig) -> tuple[str, str]:
+    """(user, password) of the MLflow server's admin (MLflow's basic-auth app): ``HFT_MLFLOW_PASSWORD``, else
+    generated once into ``<HFT_HOME>/secrets/mlflow-password`` (0600)."""
+    from hft.stack.config import MLFLOW_PASSWORD_ENV, MLFLOW_SECRET, MLFLOW_USER
+
+    assert config.home is not None
+    return MLFLOW_USER, secret(config.home, MLFLOW_SECRET, MLFLOW_PASSWORD_ENV)
+
+
 def config_secret(home: Path, name: str, env: str) -> str:
     """:func:`secret`, checked to fit unquoted in a server's configuration file (Redis's, a JAAS line): at least
     12 characters, no spaces, quotes or backslashes."""

@@ -9,6 +9,12 @@ from pathlib import Path
 from hft.config import Settings, env_value
 from hft.errors import HftError
 
+#: The MLflow server's admin (MLflow's basic-auth app: nothing without a login but ``/health``), the variable
+#: that gives its password and the name of the file it is generated into, under ``<HFT_HOME>/secrets``.
+MLFLOW_USER = "admin"
+MLFLOW_PASSWORD_ENV = "HFT_MLFLOW_PASSWORD"
+MLFLOW_SECRET = "mlflow-password"
+
 #: What ``hft stack up`` starts by default: the data path.
 SERVICES: tuple[str, ...] = ("kafka", "redis", "mlflow")
 #: Airflow: the API server (UI and REST API), the scheduler (LocalExecutor) and the DAG processor.

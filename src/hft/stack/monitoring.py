@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from hft.stack.base import SETUP_HINT, Service, basic_auth, http_ok, render
+from hft.stack.base import SETUP_HINT, Service, basic_auth, http_ok, mlflow_credentials, render, write_private
 from hft.stack.config import HOST, StackError, infra_file
 
 #: How often Prometheus scrapes and evaluates the rules (the rules' `for:` durations assume it).
@@ -46,7 +46,6 @@ def write_web_config(folder: Path, config) -> tuple[Path, Path]:
     The hash is kept while the password still matches it (a new hash per start would only cost time)."""
     import bcrypt
 
-    from hft.stack.base import write_private
 
     user, password = ui_credentials(config)
     web, secret_file = folder / "web.yml", folder / "ui-password"
@@ -111,13 +110,16 @@ class Prometheus(Service):
         prune(self.targets)  # processes that died since the last start: restarted, or gone for good
         rules = infra_file("prometheus", "prometheus.yml.template").parent / "rules"
         web_config, _ = write_web_config(self.home, self.config)  # the UI and API behind basic auth
+        mlflow_user, mlflow_password = mlflow_credentials(self.config)
+        write_private(self.home / "mlflow-password", mlflow_password)  # to scrape the tracking server
         render(infra_file("prometheus", "prometheus.yml.template"), self.config_file,
                scrape_interval=SCRAPE_INTERVAL, rules_dir=rules, port=self.config.prometheus_port,
                node_port=self.config.node_exporter_port, redis_exporter_port=self.config.redis_exporter_port,
                targets_dir=self.targets, alertmanager_port=self.config.alertmanager_port,
                kafka_targets=", ".join(f'"{HOST}:{self.config.kafka_node_ports(n)[2]}"'
                                            for n in range(1, self.config.kafka_brokers + 1)),
-               mlflow_port=self.config.mlflow_port,
+               mlflow_port=self.config.mlflow_port, mlflow_user=mlflow_user,
+               mlflow_password_file=self.home / "mlflow-password",
                ui_user=UI_USER, ui_password_file=self.home / "ui-password")
         promtool = shutil.which("promtool")
         if promtool:  # a broken config or rule file fails here, with promtool's words, not in the server log

@@ -200,15 +200,17 @@ class Postgres(Service):
 
 
 def metadata_url(config: StackConfig, app: str) -> str:
-    """Where ``app`` (``mlflow`` or ``airflow``) keeps its state, as an SQLAlchemy URL.
+    """Where ``app`` (``mlflow``, ``mlflow_auth``: the MLflow server's users, or ``airflow``) keeps its state, as
+    an SQLAlchemy URL.
 
-    ``HFT_MLFLOW_DB_URL`` / ``HFT_AIRFLOW_DB_URL`` when set (a managed PostgreSQL, say); else database ``app`` on
-    the stack's PostgreSQL when ``HFT_METADATA_DB=postgres``; else the embedded SQLite file
-    (``<HFT_HOME>/mlflow.db``, ``<HFT_HOME>/airflow/airflow.db``).
+    ``HFT_MLFLOW_DB_URL`` / ``HFT_MLFLOW_AUTH_DB_URL`` / ``HFT_AIRFLOW_DB_URL`` when set (a managed PostgreSQL,
+    say); else database ``app`` on the stack's PostgreSQL when ``HFT_METADATA_DB=postgres``; else the embedded
+    SQLite file (``<HFT_HOME>/mlflow.db``, ``<HFT_HOME>/mlflow-auth.db``, ``<HFT_HOME>/airflow/airflow.db``).
     """
     assert config.home is not None  # StackConfig fills it in
     home = config.home
-    files = {"mlflow": lambda: home / "mlflow.db", "airflow": lambda: config.airflow_home / "airflow.db"}
+    files = {"mlflow": lambda: home / "mlflow.db", "mlflow_auth": lambda: home / "mlflow-auth.db",
+             "airflow": lambda: config.airflow_home / "airflow.db"}
     if app not in files:
         raise StackError(f"no metadata database for {app!r}")
     explicit = env_value(f"HFT_{app.upper()}_DB_URL", "")

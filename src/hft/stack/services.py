@@ -26,7 +26,16 @@ from pathlib import Path
 from hft.kafka_conn import MECHANISM, PASSWORD_ENV, SECRET_NAME, USER, KafkaLogin
 from hft.stack import process
 from hft.stack.airflow import AirflowApi, AirflowDagProcessor, AirflowScheduler
-from hft.stack.base import SETUP_HINT, Service, ServiceStatus, config_secret, java, render
+from hft.stack.base import (
+    SETUP_HINT,
+    Service,
+    ServiceStatus,
+    config_secret,
+    java,
+    mlflow_credentials,
+    render,
+    secret,
+)
 from hft.stack.config import (
     AIRFLOW_SERVICES,
     ALL_SERVICES,
@@ -393,6 +402,10 @@ class MLflow(Service):
     def artifacts(self) -> Path:
         return self.home / "mlartifacts"
 
+    @property
+    def auth_config(self) -> Path:
+        return self.config.run_dir / "mlflow-auth.ini"
+
     def ports(self) -> dict[str, int]:
         return {"HFT_MLFLOW_PORT": self.config.mlflow_port}
 
@@ -417,8 +430,16 @@ class MLflow(Service):
         self.artifacts.mkdir(parents=True, exist_ok=True)
         prepare_database(self.config, metadata_url(self.config, "mlflow"))
         # The store's URL (it may hold a password) goes in the environment, not on the command line.
+        # Nobody in without a login (MLflow's basic-auth app): the admin and its password come in the environment
+        # (env()); this file says where the users live and what a user may do by default (read).
+        users = metadata_url(self.config, "mlflow_auth")
+        prepare_database(self.config, users)
+        # 0600: a PostgreSQL URL holds its password; '%' doubled for MLflow's ConfigParser
+        render(infra_file("mlflow", "basic_auth.ini.template"), self.auth_config, private=True,
+               database=users.replace("%", "%%"))
         argv = [
             str(binary), "server", "--host", HOST, "--port", str(self.config.mlflow_port), "--workers", "1",
+            "--app-name", "basic-auth",
             "--default-artifact-root", str(self.artifacts),
             # /metrics for Prometheus (job mlflow); the multiprocess files live beside the other run data.
             "--expose-prometheus", str(self.config.run_dir / "mlflow-metrics"),
@@ -431,6 +452,11 @@ class MLflow(Service):
         # periodic trace tasks): ~2 GB of Python processes the pipeline never uses. Set it to true to have them.
         env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         env["MLFLOW_BACKEND_STORE_URI"] = metadata_url(self.config, "mlflow")
+        user, password = mlflow_credentials(self.config)
+        env.update({"MLFLOW_AUTH_CONFIG_PATH": str(self.auth_config), "MLFLOW_AUTH_ADMIN_USERNAME": user,
+                    "MLFLOW_AUTH_ADMIN_PASSWORD": password})
+        if not env.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):  # signs the UI's forms (CSRF)
+            env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secret(self.home, "mlflow-flask-key", "MLFLOW_FLASK_SERVER_SECRET_KEY")
         return env
 
     def health(self) -> tuple[bool, str]:

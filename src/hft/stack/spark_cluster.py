@@ -3,7 +3,13 @@ workers (``hft stack up --spark-workers N``), for the streaming job's ``tasks`` 
 (``hft stream --engine tasks --master spark://127.0.0.1:7077``).
 
 Every process binds to loopback (``SPARK_LOCAL_IP``: RPC and web UIs alike), the UIs cannot kill
-applications and the master runs no REST submission server. Worker ``n`` offers ``HFT_SPARK_WORKER_CORES``
+applications and the master runs no REST submission server. Nobody joins uninvited: the master, the workers,
+the drivers and the executors authenticate each other (``spark.authenticate``) with the cluster's secret,
+``HFT_SPARK_SECRET`` or generated once into ``<HFT_HOME>/secrets/spark-secret``; the daemons read it from the
+0600 ``spark-defaults.conf`` of ``SPARK_CONF_DIR`` (:func:`auth_properties`), ``spark-submit`` from the same file
+(``--properties-file``), and a worker hands it to its executors in their environment (Spark's own way). The
+web UIs (and the master's ``/json``) ask for a login (:func:`ui_credentials`, the project's servlet filter).
+Worker ``n`` offers ``HFT_SPARK_WORKER_CORES``
 cores (1) and ``HFT_SPARK_WORKER_MEMORY`` (1g), keeps its executors' folders in ``<run dir>/spark-worker-n``
 and its web UI on ``HFT_SPARK_UI_PORT + n`` (the master's on ``HFT_SPARK_UI_PORT``, 8091).
 """
@@ -18,6 +24,7 @@ from pathlib import Path
 
 from hft.stack.base import SETUP_HINT, Service, child_env
 from hft.stack.config import HOST, StackError
+from hft.stack.spark import hft_spark_jar
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
@@ -35,10 +42,49 @@ def spark_class() -> str:
     return str(launcher)
 
 
+#: The user of the cluster's web UIs (HTTP basic auth, ``hft.spark.BasicAuthFilter``); its password:
+#: :func:`ui_credentials`.
+UI_USER = "hft"
+UI_FILTER = "hft.spark.BasicAuthFilter"
+
+
+def ui_credentials(config) -> tuple[str, str]:
+    """(user, password) of the master's and workers' web UIs: ``HFT_SPARK_UI_PASSWORD``, else generated once into
+    ``<HFT_HOME>/secrets/spark-ui-password`` (0600)."""
+    from hft.stack.base import secret
+
+    assert config.home is not None
+    return UI_USER, secret(config.home, "spark-ui-password", "HFT_SPARK_UI_PASSWORD")
+
+
 def master_state(config) -> dict:
     """The master's JSON status (``/json``): ``status``, ``aliveworkers``, ``workers``, ``activeapps``..."""
-    with urllib.request.urlopen(f"http://{HOST}:{config.spark_ui_port}/json/", timeout=3) as resp:
+    from hft.stack.base import basic_auth
+
+    request = urllib.request.Request(f"http://{HOST}:{config.spark_ui_port}/json/")
+    request.add_header("Authorization", basic_auth(*ui_credentials(config)))
+    with urllib.request.urlopen(request, timeout=3) as resp:
         return json.loads(resp.read())
+
+
+def auth_properties(config) -> Path:
+    """The cluster's Spark properties (0600, written anew each time: the secrets may come from the environment),
+    ``<run dir>/spark-conf/spark-defaults.conf``: authentication on, with the cluster's secret; the web UIs
+    behind the login of :func:`ui_credentials` (its password in a 0600 file beside, which the filter reads)."""
+    from hft.stack.base import config_secret, write_private
+
+    assert config.home is not None
+    folder = config.run_dir / "spark-conf"
+    password_file = folder / "ui-password"
+    user, password = ui_credentials(config)
+    write_private(password_file, password + "\n")
+    path = folder / "spark-defaults.conf"
+    write_private(path, "spark.authenticate true\n"
+                        f"spark.authenticate.secret {config_secret(config.home, 'spark-secret', 'HFT_SPARK_SECRET')}\n"
+                        f"spark.ui.filters {UI_FILTER}\n"
+                        f"spark.{UI_FILTER}.param.user {user}\n"
+                        f"spark.{UI_FILTER}.param.passwordFile {password_file}\n")
+    return path
 
 
 class _SparkDaemon(Service):
@@ -48,6 +94,8 @@ class _SparkDaemon(Service):
     def env(self) -> dict[str, str]:
         env = child_env()
         env.update({"SPARK_LOCAL_IP": HOST, "SPARK_LOG_DIR": str(self.config.run_dir), "PYSPARK_PYTHON": sys.executable,
+                    "SPARK_CONF_DIR": str(auth_properties(self.config).parent),
+                    "SPARK_DAEMON_CLASSPATH": hft_spark_jar(),  # the UIs' login filter
                     # the daemons' own JVM options: no kill links in the UIs, no REST submission server (it
                     # would run any job sent to it, unauthenticated), no port shifting onto a neighbour's when
                     # one is taken (fail instead), finished applications' folders cleaned after a day
