@@ -31,6 +31,11 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         stack.up(config, services)
         if "kafka" in services:
             stack.ensure_topics(config.kafka_bootstrap, stack.stream_topics())
+        if "mlflow" in services:
+            from hft.stack.config import MLFLOW_PASSWORD_ENV, MLFLOW_SECRET, MLFLOW_USER
+
+            out(f"MLflow UI: {config.mlflow_uri} (user {MLFLOW_USER!r}, password {MLFLOW_PASSWORD_ENV} or "
+                f"{config.home}/secrets/{MLFLOW_SECRET})")
         if "airflow-api" in services:
             user, where = stack.airflow_login(config)
             out(f"Airflow UI: {config.airflow_url} (user {user!r}, password {where})")
@@ -42,7 +47,10 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
                 f"{config.prometheus_url}/consoles/hft.html; user {user!r}, password HFT_PROMETHEUS_PASSWORD or "
                 f"{config.home}/secrets/prometheus-password)")
         if "spark" in services and config.spark_workers:
-            out(f"Spark master: {config.spark_master_url} (UI http://127.0.0.1:{config.spark_ui_port}; "
+            from hft.stack.spark_cluster import UI_USER
+
+            out(f"Spark master: {config.spark_master_url} (UI http://127.0.0.1:{config.spark_ui_port}, user "
+                f"{UI_USER!r}, password HFT_SPARK_UI_PASSWORD or {config.home}/secrets/spark-ui-password; "
                 f"hft stream --engine tasks --master {config.spark_master_url})")
         if "elasticsearch" in services:
             out(f"Elasticsearch: {config.elasticsearch_url} (search: hft logs search --help)")
