@@ -153,6 +153,17 @@ SPARK_LOCAL_CONF: dict[str, str] = {
 SPARK_LOCAL_ENV: dict[str, str] = {"SPARK_LOCAL_IP": "127.0.0.1"}
 
 
+def stack_secret(name: str, env: str, home: Path | None = None) -> str | None:
+    """A secret of the stack as a client finds it: the environment variable ``env``, else the file ``name``
+    under ``<home>/secrets`` (default ``HFT_HOME``) that the stack generated (``hft.stack.base.secret``); None
+    when neither holds one (a server of your own without a login)."""
+    value = os.environ.get(env)
+    if value:
+        return value
+    path = Path(home if home is not None else Settings.from_env().home) / "secrets" / name
+    return (path.read_text().strip() or None) if path.exists() else None
+
+
 def join_uri(root: str, *parts: str) -> str:
     """Join path parts onto a local path or a URI (``s3a://b/x`` + ``y`` -> ``s3a://b/x/y``)."""
     out = str(root).rstrip("/")

@@ -11,7 +11,6 @@ Kafka source's JAAS option, which Spark redacts) or in a 0600 file (the CLI tool
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,15 +40,9 @@ class KafkaLogin:
 def login(home: Path | None = None) -> KafkaLogin | None:
     """The stack's user and password (module docstring): ``HFT_KAFKA_PASSWORD``, else the file under ``home``
     (default ``HFT_HOME``); None when there is neither (no SASL)."""
-    password = os.environ.get(PASSWORD_ENV)
-    if not password:
-        if home is None:
-            from hft.config import Settings
+    from hft.config import stack_secret
 
-            home = Settings.from_env().home
-        path = Path(home) / "secrets" / SECRET_NAME
-        if path.exists():
-            password = path.read_text().strip()
+    password = stack_secret(SECRET_NAME, PASSWORD_ENV, home)
     return KafkaLogin(USER, password) if password else None
 
 

@@ -100,15 +100,12 @@ def log_in(tracking_uri: str) -> None:
     environment: for a tracking server (``http(s)://``) when they are unset, the stack server's admin, its password
     ``HFT_MLFLOW_PASSWORD`` or the one generated under ``HFT_HOME`` (when neither exists, nothing: a server of
     your own without a login). A database URI needs none."""
-    from hft.config import Settings
+    from hft.config import stack_secret
     from hft.stack.config import MLFLOW_PASSWORD_ENV, MLFLOW_SECRET, MLFLOW_USER
 
     if not tracking_uri.startswith(("http://", "https://")) or os.environ.get("MLFLOW_TRACKING_USERNAME"):
         return
-    password = os.environ.get(MLFLOW_PASSWORD_ENV)
-    path = Settings.from_env().home / "secrets" / MLFLOW_SECRET
-    if not password and path.exists():
-        password = path.read_text().strip()
+    password = stack_secret(MLFLOW_SECRET, MLFLOW_PASSWORD_ENV)
     if password:
         os.environ.update({"MLFLOW_TRACKING_USERNAME": MLFLOW_USER, "MLFLOW_TRACKING_PASSWORD": password})
 
