@@ -36,6 +36,8 @@ def spark_submit_command(script: str, job_args: list[str], master: str, jars: li
     if not path.exists():
         raise UserError(f"script not found: {path} (set HFT_REPO_ROOT to the checkout)")
     conf = dict(SPARK_LOCAL_CONF)
+    address = local_address()  # a cluster's executors on other hosts call the driver back there
+    conf.update({"spark.driver.host": address, "spark.driver.bindAddress": address})
     if driver_java_options:  # with ours: a separate --driver-java-options would be overridden by the --conf
         conf["spark.driver.extraJavaOptions"] = f"{conf['spark.driver.extraJavaOptions']} {driver_java_options}"
     login: list[str] = []
@@ -55,8 +57,20 @@ def spark_submit_command(script: str, job_args: list[str], master: str, jars: li
     ]
 
 
+def local_address() -> str:
+    """The address this machine's Spark drivers bind: its host's in the hosts file (``HFT_HOSTS_FILE`` and
+    ``HFT_HOST``), else 127.0.0.1."""
+    from hft.stack.hosts import HOSTS_FILE_ENV
+
+    if not os.environ.get(HOSTS_FILE_ENV):
+        return SPARK_LOCAL_ENV["SPARK_LOCAL_IP"]
+    from hft.stack import StackConfig
+
+    return StackConfig.from_env().local_address
+
+
 def spark_env() -> dict[str, str]:
-    return {**os.environ, **SPARK_LOCAL_ENV, "PYSPARK_PYTHON": sys.executable}
+    return {**os.environ, **SPARK_LOCAL_ENV, "SPARK_LOCAL_IP": local_address(), "PYSPARK_PYTHON": sys.executable}
 
 
 def run_spark_job(script: str, job_args: list[str], master: str) -> None:
@@ -95,7 +109,7 @@ def stream_job_command(config, master: str = "local[2]", tickers: list[str] | No
     ``jvm_metrics_port`` (0: off): the driver JVM runs the Prometheus JMX exporter agent there, with Spark's
     metrics (the streaming query's rates and latency, the JVM's) exported through Spark's JmxSink."""
     from hft.stack import streaming_jars
-    from hft.stack.config import HOST, infra_file
+    from hft.stack.config import infra_file
     from hft.stack.services import jmx_agent
 
     job_args = ["--bootstrap", config.kafka_bootstrap, "--redis", config.redis_url,
@@ -110,7 +124,7 @@ def stream_job_command(config, master: str = "local[2]", tickers: list[str] | No
     java_options = None
     if jvm_metrics_port:
         job_args += ["--jvm-metrics-port", str(jvm_metrics_port)]
-        java_options = f"-javaagent:{jmx_agent()}={HOST}:{jvm_metrics_port}:{infra_file('prometheus', 'jmx', 'spark.yml')}"
+        java_options = f"-javaagent:{jmx_agent()}={local_address()}:{jvm_metrics_port}:{infra_file('prometheus', 'jmx', 'spark.yml')}"
     command = spark_submit_command(STREAM_JOB, job_args, master, jars=streaming_jars(), driver_java_options=java_options)
     if jvm_metrics_port:  # Spark's metrics into JMX, the streaming query's included
         at = command.index("--conf")

@@ -1,5 +1,5 @@
-"""``hft stack``: start, stop and check the local services (Kafka, Redis, MLflow, Airflow, PostgreSQL,
-Prometheus) on 127.0.0.1."""
+"""``hft stack``: start, stop and check the services (Kafka, Redis, MLflow, Airflow, PostgreSQL, Prometheus...) on
+127.0.0.1, or this machine's part of a deployment a hosts file describes (``--hosts-file``, ``--host``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,23 @@ from hft.config import Settings
 
 
 def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
-    from hft import stack
-
-    config = stack_config()
     import dataclasses
+    import os
 
+    from hft import stack
+    from hft.stack.hosts import HOST_ENV, HOSTS_FILE_ENV
+
+    if args.hosts_file:
+        os.environ[HOSTS_FILE_ENV] = args.hosts_file
+    if args.host:
+        os.environ[HOST_ENV] = args.host
+    config = stack_config()
+    sizes = {"--kafka-brokers": args.kafka_brokers, "--redis-replicas": args.redis_replicas,
+             "--spark-workers": args.spark_workers}
+    given = [flag for flag, value in sizes.items() if value is not None]
+    if config.hosts is not None and given:
+        raise stack.StackError(f"{', '.join(given)}: the hosts file {config.hosts.path} sets the deployment's sizes "
+                               "([stack] kafka_brokers, redis_replicas, spark_workers)")
     if args.kafka_brokers is not None:
         config = dataclasses.replace(config, kafka_brokers=args.kafka_brokers)
     if args.redis_replicas is not None:
@@ -22,6 +34,8 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     if args.spark_workers is not None:
         config = dataclasses.replace(config, spark_workers=args.spark_workers)
     default = stack.SERVICES if args.action == "up" else stack.ALL_SERVICES
+    if config.hosts is not None and args.action == "up":  # what the file places on this machine
+        default = tuple(name for name, host in config.placement.items() if host.name == config.host)
     services = stack.expand_services(args.services.split(",")) if args.services else default
     if args.spark_workers and "spark" not in services:
         services = (*services, "spark")
@@ -29,7 +43,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         services = stack.with_dependencies(config, services)
     if args.action == "up":
         stack.up(config, services)
-        if "kafka" in services:
+        if "kafka" in services or any(n.startswith("kafka-") for n in services):
             stack.ensure_topics(config.kafka_bootstrap, stack.stream_topics())
         if "mlflow" in services:
             from hft.stack.config import MLFLOW_PASSWORD_ENV, MLFLOW_SECRET, MLFLOW_USER
@@ -49,7 +63,8 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         if "spark" in services and config.spark_workers:
             from hft.stack.spark_cluster import UI_USER
 
-            out(f"Spark master: {config.spark_master_url} (UI http://127.0.0.1:{config.spark_ui_port}, user "
+            out(f"Spark master: {config.spark_master_url} (UI http://{config.address_of('spark-master')}:"
+                f"{config.spark_ui_port}, user "
                 f"{UI_USER!r}, password HFT_SPARK_UI_PASSWORD or {config.home}/secrets/spark-ui-password; "
                 f"hft stream --engine tasks --master {config.spark_master_url})")
         if "elasticsearch" in services:
@@ -63,9 +78,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     for name, st in stack.status(config).items():
         # shown by status when running
         optional = (*stack.AIRFLOW_SERVICES, *stack.MONITORING_SERVICES, *stack.LOGGING_SERVICES, "postgres")
-        node = (name.startswith("kafka-") and "kafka" in services) or (
-            name.startswith(("redis-", "sentinel-")) and "redis" in services) or (
-            name.startswith("spark-") and "spark" in services)
+        node = any(name in config.members(group) for group in services)
         if (name not in services and not node) or (args.action == "status" and not args.services and not st.running
                                     and name in optional):
             continue
@@ -84,6 +97,12 @@ def register(sub) -> None:
                    "monitoring (prometheus to alert-hook), logging (elasticsearch, log-shipper), all. Default: up "
                    "starts kafka,redis,mlflow (and postgres first with HFT_METADATA_DB=postgres); down stops "
                    "everything; status shows the data path, and Airflow and PostgreSQL when running")
+    p.add_argument("--hosts-file", default=None, metavar="FILE",
+                   help="the deployment's hosts file (TOML: each host's address and services, the shared settings; "
+                   "infra/hosts.example.toml). Default HFT_HOSTS_FILE; none: everything on 127.0.0.1")
+    p.add_argument("--host", default=None, metavar="NAME",
+                   help="which host of the hosts file this machine is: up starts (down stops) its services only; "
+                   "up without --services starts all of them. Default HFT_HOST")
     p.add_argument("--kafka-brokers", type=int, default=None, metavar="N",
                    help="Kafka nodes: 1, or 3 for a cluster (topics with 3 replicas, min.insync.replicas=2) that "
                    "loses no acknowledged message when a broker dies. Default HFT_KAFKA_BROKERS, else the size "

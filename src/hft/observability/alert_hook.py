@@ -148,15 +148,16 @@ def main(argv: list[str] | None = None) -> None:
     from hft.observability.logging import configure_logging
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (the stack's host)")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--redis", required=True, help="the Redis the executor reads its kill switch from")
     args = p.parse_args(argv)
     configure_logging(service="hft-alert-hook")
     hook = Hook(webhook_token(Settings.from_env().home), args.redis, kill_switch_enabled())
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler_for(hook))
-    register("alert-hook", args.port)
+    server = ThreadingHTTPServer((args.host, args.port), handler_for(hook))
+    register("alert-hook", args.port, host=args.host)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `hft stack down`: exit through atexit (target file)
-    log.info("alert webhook on 127.0.0.1:%d (kill switch on critical model-aware alerts: %s)", args.port,
+    log.info("alert webhook on %s:%d (kill switch on critical model-aware alerts: %s)", args.host, args.port,
              "on" if hook.kill_switch else "off; HFT_KILL_SWITCH_ON_ALERT=1 turns it on")
     server.serve_forever()
 

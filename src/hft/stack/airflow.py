@@ -35,7 +35,7 @@ from pathlib import Path
 
 from hft.config import env_count, env_value
 from hft.stack.base import SETUP_HINT, Service, child_env, render, write_private
-from hft.stack.config import HOST, StackConfig, StackError, infra_file, repo_root
+from hft.stack.config import StackConfig, StackError, infra_file, repo_root
 from hft.stack.postgres import metadata_url, prepare_database
 
 log = logging.getLogger("hft.stack")
@@ -165,7 +165,7 @@ def bootstrap(config: StackConfig, log_file: Path) -> None:
     (home / "logs").mkdir(parents=True, exist_ok=True)
     render(infra_file("airflow", "airflow.cfg.template"), home / "airflow.cfg",
            dags_folder=repo_root() / "dags", parallelism=settings.parallelism, base_url=config.airflow_url,
-           port=config.airflow_port, log_folder=home / "logs")
+           host=config.address_of("airflow-api"), port=config.airflow_port, log_folder=home / "logs")
     user, password = admin_credentials(config)
     new_database = prepare_database(config, settings.db_url)
     stamp_file = home / ".bootstrap"
@@ -248,7 +248,7 @@ class AirflowApi(_Airflow):
         return ["airflow", "api", f"{self.config.airflow_port}"]
 
     def command(self) -> list[str]:
-        return ["api-server", "--host", HOST, "--port", str(self.config.airflow_port), "--workers", "1"]
+        return ["api-server", "--host", self.host_address, "--port", str(self.config.airflow_port), "--workers", "1"]
 
     def health(self) -> tuple[bool, str]:
         try:

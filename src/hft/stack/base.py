@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hft.stack import process
-from hft.stack.config import HOST, StackConfig, StackError
+from hft.stack.config import StackConfig, StackError
 
 log = logging.getLogger("hft.stack")
 
@@ -52,6 +52,11 @@ class Service:
 
     def __init__(self, config: StackConfig):
         self.config = config
+
+    @property
+    def host_address(self) -> str:
+        """The address this service binds (its host's in the hosts file; 127.0.0.1 without one)."""
+        return self.config.address_of(self.name)
 
     # Paths.
     @property
@@ -111,14 +116,14 @@ class Service:
 
     def check_ports(self) -> None:
         for env, port in self.ports().items():
-            if process.port_in_use(port):
+            if process.port_in_use(port, self.host_address):
                 raise StackError(
-                    f"{self.name}: port {HOST}:{port} is already in use by {process.port_owner(port)}; "
+                    f"{self.name}: port {self.host_address}:{port} is already in use by {process.port_owner(port)}; "
                     f"stop it or pick another port with {env}=..."
                 )
 
     def safe_health(self) -> tuple[bool, str]:
-        if not all(process.port_open(p) for p in self.ports().values()):
+        if not all(process.port_open(p, self.host_address) for p in self.ports().values()):
             return False, "port not open"
         try:
             return self.health()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from hft.config import Settings, env_value
 from hft.errors import HftError
+from hft.stack.hosts import HOST_ENV, HOSTS_FILE_ENV, Host, Hosts, HostsFileError
+from hft.stack.hosts import read as read_hosts
 
 #: The MLflow server's admin (MLflow's basic-auth app: nothing without a login but ``/health``), the variable
 #: that gives its password and the name of the file it is generated into, under ``<HFT_HOME>/secrets``.
@@ -59,6 +62,21 @@ def expand_services(names) -> tuple[str, ...]:
 
 class StackError(HftError):
     """The stack cannot do what was asked; the message says why and, where it can, what to do."""
+
+
+#: The hosts file's ``[stack]`` settings: the fields below but the folders and the placement itself.
+_NOT_SETTINGS = ("run_dir", "home", "postgres_data", "hosts", "host", "placement")
+
+
+def new_kafka_cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as ``kafka-storage random-uuid``)."""
+    import base64
+    import uuid
+
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
 
 
 def formatted_kafka_cluster(run_dir: Path) -> dict | None:
@@ -157,6 +175,11 @@ class StackConfig:
         spark_worker_cores, spark_worker_memory: what each worker offers its executors.
         home: ``HFT_HOME``; MLflow keeps ``mlflow.db`` and ``mlartifacts/`` here, where the CLI finds them
             when ``MLFLOW_TRACKING_URI`` is unset. Defaults to the parent of ``run_dir``.
+        kafka_cluster_id: the Kafka cluster's id, given (by a hosts file: every host formats its nodes with
+            it) or None (node 1 makes one when it first formats, ``kafka-cluster.json``).
+        hosts: the deployment's hosts file (:mod:`hft.stack.hosts`); None: everything on 127.0.0.1.
+        host: which of its hosts this machine is (``HFT_HOST``): ``up`` and ``down`` act on its services only.
+        placement: ``{service: host}``, filled in from ``hosts`` (:meth:`address_of`, :meth:`runs_here`).
     """
 
     run_dir: Path
@@ -188,6 +211,10 @@ class StackConfig:
     spark_worker_cores: int = 1
     spark_worker_memory: str = "1g"
     home: Path | None = None
+    kafka_cluster_id: str | None = None
+    hosts: Hosts | None = field(default=None, compare=False)
+    host: str | None = None
+    placement: dict[str, Host] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         run_dir = Path(self.run_dir).absolute()
@@ -235,6 +262,60 @@ class StackConfig:
             raise StackError(f"a port out of range (1-65535): {ports}")
         if len(set(ports.values())) != len(ports):
             raise StackError(f"two services share a port: {ports}")
+        object.__setattr__(self, "placement", self._place(self.hosts) if self.hosts is not None else {})
+
+    def _place(self, hosts: Hosts) -> dict[str, Host]:
+        known = set(self.members("all")) | {"postgres"}
+        try:
+            where = hosts.place(self.members, known)
+            if self.host is not None:
+                hosts.host(self.host)
+        except HostsFileError as e:
+            raise StackError(str(e)) from None
+        kafka_hosts = {where[n].name for n in self.members("kafka") if n in where}
+        if len(kafka_hosts) > 1 and not self.kafka_cluster_id:
+            raise StackError(f"{hosts.path}: Kafka's nodes run on {len(kafka_hosts)} hosts, which must format them "
+                             f"with the same cluster id: add `kafka_cluster_id = \"{new_kafka_cluster_id()}\"` to "
+                             "[stack]")
+        return where
+
+    def members(self, name: str) -> tuple[str, ...]:
+        """The services a name stands for: a group's members (``kafka``: every node, ``redis``: the nodes and the
+        Sentinels, ``spark``: the master and the workers when there are workers, ``airflow``, ``monitoring``,
+        ``logging``, ``all``), a service itself."""
+        if name == "kafka":
+            return ("kafka", *(f"kafka-{n}" for n in range(2, self.kafka_brokers + 1)))
+        if name == "redis":
+            return ("redis", *(f"redis-{n}" for n in range(2, self.redis_replicas + 2)),
+                    *(f"sentinel-{k}" for k in range(1, len(self.redis_sentinels) + 1)))
+        if name == "spark":
+            return ("spark-master", *(f"spark-worker-{n}" for n in range(1, self.spark_workers + 1))) \
+                if self.spark_workers else ()
+        if name in GROUPS:
+            return tuple(m for g in GROUPS[name] for m in self.members(g))
+        return (name,)
+
+    def address_of(self, service: str) -> str:
+        """Where ``service`` (``kafka-2``, ``spark-master``...) listens: its host's address in the hosts file, else
+        127.0.0.1."""
+        host = self.placement.get(service)
+        return host.address if host is not None else HOST
+
+    def host_of(self, service: str) -> Host | None:
+        """The host that runs ``service`` (None: no hosts file, or the file does not place it)."""
+        return self.placement.get(service)
+
+    def runs_here(self, service: str) -> bool:
+        """This machine runs ``service``: no hosts file, or the file places it on :attr:`host`."""
+        if self.hosts is None:
+            return True
+        host = self.placement.get(service)
+        return host is not None and host.name == self.host
+
+    @property
+    def local_address(self) -> str:
+        """This machine's address in the deployment (its host's), for what it serves itself (a Spark driver)."""
+        return self.hosts.host(self.host).address if self.hosts is not None and self.host else HOST
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -253,6 +334,13 @@ class StackConfig:
         ``HFT_SPARK_WORKER_CORES`` (1), ``HFT_SPARK_WORKER_MEMORY`` (``1g``)."""
         home = Settings.from_env().home
         data = env_value("HFT_POSTGRES_DATA", "")
+        hosts_file = env_value(HOSTS_FILE_ENV, "")
+        if hosts_file:
+            try:
+                hosts = read_hosts(hosts_file)
+            except HostsFileError as e:
+                raise StackError(str(e)) from None
+            return cls._with_hosts(hosts, home, Path(data) if data else None)
         return cls(
             run_dir=home / "run",
             kafka_port=_port("HFT_KAFKA_PORT", 9092),
@@ -285,6 +373,31 @@ class StackConfig:
             home=home,
         )
 
+    @classmethod
+    def _with_hosts(cls, hosts: Hosts, home: Path, postgres_data: Path | None) -> StackConfig:
+        """The configuration a hosts file describes: its ``[stack]`` settings (an ``HFT_*`` variable that says
+        otherwise is an error: every host must see the same deployment), this machine's host from ``HFT_HOST``
+        (the only host when there is one)."""
+        names = {f.name: f for f in fields(cls) if f.name not in _NOT_SETTINGS}
+        settings: dict[str, Any] = dict(hosts.settings)
+        unknown = set(settings) - set(names)
+        if unknown:
+            raise StackError(f"{hosts.path}: unknown setting(s) in [stack]: {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(sorted(names))})")
+        for key, value in settings.items():
+            env = "HFT_" + key.upper()
+            raw = os.environ.get(env)
+            if raw is not None and raw.strip() != str(value):
+                raise StackError(f"{env}={raw} but {hosts.path} says {key} = {value!r}: every host must see the same "
+                                 f"deployment; unset {env} (or change the file on every host)")
+            want = int if names[key].type in ("int",) else str
+            if want is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise StackError(f"{hosts.path}: [stack] {key} must be a whole number, not {value!r}")
+            if want is str and not isinstance(value, str):
+                raise StackError(f"{hosts.path}: [stack] {key} must be a string, not {value!r}")
+        host = env_value(HOST_ENV, "") or (hosts.hosts[0].name if len(hosts.hosts) == 1 else None)
+        return cls(run_dir=home / "run", home=home, postgres_data=postgres_data, hosts=hosts, host=host, **settings)
+
     def kafka_node_ports(self, node: int) -> tuple[int, int, int]:
         """(client, controller, JMX metrics) ports of Kafka node ``node`` (1-based)."""
         step = (node - 1) * KAFKA_PORT_STEP
@@ -293,12 +406,17 @@ class StackConfig:
     @property
     def kafka_bootstrap(self) -> str:
         """Every node's client listener (``host:port,...``): a client reaches the cluster while one is down."""
-        return ",".join(f"{HOST}:{self.kafka_node_ports(n)[0]}" for n in range(1, self.kafka_brokers + 1))
+        return ",".join(f"{self.kafka_node_address(n)}:{self.kafka_node_ports(n)[0]}"
+                        for n in range(1, self.kafka_brokers + 1))
 
     @property
     def kafka_quorum(self) -> str:
         """The KRaft voters (``id@host:controller_port,...``)."""
-        return ",".join(f"{n}@{HOST}:{self.kafka_node_ports(n)[1]}" for n in range(1, self.kafka_brokers + 1))
+        return ",".join(f"{n}@{self.kafka_node_address(n)}:{self.kafka_node_ports(n)[1]}"
+                        for n in range(1, self.kafka_brokers + 1))
+
+    def kafka_node_address(self, node: int) -> str:
+        return self.address_of("kafka" if node == 1 else f"kafka-{node}")
 
     def redis_node_port(self, node: int) -> int:
         """Redis node ``node`` (1: the first master; 2...: its replicas)."""
@@ -316,19 +434,22 @@ class StackConfig:
         if self.redis_replicas:
             from hft.redis_conn import MASTER_NAME, SENTINEL_SCHEME, USER
 
-            hosts = ",".join(f"{HOST}:{p}" for p in self.redis_sentinels)
+            hosts = ",".join(f"{self.address_of(f'sentinel-{k}')}:{p}" for k, p in enumerate(self.redis_sentinels, 1))
             return f"{SENTINEL_SCHEME}://{USER}@{hosts}/{MASTER_NAME}/0?{self._redis_password_query}"
         return self.redis_node_url(1)
 
     def redis_node_url(self, node: int) -> str:
         """One Redis node, directly (the exporter, health checks)."""
-        return self.redis_url_on(self.redis_node_port(node))
+        return self.redis_url_on(self.redis_node_port(node), self.redis_node_address(node))
 
-    def redis_url_on(self, port: int) -> str:
-        """The Redis node or Sentinel on ``port``, logged in as the stack's user."""
+    def redis_node_address(self, node: int) -> str:
+        return self.address_of("redis" if node == 1 else f"redis-{node}")
+
+    def redis_url_on(self, port: int, address: str = HOST) -> str:
+        """The Redis node or Sentinel at ``address:port``, logged in as the stack's user."""
         from hft.redis_conn import USER
 
-        return f"redis://{USER}@{HOST}:{port}/0?{self._redis_password_query}"
+        return f"redis://{USER}@{address}:{port}/0?{self._redis_password_query}"
 
     @property
     def redis_password_file(self) -> Path:
@@ -345,24 +466,24 @@ class StackConfig:
     @property
     def spark_master_url(self) -> str:
         """The standalone cluster's master (``hft stream --master``)."""
-        return f"spark://{HOST}:{self.spark_master_port}"
+        return f"spark://{self.address_of('spark-master')}:{self.spark_master_port}"
 
     @property
     def mlflow_uri(self) -> str:
-        return f"http://{HOST}:{self.mlflow_port}"
+        return f"http://{self.address_of('mlflow')}:{self.mlflow_port}"
 
     @property
     def prometheus_url(self) -> str:
-        return f"http://{HOST}:{self.prometheus_port}"
+        return f"http://{self.address_of('prometheus')}:{self.prometheus_port}"
 
     @property
     def elasticsearch_url(self) -> str:
         """The Elasticsearch node's HTTP API (``elasticsearch.Elasticsearch(cfg.elasticsearch_url)``)."""
-        return f"http://{HOST}:{self.elasticsearch_port}"
+        return f"http://{self.address_of('elasticsearch')}:{self.elasticsearch_port}"
 
     @property
     def airflow_url(self) -> str:
-        return f"http://{HOST}:{self.airflow_port}"
+        return f"http://{self.address_of('airflow-api')}:{self.airflow_port}"
 
     @property
     def airflow_home(self) -> Path:

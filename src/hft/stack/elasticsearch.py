@@ -122,7 +122,7 @@ class Elasticsearch(Service):
         for folder in (self.config_dir, self.data_dir, self.logs_dir, self.home / "tmp"):
             folder.mkdir(parents=True, exist_ok=True)
         render(infra_file("elasticsearch", "elasticsearch.yml.template"), self.config_dir / "elasticsearch.yml",
-               cluster_name=CLUSTER_NAME, node_name=f"hft-{self.config.elasticsearch_port}",
+               cluster_name=CLUSTER_NAME, node_name=f"hft-{self.config.elasticsearch_port}", host=self.host_address,
                http_port=self.config.elasticsearch_port, transport_port=self.config.elasticsearch_transport_port,
                data_dir=self.data_dir, logs_dir=self.logs_dir)
         shutil.copyfile(infra_file("elasticsearch", "log4j2.properties"), self.config_dir / "log4j2.properties")
@@ -172,6 +172,10 @@ class LogShipper(Service):
 
     name = "log-shipper"
     start_timeout = 60.0
+
+    @property
+    def host_address(self) -> str:
+        return "127.0.0.1"  # its /metrics, like every hft process's, stays on loopback (on its host)
 
     def ports(self) -> dict[str, int]:
         return {"HFT_LOG_SHIPPER_PORT": self.config.log_shipper_port}

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from hft.stack.base import SETUP_HINT, Service, basic_auth, http_ok, mlflow_credentials, render, write_private
-from hft.stack.config import HOST, StackError, infra_file
+from hft.stack.config import StackError, infra_file
 
 #: How often Prometheus scrapes and evaluates the rules (the rules' `for:` durations assume it).
 SCRAPE_INTERVAL = "5s"
@@ -113,10 +113,13 @@ class Prometheus(Service):
         mlflow_user, mlflow_password = mlflow_credentials(self.config)
         write_private(self.home / "mlflow-password", mlflow_password)  # to scrape the tracking server
         render(infra_file("prometheus", "prometheus.yml.template"), self.config_file,
-               scrape_interval=SCRAPE_INTERVAL, rules_dir=rules, port=self.config.prometheus_port,
+               scrape_interval=SCRAPE_INTERVAL, rules_dir=rules, host=self.host_address, port=self.config.prometheus_port,
+               node_host=self.config.address_of("node-exporter"),
+               redis_exporter_host=self.config.address_of("redis-exporter"), mlflow_host=self.config.address_of("mlflow"),
+               alertmanager_host=self.config.address_of("alertmanager"),
                node_port=self.config.node_exporter_port, redis_exporter_port=self.config.redis_exporter_port,
                targets_dir=self.targets, alertmanager_port=self.config.alertmanager_port,
-               kafka_targets=", ".join(f'"{HOST}:{self.config.kafka_node_ports(n)[2]}"'
+               kafka_targets=", ".join(f'"{self.config.kafka_node_address(n)}:{self.config.kafka_node_ports(n)[2]}"'
                                            for n in range(1, self.config.kafka_brokers + 1)),
                mlflow_port=self.config.mlflow_port, mlflow_user=mlflow_user,
                mlflow_password_file=self.home / "mlflow-password",
@@ -134,7 +137,7 @@ class Prometheus(Service):
         consoles = self.home / "consoles"
         write_console(infra_file("grafana", "hft-dashboard.json"), consoles)
         argv = [binary, f"--config.file={self.config_file}", f"--storage.tsdb.path={self.home / 'data'}",
-                f"--web.listen-address={HOST}:{self.config.prometheus_port}", "--storage.tsdb.retention.time=15d",
+                f"--web.listen-address={self.host_address}:{self.config.prometheus_port}", "--storage.tsdb.retention.time=15d",
                 f"--web.external-url={self.config.prometheus_url}", f"--web.console.templates={consoles}",
                 f"--web.console.libraries={consoles}", f"--web.config.file={web_config}"]
         return argv, self.home
@@ -145,7 +148,8 @@ class Prometheus(Service):
 
 
 class _Exporter(Service):
-    """A Prometheus exporter from Debian: ``program`` serving ``/metrics`` on 127.0.0.1:``port``."""
+    """A Prometheus exporter from Debian: ``program`` serving ``/metrics`` on its address (loopback only:
+    :data:`hft.stack.hosts.LOOPBACK_ONLY`) and ``port``."""
 
     start_timeout = 30.0
     program = ""
@@ -160,10 +164,10 @@ class _Exporter(Service):
         return {self.port_env: self.port()}
 
     def address(self) -> str:
-        return f"http://{HOST}:{self.port()}/metrics"
+        return f"http://{self.host_address}:{self.port()}/metrics"
 
     def markers(self) -> list[str]:
-        return [self.program, f"{HOST}:{self.port()}"]
+        return [self.program, f"{self.host_address}:{self.port()}"]
 
     def check(self) -> None:
         _program(self.program)
@@ -184,7 +188,7 @@ class NodeExporter(_Exporter):
         return self.config.node_exporter_port
 
     def arguments(self) -> list[str]:
-        return [f"--web.listen-address={HOST}:{self.port()}"]
+        return [f"--web.listen-address={self.host_address}:{self.port()}"]
 
 
 class RedisExporter(_Exporter):
@@ -198,8 +202,9 @@ class RedisExporter(_Exporter):
     def arguments(self) -> list[str]:
         from hft.redis_conn import USER
 
-        return ["-web.listen-address", f"{HOST}:{self.port()}",
-                "-redis.addr", f"redis://{HOST}:{self.config.redis_node_port(1)}", "-redis.user", USER]
+        return ["-web.listen-address", f"{self.host_address}:{self.port()}",
+                "-redis.addr", f"redis://{self.config.redis_node_address(1)}:{self.config.redis_node_port(1)}",
+                "-redis.user", USER]
 
     def env(self) -> dict[str, str]:
         """The password in the environment (``REDIS_PASSWORD``), not on the command line."""
@@ -228,7 +233,7 @@ class Alertmanager(Service):
         return {"HFT_ALERTMANAGER_PORT": self.config.alertmanager_port}
 
     def address(self) -> str:
-        return f"http://{HOST}:{self.config.alertmanager_port}"
+        return f"http://{self.host_address}:{self.config.alertmanager_port}"
 
     def markers(self) -> list[str]:
         return ["prometheus-alertmanager", f"--config.file={self.config_file}"]
@@ -246,12 +251,13 @@ class Alertmanager(Service):
         token_file = self.home / "webhook-token"
         write_private(token_file, webhook_token(self.config.home))
         render(infra_file("alertmanager", "alertmanager.yml.template"), self.config_file,
-               group_wait=GROUP_WAIT, group_interval=GROUP_INTERVAL, hook_port=self.config.alert_hook_port,
+               group_wait=GROUP_WAIT, group_interval=GROUP_INTERVAL, hook_url=AlertHook(self.config).address(),
                token_file=token_file)
         web_config, _ = write_web_config(self.home, self.config)
         argv = [_program("prometheus-alertmanager"), f"--config.file={self.config_file}",
                 f"--web.config.file={web_config}",
-                f"--storage.path={self.home / 'data'}", f"--web.listen-address={HOST}:{self.config.alertmanager_port}",
+                f"--storage.path={self.home / 'data'}",
+                f"--web.listen-address={self.host_address}:{self.config.alertmanager_port}",
                 "--cluster.listen-address=",  # one instance: no gossip port (it would listen on all interfaces)
                 f"--web.external-url={self.address()}"]
         return argv, self.home
@@ -270,7 +276,7 @@ class AlertHook(Service):
         return {"HFT_ALERT_HOOK_PORT": self.config.alert_hook_port}
 
     def address(self) -> str:
-        return f"http://{HOST}:{self.config.alert_hook_port}/alerts"
+        return f"http://{self.host_address}:{self.config.alert_hook_port}/alerts"
 
     def markers(self) -> list[str]:
         return ["hft.observability.alert_hook", "--port", str(self.config.alert_hook_port)]
@@ -286,8 +292,8 @@ class AlertHook(Service):
     def prepare(self) -> tuple[list[str], Path]:
         import sys
 
-        return [sys.executable, "-m", "hft.observability.alert_hook", "--port", str(self.config.alert_hook_port),
-                "--redis", self.config.redis_url], self.config.run_dir
+        return [sys.executable, "-m", "hft.observability.alert_hook", "--host", self.host_address,
+                "--port", str(self.config.alert_hook_port), "--redis", self.config.redis_url], self.config.run_dir
 
     def health(self) -> tuple[bool, str]:
-        return http_ok(f"http://{HOST}:{self.config.alert_hook_port}/health")
+        return http_ok(f"http://{self.host_address}:{self.config.alert_hook_port}/health")

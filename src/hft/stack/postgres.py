@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from hft.config import env_value
 from hft.stack.base import SETUP_HINT, Service, secret
-from hft.stack.config import HOST, StackConfig, StackError
+from hft.stack.config import StackConfig, StackError
 
 log = logging.getLogger("hft.stack")
 
@@ -43,13 +43,14 @@ def password(config: StackConfig) -> str:
 
 def database_url(config: StackConfig, database: str, driver: str = "postgresql+psycopg2") -> str:
     """The SQLAlchemy URL of one of the stack's databases (holds the password: never log it)."""
-    return f"{driver}://{USER}:{quote(password(config), safe='')}@{HOST}:{config.postgres_port}/{database}"
+    return (f"{driver}://{USER}:{quote(password(config), safe='')}@{config.address_of('postgres')}:"
+            f"{config.postgres_port}/{database}")
 
 
 def _connect(config: StackConfig, database: str = "postgres", timeout: int = 3):
     import psycopg2
 
-    return psycopg2.connect(host=HOST, port=config.postgres_port, user=USER, password=password(config),
+    return psycopg2.connect(host=config.address_of("postgres"), port=config.postgres_port, user=USER, password=password(config),
                             dbname=database, connect_timeout=timeout)
 
 
@@ -62,7 +63,7 @@ def ensure_database(config: StackConfig, name: str) -> bool:
     try:
         conn = _connect(config)
     except psycopg2.OperationalError as e:
-        raise StackError(f"PostgreSQL at {HOST}:{config.postgres_port} is not reachable ({str(e).strip()}); "
+        raise StackError(f"PostgreSQL at {config.address_of('postgres')}:{config.postgres_port} is not reachable ({str(e).strip()}); "
                          "start it with `HFT_METADATA_DB=postgres hft stack up`") from None
     try:
         conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
@@ -117,7 +118,7 @@ class Postgres(Service):
         return {"HFT_POSTGRES_PORT": self.config.postgres_port}
 
     def address(self) -> str:
-        return f"postgresql://{USER}@{HOST}:{self.config.postgres_port}"
+        return f"postgresql://{USER}@{self.host_address}:{self.config.postgres_port}"
 
     def markers(self) -> list[str]:
         return ["postgres", "-D", str(self.data_dir)]
@@ -156,8 +157,8 @@ class Postgres(Service):
             self._initdb(bindir)
         argv = [
             *_as_server_user(), str(bindir / "postgres"), "-D", str(self.data_dir),
-            "-c", f"listen_addresses={HOST}", "-c", f"port={self.config.postgres_port}",
-            "-c", "unix_socket_directories=",  # TCP on 127.0.0.1 only
+            "-c", f"listen_addresses={self.host_address}", "-c", f"port={self.config.postgres_port}",
+            "-c", "unix_socket_directories=",  # TCP on its address only
             "-c", "log_destination=stderr", "-c", "logging_collector=off",  # into <run_dir>/postgres.log
         ]
         return argv, self.data_dir
@@ -224,7 +225,7 @@ def metadata_url(config: StackConfig, app: str) -> str:
 def prepare_database(config: StackConfig, url: str) -> bool:
     """Before a client starts: its database on the stack's PostgreSQL exists (other URLs are left alone).
     True when it was created just now (the client's schema must be made)."""
-    prefix = f"{HOST}:{config.postgres_port}/"
+    prefix = f"{config.address_of('postgres')}:{config.postgres_port}/"
     if config.metadata_db == "postgres" and url.startswith("postgresql") and prefix in url:
         return ensure_database(config, url.rsplit("/", 1)[1].split("?", 1)[0])
     return False

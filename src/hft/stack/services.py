@@ -10,7 +10,6 @@ still runs the expected program, so a stale file (crash, reboot, reused pid) is 
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import shutil
@@ -19,7 +18,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -39,7 +37,6 @@ from hft.stack.base import (
 from hft.stack.config import (
     AIRFLOW_SERVICES,
     ALL_SERVICES,
-    HOST,
     KAFKA_PORT_STEP,
     SERVICES,
     StackConfig,
@@ -47,6 +44,7 @@ from hft.stack.config import (
     expand_services,
     formatted_kafka_cluster,
     infra_file,
+    new_kafka_cluster_id,
     repo_root,
 )
 from hft.stack.elasticsearch import Elasticsearch, LogShipper
@@ -56,14 +54,6 @@ from hft.stack.postgres import Postgres, metadata_url, prepare_database
 from hft.stack.spark_cluster import SparkMaster, SparkWorker
 
 log = logging.getLogger("hft.stack")
-
-
-def _cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as ``kafka-storage random-uuid``)."""
-    while True:
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not cid.startswith("-"):
-            return cid
 
 
 def jmx_agent() -> Path:
@@ -114,7 +104,7 @@ class Kafka(Service):
                 f"HFT_KAFKA_METRICS_PORT{suffix}": metrics}
 
     def address(self) -> str:
-        return f"{HOST}:{self.config.kafka_node_ports(self.node)[0]}"
+        return f"{self.host_address}:{self.config.kafka_node_ports(self.node)[0]}"
 
     def markers(self) -> list[str]:
         return ["kafka.Kafka", str(self.properties)]
@@ -149,11 +139,11 @@ class Kafka(Service):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         brokers = self.config.kafka_brokers
         client, controller, metrics = self.config.kafka_node_ports(self.node)
-        quorum = (f"controller.quorum.bootstrap.servers={HOST}:{controller}" if brokers == 1
+        quorum = (f"controller.quorum.bootstrap.servers={self.host_address}:{controller}" if brokers == 1
                   else f"controller.quorum.voters={self.config.kafka_quorum}")
         auth = self.login()
         render(infra_file("kafka", "server.properties.template"), self.properties, private=True,
-               node_id=self.node, quorum=quorum, port=client, controller_port=controller, log_dirs=self.data_dir,
+               node_id=self.node, quorum=quorum, host=self.host_address, port=client, controller_port=controller, log_dirs=self.data_dir,
                replicas=min(3, brokers), min_isr=2 if brokers >= 3 else 1, mechanism=MECHANISM, jaas=auth.jaas)
         if not (self.data_dir / "meta.properties").exists():
             self._format(auth)
@@ -162,8 +152,8 @@ class Kafka(Service):
                 f"{self.name}: its storage in {self.data_dir} was formatted before Kafka required a login, so it "
                 f"knows no user: `hft stack down` and remove {self.config.run_dir}/kafka* (its topics are lost) to "
                 "start anew")
-        # The Prometheus JMX exporter in the broker's JVM: /metrics on 127.0.0.1 (scraped as job "kafka").
-        agent = f"-javaagent:{jmx_agent()}={HOST}:{metrics}:{infra_file('prometheus', 'jmx', 'kafka.yml')}"
+        # The Prometheus JMX exporter in the broker's JVM: /metrics on its address (scraped as job "kafka").
+        agent = f"-javaagent:{jmx_agent()}={self.host_address}:{metrics}:{infra_file('prometheus', 'jmx', 'kafka.yml')}"
         return [*jvm, agent, "kafka.Kafka", str(self.properties)], self.home
 
     @property
@@ -181,8 +171,11 @@ class Kafka(Service):
         """Format the KRaft storage once, with the cluster's id (made by the first node formatted): one node is
         the single voter of a dynamic quorum (``--standalone``); a cluster's voters are in the properties."""
         cluster = formatted_kafka_cluster(self.config.run_dir)
-        if cluster is None or cluster["cluster_id"] is None:
-            cluster = {"cluster_id": _cluster_id(), "brokers": self.config.kafka_brokers}
+        if self.config.kafka_cluster_id:  # given (a hosts file): the same on every host
+            cluster = {"cluster_id": self.config.kafka_cluster_id, "brokers": self.config.kafka_brokers}
+            self.cluster_file.write_text(json.dumps(cluster) + "\n")
+        elif cluster is None or cluster["cluster_id"] is None:
+            cluster = {"cluster_id": new_kafka_cluster_id(), "brokers": self.config.kafka_brokers}
             self.cluster_file.write_text(json.dumps(cluster) + "\n")
         quorum = ["--standalone"] if self.config.kafka_brokers == 1 else []
         # The user's SCRAM credential goes into the cluster's first metadata (brokers authenticate each other
@@ -238,21 +231,21 @@ class Redis(Service):
         return self.config.redis_url if self.node == 1 else self.config.redis_node_url(self.node)
 
     def markers(self) -> list[str]:
-        return ["redis-server", f"{HOST}:{self.port}"]  # Redis rewrites its title to 'redis-server 127.0.0.1:PORT'
+        return ["redis-server", f"{self.host_address}:{self.port}"]  # Redis's title: 'redis-server ADDRESS:PORT'
 
     def check(self) -> None:
         _redis_binary()
         infra_file("redis", "redis.conf.template")
         _redis_module()
 
-    def _master_now(self) -> int | None:
-        """The port of the master the Sentinels know now (None: no Sentinel answers)."""
+    def _master_now(self) -> tuple[str, int] | None:
+        """The address and port of the master the Sentinels know now (None: no Sentinel answers)."""
         from hft.redis_conn import master_address
 
         if not self.config.redis_sentinels:
             return None
         try:
-            return master_address(self.config.redis_url)[1]
+            return master_address(self.config.redis_url)
         except Exception:  # noqa: BLE001 - no Sentinel up yet: the stack's first start
             return None
 
@@ -263,11 +256,12 @@ class Redis(Service):
         replication = ""
         if self.config.redis_replicas:
             # A node rejoins as a replica of the master of the moment (after a failover, not node 1).
-            master = self._master_now() or self.config.redis_node_port(1)
+            host, port = self._master_now() or (self.config.redis_node_address(1), self.config.redis_node_port(1))
             replication = "min-replicas-to-write 1\nmin-replicas-max-lag 10\n"
-            if master != self.port:
-                replication += f"replicaof {HOST} {master}\n"
-        render(infra_file("redis", "redis.conf.template"), conf, private=True, port=self.port, dir=self.data_dir,
+            if (host, port) != (self.host_address, self.port):
+                replication += f"replicaof {host} {port}\n"
+        render(infra_file("redis", "redis.conf.template"), conf, private=True, host=self.host_address, port=self.port,
+               dir=self.data_dir,
                replication=replication, **_redis_login(self.config))
         if self.node == 1:
             (self.config.run_dir / "redis-replication.json").write_text(
@@ -276,7 +270,7 @@ class Redis(Service):
 
     def health(self) -> tuple[bool, str]:
         redis = _redis_module()
-        client = _redis_client(self.config, self.port)
+        client = _redis_client(self.config, self.host_address, self.port)
         try:
             if not client.ping():
                 return False, "PING not answered"
@@ -319,10 +313,10 @@ class Sentinel(Service):
         return {f"HFT_REDIS_SENTINEL_PORT (+{self.k - 1})": self.port}
 
     def address(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{self.host_address}:{self.port}"
 
     def markers(self) -> list[str]:
-        return ["redis-server", f"{HOST}:{self.port}", "sentinel"]
+        return ["redis-server", f"{self.host_address}:{self.port}", "sentinel"]
 
     def check(self) -> None:
         _redis_binary()
@@ -335,8 +329,9 @@ class Sentinel(Service):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "sentinel.conf"
         if not conf.exists():  # Sentinel keeps what it learned (the master now, the replicas) in this file
-            render(infra_file("redis", "sentinel.conf.template"), conf, private=True, port=self.port,
-                   dir=self.data_dir, master=MASTER_NAME, master_port=self.config.redis_node_port(1),
+            render(infra_file("redis", "sentinel.conf.template"), conf, private=True, host=self.host_address,
+                   port=self.port, dir=self.data_dir, master=MASTER_NAME,
+                   master_host=self.config.redis_node_address(1), master_port=self.config.redis_node_port(1),
                    **_redis_login(self.config))
         return [_redis_binary(), str(conf), "--sentinel"], self.data_dir
 
@@ -344,7 +339,7 @@ class Sentinel(Service):
         from hft.redis_conn import MASTER_NAME
 
         redis = _redis_module()
-        client = _redis_client(self.config, self.port)
+        client = _redis_client(self.config, self.host_address, self.port)
         try:
             master = client.sentinel_master(MASTER_NAME)
             flags = master.get("flags", "")
@@ -373,11 +368,11 @@ def _redis_login(config: StackConfig) -> dict[str, str]:
     return {"user": USER, "password": config_secret(config.home, config.redis_password_file.name, PASSWORD_ENV)}
 
 
-def _redis_client(config: StackConfig, port: int):
-    """A client of the stack's Redis node or Sentinel on ``port``, logged in."""
+def _redis_client(config: StackConfig, address: str, port: int):
+    """A client of the stack's Redis node or Sentinel at ``address:port``, logged in."""
     from hft.redis_conn import connect
 
-    return connect(config.redis_url_on(port), decode_responses=False, socket_timeout=2, socket_connect_timeout=2)
+    return connect(config.redis_url_on(port, address), decode_responses=False, socket_timeout=2, socket_connect_timeout=2)
 
 
 def _redis_module():
@@ -438,7 +433,7 @@ class MLflow(Service):
         render(infra_file("mlflow", "basic_auth.ini.template"), self.auth_config, private=True,
                database=users.replace("%", "%%"))
         argv = [
-            str(binary), "server", "--host", HOST, "--port", str(self.config.mlflow_port), "--workers", "1",
+            str(binary), "server", "--host", self.host_address, "--port", str(self.config.mlflow_port), "--workers", "1",
             "--app-name", "basic-auth",
             "--default-artifact-root", str(self.artifacts),
             # /metrics for Prometheus (job mlflow); the multiprocess files live beside the other run data.
@@ -528,9 +523,9 @@ def up(config: StackConfig, services: Iterable[str] = SERVICES, timeout: float |
     program or jar is missing (run ``make setup``), or a service dies or stays unhealthy while starting (with
     the last lines of its log); a service that failed is stopped, the others are left running.
     """
-    todo = _services(config, with_dependencies(config, services))
+    todo, elsewhere = _here(config, _services(config, with_dependencies(config, services)))
     config.run_dir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, str] = {}
+    result: dict[str, str] = dict(elsewhere)
     errors: list[str] = []
     with process.locked(config.run_dir / ".stack.lock"):
         # Every check before the first start: a missing jar or a taken port starts nothing.
@@ -545,7 +540,25 @@ def up(config: StackConfig, services: Iterable[str] = SERVICES, timeout: float |
     if errors:
         done = "; ".join(f"{k}: {v}" for k, v in result.items())
         raise StackError("\n".join(errors) + (f"\n(ok: {done})" if done else ""))
-    return {svc.name: result[svc.name] for svc in todo}
+    return {**{svc.name: result[svc.name] for svc in todo}, **elsewhere}
+
+
+def _here(config: StackConfig, services: list[Service]) -> tuple[list[Service], dict[str, str]]:
+    """The services this machine runs (all of them without a hosts file), and ``{name: "on host ..."}`` for those
+    the hosts file puts elsewhere. A hosts file of several hosts needs this machine's (``HFT_HOST``); a service
+    it places nowhere is an error."""
+    if config.hosts is None:
+        return services, {}
+    if config.host is None:
+        raise StackError(f"{config.hosts.path} describes {len(config.hosts.hosts)} hosts: say which one this machine "
+                         f"is with --host or HFT_HOST ({', '.join(h.name for h in config.hosts.hosts)})")
+    nowhere = [svc.name for svc in services if config.host_of(svc.name) is None]
+    if nowhere:
+        raise StackError(f"{config.hosts.path} places {', '.join(nowhere)} on no host: add them to a host's services")
+    here = [svc for svc in services if config.runs_here(svc.name)]
+    elsewhere = {svc.name: f"on host {config.host_of(svc.name).name} ({svc.host_address})"  # type: ignore[union-attr]
+                 for svc in services if not config.runs_here(svc.name)}
+    return here, elsewhere
 
 
 def _start(todo: list[Service], timeout: float | None, result: dict[str, str], errors: list[str]) -> None:
@@ -619,7 +632,7 @@ def down(config: StackConfig, services: Iterable[str] = ALL_SERVICES, timeout: f
     Only processes named by our pid files (and still running the expected program) are signalled; a service
     on the same port that we did not start is left alone. Returns ``{service: what happened}``.
     """
-    todo = _services(config, services)
+    todo = [svc for svc in _services(config, services) if config.runs_here(svc.name)]
     result: dict[str, str] = {}
     if not config.run_dir.exists():
         return {svc.name: "not running" for svc in todo}
@@ -642,15 +655,20 @@ def status(config: StackConfig) -> dict[str, ServiceStatus]:
     """Running (our pid file names a live process) and healthy (the address answers) for each service."""
     out: dict[str, ServiceStatus] = {}
     for svc in _services(config, ALL_SERVICES):
-        pid = svc.pid() if config.run_dir.exists() else None
+        here = config.runs_here(svc.name)
+        pid = svc.pid() if here and config.run_dir.exists() else None
         try:
             healthy, detail = svc.safe_health()
         except StackError as e:  # a client package is missing
             healthy, detail = False, str(e)
-        if pid is not None:
+        host = config.host_of(svc.name)
+        if not here:
+            where = f"on host {host.name}" if host is not None else "placed on no host"
+            detail = f"{where}, {'healthy' if healthy else 'not answering'}: {detail}"
+        elif pid is not None:
             detail = f"pid {pid}, {'healthy' if healthy else 'not healthy'}: {detail}"
         else:
-            busy = [p for p in svc.ports().values() if process.port_in_use(p)]
+            busy = [p for p in svc.ports().values() if process.port_in_use(p, svc.host_address)]
             if busy:
                 detail = (f"not started by hft stack, but port {busy[0]} is in use by {process.port_owner(busy[0])}"
                           + (f" (answers: {detail})" if healthy else ""))
@@ -668,7 +686,7 @@ def listening(config: StackConfig) -> dict[str, list[tuple[str, int]]]:
     """The listening TCP sockets (address, port) of each running service and every process below it."""
     out: dict[str, list[tuple[str, int]]] = {}
     for svc in _services(config, ALL_SERVICES):
-        pid = svc.pid() if config.run_dir.exists() else None
+        pid = svc.pid() if config.runs_here(svc.name) and config.run_dir.exists() else None
         if pid is not None:
             out[svc.name] = [(addr, port) for _, addr, port in process.listening_sockets(process.descendants(pid))]
     return out

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from hft.stack.base import SETUP_HINT, Service, child_env
-from hft.stack.config import HOST, StackError
+from hft.stack.config import StackError
 from hft.stack.spark import hft_spark_jar
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -61,7 +61,7 @@ def master_state(config) -> dict:
     """The master's JSON status (``/json``): ``status``, ``aliveworkers``, ``workers``, ``activeapps``..."""
     from hft.stack.base import basic_auth
 
-    request = urllib.request.Request(f"http://{HOST}:{config.spark_ui_port}/json/")
+    request = urllib.request.Request(f"http://{config.address_of('spark-master')}:{config.spark_ui_port}/json/")
     request.add_header("Authorization", basic_auth(*ui_credentials(config)))
     with urllib.request.urlopen(request, timeout=3) as resp:
         return json.loads(resp.read())
@@ -93,7 +93,7 @@ class _SparkDaemon(Service):
 
     def env(self) -> dict[str, str]:
         env = child_env()
-        env.update({"SPARK_LOCAL_IP": HOST, "SPARK_LOG_DIR": str(self.config.run_dir), "PYSPARK_PYTHON": sys.executable,
+        env.update({"SPARK_LOCAL_IP": self.host_address, "SPARK_LOG_DIR": str(self.config.run_dir), "PYSPARK_PYTHON": sys.executable,
                     "SPARK_CONF_DIR": str(auth_properties(self.config).parent),
                     "SPARK_DAEMON_CLASSPATH": hft_spark_jar(),  # the UIs' login filter
                     # the daemons' own JVM options: no kill links in the UIs, no REST submission server (it
@@ -135,7 +135,7 @@ class SparkMaster(_SparkDaemon):
         return [MASTER_CLASS, "--port", str(self.config.spark_master_port)]
 
     def prepare(self) -> tuple[list[str], Path]:
-        return [spark_class(), MASTER_CLASS, "--host", HOST, "--port", str(self.config.spark_master_port),
+        return [spark_class(), MASTER_CLASS, "--host", self.host_address, "--port", str(self.config.spark_master_port),
                 "--webui-port", str(self.config.spark_ui_port)], self.work_dir()
 
     def health(self) -> tuple[bool, str]:
@@ -160,14 +160,14 @@ class SparkWorker(_SparkDaemon):
         return {f"HFT_SPARK_UI_PORT (+{self.n})": self.ui_port}
 
     def address(self) -> str:
-        return f"{HOST}:{self.ui_port}"
+        return f"{self.host_address}:{self.ui_port}"
 
     def markers(self) -> list[str]:
         return [WORKER_CLASS, "--webui-port", str(self.ui_port)]
 
     def prepare(self) -> tuple[list[str], Path]:
         work = self.work_dir()
-        return [spark_class(), WORKER_CLASS, "--host", HOST, "--webui-port", str(self.ui_port),
+        return [spark_class(), WORKER_CLASS, "--host", self.host_address, "--webui-port", str(self.ui_port),
                 "--cores", str(self.config.spark_worker_cores), "--memory", self.config.spark_worker_memory,
                 "--work-dir", str(work), self.config.spark_master_url], work
 
