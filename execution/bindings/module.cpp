@@ -29,7 +29,7 @@ constexpr std::array kFields<Decision>{"ts_ns",      "order_id", "qty",    "pric
                                        "instrument", "action",   "reason", "reserved"};
 template <>
 constexpr std::array kFields<Event>{"ts_ns",     "order_id",   "price", "qty",    "fee",
-                                    "bar_ts_ns", "instrument", "type",  "reason", "reserved"};
+                                    "bar_ts_ns", "instrument", "type",  "reason", "venue"};
 
 // A 1-d, C-contiguous NumPy array of `T` records: the structured dtype with T's field names and size (the
 // offsets are fixed by the dtypes in hft_exec, checked against layout() by a test).
@@ -68,7 +68,7 @@ py::dict layout() {
   d["Event"] = py::make_tuple(
       sizeof(Event), py::make_tuple(FIELD(Event, ts_ns), FIELD(Event, order_id), FIELD(Event, price), FIELD(Event, qty),
                                     FIELD(Event, fee), FIELD(Event, bar_ts_ns), FIELD(Event, instrument),
-                                    FIELD(Event, type), FIELD(Event, reason), FIELD(Event, reserved)));
+                                    FIELD(Event, type), FIELD(Event, reason), FIELD(Event, venue)));
   return d;
 }
 
@@ -119,12 +119,17 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("fee_per_share", &PaperExchangeConfig::fee_per_share)
       .def_readwrite("slippage_bps", &PaperExchangeConfig::slippage_bps)
       .def_readwrite("max_fill_qty", &PaperExchangeConfig::max_fill_qty);
+  py::class_<VenueConfig>(m, "VenueConfig")
+      .def(py::init<>())
+      .def_readwrite("exchange", &VenueConfig::exchange)
+      .def_readwrite("max_working_notional", &VenueConfig::max_working_notional);
   py::class_<ExecutorConfig>(m, "ExecutorConfig")
       .def(py::init<>())
       .def_readwrite("strategy", &ExecutorConfig::strategy)
       .def_readwrite("risk", &ExecutorConfig::risk)
       .def_readwrite("exchange", &ExecutorConfig::exchange)
-      .def_readwrite("max_instruments", &ExecutorConfig::max_instruments);
+      .def_readwrite("max_instruments", &ExecutorConfig::max_instruments)
+      .def_readwrite("venues", &ExecutorConfig::venues, "several venues (a list of VenueConfig), routed per order");
 
   py::class_<Executor>(m, "Executor")
       .def(py::init<const ExecutorConfig&, std::uint32_t>(), py::arg("config"), py::arg("instruments"))
@@ -165,6 +170,21 @@ PYBIND11_MODULE(_core, m) {
             ex.recover(records<const Event>(events, "events", "EVENT_DTYPE", false));
           },
           py::arg("events"))
+      .def("disconnect_venue", &Executor::disconnect_venue, py::arg("venue"),
+           "venue `venue` (of config.venues) stops answering: no order goes there, its working orders stay working")
+      .def("reconnect_venue", &Executor::reconnect_venue, py::arg("venue"), py::arg("now_ns"),
+           "it answers again: its fills meanwhile are applied, the rest of its working orders cancelled")
+      .def(
+          "venue_connected",
+          [](const Executor& ex, std::uint16_t v) { return ex.router() != nullptr && ex.router()->connected(v); },
+          py::arg("venue"))
+      .def(
+          "venue_working_notional",
+          [](const Executor& ex, std::uint16_t v) {
+            const VenueRouter* r = ex.router();
+            return r != nullptr && v < r->venues() ? static_cast<double>(r->working_notional(v)) * kUnitsPerTick : 0.0;
+          },
+          py::arg("venue"), "currency units of the orders working at the venue")
       .def("halt", &Executor::halt, "kill switch: takes effect before the next decision")
       .def("resume", &Executor::resume, py::arg("now_ns"))
       .def_property_readonly("halted", &Executor::halted)

@@ -28,9 +28,15 @@ Executor::Executor(const ExecutorConfig& config, std::uint32_t instruments, Exch
     : config_(config),
       n_instruments_(std::min(instruments, config.max_instruments)),
       owned_exchange_(
-          gateway ? nullptr
-                  : std::make_unique<PaperExchange>(config.exchange, n_instruments_, config.risk.max_open_orders)),
-      gateway_(gateway ? gateway : owned_exchange_.get()),
+          gateway || !config.venues.empty()
+              ? nullptr
+              : std::make_unique<PaperExchange>(config.exchange, n_instruments_, config.risk.max_open_orders)),
+      owned_router_(gateway || config.venues.empty()
+                        ? nullptr
+                        : std::make_unique<VenueRouter>(config.venues, n_instruments_, config.risk.max_open_orders)),
+      gateway_(gateway
+                   ? gateway
+                   : (owned_exchange_ ? static_cast<ExchangeGateway*>(owned_exchange_.get()) : owned_router_.get())),
       inst_(n_instruments_),
       orders_(std::size_t{n_instruments_} * config.risk.max_open_orders),
       bucket_(config.risk.orders_per_second, config.risk.order_burst),
@@ -121,13 +127,21 @@ void Executor::decide(const Prediction& p, Decision& d) noexcept {
     const Money before = exposure(s);
     s.working += delta;
     gross_ += exposure(s) - before;
-    emit(Event{now, slot->id, limit, delta, 0, p.ts_ns, i, EventType::OrderSent, Reason::None, 0});
     ++counters_.orders;
     d.action = Action::Order;
     d.order_id = slot->id;
     d.qty = delta;
     d.price = limit;
-    if (!(owned_exchange_ ? owned_exchange_->send(*slot, now) : gateway_->send(*slot, now))) {
+    bool sent;
+    if (owned_exchange_) {
+      emit(Event{now, slot->id, limit, delta, 0, p.ts_ns, i, EventType::OrderSent, Reason::None, 0});
+      sent = owned_exchange_->send(*slot, now);
+    } else {  // the event names the venue a router chose
+      sent = gateway_->send(*slot, now);
+      if (sent) slot->venue = gateway_->venue_of(slot->id, i);
+      emit(Event{now, slot->id, limit, delta, 0, p.ts_ns, i, EventType::OrderSent, Reason::None, slot->venue});
+    }
+    if (!sent) {
       close_order(*slot, OrderState::Rejected, now, Reason::VenueRejected, true);
       --counters_.orders;
       refuse(d, Reason::VenueRejected, now);
@@ -198,7 +212,7 @@ void Executor::engage_halt(Reason why, Nanos now) noexcept {
   for (InstrumentId i = 0; i < n_instruments_; ++i) {
     for (std::uint32_t k = 0; k < config_.risk.max_open_orders; ++k) {
       Order& o = orders_[std::size_t{i} * config_.risk.max_open_orders + k];
-      if (o.id == 0) continue;
+      if (o.id == 0 || !gateway_->answering(o.id, i)) continue;  // unknown there: resolved when it answers
       (void)gateway_->cancel(o.id, i, now);
       close_order(o, OrderState::Cancelled, now, why, true);
     }
@@ -235,11 +249,30 @@ void Executor::close_order(Order& o, OrderState to, Nanos now, Reason why, bool 
   s.working -= o.signed_remaining();
   gross_ += exposure(s) - before;
   (void)o.transition(to);
-  if (emit_event) emit(Event{now, o.id, o.limit, o.signed_filled(), 0, 0, o.instrument, EventType::OrderDone, why, 0});
+  if (emit_event)
+    emit(Event{now, o.id, o.limit, o.signed_filled(), 0, 0, o.instrument, EventType::OrderDone, why, o.venue});
   release(o, s);
 }
 
 void Executor::on_fill(const FillReport& f) noexcept { apply_fill(f, true); }
+
+void Executor::on_cancelled(OrderId id, InstrumentId instrument, Nanos now) noexcept {
+  if (Order* o = find_order(instrument, id))
+    close_order(*o, OrderState::Cancelled, now, Reason::VenueUnavailable, true);
+}
+
+bool Executor::disconnect_venue(std::uint16_t venue) noexcept {
+  if (!owned_router_ || venue >= owned_router_->venues()) return false;
+  owned_router_->disconnect(venue);
+  return true;
+}
+
+bool Executor::reconnect_venue(std::uint16_t venue, Nanos now) noexcept {
+  if (!owned_router_ || venue >= owned_router_->venues()) return false;
+  events_.reserve(events_.size() + 2 * orders_.size() + 64);
+  (void)owned_router_->reconnect(venue, now, *this);
+  return true;
+}
 
 // Inline (and defined only here): the paper exchange's fills reach it through decide's direct listener.
 [[gnu::always_inline]] inline void Executor::apply_fill(const FillReport& f, bool emit_event) noexcept {
@@ -254,11 +287,11 @@ void Executor::on_fill(const FillReport& f) noexcept { apply_fill(f, true); }
   marked_ += q * s.last;
   ++counters_.fills;
   if (emit_event)
-    emit(Event{f.ts_ns, f.order_id, f.price, q, f.fee, 0, f.instrument, EventType::Fill, Reason::None, 0});
+    emit(Event{f.ts_ns, f.order_id, f.price, q, f.fee, 0, f.instrument, EventType::Fill, Reason::None, f.venue});
   if (o->state == OrderState::Filled) {
     if (emit_event)
       emit(Event{f.ts_ns, o->id, o->limit, o->signed_filled(), 0, 0, o->instrument, EventType::OrderDone, Reason::None,
-                 0});
+                 o->venue});
     release(*o, s);
   }
 }
@@ -288,7 +321,7 @@ void Executor::recover(std::span<const Event> events) {
         Order* slot = free_slot(e.instrument);
         if (slot == nullptr) break;
         const Side side = side_of(e.qty);
-        *slot = Order{e.order_id, e.instrument, side, std::abs(e.qty), 0, e.price, e.ts_ns, OrderState::Sent};
+        *slot = Order{e.order_id, e.instrument, side, std::abs(e.qty), 0, e.price, e.ts_ns, OrderState::Sent, e.venue};
         InstrumentState& s = inst_[e.instrument];
         ++s.open;
         const Money before = exposure(s);
@@ -315,6 +348,10 @@ void Executor::recover(std::span<const Event> events) {
     for (const Order& o : orders_)
       if (o.id != 0) (void)owned_exchange_->restore(o);
     owned_exchange_->resume_ids_after(next_id_ - 1);
+  } else if (owned_router_) {  // the paper venues too, each order at its own
+    for (const Order& o : orders_)
+      if (o.id != 0) (void)owned_router_->restore(o, o.venue);
+    owned_router_->resume_ids_after(next_id_ - 1);
   }
 }
 

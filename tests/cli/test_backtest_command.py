@@ -41,6 +41,20 @@ def test_backtest_cli_precomputed_probabilities_writes_report(lake, tmp_path, ca
         assert (tmp_path / "bt" / name).stat().st_size > 0
 
 
+def test_backtest_cli_with_several_venues_says_the_fills_of_each(lake, tmp_path, capsys):
+    import json
+
+    root, probs = lake
+    args = parse("--start", "2024-03-07", "--end", "2024-03-08", "--lake", str(root), "--probabilities", str(probs),
+                 "--out", str(tmp_path / "bt"), "--venues", "lit=0.5/1/100,cheap=0.1/0.5/500/0/60000")
+    assert args.func(args, None) == 0
+    out = capsys.readouterr().out
+    venues = json.loads((tmp_path / "bt" / "metrics.json").read_text())["venues"]
+    assert set(venues) == {"lit", "cheap"}, venues
+    assert "fills per venue: " in out and all(f"{v} {n['fills']}" in out for v, n in venues.items())
+    assert "venue" in (tmp_path / "bt" / "fills.csv").read_text().splitlines()[0]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -50,6 +64,7 @@ def test_backtest_cli_precomputed_probabilities_writes_report(lake, tmp_path, ca
         (["--start", "2024-03-07", "--end", "2024-03-07", "--probabilities", "/nonexistent.parquet"], "no such file"),
         (["--start", "2024-03-07", "--end", "2024-03-07", "--capital", "0"], "--capital must be positive"),
         (["--start", "2024-03-07", "--end", "2024-03-07", "--fee-bps", "-1"], "--fee-bps must be >= 0"),
+        (["--start", "2024-03-07", "--end", "2024-03-07", "--venues", "lit=0.5"], "--venues: .* is not name=fee_bps"),
     ],
 )
 def test_backtest_cli_bad_input_raises_one_line_user_error(lake, argv, message):

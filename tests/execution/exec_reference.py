@@ -59,6 +59,7 @@ REASONS = (
     "too_many_open_orders",
     "future_bar_time",
     "venue_rejected",
+    "venue_unavailable",
 )
 R = {name: code for code, name in enumerate(REASONS)}
 

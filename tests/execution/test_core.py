@@ -54,7 +54,7 @@ def test_layout_numpy_dtype_matches_cpp_struct(record, dtype):
 
 def test_layout_reasons_cover_every_code_with_none_first():
     assert hft_exec.REASONS[0] == "none"
-    assert len(set(hft_exec.REASONS)) == len(hft_exec.REASONS) == 17
+    assert len(set(hft_exec.REASONS)) == len(hft_exec.REASONS) == 18
     by_reason = executor().counters()["by_reason"]
     assert set(by_reason) == set(hft_exec.REASONS[1:])
 

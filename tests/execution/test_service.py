@@ -307,3 +307,14 @@ def test_the_executors_lag_behind_the_predictions_stream_is_a_metric(client, tmp
     assert metric("hft_exec_predictions_lag") == 0 and metric("hft_exec_predictions_pending") == 0
     assert metric("hft_exec_daily_loss_limit") == svc.config.daily_loss_limit > 0
     assert metric("hft_exec_day_pnl") == pytest.approx(svc.executor.day_pnl / hft_exec.TICKS_PER_UNIT)
+
+
+def test_with_several_venues_the_service_records_name_the_venue_of_each_order_and_fill(client, tmp_path):
+    write(client, predictions(12))
+    svc = service(client, tmp_path, venues="lit=0.5/1/0,cheap=0.1/0.5/0/0/15000")  # no latency, as LOOSE
+    totals = drain(svc)
+    records = [r for r in order_records(client) if r["type"] in ("order_sent", "fill", "order_done")]
+    assert totals["fills"] > 0 and {r["venue"] for r in records} == {"lit", "cheap"}
+    for r in (r for r in records if r["type"] == "fill"):  # each fill at its venue's fee
+        bps = {"lit": 0.5, "cheap": 0.1}[r["venue"]]
+        assert float(r["fee"]) == pytest.approx(abs(int(r["qty"])) * float(r["price"]) * bps * 1e-4, abs=1e-4)

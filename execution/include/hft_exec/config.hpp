@@ -2,6 +2,8 @@
 // defaults; Python builds them from hft.execution.config (HFT_EXEC_* environment variables).
 #pragma once
 
+#include <vector>
+
 #include "hft_exec/types.hpp"
 
 namespace hft_exec {
@@ -46,11 +48,19 @@ struct PaperExchangeConfig {
   Qty max_fill_qty = 0;        // liquidity per instrument per market update (0 = unlimited): partial fills
 };
 
+// One venue of several (a paper venue here: its latency, fees, slippage and liquidity) and its own limit.
+struct VenueConfig {
+  PaperExchangeConfig exchange{};
+  double max_working_notional = 1.0e12;  // sum of remaining qty x limit of the orders working there
+};
+
 struct ExecutorConfig {
   StrategyConfig strategy{};
   RiskConfig risk{};
-  PaperExchangeConfig exchange{};
+  PaperExchangeConfig exchange{};  // the one paper venue, when `venues` is empty
   std::uint32_t max_instruments = 1'024;
+  // Several venues: orders routed per order by a VenueRouter (hft_exec/router.hpp); empty: `exchange` alone.
+  std::vector<VenueConfig> venues{};
 };
 
 }  // namespace hft_exec

@@ -20,6 +20,7 @@ struct FillReport {
   Price price;  // ticks
   Money fee;    // ticks x shares
   Nanos ts_ns;
+  std::uint16_t venue = 0;  // which venue executed it (ExecutorConfig::venues; 0 with one venue)
 };
 
 // Receives execution reports; the executor implements it.
@@ -27,6 +28,9 @@ class FillListener {
  public:
   virtual ~FillListener() = default;
   virtual void on_fill(const FillReport& fill) noexcept = 0;
+  // The venue confirms it cancelled what was left of a working order it had not been asked to cancel (orders
+  // resolved after a venue stopped answering, VenueRouter::reconnect).
+  virtual void on_cancelled(OrderId /*id*/, InstrumentId /*instrument*/, Nanos /*now*/) noexcept {}
 };
 
 class ExchangeGateway {
@@ -39,6 +43,11 @@ class ExchangeGateway {
   virtual bool cancel(OrderId id, InstrumentId instrument, Nanos now) noexcept = 0;
   // A new market price (ticks) for an instrument: executes what can execute, reporting to `listener`.
   virtual void on_market(InstrumentId instrument, Price price, Nanos now, FillListener& listener) noexcept = 0;
+  // The venue an accepted order went to (a router's choice; 0 for a single venue).
+  [[nodiscard]] virtual std::uint16_t venue_of(OrderId /*id*/, InstrumentId /*instrument*/) const noexcept { return 0; }
+  // False while the order's venue does not answer: its state there is unknown (it may be executing), so the
+  // order stays working until the venue says what became of it; it must not be closed on a guess.
+  [[nodiscard]] virtual bool answering(OrderId /*id*/, InstrumentId /*instrument*/) const noexcept { return true; }
 };
 
 // Simulated venue: an order arrives `latency_ns` after it is sent and executes at the first market price
@@ -73,6 +82,8 @@ class PaperExchange final : public ExchangeGateway {
   void resume_ids_after(OrderId id) noexcept { last_id_ = std::max(last_id_, id); }
   // Restores a working order after a restart (from the journal).
   bool restore(const Order& order) noexcept;
+  // The venue index its fill reports carry (a router's venue number).
+  void set_venue_id(std::uint16_t venue) noexcept { venue_ = venue; }
 
  private:
   struct Slot {
@@ -96,6 +107,7 @@ class PaperExchange final : public ExchangeGateway {
   std::vector<std::uint32_t> working_;  // orders in the slots, per instrument (a quiet instrument costs nothing)
   OrderId last_id_ = 0;                 // client order ids increase: anything not above this is a re-send
   std::uint64_t duplicate_sends_ = 0;
+  std::uint16_t venue_ = 0;
 };
 
 template <class Listener>
@@ -129,7 +141,7 @@ void PaperExchange::match(InstrumentId instrument, Price price, Nanos now, Liste
       next->id = 0;  // free (see Slot)
       --working_[instrument];
     }  // else liquidity is spent: the rest waits for the next update
-    listener.on_fill(FillReport{id, instrument, q, px, fee(q, px), now});
+    listener.on_fill(FillReport{id, instrument, q, px, fee(q, px), now, venue_});
   }
 }
 

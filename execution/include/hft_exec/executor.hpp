@@ -17,6 +17,7 @@
 #include "hft_exec/exchange.hpp"
 #include "hft_exec/order.hpp"
 #include "hft_exec/risk.hpp"
+#include "hft_exec/router.hpp"
 #include "hft_exec/types.hpp"
 
 namespace hft_exec {
@@ -57,7 +58,8 @@ class Outbox {
 
 class Executor final : public FillListener {
  public:
-  // `gateway` = nullptr: the executor owns a PaperExchange built from config.exchange.
+  // `gateway` = nullptr: the executor owns a PaperExchange built from config.exchange, or with config.venues a
+  // VenueRouter over paper venues built from them.
   explicit Executor(const ExecutorConfig& config, std::uint32_t instruments, ExchangeGateway* gateway = nullptr);
 
   // One prediction. Never throws; bad input becomes a Reject decision with its reason.
@@ -103,6 +105,15 @@ class Executor final : public FillListener {
   [[nodiscard]] const ExchangeGateway& gateway() const noexcept { return *gateway_; }
 
   void on_fill(const FillReport& fill) noexcept override;
+  // A venue cancelled the rest of a working order after it stopped answering (VenueRouter::reconnect).
+  void on_cancelled(OrderId id, InstrumentId instrument, Nanos now) noexcept override;
+
+  // The venues of config.venues (the executor's own router): a venue stops answering, and answers again (its
+  // fills meanwhile are applied, the rest of its working orders closed as venue_unavailable; the events go to
+  // the outbox). False without a router or for an unknown venue.
+  bool disconnect_venue(std::uint16_t venue) noexcept;
+  bool reconnect_venue(std::uint16_t venue, Nanos now) noexcept;
+  [[nodiscard]] const VenueRouter* router() const noexcept { return owned_router_.get(); }
 
  private:
   struct InstrumentState {
@@ -148,6 +159,7 @@ class Executor final : public FillListener {
   ExecutorConfig config_;
   std::uint32_t n_instruments_;
   std::unique_ptr<PaperExchange> owned_exchange_;
+  std::unique_ptr<VenueRouter> owned_router_;
   ExchangeGateway* gateway_;
   std::vector<InstrumentState> inst_;
   std::vector<Order> orders_;  // max_open_orders slots per instrument; id 0 = free

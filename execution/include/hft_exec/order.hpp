@@ -45,6 +45,7 @@ struct Order {
   Price limit = 0;  // ticks
   Nanos sent_ns = 0;
   OrderState state = OrderState::New;
+  std::uint16_t venue = 0;  // where it was sent (ExecutorConfig::venues; 0 with one venue)
 
   [[nodiscard]] Qty remaining() const noexcept { return qty - filled; }
   [[nodiscard]] Qty signed_remaining() const noexcept { return sign(side) * remaining(); }

@@ -54,8 +54,9 @@ enum class Reason : std::uint8_t {
   MaxGrossNotional,
   OrderRate,  // token bucket empty
   TooManyOpenOrders,
-  FutureBarTime,  // bar time later than its arrival by more than max_future_ns (a bad clock)
-  VenueRejected,  // the gateway refused the order
+  FutureBarTime,     // bar time later than its arrival by more than max_future_ns (a bad clock)
+  VenueRejected,     // the gateway refused the order
+  VenueUnavailable,  // the order's venue stopped answering: cancelled there once it answered again
   Count
 };
 
@@ -78,6 +79,7 @@ inline constexpr const char* reason_name(Reason r) noexcept {
     case Reason::TooManyOpenOrders: return "too_many_open_orders";
     case Reason::FutureBarTime: return "future_bar_time";
     case Reason::VenueRejected: return "venue_rejected";
+    case Reason::VenueUnavailable: return "venue_unavailable";
     case Reason::Count: break;
   }
   return "unknown";
@@ -165,7 +167,7 @@ struct Event {
   InstrumentId instrument;
   EventType type;
   Reason reason;
-  std::uint16_t reserved;
+  std::uint16_t venue;  // OrderSent, Fill: the venue (index into ExecutorConfig::venues; 0 with one venue)
 };
 
 static_assert(std::is_standard_layout_v<Prediction> && std::is_trivially_copyable_v<Prediction>);

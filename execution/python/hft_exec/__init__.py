@@ -23,6 +23,7 @@ from hft_exec._core import (
     PaperExchangeConfig,
     RiskConfig,
     StrategyConfig,
+    VenueConfig,
     layout,
     next_signal,
     order_quantity,
@@ -45,6 +46,7 @@ __all__ = [
     "PaperExchangeConfig",
     "RiskConfig",
     "StrategyConfig",
+    "VenueConfig",
     "drain_events",
     "layout",
     "next_signal",
@@ -90,7 +92,7 @@ EVENT_DTYPE = np.dtype(
         ("instrument", "<u4"),
         ("type", "u1"),
         ("reason", "u1"),
-        ("reserved", "<u2"),
+        ("venue", "<u2"),
     ]
 )
 

@@ -68,6 +68,10 @@ class BacktestConfig:
             as ``hft execute`` does.
         strategy, risk: overrides of ``StrategyConfig`` / ``RiskConfig`` fields by name, e.g.
             ``{"max_position": 100}``; anything not named keeps the live setting (``ExecConfig``).
+        venues: several paper venues behind the router (``ExecConfig.venues``' format,
+            ``name=fee_bps/slippage_bps/latency_us[/max_fill_qty[/max_working_notional]],...``; each its own
+            costs, so ``fee_bps``/``slippage_bps``/``latency_ns`` are then the single venue's only); None takes
+            the live setting (``HFT_EXEC_VENUES``), "" the one paper exchange. Fills name their venue.
     """
 
     initial_capital: float = 1_000_000.0
@@ -78,8 +82,11 @@ class BacktestConfig:
     interval: str = "1m"
     strategy: dict[str, Any] = field(default_factory=dict)
     risk: dict[str, Any] = field(default_factory=dict)
+    venues: str | None = None
 
     def __post_init__(self) -> None:
+        if self.venues is not None:
+            ExecConfig(venues=self.venues)  # a bad spec fails here
         if not self.initial_capital > 0:
             raise ValueError("initial_capital must be positive")
         if any(v is not None and v < 0 for v in (self.fee_bps, self.slippage_bps, self.latency_ns, self.receive_delay_ns)):
@@ -96,14 +103,23 @@ class BacktestConfig:
             fee_bps=live.fee_bps if self.fee_bps is None else float(self.fee_bps),
             slippage_bps=live.slippage_bps if self.slippage_bps is None else float(self.slippage_bps),
             latency_ns=int(round(live.latency_us * 1e3)) if self.latency_ns is None else int(self.latency_ns),
+            venues=live.venues if self.venues is None else self.venues,
         )
+
+    @property
+    def venue_names(self) -> list[str]:
+        """The venues fills name, by index (``["paper"]`` with the one paper exchange)."""
+        return ExecConfig(venues=self.venues or "").venue_names
 
     def executor_config(self) -> hft_exec.ExecutorConfig:
         """The ``hft_exec.ExecutorConfig`` this backtest runs with: the live executor's settings
         (:class:`hft.execution.config.ExecConfig`, ``HFT_EXEC_*``), then this backtest's exchange costs and
         overrides, so a backtest trades like ``hft execute``."""
-        live = ExecConfig.from_env()
-        cfg, own = live.to_core(), self.resolved(live)
+        from dataclasses import replace
+
+        own = self.resolved(ExecConfig.from_env())
+        live = replace(ExecConfig.from_env(), venues=own.venues or "")
+        cfg = live.to_core()
         ex = cfg.exchange
         ex.fee_bps, ex.slippage_bps, ex.latency_ns = own.fee_bps, own.slippage_bps, own.latency_ns
         cfg.exchange = ex
@@ -268,7 +284,7 @@ def run_backtest(
     equity = pd.Series(config.initial_capital + acc["equity_ticks"][last_row] / scale, index=index, name="equity")
     cash = pd.Series(acc["cash_ticks"][last_row] / scale, index=index, name="cash")
     positions = _positions_per_bar(acc["position"], groups, last_row, names, index)
-    fills = _fills_frame(events, event_pred, marks, records, names)
+    fills = _fills_frame(events, event_pred, marks, records, names, config.venue_names)
     executor_equity = executor.equity / scale
     curve_pnl = float(acc["equity_ticks"][-1]) / scale
     if abs(curve_pnl - executor_equity) > 1e-9 * max(1.0, abs(executor_equity)):
@@ -398,7 +414,7 @@ def _positions_per_bar(position, groups: _Groups, last_row, names, index) -> pd.
     return pd.DataFrame(out, index=index, columns=list(names))
 
 
-def _fills_frame(events, event_pred, marks, records, names) -> pd.DataFrame:
+def _fills_frame(events, event_pred, marks, records, names, venue_names) -> pd.DataFrame:
     fill = events["type"] == FILL
     ev = events[fill]
     rows = event_pred[fill]
@@ -416,6 +432,7 @@ def _fills_frame(events, event_pred, marks, records, names) -> pd.DataFrame:
         "slippage": (price - market) * qty / scale,
         "notional": np.abs(qty) * price / scale,
         "order_id": ev["order_id"].astype(np.int64),
+        "venue": np.array(venue_names, dtype=object)[ev["venue"].astype(np.int64)] if len(ev) else np.zeros(0, object),
         "row": rows,
     })
 

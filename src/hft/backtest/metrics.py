@@ -341,8 +341,18 @@ class Report:
     files: dict[str, Path]
 
 
+def per_venue(fills: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """``{venue: {"fills", "shares", "notional", "fees"}}`` in order of first fill (one venue: one entry)."""
+    out: dict[str, dict[str, float]] = {}
+    for venue, f in fills.groupby("venue", sort=False):
+        out[str(venue)] = {"fills": int(len(f)), "shares": int(f["qty"].abs().sum()),
+                           "notional": float(f["notional"].sum()), "fees": float(f["fee"].sum())}
+    return out
+
+
 def write_report(result: BacktestResult, out_dir: str | Path) -> Report:
-    """Metrics against buy-and-hold, written to ``out_dir``: ``report.txt`` (the table), ``metrics.json``,
+    """Metrics against buy-and-hold, written to ``out_dir``: ``report.txt`` (the table), ``metrics.json``
+    (with the fills per venue),
     ``equity.png``, ``equity.csv`` (strategy and buy-and-hold per bar), ``fills.csv``, ``trades.csv``."""
     import json
 
@@ -361,8 +371,8 @@ def write_report(result: BacktestResult, out_dir: str | Path) -> Report:
         "trades": out / "trades.csv",
     }
     files["report"].write_text(table + "\n")
-    files["metrics"].write_text(json.dumps({"strategy": strat.as_dict(), "buy_and_hold": bench.as_dict()},
-                                           indent=2, default=float) + "\n")
+    files["metrics"].write_text(json.dumps({"strategy": strat.as_dict(), "buy_and_hold": bench.as_dict(),
+                                            "venues": per_venue(result.fills)}, indent=2, default=float) + "\n")
     plot_equity(result, bench_equity, files["equity_png"])
     pd.DataFrame({"strategy": result.equity, "buy_and_hold": bench_equity}).to_csv(files["equity_csv"])
     result.fills.drop(columns=["row"]).to_csv(files["fills"], index=False)
@@ -371,4 +381,4 @@ def write_report(result: BacktestResult, out_dir: str | Path) -> Report:
 
 
 __all__ = ["Metrics", "Report", "bar_returns", "benchmark_metrics", "buy_and_hold", "daily_equity", "daily_returns",
-           "max_drawdown", "metrics_table", "plot_equity", "round_trips", "sharpe", "strategy_metrics", "write_report"]
+           "max_drawdown", "metrics_table", "per_venue", "plot_equity", "round_trips", "sharpe", "strategy_metrics", "write_report"]

@@ -38,6 +38,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fee-bps", type=float, help="paper exchange fee, bps of notional per fill (default HFT_EXEC_FEE_BPS)")
     p.add_argument("--slippage-bps", type=float, help="paper exchange adverse slippage, bps (default HFT_EXEC_SLIPPAGE_BPS)")
     p.add_argument("--latency-us", type=float, help="order latency to the paper exchange, µs (default HFT_EXEC_LATENCY_US)")
+    p.add_argument("--venues", help="several paper venues behind the router: name=fee_bps/slippage_bps/latency_us"
+                   "[/max_fill_qty[/max_working_notional]],... (default HFT_EXEC_VENUES; '' for the one exchange)")
     p.set_defaults(func=run)
     return p
 
@@ -78,8 +80,11 @@ def run(args: argparse.Namespace, settings=None) -> int:
     probabilities = _read_probabilities(args.probabilities) if args.probabilities else None
     out = Path(args.out) if args.out else Path(settings.home) / "backtests" / f"{args.start}_{args.end}"
     latency_ns = None if args.latency_us is None else int(round(args.latency_us * 1e3))
-    config = BacktestConfig(initial_capital=args.capital, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps,
-                            latency_ns=latency_ns, interval=args.interval)
+    try:
+        config = BacktestConfig(initial_capital=args.capital, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps,
+                                latency_ns=latency_ns, interval=args.interval, venues=getattr(args, "venues", None))
+    except ValueError as exc:
+        raise UserError(f"--venues: {exc}") from None
     try:
         bars = load_bars(args.lake or settings.lake_root, args.interval, tickers, args.start, args.end)
         predictions, source = predictions_from_bars(bars, probabilities=probabilities,
@@ -90,10 +95,20 @@ def run(args: argparse.Namespace, settings=None) -> int:
     report = write_report(result, out)
     sys.stdout.write(
         f"backtest {args.start}..{args.end} {args.interval} {','.join(result.tickers)}: {len(result.predictions)} "
-        f"predictions ({source}), {result.counters['orders']} orders, {len(result.fills)} fills\n\n"
-        f"{report.table}\n\nwritten to {out}\n"
+        f"predictions ({source}), {result.counters['orders']} orders, {len(result.fills)} fills"
+        f"{venue_line(result.fills)}\n\n{report.table}\n\nwritten to {out}\n"
     )
     return 0
 
 
-__all__ = ["register", "run"]
+def venue_line(fills) -> str:
+    """`` (fills per venue: lit 12, cheap 30)`` when the fills came from more than one venue, else ""."""
+    from hft.backtest.metrics import per_venue
+
+    venues = per_venue(fills)
+    if len(venues) < 2:
+        return ""
+    return " (fills per venue: " + ", ".join(f"{v} {int(n['fills'])}" for v, n in venues.items()) + ")"
+
+
+__all__ = ["register", "run", "venue_line"]

@@ -33,6 +33,12 @@ class ExecConfig:
 
     Paper exchange: ``latency_us`` 100; ``fee_bps`` 0.5; ``fee_per_share`` 0; ``slippage_bps`` 1;
     ``max_fill_qty`` 0 (shares per ticker per market update, 0 = unlimited: partial fills otherwise).
+
+    Several venues: ``venues`` (empty: the one paper exchange above), comma-separated
+    ``name=fee_bps/slippage_bps/latency_us[/max_fill_qty[/max_working_notional]]``, e.g.
+    ``lit=0.5/1/100,cheap=0.1/0.5/500/0/50000``: paper venues behind the C++ router, which sends each order to
+    the connected venue with the lowest cost (slippage + fees) whose working notional stays within its limit
+    (``hft_exec/router.hpp``); events carry the venue's index in this list (:attr:`venue_names`).
     """
 
     enter_long: float = _S.enter_long
@@ -58,8 +64,10 @@ class ExecConfig:
     fee_per_share: float = _X.fee_per_share
     slippage_bps: float = _X.slippage_bps
     max_fill_qty: int = _X.max_fill_qty
+    venues: str = ""
 
     def __post_init__(self) -> None:
+        self.venue_specs()  # a bad spec fails here, with what is wrong
         if not 0.0 <= self.enter_short <= self.exit_short <= 0.5 <= self.exit_long <= self.enter_long <= 1.0:
             raise ValueError(
                 "thresholds must satisfy 0 <= enter_short <= exit_short <= 0.5 <= exit_long <= enter_long <= 1, got "
@@ -76,6 +84,34 @@ class ExecConfig:
                      "fee_per_share", "slippage_bps", "max_fill_qty"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+
+    @property
+    def venue_names(self) -> list[str]:
+        """The venues' names, by the index events carry (``["paper"]`` with the one paper exchange)."""
+        return [name for name, _ in self.venue_specs()] or ["paper"]
+
+    def venue_specs(self) -> list[tuple[str, dict[str, float]]]:
+        """``[(name, {fee_bps, slippage_bps, latency_us, max_fill_qty, max_working_notional})]`` of :attr:`venues`."""
+        out: list[tuple[str, dict[str, float]]] = []
+        keys = ("fee_bps", "slippage_bps", "latency_us", "max_fill_qty", "max_working_notional")
+        for item in (v.strip() for v in self.venues.split(",") if v.strip()):
+            name, sep, values = item.partition("=")
+            parts = values.split("/")
+            if not sep or not name.strip().isidentifier() or not 3 <= len(parts) <= 5:
+                raise ValueError(f"venues: {item!r} is not name=fee_bps/slippage_bps/latency_us"
+                                 "[/max_fill_qty[/max_working_notional]]")
+            try:
+                spec = {k: float(v) for k, v in zip(keys, parts, strict=False)}
+            except ValueError:
+                raise ValueError(f"venues: {item!r} has a value that is not a number") from None
+            if any(not (v >= 0 and v < float("inf")) for v in spec.values()) or spec.get("max_working_notional") == 0:
+                raise ValueError(f"venues: {item!r} needs finite values, not negative (a working limit above 0)")
+            if any(name.strip() == n for n, _ in out):
+                raise ValueError(f"venues: {name.strip()!r} is named twice")
+            out.append((name.strip(), spec))
+        if len(out) > 64:
+            raise ValueError("venues: at most 64")
+        return out
 
     @classmethod
     def from_env(cls, **overrides) -> "ExecConfig":
@@ -99,4 +135,15 @@ class ExecConfig:
             self.fee_bps, self.fee_per_share, self.slippage_bps, self.max_fill_qty)
         # nested structs are returned by value through pybind11: assign them back
         core.strategy, core.risk, core.exchange = s, r, x
+        venues = []
+        for _, spec in self.venue_specs():
+            v = hft_exec.VenueConfig()
+            e = v.exchange
+            e.fee_bps, e.slippage_bps, e.latency_ns = spec["fee_bps"], spec["slippage_bps"], int(spec["latency_us"] * 1e3)
+            e.fee_per_share, e.max_fill_qty = self.fee_per_share, int(spec.get("max_fill_qty", 0))
+            v.exchange = e
+            if "max_working_notional" in spec:
+                v.max_working_notional = spec["max_working_notional"]
+            venues.append(v)
+        core.venues = venues
         return core

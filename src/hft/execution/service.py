@@ -131,6 +131,9 @@ class ExecutionService:
             "reason": self.x.REASONS[int(e["reason"])],
         }
         order_id = int(e["order_id"])
+        if order_id:  # an order's events name its venue (HFT_EXEC_VENUES; "paper": the one exchange)
+            names = self.config.venue_names
+            rec["venue"] = names[int(e["venue"])] if int(e["venue"]) < len(names) else str(int(e["venue"]))
         if int(e["type"]) == self.x.EventType.order_sent:
             self._order_cid[order_id] = self._cid(e)
         done = int(e["type"]) == self.x.EventType.order_done
