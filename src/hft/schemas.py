@@ -181,7 +181,7 @@ class RedisKeys:
     ``pred_written`` (hash: series -> newest bar time written), ``state(interval, ticker)`` (hash: the
     feature state's bars), ``heartbeat``, ``last_batch``, ``offsets`` (hash: topic:partition -> next offset).
     Executor (:mod:`hft.execution.service`): ``orders`` (stream), ``positions``, ``exec_state`` (hashes),
-    ``exec_published`` (publication cursor), ``exec_halt`` (kill switch).
+    ``exec_published`` (publication cursor), ``exec_halt`` (kill switch), ``exec_silent_venues``.
     Executor hot standby (:mod:`hft.execution.leader`): ``exec_leader`` (the lease), ``exec_epoch`` (fencing
     epochs), ``exec_journal`` (stream: the replicated journal), ``exec_journal_records``, ``exec_instruments``."""
 
@@ -236,6 +236,11 @@ class RedisKeys:
     @property
     def exec_halt(self) -> str:
         return f"{self.prefix}:exec:halt"
+
+    @property
+    def exec_silent_venues(self) -> str:
+        """A set: the venues (``HFT_EXEC_VENUES`` names) the executor treats as not answering."""
+        return f"{self.prefix}:exec:venues:silent"
 
     @property
     def exec_leader(self) -> str:

@@ -318,3 +318,34 @@ def test_with_several_venues_the_service_records_name_the_venue_of_each_order_an
     for r in (r for r in records if r["type"] == "fill"):  # each fill at its venue's fee
         bps = {"lit": 0.5, "cheap": 0.1}[r["venue"]]
         assert float(r["fee"]) == pytest.approx(abs(int(r["qty"])) * float(r["price"]) * bps * 1e-4, abs=1e-4)
+
+
+def test_a_silenced_venue_gets_no_order_and_its_orders_are_resolved_and_published_when_it_answers(client, tmp_path):
+    from hft.schemas import RedisKeys
+
+    venues = "lit=0.5/1/100,cheap=0.1/0.5/100/0/1000000"  # cheap takes everything while it answers
+    preds = predictions(12)
+    write(client, preds[:2])  # one bar of each ticker: an order each, at cheap, to execute at the next bar
+    svc = ExecutionService(client, tmp_path / "journal", TICKERS, ExecConfig(**{**LOOSE, "latency_us": 100.0,
+                           "venues": venues}), block_ms=10, replay_clock=True)
+    drain(svc)
+    first = order_records(client)
+    assert [r["venue"] for r in first if r["type"] == "order_sent"] == ["cheap", "cheap"]
+    client.sadd(RedisKeys().exec_silent_venues, "cheap")
+    write(client, preds[2:], batch_id=1)
+    drain(svc)
+    records = order_records(client)
+    later = [r for r in records[len(first):] if r["type"] in ("order_sent", "fill")]
+    assert later and {r["venue"] for r in later} == {"lit"}  # nothing new goes to (or is heard from) cheap
+    assert svc.executor.venue_working_notional(1) > 0  # cheap's first orders: still working, their fate unknown
+    client.srem(RedisKeys().exec_silent_venues, "cheap")
+    svc.step()  # the next batch (none here) resolves them: confirmed fills, the rest cancelled
+    resolved = [r for r in order_records(client)[len(records):] if r.get("venue") == "cheap"]
+    assert resolved and all(r["type"] in ("fill", "order_done") for r in resolved)
+    assert {int(r["order_id"]) for r in resolved if r["type"] == "order_done"} == {
+        int(r["order_id"]) for r in first if r["type"] == "order_sent"}  # both closed: filled or cancelled
+    assert svc.executor.venue_working_notional(1) == 0
+    for t in TICKERS:  # positions in Redis = the sum of every published fill = the executor's
+        fills = [int(r["qty"]) for r in order_records(client) if r["type"] == "fill" and r["ticker"] == t]
+        assert int(client.hget("hft:positions", t)) == sum(fills) == svc.executor.position(TICKERS.index(t))
+    assert int(client.get("hft:exec:published")) == svc.journal.records

@@ -74,3 +74,20 @@ def test_backtest_reports_the_fills_of_each_venue_with_its_own_fees(tmp_path):
     single = run_backtest(predictions, BacktestConfig(venues=""))
     assert set(single.fills["venue"]) == {"paper"}
     assert single.fills["fee"].sum() / single.fills["notional"].sum() > fills["fee"].sum() / fills["notional"].sum()
+
+
+def test_hft_execute_silence_and_answer_mark_a_venue_for_the_running_executor(client, redis_url, monkeypatch, tmp_path,
+                                                                             capsys):
+    from hft.cli import main
+    from hft.schemas import RedisKeys
+
+    monkeypatch.setenv("HFT_EXEC_VENUES", VENUES)
+    monkeypatch.setenv("HFT_HOME", str(tmp_path))
+    key = RedisKeys().exec_silent_venues
+    assert main(["execute", "silence", "--venue", "cheap", "--redis", redis_url]) == 0
+    assert client.smembers(key) == {"cheap"}
+    assert main(["execute", "answer", "--venue", "cheap", "--redis", redis_url]) == 0
+    assert client.smembers(key) == set()
+    assert main(["execute", "silence", "--venue", "dark", "--redis", redis_url]) != 0
+    assert "not one of the venues of HFT_EXEC_VENUES (lit, cheap, slow)" in capsys.readouterr().err
+    assert client.smembers(key) == set()

@@ -30,6 +30,9 @@ from hft_exec._core import (
     StrategyConfig as StrategyConfig,
 )
 from hft_exec._core import (
+    VenueConfig as VenueConfig,
+)
+from hft_exec._core import (
     layout as layout,
 )
 from hft_exec._core import (

@@ -1,9 +1,10 @@
 """``hft execute``: the executor service (Redis predictions -> C++ executor -> paper exchange), and its
-kill switch (``halt``/``resume``) and ``status``."""
+kill switch (``halt``/``resume``), ``status``, and a venue's outage drill (``silence``/``answer``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from hft.cli._common import EXIT_OK, arg_tickers, out, stack_config
 from hft.config import Settings
@@ -32,6 +33,19 @@ def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
         set_halt(r, halt=args.action == "halt")
         out("kill switch engaged: the executor halts before its next decision" if args.action == "halt"
             else "kill switch released: the executor resumes at its next batch")
+        return EXIT_OK
+    if args.action in ("silence", "answer"):
+        try:
+            names = ExecConfig.from_env().venue_names if os.environ.get("HFT_EXEC_VENUES") else []
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        if args.venue not in names:
+            raise UserError(f"--venue {args.venue!r}: not one of the venues of HFT_EXEC_VENUES "
+                            f"({', '.join(names) or 'none set'})")
+        key = RedisKeys().exec_silent_venues
+        (r.sadd if args.action == "silence" else r.srem)(key, args.venue)
+        out(f"venue {args.venue}: " + ("treated as not answering from the executor's next batch" if args.action ==
+                                       "silence" else "answers again: its working orders are resolved at the next batch"))
         return EXIT_OK
     if args.action == "status":
         keys = RedisKeys()
@@ -120,7 +134,10 @@ def orders_sink(config, client_id: str, transactional_id: str | None = None, ens
 
 def register(sub) -> None:
     p = sub.add_parser("execute", help="run the executor service, or halt/resume it (kill switch)")
-    p.add_argument("action", nargs="?", default="run", choices=["run", "halt", "resume", "status"])
+    p.add_argument("action", nargs="?", default="run", choices=["run", "halt", "resume", "status", "silence", "answer"],
+                   help="run; halt/resume (kill switch); status; silence/answer --venue NAME (a venue of "
+                        "HFT_EXEC_VENUES stops answering / answers again: an outage drill)")
+    p.add_argument("--venue", help="silence/answer: the venue's name in HFT_EXEC_VENUES")
     p.add_argument("--tickers", type=arg_tickers, help="universe (default HFT_TICKERS); others are refused")
     p.add_argument("--journal", help="journal folder (default <HFT_HOME>/executor)")
     p.add_argument("--redis", help="Redis URL (default: the local stack)")

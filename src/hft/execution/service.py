@@ -24,6 +24,12 @@ waited in Redis would make arrival times run backwards across a backlog and star
 Kill switch: ``hft execute halt`` sets ``{p}:exec:halt`` to ``halt``; the service reads it before every
 batch, so it takes effect before the next decision: working orders are cancelled and every prediction is
 refused (``kill_switch``) until ``hft execute resume``. The halt is journaled and survives restarts.
+
+Several venues (``HFT_EXEC_VENUES``): ``hft execute silence --venue NAME`` adds it to ``{p}:exec:venues:silent``
+and the service treats it as a venue that stopped answering from its next batch (no order goes there, its
+working orders stay working); ``hft execute answer --venue NAME`` brings it back: what it executed meanwhile is
+confirmed, the rest of its working orders cancelled, journaled and published at once (a paper venue's outage
+drill; a real venue's adapter reports its own health the same way).
 """
 
 from __future__ import annotations
@@ -223,6 +229,33 @@ class ExecutionService:
             self.fence.execute(pipe)
 
     # -- the loop --------------------------------------------------------------------------------------------
+    def _check_venues(self) -> None:
+        """Venues silenced or answering again since the last batch (``{p}:exec:venues:silent``); what a venue
+        that answers again resolves is journaled and published now."""
+        names = self.config.venue_names if self.config.venues else []
+        if not names:
+            return
+        silent = set(self.r.smembers(self.keys.exec_silent_venues))
+        for v, name in enumerate(names):
+            if name in silent and self.executor.venue_connected(v):
+                log.warning("venue %s does not answer: no order goes there, its working orders wait", name)
+                self.executor.disconnect_venue(v)
+            elif name not in silent and not self.executor.venue_connected(v):
+                log.warning("venue %s answers again: resolving its working orders", name)
+                self.executor.reconnect_venue(v, time.time_ns())
+                events = self.x.drain_events(self.executor)
+                if len(events):
+                    self._journal_and_publish(events)
+
+    def _journal_and_publish(self, events: np.ndarray) -> None:
+        """Journal ``events`` (replicated first under a fence), then publish them."""
+        first = self.journal.records
+        if self.fence is not None:  # replicated (and fenced) before this instance acts on it
+            self.fence.append(first, events)
+        self.journal.append(events)  # durable before anything is published or acknowledged
+        self._account(events)
+        self._publish(first, events)
+
     def _check_halt(self) -> None:
         flag = self.r.get(self.keys.exec_halt)
         if flag == "halt" and not self.executor.halted:
@@ -296,6 +329,7 @@ class ExecutionService:
         from hft.observability import metrics as m
 
         self._check_halt()
+        self._check_venues()
         entries: list = []
         if self._pending:  # after a restart: what was delivered to us before the crash, not acknowledged
             entries = self._read(pending=True)
@@ -315,12 +349,7 @@ class ExecutionService:
         spent = time.perf_counter_ns() - t0
         decided_ns = time.time_ns()
         events = self.x.drain_events(self.executor)
-        first = self.journal.records
-        if self.fence is not None:  # replicated (and fenced) before this instance acts on it
-            self.fence.append(first, events)
-        self.journal.append(events)  # durable before anything is published or acknowledged
-        self._account(events)
-        self._publish(first, events)
+        self._journal_and_publish(events)
         sent_ns = time.time_ns()
         self.r.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
         self._observe_path(preds, produced, decisions, events, (received_ns, decided_ns, sent_ns))
