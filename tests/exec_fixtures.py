@@ -114,3 +114,26 @@ def check_records(client, config, kafka_start: int) -> list[dict]:
     for mine, theirs in zip(records, in_kafka):
         assert {k: str(v) for k, v in theirs.items() if k != "epoch"} == {k: v for k, v in mine.items() if k != "epoch"}
     return records
+
+
+def exec_stack(tmp_path_factory, name: str, exec_env: dict):
+    """Kafka and Redis up for an executor test module (``exec_env``: its ``HFT_EXEC_*``), set in os.environ
+    meanwhile; yields (environment, StackConfig), stops both after."""
+    import os
+
+    from hft import stack
+    from stream_fixtures import stream_env
+
+    home = tmp_path_factory.mktemp(name)
+    env = {**stream_env(home), **exec_env}
+    old = dict(os.environ)
+    os.environ.update(env)
+    config = stack.StackConfig.from_env()
+    try:
+        stack.up(config, ("kafka", "redis"))
+        stack.ensure_topics(config.kafka_bootstrap, stack.orders_topic())
+        yield env, config
+    finally:
+        stack.down(config, ("kafka", "redis"))
+        os.environ.clear()
+        os.environ.update(old)

@@ -129,6 +129,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("risk", &ExecutorConfig::risk)
       .def_readwrite("exchange", &ExecutorConfig::exchange)
       .def_readwrite("max_instruments", &ExecutorConfig::max_instruments)
+      .def_readwrite("first_order_id", &ExecutorConfig::first_order_id)
       .def_readwrite("venues", &ExecutorConfig::venues, "several venues (a list of VenueConfig), routed per order");
 
   py::class_<Executor>(m, "Executor")
@@ -185,6 +186,8 @@ PYBIND11_MODULE(_core, m) {
             return r != nullptr && v < r->venues() ? static_cast<double>(r->working_notional(v)) * kUnitsPerTick : 0.0;
           },
           py::arg("venue"), "currency units of the orders working at the venue")
+      .def("set_daily_loss_limit", &Executor::set_daily_loss_limit, py::arg("limit"),
+           "the day's loss (currency units) that halts for the day, from the next decision on")
       .def("halt", &Executor::halt, "kill switch: takes effect before the next decision")
       .def("resume", &Executor::resume, py::arg("now_ns"))
       .def_property_readonly("halted", &Executor::halted)

@@ -40,7 +40,8 @@ Executor::Executor(const ExecutorConfig& config, std::uint32_t instruments, Exch
       inst_(n_instruments_),
       orders_(std::size_t{n_instruments_} * config.risk.max_open_orders),
       bucket_(config.risk.orders_per_second, config.risk.order_burst),
-      loss_limit_(to_money(config.risk.daily_loss_limit)) {
+      loss_limit_(to_money(config.risk.daily_loss_limit)),
+      next_id_(std::max<OrderId>(config.first_order_id, 1)) {
   events_.reserve(kOutboxCapacity);
 }
 
@@ -259,6 +260,11 @@ void Executor::on_fill(const FillReport& f) noexcept { apply_fill(f, true); }
 void Executor::on_cancelled(OrderId id, InstrumentId instrument, Nanos now) noexcept {
   if (Order* o = find_order(instrument, id))
     close_order(*o, OrderState::Cancelled, now, Reason::VenueUnavailable, true);
+}
+
+void Executor::set_daily_loss_limit(double limit) noexcept {
+  config_.risk.daily_loss_limit = limit;
+  loss_limit_ = std::isfinite(limit) ? to_money(std::clamp(limit, -1e12, 1e12)) : to_money(1e12);
 }
 
 bool Executor::disconnect_venue(std::uint16_t venue) noexcept {

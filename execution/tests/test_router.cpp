@@ -170,3 +170,33 @@ TEST(VenueRouter, WithoutVenues_TheSinglePaperExchangeAsBefore) {
 
 }  // namespace
 }  // namespace hft_exec_test
+
+// ---- What executors that share venues and limits (shards of the tickers) need ---------------------------------
+namespace hft_exec_test {
+namespace {
+
+TEST(ExecutorShares, FirstOrderId_StartsTheIdSpaceAndRecoveryStaysInIt) {
+  ExecutorConfig c = test_config();
+  c.first_order_id = 3'000'000'000'001;
+  Executor ex(c, 1);
+  const Decision d = ex.on_prediction(pred(0, 0, 0.6, 100.0));
+  EXPECT_EQ(d.order_id, 3'000'000'000'001u);
+  Executor again(c, 1);
+  again.recover(std::vector<Event>(ex.events().begin(), ex.events().end()));
+  EXPECT_EQ(again.next_order_id(), 3'000'000'000'002u);
+}
+
+TEST(ExecutorShares, LowerDailyLossLimit_HaltsAtTheNextDecision) {
+  Executor ex(test_config(), 1);
+  (void)ex.on_prediction(pred(0, 0, 0.6, 100.0));  // long
+  (void)ex.on_prediction(pred(0, 1, 0.6, 100.0));  // filled
+  ASSERT_GT(ex.position(0), 0);
+  EXPECT_FALSE(ex.halted());
+  ex.set_daily_loss_limit(0.0);  // the other shards lost the whole day's allowance
+  (void)ex.on_prediction(pred(0, 2, 0.6, 99.99));
+  EXPECT_TRUE(ex.halted());
+  EXPECT_EQ(ex.halt_reason(), Reason::DailyLossLimit);
+}
+
+}  // namespace
+}  // namespace hft_exec_test

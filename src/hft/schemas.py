@@ -183,9 +183,38 @@ class RedisKeys:
     Executor (:mod:`hft.execution.service`): ``orders`` (stream), ``positions``, ``exec_state`` (hashes),
     ``exec_published`` (publication cursor), ``exec_halt`` (kill switch), ``exec_silent_venues``.
     Executor hot standby (:mod:`hft.execution.leader`): ``exec_leader`` (the lease), ``exec_epoch`` (fencing
-    epochs), ``exec_journal`` (stream: the replicated journal), ``exec_journal_records``, ``exec_instruments``."""
+    epochs), ``exec_journal`` (stream: the replicated journal), ``exec_journal_records``, ``exec_instruments``.
+
+    ``shard`` (:mod:`hft.execution.shards`): the executor keys of one shard of the tickers (its state, cursor,
+    lease, journal, instrument table and consumer group ``exec_group``) get ``:<shard>`` appended; the predictions,
+    orders, positions, kill switch, venues and the shards' shared risk (``exec_risk``, ``exec_members``) are
+    everyone's."""
 
     prefix: str = "hft"
+    shard: str = ""
+
+    def _own(self, key: str) -> str:
+        return f"{key}:{self.shard}" if self.shard else key
+
+    @property
+    def exec_group(self) -> str:
+        """The executor's consumer group of the predictions stream (one per shard)."""
+        return self._own("executor")
+
+    @property
+    def exec_risk(self) -> str:
+        """A hash: each shard's gross exposure, day and day PnL (``gross:<shard>``, ``day:<shard>``, ``pnl:<shard>``)."""
+        return f"{self.prefix}:exec:risk"
+
+    @property
+    def exec_members(self) -> str:
+        """A sorted set: the sharded executor instances alive (score: their last heartbeat, ms)."""
+        return f"{self.prefix}:exec:members"
+
+    @property
+    def exec_resume_seq(self) -> str:
+        """How many times the kill switch was released (each executor resumes once per release)."""
+        return f"{self.prefix}:exec:resume_seq"
 
     @property
     def predictions(self) -> str:
@@ -227,11 +256,11 @@ class RedisKeys:
 
     @property
     def exec_state(self) -> str:
-        return f"{self.prefix}:exec:state"
+        return self._own(f"{self.prefix}:exec:state")
 
     @property
     def exec_published(self) -> str:
-        return f"{self.prefix}:exec:published"
+        return self._own(f"{self.prefix}:exec:published")
 
     @property
     def exec_halt(self) -> str:
@@ -244,20 +273,20 @@ class RedisKeys:
 
     @property
     def exec_leader(self) -> str:
-        return f"{self.prefix}:exec:leader"
+        return self._own(f"{self.prefix}:exec:leader")
 
     @property
     def exec_epoch(self) -> str:
-        return f"{self.prefix}:exec:epoch"
+        return self._own(f"{self.prefix}:exec:epoch")
 
     @property
     def exec_journal(self) -> str:
-        return f"{self.prefix}:exec:journal"
+        return self._own(f"{self.prefix}:exec:journal")
 
     @property
     def exec_journal_records(self) -> str:
-        return f"{self.prefix}:exec:journal:records"
+        return self._own(f"{self.prefix}:exec:journal:records")
 
     @property
     def exec_instruments(self) -> str:
-        return f"{self.prefix}:exec:instruments"
+        return self._own(f"{self.prefix}:exec:instruments")

@@ -19,6 +19,7 @@ from exec_fixtures import (
     Flow,
     books_equal_a_run_without_failure,
     check_records,
+    exec_stack,
     executor,
     kafka_end,
     leader,
@@ -26,7 +27,6 @@ from exec_fixtures import (
 )
 from hft.redis_conn import connect
 from polling import until
-from stream_fixtures import stream_env
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "execution"))
 from test_service import predictions  # noqa: E402
@@ -43,21 +43,7 @@ def books_equal(client, preds, records) -> None:
 
 @pytest.fixture(scope="module")
 def stack_env(tmp_path_factory):
-    from hft import stack
-
-    home = tmp_path_factory.mktemp("standby")
-    env = {**stream_env(home), **EXEC_ENV}
-    old = dict(os.environ)
-    os.environ.update(env)
-    config = stack.StackConfig.from_env()
-    try:
-        stack.up(config, ("kafka", "redis"))
-        stack.ensure_topics(config.kafka_bootstrap, stack.orders_topic())
-        yield env, config
-    finally:
-        stack.down(config, ("kafka", "redis"))
-        os.environ.clear()
-        os.environ.update(old)
+    yield from exec_stack(tmp_path_factory, "standby", EXEC_ENV)
 
 
 @pytest.fixture

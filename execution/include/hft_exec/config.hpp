@@ -59,6 +59,9 @@ struct ExecutorConfig {
   RiskConfig risk{};
   PaperExchangeConfig exchange{};  // the one paper venue, when `venues` is empty
   std::uint32_t max_instruments = 1'024;
+  // The first client order id (ids increase from it): executors that share venues and records (shards of the
+  // tickers, hft.execution.shards) each get an id space of their own.
+  OrderId first_order_id = 1;
   // Several venues: orders routed per order by a VenueRouter (hft_exec/router.hpp); empty: `exchange` alone.
   std::vector<VenueConfig> venues{};
 };

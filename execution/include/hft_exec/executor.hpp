@@ -115,6 +115,11 @@ class Executor final : public FillListener {
   bool reconnect_venue(std::uint16_t venue, Nanos now) noexcept;
   [[nodiscard]] const VenueRouter* router() const noexcept { return owned_router_.get(); }
 
+  // The day's loss (currency units) that halts for the day, from the next decision on: executors that share a
+  // loss limit (shards of the tickers) each get the limit less the others' losses of the day. 0 or less halts at
+  // the next accepted prediction.
+  void set_daily_loss_limit(double limit) noexcept;
+
  private:
   struct InstrumentState {
     Nanos last_ts = INT64_MIN;  // bar time of the last prediction seen

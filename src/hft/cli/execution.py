@@ -49,12 +49,16 @@ def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     if args.action == "status":
         keys = RedisKeys()
-        state: dict[str, str] = r.hgetall(keys.exec_state)
+        states = {"": r.hgetall(keys.exec_state)}  # one executor's, and each shard's (hft execute run --shards)
+        for key in sorted(r.scan_iter(match=keys.exec_state + ":*", count=1000)):
+            states[key[len(keys.exec_state) + 1:]] = r.hgetall(key)
+        states = {k: v for k, v in states.items() if v}
         positions: dict[str, str] = r.hgetall(keys.positions)
-        if not state:
+        if not states:
             out("no executor state in Redis yet")
             return EXIT_OK
-        out(" ".join(f"{k}={v}" for k, v in sorted(state.items())))
+        for shard, state in states.items():
+            out((f"shard {shard}: " if shard else "") + " ".join(f"{k}={v}" for k, v in sorted(state.items())))
         out(" ".join(f"{t}={q}" for t, q in sorted(positions.items())) or "no positions")
         return EXIT_OK
     try:
@@ -66,6 +70,11 @@ def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
     serve(args.metrics_port, "executor")
     journal = args.journal or settings.home / "executor"
     tickers = args.tickers or list(settings.tickers)
+    if args.shards:
+        service, totals = _run_sharded(args, config, url, r, journal, tickers, exec_config)
+        out(f"executor {args.instance or ''}: {totals.get('entries', 0)} predictions read, {totals.get('orders', 0)} "
+            f"orders, {totals.get('fills', 0)} fills over {service.taken} shard takeover(s)")
+        return EXIT_OK
     if not args.ha:
         kafka = None if args.no_kafka else orders_sink(config, "hft-executor")
         service = ExecutionService(r, journal, tickers, exec_config, kafka=kafka, batch=args.batch,
@@ -115,6 +124,38 @@ def _run_ha(args, config, url, r, journal, tickers, exec_config):
     return standby.service, totals
 
 
+def _run_sharded(args, config, url, r, journal, tickers, exec_config):
+    """``--shards S``: this instance decides its fair share of the shards of the tickers (hft.execution.shards)."""
+    import signal
+    import sys
+
+    from hft.execution.leader import LEASE_MS, default_instance
+    from hft.execution.service import ExecutionService
+    from hft.execution.shards import ShardedExecutor
+    from hft.redis_conn import replicas_to_ack
+
+    if not args.no_kafka:
+        ensure_orders_topic(config)
+    instance = args.instance or default_instance()
+
+    def make_service(shard, replica, journal_dir):
+        # a new transactional producer per takeover: its id is the shard's, so it fences the last holder's
+        kafka = None if args.no_kafka else orders_sink(config, f"hft-executor-{instance}-{shard.name}",
+                                                       transactional_id=f"hft-executor-{shard.name}", ensure=False)
+        return ExecutionService(r, journal_dir, tickers, exec_config, kafka=kafka, batch=args.batch, block_ms=20,
+                                replay_clock=args.replay_clock, fence=replica, shard=shard)
+
+    try:
+        sharded = ShardedExecutor(r, args.shards, instance, journal, make_service, ttl_ms=args.lease_ms or LEASE_MS,
+                                  replicas_to_ack=replicas_to_ack(url))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a clean stop gives the leases up at once
+    out(f"executor {instance}: taking its share of {args.shards} shards")
+    totals = sharded.run(stop_when_idle_s=args.stop_when_idle or None)
+    return sharded, totals
+
+
 def ensure_orders_topic(config) -> None:
     from hft import stack
 
@@ -149,6 +190,10 @@ def register(sub) -> None:
     p.add_argument("--ha", action="store_true",
                    help="hot standby: lead only while holding the executor's lease in Redis, else stand by "
                         "(run two or more; the journal is replicated through Redis)")
+    p.add_argument("--shards", type=int, default=0, metavar="S",
+                   help="load-balanced: the tickers in S shards, each decided by one of the instances run with the "
+                        "same S (on any machine sharing the Redis); each instance holds its fair share of the "
+                        "shards' leases and takes over those of an instance that died (hft.execution.shards)")
     p.add_argument("--instance", help="this instance's name in the lease (default <host>-<pid>)")
     p.add_argument("--lease-ms", type=int, default=None,
                    help="--ha: the lease's time to live (default 2000); a standby takes over about this long after the leader dies")

@@ -69,6 +69,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 _FENCE = """
 local holder = redis.call('GET', KEYS[1])
 if holder ~= ARGV[1] then return redis.error_reply('FENCED the lease is held by ' .. tostring(holder)) end
@@ -120,11 +125,12 @@ class Lease:
     """The executor's leadership (module docstring). ``token`` is set while this instance believes it leads."""
 
     def __init__(self, client, prefix: str = "hft", instance: str | None = None, ttl_ms: int = LEASE_MS,
-                 replicas_to_ack: int = 0):
+                 replicas_to_ack: int = 0, shard: str = ""):
+        """``shard``: the lease of one shard of the tickers (:mod:`hft.execution.shards`), its journal keys too."""
         if ttl_ms < 100:
             raise ValueError(f"the lease must last at least 100 ms, got {ttl_ms}")
         self.r = client
-        self.keys = RedisKeys(prefix)
+        self.keys = RedisKeys(prefix, shard)
         self.instance = instance or default_instance()
         self.ttl_ms = int(ttl_ms)
         self.replicas_to_ack = replicas_to_ack
@@ -132,6 +138,7 @@ class Lease:
         self.epoch = 0
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
 
     def holder(self) -> str | None:
         return self.r.get(self.keys.exec_leader)
@@ -147,6 +154,10 @@ class Lease:
         wait_replicated(self.r, self.replicas_to_ack, self.ttl_ms // 2, f"the lease of epoch {self.epoch}", tries=1)
         log.warning("executor %s leads (epoch %d)", self.instance, self.epoch)
         return True
+
+    def renew(self) -> bool:
+        """Extend the lease while this instance holds it (reads renew it too); False when it is no longer ours."""
+        return self.token is not None and bool(self._renew(keys=[self.keys.exec_leader], args=[self.token, self.ttl_ms]))
 
     def release(self) -> None:
         """Give the lease up if this instance still holds it (a clean stop, or a step down)."""

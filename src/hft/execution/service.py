@@ -49,6 +49,8 @@ from hft.schemas import RedisKeys, bar_end_ns, correlation_id
 
 log = logging.getLogger(__name__)
 
+DAY_NS = 86_400_000_000_000
+
 ORDERS_TOPIC = "orders"
 GROUP = "executor"
 #: Entries of the predictions stream that cannot be read (missing or non-numeric fields).
@@ -67,15 +69,19 @@ class StepResult:
 class ExecutionService:
     def __init__(self, redis_client, journal_dir: str | Path, tickers: list[str], config: ExecConfig | None = None,
                  prefix: str = "hft", consumer: str = "executor-1", kafka=None, batch: int = 1000,
-                 block_ms: int = 200, replay_clock: bool = False, fence=None):
+                 block_ms: int = 200, replay_clock: bool = False, fence=None, shard=None):
         """``fence``: a :class:`hft.execution.leader.ReplicatedJournal` when this instance is the leader of a hot
-        standby pair (it replicates the journal and fences every write); None for a lone executor."""
+        standby pair (it replicates the journal and fences every write); None for a lone executor. ``shard``: a
+        :class:`hft.execution.shards.Shard`: this service decides that shard's tickers only (its own keys,
+        consumer group, order ids and share of the gross limit; the day's loss limit shared with the others)."""
         import hft_exec
 
         self.x = hft_exec
         self.r = redis_client
         self.p = prefix
-        self.keys = RedisKeys(prefix)
+        self.shard = shard
+        self.keys = RedisKeys(prefix, shard.name if shard is not None else "")
+        self.group = self.keys.exec_group
         self.stream = self.keys.predictions
         self.consumer = consumer
         self.kafka = kafka
@@ -87,12 +93,15 @@ class ExecutionService:
         self.journal = Journal(journal_dir)
         if fence is not None:
             fence.sync(self.journal)
-        self.tickers = self.journal.instruments([t.upper() for t in tickers])
+        self.tickers = self.journal.instruments([t.upper() for t in tickers if shard is None or shard.owns(t)])
         if fence is not None:
             fence.publish_instruments(self.tickers)
         self._last_seen: str | None = None  # the newest predictions entry delivered to the group (fenced reads)
         self.ids = {t: i for i, t in enumerate(self.tickers)}
-        self.executor = hft_exec.Executor(self.config.to_core(), len(self.tickers))
+        core = self.config.to_core() if shard is None else shard.core(self.config)
+        self.executor = hft_exec.Executor(core, len(self.tickers))
+        self._day = 0  # the UTC day of the newest bar decided (the shards' shared loss limit counts that day)
+        self._resumes = int(self.r.hget(self.keys.exec_state, "resumes") or 0)  # kill switch releases applied
         self._cash = np.zeros(len(self.tickers), dtype=np.int64)  # per-ticker cash flow, for PnL per ticker
         history = self.journal.read()
         self.executor.recover(history)
@@ -113,7 +122,7 @@ class ExecutionService:
         log.info("executor recovered %d journal records: %d instruments, halted=%s", len(history),
                  len(self.tickers), self.executor.halted)
         try:
-            self.r.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+            self.r.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except Exception as exc:  # BUSYGROUP: the group exists (restart)
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -157,17 +166,19 @@ class ExecutionService:
         (same type, order, quantity and time at its seq: a crash fell between the Kafka send and the Redis
         publication); else at the publication cursor."""
         start = self.published()
-        if self.kafka is None:
+        if self.kafka is None or start >= self.journal.records:  # nothing past the cursor: nothing Kafka could hold
             return start
         from hft.streaming.kafka_io import last_value
 
-        raw = last_value(self.kafka.bootstrap, self.kafka.topic)
+        # a shard's own last record (the others write to the same topic): records carry "shard":"<name>"
+        mine = None if self.shard is None else json.dumps({"shard": self.shard.name}, separators=(",", ":"))[1:-1]
+        raw = last_value(self.kafka.bootstrap, self.kafka.topic, match=None if mine is None else mine.encode())
         try:
             rec: dict = json.loads(raw) if raw is not None else {}
             seq = int(rec["seq"]) if rec else -1
         except (ValueError, KeyError, TypeError, AttributeError):
             return start
-        if not start <= seq < self.journal.records:
+        if not start <= seq < self.journal.records or (self.shard is not None and rec.get("shard") != self.shard.name):
             return start
         e = self.journal.read(seq, seq + 1)[0]
         if (self.x.EVENT_TYPES[int(e["type"])], int(e["order_id"]), int(e["qty"]), int(e["ts_ns"])) == \
@@ -203,9 +214,11 @@ class ExecutionService:
                 self._published_pos[int(e["instrument"])] += int(e["qty"])
                 rec["position"] = int(self._published_pos[int(e["instrument"])])
             records.append(rec)
-        if self.fence is not None:  # which leader published it
+        if self.fence is not None:  # which leader published it (of which shard: seq and epoch are the shard's)
             for rec in records:
                 rec["epoch"] = self.fence.lease.epoch
+                if self.shard is not None:
+                    rec["shard"] = self.shard.name
         fresh = [r for r in records if r["seq"] >= self._kafka_next]  # Kafka may hold some already (a crash)
         if self.kafka is not None and fresh:
             self.kafka.send((r["ticker"].encode(), json.dumps(r, separators=(",", ":")).encode()) for r in fresh)
@@ -221,7 +234,12 @@ class ExecutionService:
             "cash": ex.cash / self.x.TICKS_PER_UNIT, "equity": ex.equity / self.x.TICKS_PER_UNIT,
             "day_pnl": ex.day_pnl / self.x.TICKS_PER_UNIT, "fees": ex.fees / self.x.TICKS_PER_UNIT,
             "halted": int(ex.halted), "halt_reason": ex.halt_reason, "journal_records": self.journal.records,
+            "resumes": self._resumes,
         })
+        if self.shard is not None:  # what the other shards' limits count: this shard's exposure and day's PnL
+            name = self.shard.name
+            pipe.hset(self.keys.exec_risk, mapping={f"gross:{name}": ex.gross, f"day:{name}": self._day,
+                                                    f"pnl:{name}": ex.day_pnl})
         pipe.set(self.keys.exec_published, first_seq + len(events))
         if self.fence is None:
             pipe.execute()
@@ -256,31 +274,45 @@ class ExecutionService:
         self._account(events)
         self._publish(first, events)
 
+    def _share_loss_limit(self, day: int) -> None:
+        """This shard halts for the day once the day's loss of all shards together reaches the daily limit: its own
+        limit is the limit less what the other shards lost today (as they last published it)."""
+        self._day = max(self._day, day)
+        risk = self.r.hgetall(self.keys.exec_risk)
+        others = sum(int(risk.get(f"pnl:{name}", 0)) for name in self.shard.others()
+                     if int(risk.get(f"day:{name}", -1)) == self._day)
+        self.executor.set_daily_loss_limit(self.config.daily_loss_limit + others / self.x.TICKS_PER_UNIT)
+
     def _check_halt(self) -> None:
-        flag = self.r.get(self.keys.exec_halt)
-        if flag == "halt" and not self.executor.halted:
-            log.warning("kill switch: halting the executor")
-            self.executor.halt()
-        elif flag == "resume" and self.executor.halted:
-            log.warning("kill switch released: resuming")
-            self.executor.resume(time.time_ns())
-            self.r.delete(self.keys.exec_halt)
+        """The kill switch (``halt``), and each release of it once (``exec_resume_seq``: every executor, every
+        shard, resumes once per ``hft execute resume``, even one that was down meanwhile)."""
+        flag, released = self.r.mget(self.keys.exec_halt, self.keys.exec_resume_seq)
+        if flag == "halt":
+            if not self.executor.halted:
+                log.warning("kill switch: halting the executor")
+                self.executor.halt()
+            return
+        if int(released or 0) > self._resumes:
+            self._resumes = int(released or 0)
+            if self.executor.halted:
+                log.warning("kill switch released: resuming")
+                self.executor.resume(time.time_ns())
 
     def _read(self, pending: bool) -> list:
         """Entries of the predictions stream for this consumer: its pending ones (delivered, not acknowledged), or
         new ones (waiting up to ``block_ms``). Under a fence, every read checks the lease and renews it; waiting
         takes nothing (a read that takes entries must be fenced, and a fenced script cannot block)."""
         if self.fence is None:
-            reply = self.r.xreadgroup(GROUP, self.consumer, {self.stream: "0" if pending else ">"}, count=self.batch,
+            reply = self.r.xreadgroup(self.group, self.consumer, {self.stream: "0" if pending else ">"}, count=self.batch,
                                       block=None if pending else self.block_ms)
             return reply[0][1] if reply else []
-        entries = self.fence.read(GROUP, self.consumer, self.stream, self.batch, pending)
+        entries = self.fence.read(self.group, self.consumer, self.stream, self.batch, pending)
         if not entries and not pending:
             if self._last_seen is None:
-                group = next(g for g in self.r.xinfo_groups(self.stream) if g["name"] == GROUP)
+                group = next(g for g in self.r.xinfo_groups(self.stream) if g["name"] == self.group)
                 self._last_seen = group["last-delivered-id"]
             if self.r.xread({self.stream: self._last_seen}, count=1, block=self.block_ms):
-                entries = self.fence.read(GROUP, self.consumer, self.stream, self.batch, pending)
+                entries = self.fence.read(self.group, self.consumer, self.stream, self.batch, pending)
         if entries and not pending:
             self._last_seen = entries[-1][0]
         return entries
@@ -296,6 +328,8 @@ class ExecutionService:
         malformed: Tally[str] = Tally()
         unknown = len(self.tickers)
         for entry_id, f in entries:
+            if self.shard is not None and not self.shard.decides(f.get("ticker")):
+                continue  # another shard's (acknowledged here with the batch: that shard's group delivers it there)
             try:
                 ticker = f["ticker"].upper()
                 row = preds[n]
@@ -343,6 +377,8 @@ class ExecutionService:
         self._check_halt()
         received_ns = time.time_ns()
         preds, produced, malformed = self._parse(entries)
+        if self.shard is not None and len(preds):
+            self._share_loss_limit(int(preds["ts_ns"].max()) // DAY_NS)
         decisions = np.zeros(len(preds), dtype=self.x.DECISION_DTYPE)
         t0 = time.perf_counter_ns()
         self.executor.on_predictions(preds, decisions)
@@ -351,7 +387,7 @@ class ExecutionService:
         events = self.x.drain_events(self.executor)
         self._journal_and_publish(events)
         sent_ns = time.time_ns()
-        self.r.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
+        self.r.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
         self._observe_path(preds, produced, decisions, events, (received_ns, decided_ns, sent_ns))
 
         result.events = len(events)
@@ -420,7 +456,7 @@ class ExecutionService:
         m.EXEC_DAY_PNL.set(ex.day_pnl / self.x.TICKS_PER_UNIT)
         m.EXEC_LOSS_LIMIT.set(self.config.daily_loss_limit)
         for group in self.r.xinfo_groups(self.stream):  # Redis 7: lag = entries not yet delivered to the group
-            if group.get("name") == GROUP:
+            if group.get("name") == self.group:
                 m.EXEC_PENDING.set(int(group.get("pending") or 0))
                 if group.get("lag") is not None:
                     m.EXEC_LAG.set(int(group["lag"]))
@@ -465,5 +501,13 @@ class ExecutionService:
 
 
 def set_halt(redis_client, prefix: str = "hft", halt: bool = True) -> None:
-    """The kill switch, from anywhere: the service reads it before its next decision."""
-    redis_client.set(RedisKeys(prefix).exec_halt, "halt" if halt else "resume")
+    """The kill switch, from anywhere: every executor reads it before its next decision; a release counts once
+    for each of them."""
+    keys = RedisKeys(prefix)
+    if halt:
+        redis_client.set(keys.exec_halt, "halt")
+        return
+    pipe = redis_client.pipeline(transaction=True)
+    pipe.set(keys.exec_halt, "resume")
+    pipe.incr(keys.exec_resume_seq)
+    pipe.execute()

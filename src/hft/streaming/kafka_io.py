@@ -157,9 +157,11 @@ def watermarks(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int,
         consumer.close()
 
 
-def last_value(bootstrap: str, topic: str, partition: int = 0, timeout_s: float = 10.0) -> bytes | None:
+def last_value(bootstrap: str, topic: str, partition: int = 0, timeout_s: float = 10.0,
+               match: bytes | None = None) -> bytes | None:
     """The value of the last committed record of one partition (``read_committed``: records of aborted or open
-    transactions do not count), None when it has none: read back from its end, further each time."""
+    transactions do not count), None when it has none: read back from its end, further each time. ``match``:
+    the last whose value holds these bytes (one writer's records among several writers')."""
     import time
 
     from confluent_kafka import Consumer, TopicPartition
@@ -175,7 +177,7 @@ def last_value(bootstrap: str, topic: str, partition: int = 0, timeout_s: float 
             last, deadline = None, time.monotonic() + timeout_s
             while True:  # up to the end: the position passes control records (transaction markers) too
                 for m in consumer.consume(500, timeout=0.1):
-                    if m.error() is None:
+                    if m.error() is None and (match is None or match in (m.value() or b"")):
                         last = m.value()
                 if consumer.position([TopicPartition(topic, partition)])[0].offset >= high:
                     break
