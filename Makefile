@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: setup demo test test-slow test-failover lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-e2e bench-execution clean
+.PHONY: setup demo test test-slow test-failover lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-e2e bench-execution bench-model-real clean
 
 setup:
 	@bash infra/setup.sh
@@ -62,6 +62,9 @@ bench-e2e: setup
 
 bench-execution: setup
 	$(VENV)/bin/python bench/execution.py
+
+bench-model-real: setup
+	$(VENV)/bin/python bench/model_real.py
 
 clean:
 	rm -rf var build .pytest_cache
