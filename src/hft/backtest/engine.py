@@ -117,9 +117,9 @@ class BacktestConfig:
         overrides, so a backtest trades like ``hft execute``."""
         from dataclasses import replace
 
-        own = self.resolved(ExecConfig.from_env())
-        live = replace(ExecConfig.from_env(), venues=own.venues or "")
-        cfg = live.to_core()
+        live = ExecConfig.from_env()
+        own = self.resolved(live)
+        cfg = replace(live, venues=own.venues or "").to_core()
         ex = cfg.exchange
         ex.fee_bps, ex.slippage_bps, ex.latency_ns = own.fee_bps, own.slippage_bps, own.latency_ns
         cfg.exchange = ex

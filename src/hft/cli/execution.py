@@ -4,7 +4,6 @@ kill switch (``halt``/``resume``), ``status``, and a venue's outage drill (``sil
 from __future__ import annotations
 
 import argparse
-import os
 
 from hft.cli._common import EXIT_OK, arg_tickers, out, stack_config
 from hft.config import Settings
@@ -36,7 +35,7 @@ def cmd_execute(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     if args.action in ("silence", "answer"):
         try:
-            names = ExecConfig.from_env().venue_names if os.environ.get("HFT_EXEC_VENUES") else []
+            names = [name for name, _ in ExecConfig.from_env().venue_specs()]  # none without HFT_EXEC_VENUES
         except ValueError as exc:
             raise UserError(str(exc)) from None
         if args.venue not in names:

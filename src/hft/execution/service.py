@@ -89,6 +89,7 @@ class ExecutionService:
         self.block_ms = block_ms
         self.replay_clock = replay_clock
         self.config = config or ExecConfig.from_env()
+        self.venue_names = self.config.venue_names  # by the index events carry (parsed once, not per record)
         self.fence = fence
         self.journal = Journal(journal_dir)
         if fence is not None:
@@ -147,8 +148,8 @@ class ExecutionService:
         }
         order_id = int(e["order_id"])
         if order_id:  # an order's events name its venue (HFT_EXEC_VENUES; "paper": the one exchange)
-            names = self.config.venue_names
-            rec["venue"] = names[int(e["venue"])] if int(e["venue"]) < len(names) else str(int(e["venue"]))
+            v = int(e["venue"])
+            rec["venue"] = self.venue_names[v] if v < len(self.venue_names) else str(v)
         if int(e["type"]) == self.x.EventType.order_sent:
             self._order_cid[order_id] = self._cid(e)
         done = int(e["type"]) == self.x.EventType.order_done
@@ -250,11 +251,10 @@ class ExecutionService:
     def _check_venues(self) -> None:
         """Venues silenced or answering again since the last batch (``{p}:exec:venues:silent``); what a venue
         that answers again resolves is journaled and published now."""
-        names = self.config.venue_names if self.config.venues else []
-        if not names:
+        if not self.config.venues:  # the one paper exchange: nothing to silence
             return
         silent = set(self.r.smembers(self.keys.exec_silent_venues))
-        for v, name in enumerate(names):
+        for v, name in enumerate(self.venue_names):
             if name in silent and self.executor.venue_connected(v):
                 log.warning("venue %s does not answer: no order goes there, its working orders wait", name)
                 self.executor.disconnect_venue(v)

@@ -186,7 +186,7 @@ class ShardedExecutor:
                     self.balance()
                     last_balance = now
                 busy = False
-                self.heartbeat()
+                live = self.heartbeat()
                 for k in sorted(self.owned):
                     _, service = self.owned[k]
                     try:
@@ -208,7 +208,7 @@ class ShardedExecutor:
                 elif not self.owned:
                     time.sleep(min(self.ttl_ms / 4000, 0.2))
                 if (stop_when_idle_s is not None and time.monotonic() - idle_since >= stop_when_idle_s
-                        and len(self.owned) >= min(self.share(self.heartbeat()), self.count)):
+                        and len(self.owned) >= self.share(live)):
                     return totals
         finally:
             for k in list(self.owned):

@@ -473,30 +473,28 @@ _CLASSES: dict[str, type[Service]] = {
 
 
 def _services(config: StackConfig, names: Iterable[str]) -> list[Service]:
-    """The services named (groups expanded, the order kept, repeats dropped); ``kafka`` stands for every node
-    of the cluster, ``kafka-N`` for node N alone; ``redis`` for the master, its replicas (``redis-N``) and the
-    Sentinels (``sentinel-K``); ``spark`` for the standalone cluster's master and workers (``spark-worker-N``)."""
-    kafka = [Kafka(config, n) for n in range(1, config.kafka_brokers + 1)]
-    redis: list[Service] = [Redis(config, n) for n in range(1, config.redis_replicas + 2)]
-    redis += [Sentinel(config, k) for k in range(1, len(config.redis_sentinels) + 1)]
-    spark: list[Service] = [SparkMaster(config)] if config.spark_workers else []
-    spark += [SparkWorker(config, n) for n in range(1, config.spark_workers + 1)]
-    groups: dict[str, list[Service]] = {"kafka": list(kafka), "redis": redis, "spark": spark}
-    nodes = {svc.name: svc for svc in (*kafka, *redis, *spark)}
+    """The services named (groups expanded by ``config.members``, the order kept, repeats dropped); ``kafka`` stands
+    for every node of the cluster, ``kafka-N`` for node N alone; ``redis`` for the master, its replicas
+    (``redis-N``) and the Sentinels (``sentinel-K``); ``spark`` for the standalone cluster's master and workers
+    (``spark-worker-N``)."""
+    nodes: dict[str, Service] = {svc.name: svc for svc in (
+        *(Kafka(config, n) for n in range(1, config.kafka_brokers + 1)),
+        *(Redis(config, n) for n in range(1, config.redis_replicas + 2)),
+        *(Sentinel(config, k) for k in range(1, len(config.redis_sentinels) + 1)),
+        *((SparkMaster(config),) if config.spark_workers else ()),
+        *(SparkWorker(config, n) for n in range(1, config.spark_workers + 1)))}
     out: dict[str, Service] = {}
     unknown = []
     for name in expand_services(names):
-        if name in groups:
-            for svc in groups[name]:
-                out.setdefault(svc.name, svc)
-        elif name in nodes:
-            out.setdefault(name, nodes[name])
-        elif name in _CLASSES:
-            out.setdefault(name, _CLASSES[name](config))
-        else:
-            unknown.append(name)
+        for member in config.members(name):
+            if member in nodes:
+                out.setdefault(member, nodes[member])
+            elif member in _CLASSES:
+                out.setdefault(member, _CLASSES[member](config))
+            else:
+                unknown.append(member)
     if unknown:
-        more = [n for n in nodes if n not in groups]
+        more = [n for n in nodes if n not in ("kafka", "redis")]
         raise StackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(ALL_SERVICES)}"
                          f"{' (and ' + ', '.join(more) + ')' if more else ''}, and the groups airflow, monitoring, "
                          "logging, all")
