@@ -241,3 +241,50 @@ def test_a_standby_whose_lease_no_replica_acknowledges_gives_it_back_and_leads_o
         if replica is not None:
             replica.terminate()
             replica.wait(10)
+
+
+def test_a_connection_cut_while_the_lease_is_checked_is_retried_and_one_cut_before_exec_is_a_connection_error(
+        client, redis_url, monkeypatch):
+    """A Redis failover cuts the leader's connection between its WATCH and its EXEC, which redis-py reports as a
+    WatchError: it must neither pass for a lost lease nor escape as an unknown error (the game day's standby died
+    of one, leaving no executor for the next failure)."""
+    import redis as redis_lib
+
+    fence = instance(client, "a", ttl_ms=10_000)
+    assert fence.lease.try_acquire()
+    admin = redis_lib.Redis.from_url(redis_url)
+    real_watch = redis_lib.client.Pipeline.watch
+    cuts = {"left": 0}
+
+    def watch_then_cut(pipe, *names):
+        done = real_watch(pipe, *names)
+        if cuts["left"]:
+            cuts["left"] -= 1
+            assert admin.client_kill_filter(_type="normal", skipme=True) >= 1  # the server drops the connection
+        return done
+
+    monkeypatch.setattr(redis_lib.client.Pipeline, "watch", watch_then_cut)
+    try:
+        cuts["left"] = 1  # one cut: checked again on a fresh connection, and the write goes through
+        pipe = fence.transaction()
+        pipe.set("written", "1")
+        fence.execute(pipe)
+        assert client.get("written") == "1" and cuts["left"] == 0
+
+        cuts["left"] = 3  # cut at every try: a ConnectionError (the caller gives the lease up), not a WatchError
+        with pytest.raises(redis_lib.ConnectionError, match="checking the lease"):
+            fence.transaction()
+
+        cuts["left"] = 0
+        pipe = fence.transaction()
+        pipe.set("written", "2")
+        admin.client_kill_filter(_type="normal", skipme=True)  # cut before EXEC: unknown outcome, not "fenced"
+        with pytest.raises(redis_lib.ConnectionError, match="publishing"):
+            fence.execute(pipe)
+        assert client.get("written") == "1" and fence.lease.holder() == fence.lease.token
+
+        client.set("hft:exec:leader", "999:other", px=1000)  # a real change of hands is still Fenced
+        with pytest.raises(Fenced):
+            fence.transaction()
+    finally:
+        admin.close()

@@ -120,6 +120,8 @@ def test_game_day_kill_kafka_leader_redis_master_executor_leader_and_stream_driv
         # 3. the executor leader (whichever leads now: a Redis failover may have moved the lease)
         old = leader(r)
         name = old.split(":", 1)[1]
+        dead = [n for n, proc in executors.items() if proc.poll() is not None]
+        assert not dead, f"executor(s) {dead} died in the failovers before (see {home}/<name>.err): no standby left"
         os.kill(executors[name].pid, signal.SIGKILL)
         t0 = time.monotonic()
         until(lambda: leader(r) not in ("", old), 30, "the standby to take the lease", every=0.01)

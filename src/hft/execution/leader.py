@@ -228,24 +228,44 @@ class ReplicatedJournal:
             entries.append((entry_id, dict(zip(flat[::2], flat[1::2])) if flat else {}))
         return entries
 
-    def transaction(self):
-        """A MULTI pipeline that executes only while the lease is ours (``WATCH``); run it with :meth:`execute`."""
-        pipe = self.r.pipeline(transaction=True)
-        pipe.watch(self.keys.exec_leader)
-        holder = pipe.get(self.keys.exec_leader)
-        if holder != self.token:
-            pipe.reset()
-            raise Fenced(f"the lease is held by {holder}")
-        pipe.multi()
-        return pipe
+    def transaction(self, tries: int = 3):
+        """A MULTI pipeline that executes only while the lease is ours (``WATCH``); run it with :meth:`execute`.
+
+        A connection that breaks after the ``WATCH`` (a Redis failover) is one redis-py reports as a WatchError;
+        nothing was written yet, so the check is made again on a fresh connection, ``tries`` times in all, then
+        it is the ConnectionError it is (before, it escaped as a WatchError and killed the executor: the game day
+        lost its standby that way)."""
+        import redis
+
+        for attempt in range(tries):
+            pipe = self.r.pipeline(transaction=True)
+            try:
+                pipe.watch(self.keys.exec_leader)
+                holder = pipe.get(self.keys.exec_leader)
+            except redis.WatchError as exc:
+                pipe.reset()
+                if attempt + 1 == tries:
+                    raise redis.ConnectionError(f"checking the lease: {exc}") from exc
+                continue
+            if holder != self.token:
+                pipe.reset()
+                raise Fenced(f"the lease is held by {holder}")
+            pipe.multi()
+            return pipe
+        raise AssertionError("unreachable")
 
     def execute(self, pipe) -> None:
+        """Run a :meth:`transaction`: :class:`Fenced` when the lease changed meanwhile; a ConnectionError when the
+        connection broke (whether the transaction ran is unknown: the caller gives the lease up, and whoever leads
+        next republishes from the journal)."""
         import redis
 
         try:
             pipe.execute()
-        except redis.WatchError:
-            raise Fenced("the lease changed hands during the publication") from None
+        except redis.WatchError as exc:
+            if "changed" in str(exc):  # redis-py: "Watched variable changed."
+                raise Fenced("the lease changed hands during the publication") from None
+            raise redis.ConnectionError(f"publishing: {exc}") from exc
 
     # -- the standby's copy --------------------------------------------------------------------------------
     def pull(self, journal: Journal, block_ms: int = 0) -> int:
