@@ -18,8 +18,9 @@ demo: setup
 test: setup lint test-cpp
 	$(VENV)/bin/pytest -q -m "not slow and not failover"
 
-# The long end-to-end scenarios (the UI tests in a real browser, an alert from Prometheus to the kill switch):
-# CI runs them after `make test` (.ci/run), keeping `make test` under 30 minutes on 2 cores.
+# The long end-to-end scenarios (the UI tests in a real browser, an alert from Prometheus to the kill switch, two
+# "hosts", the real-data sample, hft demo):
+# CI runs them after `make test` (.ci/run), keeping `make test` under 20 minutes on 2 cores.
 test-slow: setup
 	$(VENV)/bin/pytest -q -m slow
 

@@ -39,7 +39,11 @@ if ! command -v "$PY" >/dev/null; then
   apt_install python3.11 python3.11-venv
 fi
 
-# 3. Virtualenv with the locked dependencies.
+# 3. Virtualenv with the locked dependencies (LightGBM's wheel loads the system's OpenMP runtime, libgomp1).
+if ! ldconfig -p 2>/dev/null | grep 'libgomp\.so\.1' >/dev/null; then  # no -q: an early exit would SIGPIPE ldconfig
+  say "installing the OpenMP runtime LightGBM needs (libgomp1)"
+  apt_install libgomp1
+fi
 want="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   say "python environment up to date"

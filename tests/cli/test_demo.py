@@ -16,6 +16,7 @@ from ports import free_port
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow  # ~100 s: make test-slow (CI runs it)
 def test_demo_runs_end_to_end_on_a_small_market(tmp_path):
     env = {**os.environ, "HFT_HOME": str(tmp_path), "HFT_KAFKA_PORT": str(free_port()),
            "HFT_KAFKA_CONTROLLER_PORT": str(free_port()), "HFT_KAFKA_METRICS_PORT": str(free_port()),

@@ -138,6 +138,7 @@ def run_until_killed(env_vars, store, cmd, progress_to: int, timeout_s: float = 
     return written(store)
 
 
+@pytest.mark.failover  # ~60 s: make test-failover (CI runs it)
 def test_tasks_engine_survives_kill_9_with_work_outstanding_without_loss_or_duplicates(env, tmp_path):
     from hft.streaming import collectors
     from hft.streaming.store import RedisStore

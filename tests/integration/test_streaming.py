@@ -128,6 +128,7 @@ def test_stream_predicts_every_bar_and_sends_bad_messages_to_dlq(env):
     assert len(predictions) == len(stream)
 
 
+@pytest.mark.failover  # ~60 s: make test-failover (CI runs it)
 def test_stream_reloads_champion_then_survives_kill_9_without_loss_or_duplicates(env):
     from hft.streaming import collectors
     from hft.streaming.store import RedisStore

@@ -40,15 +40,22 @@ def test_real_bars_ingest_features_train_and_holdout_report(tmp_path):
     hft(env, "features", "--master", "local[2]")
     table = hft(env, "train", "--no-promote", "--set", "epochs=3", "--set", "folds=1", "--set", "bootstrap=50")
     figures = {m.group(1): (float(m.group(2)), float(m.group(3)), float(m.group(4))) for m in re.finditer(
-        r"^(model|majority_class|last_return_sign|logistic_regression)\s+(0\.\d+) \[(0\.\d+), (0\.\d+)\]", table,
+        r"^(model|majority_class|last_return_sign|logistic_regression|gradient_boosted_trees)\s+(0\.\d+) "
+        r"\[(0\.\d+), (0\.\d+)\]", table,
         re.MULTILINE)}
-    assert set(figures) == {"model", "majority_class", "last_return_sign", "logistic_regression"}, table
+    assert set(figures) == {"model", "majority_class", "last_return_sign", "logistic_regression",
+                            "gradient_boosted_trees"}, table
     for auc, low, high in figures.values():
         assert 0.0 <= low <= auc <= high <= 1.0
     assert figures["majority_class"] == (0.5, 0.5, 0.5)
-    assert re.search(r"model (BEATS|does NOT beat) logistic_regression: AUC difference -?0\.\d+ \[", table)
+    assert re.search(r"^permutation importance \(holdout AUC lost when shuffled\): \w+ [+-]0\.\d{4}", table, re.MULTILINE)
+    assert re.search(r"^drift over the last 1 sessions \(\d+ rows\): PSI max \d+\.\d{3}", table, re.MULTILINE), table
+    for strong in ("logistic_regression", "gradient_boosted_trees"):
+        assert re.search(rf"model (BEATS|does NOT beat) {strong}: AUC difference -?0\.\d+ \[", table)
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     run = mlflow.search_runs(experiment_names=["hft-direction"], output_format="list")[0]
     assert run.data.params["tickers"] == "QQQ,SPY" and int(run.data.params["rows"]) > 1000
     assert abs(run.data.metrics["model_auc"] - figures["model"][0]) < 1e-4
     assert abs(run.data.metrics["logistic_regression_auc"] - figures["logistic_regression"][0]) < 1e-4
+    assert abs(run.data.metrics["gradient_boosted_trees_auc"] - figures["gradient_boosted_trees"][0]) < 1e-4
+    assert "recent_auc" in run.data.metrics and "psi_max" in run.data.metrics

@@ -45,6 +45,12 @@ def test_registered_pyfunc_scores_like_the_streaming_predictor(frame_features, t
     registry.promote(version, "test", uri)
     predictor, served = ChampionModel(uri)()
     assert served == version
+    # the served champion's drift report, exported for the HftModelDrift/HftModelRecentAuc alerts
+    from prometheus_client import REGISTRY
+
+    metrics = registry.run_metrics(registry.client(uri), version)
+    assert REGISTRY.get_sample_value("hft_model_recent_auc", {"stat": "high"}) == metrics["recent_auc_ci_high"]
+    assert REGISTRY.get_sample_value("hft_model_feature_psi", {"feature": features[0]}) == metrics[f"psi_{features[0]}"]
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@champion")
     assert model.metadata.get_input_schema().input_names() == input_columns(predictor)

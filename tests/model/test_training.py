@@ -42,6 +42,10 @@ def test_train_default_strength_beats_chance(predictable_table):
     assert ev.scores["model"]["auc"].low > 0.5
     assert {c.baseline: c.beats for c in ev.comparisons}["majority_class"]
     assert len(result.folds) == FAST.folds
+    # what it relies on: a predictive model loses AUC when some feature is shuffled; drift over its last sessions
+    assert set(result.importance) == set(features) and max(v["auc_drop"] for v in result.importance.values()) > 0.005
+    assert result.drift.recent_sessions == sorted(result.holdout["date"].astype(str).unique())[-5:]
+    assert set(result.drift.psi) == set(features) and result.drift.recent_auc.low > 0.5
     # the holdout is strictly after everything the final model saw
     assert result.holdout["ts"].min() > frame["ts"].iloc[: result.train_rows].max()
 
@@ -71,3 +75,40 @@ def test_conv1d_variant_trains_and_uses_lookback_windows(predictable_table):
     assert x.shape[1:] == (8, len(features))
     assert result.model.input_shape == (None, 8, len(features))
     assert np.isfinite(result.holdout_proba).all()
+
+
+def _nonlinear_frame(rows_per_day: int = 300, days: int = 12, seed: int = 3):
+    """Sessions of rows whose label is up exactly when |x1| > 1 (invisible to a linear model), x2 is noise."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    parts = []
+    for d in range(days):
+        day = pd.Timestamp("2024-03-04") + pd.Timedelta(days=d)
+        ts = day + pd.Timedelta(hours=14, minutes=30) + pd.to_timedelta(np.arange(rows_per_day), "m")
+        x1, x2 = rng.normal(size=rows_per_day), rng.normal(size=rows_per_day)
+        parts.append(pd.DataFrame({"ticker": "AAA", "date": day.date(), "ts": ts, "x1": x1, "x2": x2,
+                                   "ret_1": x2, "label": (np.abs(x1) > 1).astype(int)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_gradient_boosted_trees_baseline_sees_what_a_linear_model_cannot_and_only_from_training_rows():
+    from hft.model.dataset import holdout_split
+    from hft.model.evaluation import auc
+    from hft.model.network import Scaler
+    from hft.model.training import baselines, boosted_trees
+
+    frame = _nonlinear_frame()
+    split = holdout_split(frame, 0.25, 5)
+    pre, hold = frame.iloc[split.train].reset_index(drop=True), frame.iloc[split.valid].reset_index(drop=True)
+    features = ["x1", "x2"]
+    preds = baselines(pre, hold, features, Scaler.fit(pre[features].to_numpy(np.float64)), FAST)
+    y = hold["label"].to_numpy()
+    assert set(preds) == {"majority_class", "last_return_sign", "logistic_regression", "gradient_boosted_trees"}
+    assert auc(y, preds["gradient_boosted_trees"]) > 0.95, "trees learn |x1| > 1"
+    assert abs(auc(y, preds["logistic_regression"]) - 0.5) < 0.1, "a linear model cannot"
+    np.testing.assert_array_equal(preds["gradient_boosted_trees"], boosted_trees(pre, hold, features, FAST))
+
+    # fitted on the pre-holdout rows only: holdout labels do not change a single probability
+    flipped = hold.assign(label=1 - hold["label"])
+    np.testing.assert_array_equal(boosted_trees(pre, flipped, features, FAST), preds["gradient_boosted_trees"])

@@ -21,6 +21,8 @@ def model_config(overrides: list[str] | None):
 
 def report_training(outcome) -> None:
     out(outcome.evaluation_table)
+    if outcome.understanding:
+        out(outcome.understanding)
     out(f"registered hft-direction version {outcome.version} (run {outcome.run_id}) as challenger")
     out(f"gate: {outcome.gate_reason} -> {'promoted to champion' if outcome.promoted else 'champion unchanged'}")
 

@@ -153,6 +153,17 @@ def _bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
+def bootstrap_auc(y: np.ndarray, p: np.ndarray, resamples: int = 500, seed: int = 0) -> Estimate:
+    """AUC of ``p`` on labels ``y`` with its 95% bootstrap interval (NaN when a class is missing)."""
+    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
+    if not len(y):
+        return Estimate(float("nan"), float("nan"), float("nan"))
+    boot = np.array([auc(y[i], p[i]) for i in _bootstrap_indices(len(y), resamples, seed)])
+    if np.isnan(boot).all():
+        return Estimate(auc(y, p), float("nan"), float("nan"))
+    return Estimate(auc(y, p), *np.nanpercentile(boot, [2.5, 97.5]))
+
+
 def paired_auc_difference(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resamples: int = 1000,
                           seed: int = 0) -> "Estimate":
     """AUC of ``p_a`` minus AUC of ``p_b`` on the same labels ``y``, with the 95% interval of the paired

@@ -19,6 +19,7 @@ class TrainingOutcome:
     beats_all_baselines: bool
     promoted: bool
     gate_reason: str
+    understanding: str = ""  # permutation importance and drift, in words (hft.model.understanding.summary)
 
 
 def train_step(
@@ -29,7 +30,8 @@ def train_step(
     tickers: list[str] | None = None,
 ):
     """Read the feature table, train with walk-forward validation, log the run and register the model
-    as ``challenger``. Returns (:class:`hft.model.registry.Registered`, the holdout evaluation)."""
+    as ``challenger``. Returns (:class:`hft.model.registry.Registered`, the
+    :class:`hft.model.training.TrainResult`)."""
     from hft.model import registry
     from hft.model.dataset import label_horizon, load_feature_table, prepare
     from hft.model.training import train
@@ -44,7 +46,7 @@ def train_step(
     data = {"features_path": features_path, "interval": interval, "rows": len(frame),
             "tickers": ",".join(sorted(frame["ticker"].unique())),
             "first_session": str(frame["date"].min()), "last_session": str(frame["date"].max())}
-    return registry.log_training(result, data, tracking_uri), result.evaluation
+    return registry.log_training(result, data, tracking_uri), result
 
 
 def judge(version: str, margin: float | None = None, tracking_uri: str | None = None):
@@ -84,8 +86,11 @@ def train_and_register(
     tickers: list[str] | None = None,
 ) -> TrainingOutcome:
     """All steps in one process (the CLI path)."""
-    reg, evaluation = train_step(features_path, config, interval, tracking_uri, tickers)
+    from hft.model.understanding import summary
+
+    reg, result = train_step(features_path, config, interval, tracking_uri, tickers)
     promoted, reason = False, "gate not run"
     if promote_if_better:
         promoted, reason = gate_and_promote(reg.version, margin, tracking_uri)
-    return TrainingOutcome(reg.run_id, reg.version, evaluation.table(), evaluation.beats_all_baselines, promoted, reason)
+    ev = result.evaluation
+    return TrainingOutcome(reg.run_id, reg.version, ev.table(), ev.beats_all_baselines, promoted, reason, summary(result))

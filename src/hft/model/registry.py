@@ -2,7 +2,8 @@
 
 * Every training run logs its parameters, per-fold metrics, holdout metrics with confidence intervals,
   and artifacts: ``model_weights.h5``, ``features.json``, ``scaler.json``, ``evaluation.json``/``.txt``,
-  ``calibration.png``, ``holdout.parquet`` (features, labels, model probabilities), and the Keras model
+  ``calibration.png``, ``holdout.parquet`` (features, labels, model probabilities), ``understanding.json`` and
+  ``importance.png`` (permutation importance, drift: :mod:`hft.model.understanding`), and the Keras model
   (``mlflow.keras`` flavour as ``keras_model``), and the registered ``model``: a pyfunc over the weights
   (:mod:`hft.model.serving`, signature and input example) that ``mlflow models serve`` answers with.
 * Only when all of that is logged is a version of the registered model ``hft-direction`` created and given
@@ -144,6 +145,7 @@ def log_training(result, data: dict, tracking_uri: str | None = None) -> Registe
     from hft.model.evaluation import plot_calibration
     from hft.model.network import save_weights_file
     from hft.model.training import model_inputs
+    from hft.model.understanding import plot_importance, understanding_metrics
 
     uri = tracking_uri or default_tracking_uri()
     c = client(uri)
@@ -158,6 +160,7 @@ def log_training(result, data: dict, tracking_uri: str | None = None) -> Registe
             mlflow.log_metrics({f"fold_{k}": float(v) for k, v in fold.items() if k != "fold"}, step=fold["fold"])
         mlflow.log_metrics({k: float(v) for k, v in ev.flat_metrics().items() if np.isfinite(v)})
         mlflow.log_metric("beats_all_baselines", float(ev.beats_all_baselines))
+        mlflow.log_metrics(understanding_metrics(result))
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "artifacts"
             out.mkdir()
@@ -168,6 +171,10 @@ def log_training(result, data: dict, tracking_uri: str | None = None) -> Registe
             (out / "evaluation.json").write_text(json.dumps(ev.to_dict(), indent=1, default=float))
             (out / "evaluation.txt").write_text(ev.table() + "\n")
             plot_calibration(out / "calibration.png", {"model": ev.calibration}, "holdout calibration")
+            if result.drift is not None:
+                (out / "understanding.json").write_text(json.dumps(
+                    {"permutation_importance": result.importance, "drift": result.drift.to_dict()}, indent=1, default=float))
+                plot_importance(out / "importance.png", result.importance)
             hold = result.holdout[["ticker", "ts", "date", *result.features, "label"]].copy()
             hold["date"] = hold["date"].astype(str)
             hold.assign(model_proba=result.holdout_proba).to_parquet(out / "holdout.parquet", index=False)
@@ -234,6 +241,12 @@ def weights_path(c, version: str, dst: str | None = None) -> Path:
     mv = c.get_model_version(MODEL_NAME, version)
     run_id = mv.run_id or (mv.tags or {}).get("run_id")
     return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model_weights.h5", dst_path=dst))
+
+
+def run_metrics(c, version: str) -> dict[str, float]:
+    """The metrics of the training run behind ``version`` (name -> last value)."""
+    mv = c.get_model_version(MODEL_NAME, version)
+    return dict(c.get_run(mv.run_id or (mv.tags or {}).get("run_id")).data.metrics)
 
 
 def holdout_of(c, version: str) -> pd.DataFrame:

@@ -37,6 +37,14 @@ STREAM_FEATURE_SHIFT = Gauge(
     "(0: like the training data; +-1: moved by one training standard deviation)", ["feature"])
 REGISTRY_CHAMPION_VERSION = Gauge("hft_registry_champion_version",
                                   "The registry's champion version, as the streaming job last read it")
+MODEL_FEATURE_PSI = Gauge(
+    "hft_model_feature_psi",
+    "Population stability index of each feature between the served champion's training rows and the latest "
+    "sessions of its holdout (hft.model.understanding; > 0.25: shifted)", ["feature"])
+MODEL_RECENT_AUC = Gauge(
+    "hft_model_recent_auc",
+    "The served champion's AUC on the latest sessions of its holdout (stat: value, and low/high of its 95% "
+    "bootstrap interval); high < 0.5: worse than chance lately", ["stat"])
 STREAM_MODEL_GATE_APPROVED = Gauge(
     "hft_stream_model_gate_approved",
     "1 when the gate approved the champion version being served; 0 when it rejected it or never judged it "

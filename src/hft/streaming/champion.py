@@ -97,4 +97,25 @@ class ChampionModel:
             log.warning("could not audit the champion version %s: %s", version, exc)
             status = "unknown"
         STREAM_MODEL_GATE_APPROVED.set(1.0 if status == "approved" else 0.0)
+        self._export_understanding(registry, client, version)
         return status
+
+    @staticmethod
+    def _export_understanding(registry, client, version: str) -> None:
+        """The served version's drift report (its training run's ``psi_<feature>`` and ``recent_auc`` metrics)
+        as ``hft_model_feature_psi`` and ``hft_model_recent_auc``; none for a version trained without one."""
+        from hft.observability.metrics import MODEL_FEATURE_PSI, MODEL_RECENT_AUC
+
+        MODEL_FEATURE_PSI.clear()
+        MODEL_RECENT_AUC.clear()
+        try:
+            metrics = registry.run_metrics(client, version)
+        except Exception as exc:  # noqa: BLE001 - serving goes on without the figures
+            log.warning("could not read the drift report of version %s: %s", version, exc)
+            return
+        for key, value in metrics.items():
+            if key.startswith("psi_") and key != "psi_max":
+                MODEL_FEATURE_PSI.labels(key[len("psi_"):]).set(value)
+        for stat, key in (("value", "recent_auc"), ("low", "recent_auc_ci_low"), ("high", "recent_auc_ci_high")):
+            if key in metrics:
+                MODEL_RECENT_AUC.labels(stat).set(metrics[key])
