@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: setup demo test test-slow test-failover lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-e2e bench-execution bench-model-real clean
+.PHONY: setup demo test test-slow test-failover lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-e2e bench-execution bench-model-real bench-model-study clean
 
 setup:
 	@bash infra/setup.sh
@@ -66,6 +66,11 @@ bench-execution: setup
 
 bench-model-real: setup
 	$(VENV)/bin/python bench/model_real.py
+
+# Why the network might lose to logistic regression: one setting changed at a time, on the synthetic market and
+# the shared real sample, each run in MLflow (about 20 minutes on 2 cores).
+bench-model-study: setup
+	$(VENV)/bin/python bench/model_study.py
 
 clean:
 	rm -rf var build .pytest_cache

@@ -112,3 +112,20 @@ def test_gradient_boosted_trees_baseline_sees_what_a_linear_model_cannot_and_onl
     # fitted on the pre-holdout rows only: holdout labels do not change a single probability
     flipped = hold.assign(label=1 - hold["label"])
     np.testing.assert_array_equal(boosted_trees(pre, flipped, features, FAST), preds["gradient_boosted_trees"])
+
+
+def test_class_weighting_and_the_early_stopping_metric_are_settings():
+    """Class weights pull the mean probability to one half; without them it is the training up-rate. Early stopping
+    may watch the validation loss instead of the AUC. (The model study, bench/model_study.py, compares both.)"""
+    frame = _nonlinear_frame(days=10)
+    cfg = dataclasses.replace(FAST, epochs=5, bootstrap=20)
+    weighted = train(frame, ["x1", "x2"], cfg)
+    plain = train(frame, ["x1", "x2"], dataclasses.replace(cfg, class_weighting=False, early_stopping="loss"))
+    up = float(frame["label"].mean())
+    assert up < 0.4
+    mean_plain, mean_weighted = float(np.mean(plain.holdout_proba)), float(np.mean(weighted.holdout_proba))
+    assert abs(mean_weighted - 0.5) < 0.1 and mean_plain < mean_weighted - 0.05, (up, mean_plain, mean_weighted)
+    assert all(1 <= f["best_epoch"] <= 5 for f in plain.folds)
+    with pytest.raises(ValueError, match="early_stopping"):
+        ModelConfig(early_stopping="accuracy")
+    assert ModelConfig().with_overrides(class_weighting="false", early_stopping="loss").class_weighting is False

@@ -56,6 +56,10 @@ def model_inputs(frame: pd.DataFrame, features: list[str], config: ModelConfig, 
     return x[windows], rows
 
 
+#: Which way each early-stopping metric improves.
+_MODE = {"auc": "max", "loss": "min"}
+
+
 def class_weights(y: np.ndarray) -> dict[int, float]:
     n, pos = len(y), float(y.sum())
     return {0: n / (2.0 * (n - pos)), 1: n / (2.0 * pos)}
@@ -68,14 +72,15 @@ def _fit(config: ModelConfig, x_tr, y_tr, x_va=None, y_va=None, epochs: int | No
     callbacks = []
     if x_va is not None:
         callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True)
+            keras.callbacks.EarlyStopping(monitor=f"val_{config.early_stopping}", mode=_MODE[config.early_stopping],
+                                          patience=config.patience, restore_best_weights=True)
         )
     history = model.fit(
         x_tr, y_tr,
         validation_data=(x_va, y_va) if x_va is not None else None,
         epochs=epochs or config.epochs,
         batch_size=config.batch_size,
-        class_weight=class_weights(y_tr),
+        class_weight=class_weights(y_tr) if config.class_weighting else None,
         shuffle=True,
         verbose=0,
         callbacks=callbacks,
@@ -189,7 +194,8 @@ def train(frame: pd.DataFrame, features: list[str], config: ModelConfig = ModelC
         y_tr, y_va = tr["label"].to_numpy()[r_tr], va["label"].to_numpy()[r_va]
         model, hist = _fit(config, x_tr, y_tr, x_va, y_va)
         p = predict(model, x_va)
-        best = int(np.argmax(hist["val_auc"])) + 1
+        watched = np.asarray(hist[f"val_{config.early_stopping}"])
+        best = int(np.argmax(watched) if _MODE[config.early_stopping] == "max" else np.argmin(watched)) + 1
         best_epochs.append(best)
         fold_results.append({"fold": k, "train_rows": len(y_tr), "valid_rows": len(y_va), "best_epoch": best,
                              "auc": auc(y_va, p), "log_loss": log_loss(y_va, p)})
