@@ -212,8 +212,10 @@ def test_a_standby_whose_lease_no_replica_acknowledges_gives_it_back_and_leads_o
     from ports import free_port
 
     write(client, predictions(10))
-    lease = Lease(client, instance="a", ttl_ms=400, replicas_to_ack=1)  # a lone master: no replica acknowledges
-    fence = ReplicatedJournal(client, lease)
+    lease = Lease(client, instance="a", ttl_ms=5000, replicas_to_ack=1)  # a lone master: no replica acknowledges
+    # a journal append waits up to 3 x 1 s for the replica (its first sync): less than the lease, which must not
+    # expire meanwhile (it did under CI's load with a 400 ms lease and 3 x 2 s waits: a second leadership)
+    fence = ReplicatedJournal(client, lease, ack_timeout_ms=1000)
     standby = HotStandby(lease, fence, tmp_path / "a", lambda: ExecutionService(
         client, tmp_path / "a", TICKERS, ExecConfig(**LOOSE), block_ms=10, fence=fence))
     result: dict = {}
