@@ -162,5 +162,24 @@ def test_airflow_on_the_embedded_default_needs_no_setup(tmp_path, make_stack_con
         while {d["dag_id"] for d in client.dags()} < {"market_data", "model_training"}:
             assert time.monotonic() < deadline, "the DAG processor did not serve the project's DAGs"
             time.sleep(1)
+
+        # an operator's own password that starts with "-" (CI once generated one: `--password -...` was taken for
+        # an option and `airflow users create` failed) is set on the next `up` and logs in
+        down(cfg)
+        monkeypatch.setenv("HFT_AIRFLOW_ADMIN_PASSWORD", "-starts-with-a-dash")
+        up(cfg, ["airflow"])
+        assert admin_credentials(cfg)[1] == "-starts-with-a-dash"
+        assert {"market_data", "model_training"} <= {d["dag_id"] for d in AirflowClient(
+            cfg.airflow_url, *admin_credentials(cfg)).dags()}
     finally:
         down(cfg)
+
+
+def test_generated_secrets_never_start_with_a_dash(monkeypatch):
+    import secrets
+
+    from hft.stack.base import token
+
+    drawn = iter(["-looks-like-an-option", "-again", "fine-one"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda nbytes: next(drawn))
+    assert token(24) == "fine-one"

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hft.config import env_count, env_value
-from hft.stack.base import SETUP_HINT, Service, child_env, render, write_private
+from hft.stack.base import SETUP_HINT, Service, child_env, render, token, write_private
 from hft.stack.config import StackConfig, StackError, infra_file, repo_root
 from hft.stack.postgres import metadata_url, prepare_database
 
@@ -84,7 +83,7 @@ def _generated_secrets(home: Path) -> dict[str, str]:
         from cryptography.fernet import Fernet
 
         for key in missing:
-            saved[key] = Fernet.generate_key().decode() if key.endswith("FERNET_KEY") else secrets.token_urlsafe(48)
+            saved[key] = Fernet.generate_key().decode() if key.endswith("FERNET_KEY") else token(48)
         write_private(path, json.dumps(saved, indent=2) + "\n")
     return saved
 
@@ -96,7 +95,7 @@ def admin_credentials(config: StackConfig) -> tuple[str, str]:
         return settings.admin_user, settings.admin_password
     path = config.airflow_home / "admin-password"
     if not path.exists():
-        write_private(path, secrets.token_urlsafe(18) + "\n")
+        write_private(path, token(18) + "\n")
         log.warning("Airflow: generated a password for user %r, stored in %s (set HFT_AIRFLOW_ADMIN_PASSWORD "
                     "to choose one)", settings.admin_user, path)
     return settings.admin_user, path.read_text().strip()
@@ -174,11 +173,12 @@ def bootstrap(config: StackConfig, log_file: Path) -> None:
         return
     log.info("Airflow: migrating the metadata database %s", _redact(settings.db_url))
     _run_airflow(config, ["db", "migrate"], log_file, timeout=600)
-    created = _run_airflow(config, ["users", "create", "--username", user, "--password", password, "--role",
+    # --password=VALUE: a password that starts with "-" (one chosen in HFT_AIRFLOW_ADMIN_PASSWORD) is not an option
+    created = _run_airflow(config, ["users", "create", "--username", user, f"--password={password}", "--role",
                                     "Admin", "--firstname", "HFT", "--lastname", "Admin", "--email",
                                     f"{user}@localhost"], log_file)
     if f"{user} already exists" in created:  # the password may have changed: make it the configured one
-        _run_airflow(config, ["users", "reset-password", "--username", user, "--password", password], log_file)
+        _run_airflow(config, ["users", "reset-password", "--username", user, f"--password={password}"], log_file)
     stamp_file.write_text(stamp + "\n")
 
 

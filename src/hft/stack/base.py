@@ -174,17 +174,26 @@ def http_ok(url: str, timeout: float = 3.0, auth: tuple[str, str] | None = None)
         return False, f"{url} failed: {e}"
 
 
+def token(nbytes: int = 24) -> str:
+    """A random URL-safe secret of ``nbytes`` bytes that does not start with ``-`` (a password handed to a command
+    line tool as an argument would be taken for an option: CI saw ``airflow users create --password -xyz`` fail)."""
+    import secrets
+
+    while True:
+        value = secrets.token_urlsafe(nbytes)
+        if not value.startswith("-"):
+            return value
+
+
 def secret(home: Path, name: str, env: str, nbytes: int = 24) -> str:
     """A secret of the stack: the environment variable ``env`` when set, else generated once (``nbytes`` random
     bytes, URL-safe) into ``<home>/secrets/<name>`` (0600) and read from there."""
-    import secrets
-
     from_env = os.environ.get(env)
     if from_env:
         return from_env
     path = Path(home) / "secrets" / name
     if not path.exists():
-        write_private(path, secrets.token_urlsafe(nbytes) + "\n")
+        write_private(path, token(nbytes) + "\n")
         log.warning("generated a secret in %s (set %s to choose one)", path, env)
     return path.read_text().strip()
 
