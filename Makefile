@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GX_ANALYTICS_ENABLED := False
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: setup demo test test-slow test-failover lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-e2e bench-execution bench-model-real bench-model-study clean
+.PHONY: setup demo test test-slow test-failover lint test-cpp test-fast screenshots bench-features bench-inference bench-streaming bench-e2e bench-execution bench-model-real bench-model-study bench-online clean
 
 setup:
 	@bash infra/setup.sh
@@ -71,6 +71,10 @@ bench-model-real: setup
 # the shared real sample, each run in MLflow (about 20 minutes on 2 cores).
 bench-model-study: setup
 	$(VENV)/bin/python bench/model_study.py
+
+# Daily retraining against a frozen champion after a synthetic regime change (about 5 minutes on 2 cores).
+bench-online: setup
+	$(VENV)/bin/python bench/online_learning.py
 
 clean:
 	rm -rf var build .pytest_cache

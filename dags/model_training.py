@@ -1,6 +1,9 @@
 """model_training: features ready -> train (MLflow run, registered as challenger) -> evaluate -> gate -> promote.
 
 Weekly after the close (Friday 23:00 UTC), on the whole feature table the ``market_data`` DAG maintains.
+``model_retraining`` (Monday to Thursday, 22:30 UTC) is the daily online-learning step with the same tasks:
+its ``train`` warm-starts the champion on the newest sessions (:mod:`hft.model.online`, the last session
+held out) instead of training from scratch, and is skipped while there is no champion.
 Training is single-process Keras; the registry is MLflow (``MLFLOW_TRACKING_URI``, default sqlite under
 ``HFT_HOME``). Model settings come from ``HFT_MODEL_<SETTING>`` variables (e.g. ``HFT_MODEL_EPOCHS=10``),
 the gate margin from ``HFT_PROMOTION_MARGIN`` (AUC, default 0.001). Tasks pass only the run id and version.
@@ -17,17 +20,26 @@ from hft.config import Settings  # light: no heavy imports at parse time
 from hft.observability.dag_failures import on_task_failure
 
 
-@dag(
-    dag_id="model_training",
-    schedule="0 23 * * 5",
-    start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=5), "on_failure_callback": on_task_failure},
-    tags=["hft", "model", "mlflow"],
-    doc_md=__doc__,
-)
-def model_training():
+def model_pipeline(dag_id: str, schedule: str, warm_start: bool):
+    """The training DAG: from scratch (``model_training``) or warm-started from the champion (``model_retraining``)."""
+
+    @dag(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        catchup=False,
+        max_active_runs=1,
+        default_args={"retries": 1, "retry_delay": timedelta(minutes=5), "on_failure_callback": on_task_failure},
+        tags=["hft", "model", "mlflow"] + (["online-learning"] if warm_start else []),
+        doc_md=__doc__,
+    )
+    def pipeline():
+        _tasks(warm_start)
+
+    return pipeline()
+
+
+def _tasks(warm_start: bool) -> None:
     @task(retries=0)
     def features_ready() -> str:
         from hft.config import join_uri
@@ -43,9 +55,21 @@ def model_training():
     @task
     def train(features_path: str) -> dict:
         from hft.model.config import ModelConfig
-        from hft.model.pipeline import train_step
+        from hft.model.pipeline import train_step, warm_start_step
+        from hft.model.registry import NoChampionError
 
-        reg, _ = train_step(features_path, ModelConfig.from_env(), Settings.from_env().interval)
+        if warm_start:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            try:
+                reg, _ = warm_start_step(features_path, interval=Settings.from_env().interval)
+            except NoChampionError as exc:
+                import logging
+
+                logging.getLogger("hft.dags").info("retraining skipped: %s", exc)
+                raise AirflowSkipException(str(exc)) from None
+        else:
+            reg, _ = train_step(features_path, ModelConfig.from_env(), Settings.from_env().interval)
         return {"run_id": reg.run_id, "version": reg.version}
 
     @task
@@ -77,10 +101,12 @@ def model_training():
 
         if not decision["promote"]:
             return f"champion unchanged: {decision['reason']}"
-        registry.promote(decision["version"], reason=decision["reason"], by="gate (model_training DAG)")
+        dag_id = "model_retraining" if warm_start else "model_training"
+        registry.promote(decision["version"], reason=decision["reason"], by=f"gate ({dag_id} DAG)")
         return f"champion -> version {decision['version']}"
 
     promote(gate(evaluate(train(features_ready()))))
 
 
-model_training()
+model_training = model_pipeline("model_training", "0 23 * * 5", warm_start=False)
+model_retraining = model_pipeline("model_retraining", "30 22 * * 1-4", warm_start=True)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
 import pytest
+from dag_runs import run_once
 
 from hft.stack import StackConfig
 from ports import make_stack_config, postgres_data_dir
@@ -93,22 +93,5 @@ def write_features(lake: Path) -> None:
 def training_run(ops_stack) -> str:
     """A model_training run triggered through the REST API on the ops stack, finished; its run id."""
     write_features(ops_stack.lake)
-    client = ops_stack.client()
-    client.trigger("model_training", logical_date="2024-01-26T23:00:00Z", run_id="rest-training")
-    client.unpause("model_training")
-    try:
-        # Unpaused, the scheduler also creates the latest Friday's run: a second training nobody waits for
-        # (the schedule itself is tested with market_data). Delete it as soon as it appears.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            scheduled = [r["dag_run_id"] for r in client.runs("model_training") if r["run_type"] == "scheduled"]
-            if scheduled:
-                for run_id in scheduled:
-                    client.set_run_state("model_training", run_id, "failed")  # a running run cannot be deleted
-                    client.delete_run("model_training", run_id)
-                break
-            time.sleep(0.5)
-        client.wait("model_training", "rest-training", timeout=900)
-    finally:
-        client.unpause("model_training", paused=True)
+    run_once(ops_stack.client(), "model_training", "2024-01-26T23:00:00Z", "rest-training")
     return "rest-training"

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 import pytest
+from dag_runs import run_once
 
 from hft.observability.dag_failures import metrics_file, read_failures
 from hft.stack import listening
@@ -166,3 +167,36 @@ def test_airflow_and_mlflow_keep_their_state_in_postgresql(ops_stack, training_r
 
     secret = ops_stack.config.home / "secrets" / "mlflow-password"
     assert files_holding(ops_stack.config.home, mlflow_credentials(ops_stack.config)[1], {secret}) == []
+
+
+def test_daily_retraining_warm_starts_the_champion_through_the_same_gate(ops_stack, training_run, ops_login):
+    """Last in this file: it registers versions and may move the champion."""
+    from hft.model import registry
+
+    client = ops_stack.client()
+    uri = ops_stack.config.mlflow_uri
+    c = registry.client(uri)
+    champion = registry.alias_version(c, registry.CHAMPION)
+    if champion is None:  # the weekly training's model was refused: nothing to start from, skipped (not failed)
+        assert run_once(client, "model_retraining", "2024-01-24T22:30:00Z", "rest-retraining-none") == "success"
+        tasks = client.task_instances("model_retraining", "rest-retraining-none")
+        assert {t: ti["state"] for t, ti in tasks.items()} == {
+            "features_ready": "success", "train": "skipped", "evaluate": "skipped", "gate": "skipped",
+            "promote": "skipped"}
+        assert "no champion to warm-start from" in client.task_log("model_retraining", "rest-retraining-none", "train")
+        champion = client.xcom("model_training", training_run, "gate")["version"]
+        registry.promote(champion, reason="operator", tracking_uri=uri, by="test (as hft model promote --force)")
+    assert run_once(client, "model_retraining", "2024-01-25T22:30:00Z", "rest-retraining") == "success"
+    tasks = client.task_instances("model_retraining", "rest-retraining")
+    assert {ti["state"] for ti in tasks.values()} == {"success"}, tasks
+    gate = client.xcom("model_retraining", "rest-retraining", "gate")
+    run = c.get_run(c.get_model_version(registry.MODEL_NAME, gate["version"]).run_id)
+    params = run.data.params
+    assert params["warm_start_from"] == champion and params["warm_sessions"] == "10" and params["warm_epochs"] == "3"
+    # the newest 10 sessions of the lake's features (market_data's runs in this file added some after January)
+    from hft.model.dataset import load_feature_table
+
+    sessions = sorted({str(d) for d in load_feature_table(str(ops_stack.lake / "features"))["date"]})
+    assert params["last_session"] == sessions[-1] and params["first_session"] == sessions[-10]
+    assert gate["reason"].startswith("challenger AUC") and f"champion v{champion}" in gate["reason"]
+    assert (registry.alias_version(c, registry.CHAMPION) == gate["version"]) == gate["promote"]

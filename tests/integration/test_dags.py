@@ -63,6 +63,13 @@ def test_dagbag_model_training_is_wired_in_order(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(dag_folder=str(DAGS)).dags["model_training"]
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    dag = bag.dags["model_training"]
     assert dag.catchup is False and "model" in dag.tags
     assert [t.task_id for t in dag.topological_sort()] == ["features_ready", "train", "evaluate", "gate", "promote"]
+    # the daily online-learning DAG: the same steps, warm-started from the champion, Monday to Thursday
+    daily = bag.dags["model_retraining"]
+    assert "online-learning" in daily.tags and daily.catchup is False
+    assert [t.task_id for t in daily.topological_sort()] == ["features_ready", "train", "evaluate", "gate", "promote"]
+    assert daily.timetable.expression == "30 22 * * 1-4"

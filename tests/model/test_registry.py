@@ -94,12 +94,16 @@ def test_log_training_registers_challenger_with_artifacts(trained, uri):
     client = registry.client(uri)
     names = {a.path for a in client.list_artifacts(reg.run_id)}
     assert {"model_weights.h5", "features.json", "scaler.json", "evaluation.json", "calibration.png",
-            "holdout.parquet", "model", "understanding.json", "importance.png"} <= names
+            "holdout.parquet", "model", "understanding.json", "importance.png", "economics.json", "economics.txt",
+            "economics.png"} <= names
     run = client.get_run(reg.run_id)
     m = run.data.metrics
     assert {f"importance_{f}" for f in first.features} <= set(m) and {f"psi_{f}" for f in first.features} <= set(m)
     assert m["recent_auc"] == first.drift.recent_auc.value and m["psi_max"] == first.drift.psi_max
     assert m["gradient_boosted_trees_auc"] == first.evaluation.scores["gradient_boosted_trees"]["auc"].value
+    econ = first.economics.model
+    assert m["econ_survives_costs"] == float(econ.survives_costs) and m["econ_model_net_pnl"] == econ.net_pnl
+    assert m["econ_logistic_regression_daily_pnl"] == first.economics.results["logistic_regression"].daily_pnl.value
     assert run.data.params["widths"] == "16,32,64,128" and run.data.params["label_horizon_minutes"] == "5"
     assert "fold_auc" in run.data.metrics and "model_auc_ci_low" in run.data.metrics
     # The registered weights rebuild a predictor that reproduces the logged holdout probabilities.

@@ -11,6 +11,7 @@ from model_fixtures import FAST
 
 from hft.model.config import ModelConfig
 from hft.model.dataset import prepare
+from hft.model.economics import LEVELS
 from hft.model.network import build_network
 from hft.model.training import class_weights, model_inputs, train
 
@@ -46,6 +47,13 @@ def test_train_default_strength_beats_chance(predictable_table):
     assert set(result.importance) == set(features) and max(v["auc_drop"] for v in result.importance.values()) > 0.005
     assert result.drift.recent_sessions == sorted(result.holdout["date"].astype(str).unique())[-5:]
     assert set(result.drift.psi) == set(features) and result.drift.recent_auc.low > 0.5
+    # traded after costs, each predictor with thresholds from the last fold's validation block
+    econ = result.economics
+    assert econ.never_trades == ["majority_class"]
+    assert list(econ.results) == ["model", "last_return_sign", "logistic_regression", "gradient_boosted_trees"]
+    m = econ.model
+    assert m.thresholds.level in LEVELS and m.sessions == result.holdout["date"].nunique() and m.trades > 0
+    assert m.net_pnl == pytest.approx(m.gross_pnl - m.costs) and m.costs > 0
     # the holdout is strictly after everything the final model saw
     assert result.holdout["ts"].min() > frame["ts"].iloc[: result.train_rows].max()
 

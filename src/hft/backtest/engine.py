@@ -295,7 +295,7 @@ def run_backtest(
         executor_equity=executor_equity, counters=executor.counters(), executor_s=executor_s,
         elapsed_s=time.perf_counter() - started,
     )
-    log.info("backtest: %d predictions, %d orders, %d fills, PnL %.2f (executor %.2fs, %.0f predictions/s)",
+    log.debug("backtest: %d predictions, %d orders, %d fills, PnL %.2f (executor %.2fs, %.0f predictions/s)",
              n, result.counters["orders"], len(fills), curve_pnl, executor_s, n / executor_s if executor_s else 0.0,
              extra={"hft": {"predictions": n, "fills": len(fills), "pnl": curve_pnl}})
     return result

@@ -18,6 +18,9 @@ Definitions (each applies to the strategy and to the benchmark alike):
   trades whose PnL (price moves, slippage and fees) is positive. Trades still open at the end are counted
   apart. For buy-and-hold: one open trade per ticker, hit rate = share of tickers in profit at the end.
 - **Costs**: fees + slippage (the fill price's distance from the bar's close, times the shares).
+- **Gross exposure**: per bar, the sum over tickers of ``|shares| x close``; its mean over the bars, and the
+  **return on gross exposure** = PnL / mean gross exposure (a strategy that holds a sliver of its capital and
+  a fully invested buy-and-hold compared per unit of money at risk).
 
 Buy-and-hold puts ``initial_capital / n_tickers`` into each ticker at its first close in the backtest,
 whole shares, paying the same fee and slippage as the strategy, and holds to the end (no exit costs, as
@@ -66,6 +69,8 @@ class Metrics:
     costs: float
     sessions: int
     bars: int
+    mean_gross_exposure: float
+    return_on_gross: float
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -172,7 +177,7 @@ def _bars_per_session(index: pd.DatetimeIndex) -> float:
 
 
 def _metrics(name, equity: pd.Series, initial: float, trades: pd.DataFrame, fills: pd.DataFrame,
-             hit_rate: float | None = None) -> Metrics:
+             exposure: pd.Series, hit_rate: float | None = None) -> Metrics:
     sessions = len(daily_equity(equity)) if len(equity) else 0
     bps = _bars_per_session(pd.DatetimeIndex(equity.index))
     dd, dd_value = max_drawdown(equity, initial)
@@ -183,6 +188,7 @@ def _metrics(name, equity: pd.Series, initial: float, trades: pd.DataFrame, fill
     fees = float(fills["fee"].sum()) if len(fills) else 0.0
     slippage = float(fills["slippage"].sum()) if len(fills) else 0.0
     final = float(equity.iloc[-1]) if len(equity) else initial
+    mean_exposure = float(exposure.mean()) if len(exposure) else 0.0
     return Metrics(
         name=name, initial_capital=initial, final_equity=final, pnl=final - initial,
         total_return=final / initial - 1.0,
@@ -192,7 +198,8 @@ def _metrics(name, equity: pd.Series, initial: float, trades: pd.DataFrame, fill
         turnover=notional / initial, turnover_per_day=notional / initial / max(sessions, 1),
         trades=int(len(closed)), open_trades=int(len(trades) - len(closed)), hit_rate=hit_rate,
         fills=int(len(fills)), fees=fees, slippage=slippage, costs=fees + slippage,
-        sessions=sessions, bars=int(len(equity)),
+        sessions=sessions, bars=int(len(equity)), mean_gross_exposure=mean_exposure,
+        return_on_gross=(final - initial) / mean_exposure if mean_exposure > 0 else math.nan,
     )
 
 
@@ -200,14 +207,15 @@ def strategy_metrics(result: BacktestResult) -> tuple[Metrics, pd.DataFrame]:
     """The strategy's metrics and its round trips."""
     marks = _last_closes(result)
     trades = round_trips(result.fills, marks.to_dict())
-    return _metrics("strategy", result.equity, result.config.initial_capital, trades, result.fills), trades
+    return _metrics("strategy", result.equity, result.config.initial_capital, trades, result.fills,
+                    gross_exposure(result)), trades
 
 
 def _last_closes(result: BacktestResult) -> pd.Series:
     return result.predictions.groupby("ticker")["close"].last()
 
 
-def _closes(result: BacktestResult) -> pd.DataFrame:
+def closes_per_bar(result: BacktestResult) -> pd.DataFrame:
     """Close per bar (rows: the equity curve's bars, stamped at their ends) and ticker, forward-filled."""
     from hft.schemas import bar_end_ns
 
@@ -217,19 +225,22 @@ def _closes(result: BacktestResult) -> pd.DataFrame:
     return wide.reindex(result.equity.index).ffill()
 
 
-def buy_and_hold(result: BacktestResult) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame]:
-    """Buy-and-hold of the backtest's tickers over its bars: (equity curve, its entry fills, its trades)."""
+def gross_exposure(result: BacktestResult, positions: pd.DataFrame | None = None) -> pd.Series:
+    """Gross exposure per bar: the sum over tickers of ``|shares| x close`` (currency), of the backtest's own
+    positions or of ``positions`` (shares per bar and ticker, e.g. :func:`buy_and_hold_holdings`)."""
+    held = result.positions if positions is None else positions
+    closes = closes_per_bar(result).reindex(index=held.index, columns=held.columns)
+    return (held.abs() * closes.fillna(0.0)).sum(axis=1).rename("gross_exposure")
+
+
+def _buy_and_hold_entries(result: BacktestResult, closes: pd.DataFrame) -> pd.DataFrame:
+    """Buy-and-hold's one entry fill per ticker (see the module docstring)."""
     cfg = result.config
-    closes = _closes(result)
-    tickers = list(closes.columns)
-    if not tickers:
-        empty = pd.DataFrame(columns=["ts", "ticker", "qty", "price", "fee", "slippage", "notional", "row"])
-        return pd.Series(cfg.initial_capital, index=result.equity.index, name="equity"), empty, round_trips(empty)
-    budget = cfg.initial_capital / len(tickers)
+    budget = cfg.initial_capital / len(closes.columns)
     fee_bps, slippage_bps = cfg.fee_bps, cfg.slippage_bps
     assert fee_bps is not None and slippage_bps is not None  # run_backtest resolves them
     rows = []
-    for t in tickers:  # one entry per ticker
+    for t in closes.columns:  # one entry per ticker
         first = closes[t].first_valid_index()
         market = float(closes.at[first, t])
         price = market * (1 + slippage_bps / 1e4)
@@ -237,11 +248,31 @@ def buy_and_hold(result: BacktestResult) -> tuple[pd.Series, pd.DataFrame, pd.Da
         rows.append({"ts": first, "ticker": t, "qty": shares, "price": price, "market": market,
                      "fee": shares * price * fee_bps / 1e4, "slippage": shares * (price - market),
                      "notional": shares * price, "row": 0})
-    fills = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def buy_and_hold_holdings(result: BacktestResult) -> pd.DataFrame:
+    """Shares buy-and-hold holds per bar (the equity curve's bars) and ticker."""
+    closes = closes_per_bar(result)
+    if not len(closes.columns):
+        return pd.DataFrame(index=result.equity.index)
+    entry = _buy_and_hold_entries(result, closes).set_index("ticker")
+    return pd.DataFrame({t: np.where(closes.index >= entry.at[t, "ts"], entry.at[t, "qty"], 0) for t in closes.columns},
+                        index=closes.index)
+
+
+def buy_and_hold(result: BacktestResult) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame]:
+    """Buy-and-hold of the backtest's tickers over its bars: (equity curve, its entry fills, its trades)."""
+    cfg = result.config
+    closes = closes_per_bar(result)
+    tickers = list(closes.columns)
+    if not tickers:
+        empty = pd.DataFrame(columns=["ts", "ticker", "qty", "price", "fee", "slippage", "notional", "row"])
+        return pd.Series(cfg.initial_capital, index=result.equity.index, name="equity"), empty, round_trips(empty)
+    fills = _buy_and_hold_entries(result, closes)
     shares = fills.set_index("ticker")["qty"]
     entry = fills.set_index("ticker")
-    held = pd.DataFrame({t: np.where(closes.index >= entry.at[t, "ts"], shares[t], 0) for t in tickers},
-                        index=closes.index)
+    held = buy_and_hold_holdings(result)
     value = (held * closes.fillna(0.0)).sum(axis=1)
     spent = pd.DataFrame({t: np.where(closes.index >= entry.at[t, "ts"], entry.at[t, "notional"] + entry.at[t, "fee"], 0.0)
                           for t in tickers}, index=closes.index).sum(axis=1)
@@ -258,7 +289,8 @@ def buy_and_hold(result: BacktestResult) -> tuple[pd.Series, pd.DataFrame, pd.Da
 def benchmark_metrics(result: BacktestResult) -> Metrics:
     equity, fills, trades = buy_and_hold(result)
     hit = float((trades["pnl"] > 0).mean()) if len(trades) else math.nan
-    return _metrics("buy_and_hold", equity, result.config.initial_capital, trades, fills, hit_rate=hit)
+    return _metrics("buy_and_hold", equity, result.config.initial_capital, trades, fills,
+                    gross_exposure(result, buy_and_hold_holdings(result)), hit_rate=hit)
 
 
 # -- report --------------------------------------------------------------------------------------------------
@@ -280,6 +312,8 @@ _ROWS = [
     ("fees", "fees", "{:,.2f}"),
     ("slippage", "slippage", "{:,.2f}"),
     ("costs (fees + slippage)", "costs", "{:,.2f}"),
+    ("mean gross exposure", "mean_gross_exposure", "{:,.2f}"),
+    ("return on gross exposure", "return_on_gross", "{:.4%}"),
     ("sessions", "sessions", "{:d}"),
     ("bars", "bars", "{:d}"),
 ]
@@ -380,5 +414,6 @@ def write_report(result: BacktestResult, out_dir: str | Path) -> Report:
     return Report(strat, bench, table, trades, files)
 
 
-__all__ = ["Metrics", "Report", "bar_returns", "benchmark_metrics", "buy_and_hold", "daily_equity", "daily_returns",
-           "max_drawdown", "metrics_table", "per_venue", "plot_equity", "round_trips", "sharpe", "strategy_metrics", "write_report"]
+__all__ = ["Metrics", "Report", "bar_returns", "benchmark_metrics", "buy_and_hold", "buy_and_hold_holdings",
+           "closes_per_bar", "daily_equity", "daily_returns", "gross_exposure", "max_drawdown", "metrics_table",
+           "per_venue", "plot_equity", "round_trips", "sharpe", "strategy_metrics", "write_report"]

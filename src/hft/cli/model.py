@@ -23,6 +23,8 @@ def report_training(outcome) -> None:
     out(outcome.evaluation_table)
     if outcome.understanding:
         out(outcome.understanding)
+    if outcome.economics:
+        out(outcome.economics)
     out(f"registered hft-direction version {outcome.version} (run {outcome.run_id}) as challenger")
     out(f"gate: {outcome.gate_reason} -> {'promoted to champion' if outcome.promoted else 'champion unchanged'}")
 
@@ -43,9 +45,14 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from hft.model.pipeline import train_and_register
 
     features = args.features or join_uri(args.lake or settings.lake_root, "features")
+    if args.warm_start and args.set:
+        raise UserError("--warm-start trains the champion with its own settings: drop --set")
+    if not args.warm_start and (args.sessions is not None or args.epochs is not None):
+        raise UserError("--sessions and --epochs are for --warm-start (a full training takes --set epochs=N)")
     outcome = train_and_register(
         features, model_config(args.set), interval=args.interval, tracking_uri=args.tracking_uri,
         promote_if_better=not args.no_promote, margin=args.margin, tickers=args.tickers,
+        warm_start=(args.sessions, args.epochs) if args.warm_start else None,
     )
     report_training(outcome)
     return EXIT_OK
@@ -88,6 +95,11 @@ def register(sub) -> None:
                    help="AUC margin the challenger's paired bootstrap interval against the champion must lie above "
                         "(default HFT_PROMOTION_MARGIN, 0.001)")
     p.add_argument("--no-promote", action="store_true", help="register as challenger only, skip the gate")
+    p.add_argument("--warm-start", action="store_true",
+                   help="daily retraining: train the champion further on the newest sessions (the last one held out) "
+                        "instead of training from scratch; same registry and gate")
+    p.add_argument("--sessions", type=int, default=None, help="with --warm-start: newest sessions to use (default 10)")
+    p.add_argument("--epochs", type=int, default=None, help="with --warm-start: epochs on them (default 3)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("model", help="list, promote or roll back registered models")

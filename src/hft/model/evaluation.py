@@ -153,15 +153,24 @@ def _bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
+def bootstrap(statistic, n: int, resamples: int = 500, seed: int = 0) -> Estimate:
+    """``statistic(rows)`` over all ``n`` rows (``rows = np.arange(n)``) with the 95% percentile interval of
+    its values over ``resamples`` resamples of the rows with replacement (NaN: no rows, or no resample gave a
+    number)."""
+    nan = float("nan")
+    if not n:
+        return Estimate(nan, nan, nan)
+    value = float(statistic(np.arange(n)))
+    boot = np.array([statistic(i) for i in _bootstrap_indices(n, resamples, seed)], np.float64)
+    if np.isnan(boot).all():
+        return Estimate(value, nan, nan)
+    return Estimate(value, *(float(v) for v in np.nanpercentile(boot, [2.5, 97.5])))
+
+
 def bootstrap_auc(y: np.ndarray, p: np.ndarray, resamples: int = 500, seed: int = 0) -> Estimate:
     """AUC of ``p`` on labels ``y`` with its 95% bootstrap interval (NaN when a class is missing)."""
     y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
-    if not len(y):
-        return Estimate(float("nan"), float("nan"), float("nan"))
-    boot = np.array([auc(y[i], p[i]) for i in _bootstrap_indices(len(y), resamples, seed)])
-    if np.isnan(boot).all():
-        return Estimate(auc(y, p), float("nan"), float("nan"))
-    return Estimate(auc(y, p), *np.nanpercentile(boot, [2.5, 97.5]))
+    return bootstrap(lambda i: auc(y[i], p[i]), len(y), resamples, seed)
 
 
 def paired_auc_difference(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resamples: int = 1000,

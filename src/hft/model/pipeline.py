@@ -20,6 +20,7 @@ class TrainingOutcome:
     promoted: bool
     gate_reason: str
     understanding: str = ""  # permutation importance and drift, in words (hft.model.understanding.summary)
+    economics: str = ""  # the holdout traded after costs: the verdict and the table (hft.model.economics)
 
 
 def train_step(
@@ -47,6 +48,47 @@ def train_step(
             "tickers": ",".join(sorted(frame["ticker"].unique())),
             "first_session": str(frame["date"].min()), "last_session": str(frame["date"].max())}
     return registry.log_training(result, data, tracking_uri), result
+
+
+def warm_start_step(
+    features_path: str,
+    sessions: int | None = None,
+    epochs: int | None = None,
+    interval: str = "1m",
+    tracking_uri: str | None = None,
+    tickers: list[str] | None = None,
+):
+    """Daily retraining (:mod:`hft.model.online`): the champion warm-started on the newest ``sessions``
+    sessions of the feature table for ``epochs`` epochs (None: :data:`hft.model.online.SESSIONS` /
+    :data:`~hft.model.online.EPOCHS`), logged and registered as ``challenger`` like a full training (params
+    ``warm_start_from``, ``warm_sessions``, ``warm_epochs``). :class:`hft.model.registry.NoChampionError` when
+    there is none."""
+    import tempfile
+
+    from hft.model import online, registry
+    from hft.model.dataset import label_horizon, load_feature_table, prepare
+    from hft.model.network import load_weights_file
+
+    uri = tracking_uri or registry.default_tracking_uri()
+    registry.check_reachable(uri)
+    c = registry.client(uri)
+    champion = registry.alias_version(c, registry.CHAMPION)
+    if champion is None:
+        raise registry.NoChampionError("no champion to warm-start from: train and promote one first (hft train)")
+    with tempfile.TemporaryDirectory() as tmp:
+        model, start = load_weights_file(registry.weights_path(c, champion, tmp))
+    sessions = online.SESSIONS if sessions is None else int(sessions)
+    epochs = online.EPOCHS if epochs is None else int(epochs)
+    table = load_feature_table(features_path, interval)
+    if tickers:
+        table = table[table["ticker"].isin([t.upper() for t in tickers])]
+    frame, _ = prepare(table, start.features)
+    result = online.warm_start(frame, model, start, sessions, epochs, label_horizon(features_path, interval))
+    data = {"features_path": features_path, "interval": interval, "rows": result.train_rows + len(result.holdout),
+            "tickers": ",".join(sorted(frame["ticker"].unique())), "warm_start_from": champion,
+            "warm_sessions": sessions, "warm_epochs": epochs,
+            "first_session": str(sorted(frame["date"].unique())[-sessions]), "last_session": str(frame["date"].max())}
+    return registry.log_training(result, data, uri), result
 
 
 def judge(version: str, margin: float | None = None, tracking_uri: str | None = None):
@@ -84,13 +126,21 @@ def train_and_register(
     promote_if_better: bool = True,
     margin: float | None = None,
     tickers: list[str] | None = None,
+    warm_start: tuple[int | None, int | None] | None = None,
 ) -> TrainingOutcome:
-    """All steps in one process (the CLI path)."""
+    """All steps in one process (the CLI path). ``warm_start``: ``(sessions, epochs)`` of a daily retraining
+    (:func:`warm_start_step`; ``config`` is then the champion's) instead of a full training."""
     from hft.model.understanding import summary
 
-    reg, result = train_step(features_path, config, interval, tracking_uri, tickers)
+    if warm_start is not None:
+        reg, result = warm_start_step(features_path, *warm_start, interval=interval, tracking_uri=tracking_uri,
+                                      tickers=tickers)
+    else:
+        reg, result = train_step(features_path, config, interval, tracking_uri, tickers)
     promoted, reason = False, "gate not run"
     if promote_if_better:
         promoted, reason = gate_and_promote(reg.version, margin, tracking_uri)
     ev = result.evaluation
-    return TrainingOutcome(reg.run_id, reg.version, ev.table(), ev.beats_all_baselines, promoted, reason, summary(result))
+    econ = result.economics
+    return TrainingOutcome(reg.run_id, reg.version, ev.table(), ev.beats_all_baselines, promoted, reason, summary(result),
+                           f"{econ.verdict()}\n{econ.table()}" if econ is not None else "")

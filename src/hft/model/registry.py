@@ -3,7 +3,8 @@
 * Every training run logs its parameters, per-fold metrics, holdout metrics with confidence intervals,
   and artifacts: ``model_weights.h5``, ``features.json``, ``scaler.json``, ``evaluation.json``/``.txt``,
   ``calibration.png``, ``holdout.parquet`` (features, labels, model probabilities), ``understanding.json`` and
-  ``importance.png`` (permutation importance, drift: :mod:`hft.model.understanding`), and the Keras model
+  ``importance.png`` (permutation importance, drift: :mod:`hft.model.understanding`), ``economics.json``/
+  ``.txt``/``.png`` (the holdout traded after costs: :mod:`hft.model.economics`), and the Keras model
   (``mlflow.keras`` flavour as ``keras_model``), and the registered ``model``: a pyfunc over the weights
   (:mod:`hft.model.serving`, signature and input example) that ``mlflow models serve`` answers with.
 * Only when all of that is logged is a version of the registered model ``hft-direction`` created and given
@@ -43,6 +44,10 @@ STRONG_BASELINES = ("logistic_regression",)
 
 class RegistryError(HftError, RuntimeError):
     """The tracking server or registry cannot do what was asked; the message says why."""
+
+
+class NoChampionError(HftError, RuntimeError):
+    """The registry has no ``champion`` version (to serve, or to warm-start from)."""
 
 
 def default_tracking_uri() -> str:
@@ -161,6 +166,8 @@ def log_training(result, data: dict, tracking_uri: str | None = None) -> Registe
         mlflow.log_metrics({k: float(v) for k, v in ev.flat_metrics().items() if np.isfinite(v)})
         mlflow.log_metric("beats_all_baselines", float(ev.beats_all_baselines))
         mlflow.log_metrics(understanding_metrics(result))
+        if result.economics is not None:
+            mlflow.log_metrics(result.economics.metrics())
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "artifacts"
             out.mkdir()
@@ -175,6 +182,10 @@ def log_training(result, data: dict, tracking_uri: str | None = None) -> Registe
                 (out / "understanding.json").write_text(json.dumps(
                     {"permutation_importance": result.importance, "drift": result.drift.to_dict()}, indent=1, default=float))
                 plot_importance(out / "importance.png", result.importance)
+            if result.economics is not None:  # the holdout traded after costs (hft.model.economics)
+                (out / "economics.json").write_text(json.dumps(result.economics.to_dict(), indent=1, default=float))
+                (out / "economics.txt").write_text(result.economics.verdict() + "\n\n" + result.economics.table() + "\n")
+                result.economics.plot(out / "economics.png")
             hold = result.holdout[["ticker", "ts", "date", *result.features, "label"]].copy()
             hold["date"] = hold["date"].astype(str)
             hold.assign(model_proba=result.holdout_proba).to_parquet(out / "holdout.parquet", index=False)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from hft.model.config import ModelConfig
 from hft.model.dataset import DatasetError, holdout_split, walk_forward
+from hft.model.economics import EconomicReport, economic_evaluation
 from hft.model.evaluation import Evaluation, auc, evaluate, log_loss
 from hft.model.fast import FastPredictor
 from hft.model.network import Scaler, build_network
@@ -65,10 +66,14 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
     return {0: n / (2.0 * (n - pos)), 1: n / (2.0 * pos)}
 
 
-def _fit(config: ModelConfig, x_tr, y_tr, x_va=None, y_va=None, epochs: int | None = None):
+def fit(config: ModelConfig, x_tr, y_tr, x_va=None, y_va=None, epochs: int | None = None, start=None):
+    """Train a network of ``config`` (early stopping on the validation rows, when given); ``start``: a network
+    whose weights it starts from (a copy: ``start`` itself is left unchanged), instead of a fresh one."""
     import keras
 
     model = build_network(config, x_tr.shape[-1])
+    if start is not None:
+        model.set_weights(start.get_weights())
     callbacks = []
     if x_va is not None:
         callbacks.append(
@@ -107,6 +112,7 @@ class TrainResult:
     horizon_minutes: int = 5  # the label horizon of the feature table it was trained on
     importance: dict = field(default_factory=dict, repr=False)  # hft.model.understanding.permutation_importance
     drift: DriftReport | None = field(default=None, repr=False)  # training rows against the latest sessions
+    economics: EconomicReport | None = field(default=None, repr=False)  # the holdout traded, after costs
 
 
 #: LightGBM's settings for the gradient-boosted-trees baseline: shallow trees, shrinkage, row and column
@@ -160,23 +166,52 @@ def baselines(pre: pd.DataFrame, hold: pd.DataFrame, features: list[str], scaler
     }
 
 
-def train(frame: pd.DataFrame, features: list[str], config: ModelConfig = ModelConfig(),
-          horizon_minutes: int | None = None) -> TrainResult:
-    """Train and evaluate on a prepared feature table (see :func:`hft.model.dataset.prepare`) whose labels
-    look ``horizon_minutes`` ahead (None: the default :class:`FeatureSpec`'s). Refuses (DatasetError) an
-    embargo shorter than that horizon: a training label would then see into the validation block."""
+def trade_holdout_predictions(last_fold, hold: pd.DataFrame, preds: dict[str, np.ndarray], features: list[str],
+                              config: ModelConfig) -> EconomicReport | None:
+    """The holdout's predictions (model and baselines) traded after costs (:mod:`hft.model.economics`), each
+    with thresholds chosen on the last walk-forward fold's validation block: the fold's network scored it, the
+    baselines are fitted on the fold's training rows. None (logged) when the rows lack a close or the
+    volatility the executor sizes by."""
+    from hft.features.definitions import FeatureSpec
+
+    tr, va, p_va, scaler = last_fold
+    needed = [c for c in ("close", FeatureSpec().volatility_feature) if c not in hold.columns]
+    if needed:
+        log.info("economic evaluation skipped: the feature table has no %s column", ", ".join(needed))
+        return None
+    valid = {"model": p_va, **baselines(tr, va, features, scaler, config)}
+    return economic_evaluation(va, valid, hold, preds, resamples=config.bootstrap, seed=config.seed)
+
+
+def seed_everything(seed: int) -> None:
+    """Make what follows deterministic: Python, NumPy and TensorFlow seeds, deterministic TF ops."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def check_embargo(config: ModelConfig, horizon_minutes: int | None) -> int:
+    """The labels' horizon (None: the default :class:`FeatureSpec`'s); DatasetError when the embargo is shorter
+    (a training label would then see into the validation block)."""
     from hft.features.definitions import FeatureSpec
 
     horizon = FeatureSpec().horizon_minutes if horizon_minutes is None else int(horizon_minutes)
     if config.embargo_minutes < horizon:
         raise DatasetError(f"embargo_minutes={config.embargo_minutes} is shorter than the labels' horizon of "
                            f"{horizon} minutes: training labels would overlap validation (set embargo_minutes>={horizon})")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+    return horizon
 
-    keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
+
+def train(frame: pd.DataFrame, features: list[str], config: ModelConfig = ModelConfig(),
+          horizon_minutes: int | None = None) -> TrainResult:
+    """Train and evaluate on a prepared feature table (see :func:`hft.model.dataset.prepare`) whose labels
+    look ``horizon_minutes`` ahead (None: the default :class:`FeatureSpec`'s). Refuses (DatasetError) an
+    embargo shorter than that horizon: a training label would then see into the validation block."""
+    horizon = check_embargo(config, horizon_minutes)
+    seed_everything(config.seed)
 
     outer = holdout_split(frame, config.holdout_fraction, config.embargo_minutes)
     pre = frame.iloc[outer.train].reset_index(drop=True)
@@ -192,11 +227,12 @@ def train(frame: pd.DataFrame, features: list[str], config: ModelConfig = ModelC
         x_tr, r_tr = model_inputs(tr, features, config, scaler)
         x_va, r_va = model_inputs(va, features, config, scaler)
         y_tr, y_va = tr["label"].to_numpy()[r_tr], va["label"].to_numpy()[r_va]
-        model, hist = _fit(config, x_tr, y_tr, x_va, y_va)
+        model, hist = fit(config, x_tr, y_tr, x_va, y_va)
         p = predict(model, x_va)
         watched = np.asarray(hist[f"val_{config.early_stopping}"])
         best = int(np.argmax(watched) if _MODE[config.early_stopping] == "max" else np.argmin(watched)) + 1
         best_epochs.append(best)
+        last_fold = (tr, va.iloc[r_va].reset_index(drop=True), p, scaler)
         fold_results.append({"fold": k, "train_rows": len(y_tr), "valid_rows": len(y_va), "best_epoch": best,
                              "auc": auc(y_va, p), "log_loss": log_loss(y_va, p)})
         log.info("fold %d: train %d rows, valid %d rows, AUC %.4f, best epoch %d", k, len(y_tr), len(y_va),
@@ -204,7 +240,15 @@ def train(frame: pd.DataFrame, features: list[str], config: ModelConfig = ModelC
     epochs = max(1, int(round(float(np.mean(best_epochs)))))
     scaler = Scaler.fit(pre[features].to_numpy(np.float64))
     x_pre, r_pre = model_inputs(pre, features, config, scaler)
-    model, _ = _fit(config, x_pre, pre["label"].to_numpy()[r_pre], epochs=epochs)
+    model, _ = fit(config, x_pre, pre["label"].to_numpy()[r_pre], epochs=epochs)
+    return assess(model, config, features, scaler, pre, hold, fold_results, epochs, len(r_pre), horizon, last_fold)
+
+
+def assess(model, config: ModelConfig, features: list[str], scaler: Scaler, pre: pd.DataFrame, hold: pd.DataFrame,
+           folds: list[dict], epochs: int, train_rows: int, horizon: int, last_fold=None) -> TrainResult:
+    """A trained ``model`` (inputs scaled by ``scaler``) on the ``hold`` rows: the evaluation against the
+    baselines fitted on ``pre``, permutation importance, drift, and (with ``last_fold``, see
+    :func:`trade_holdout_predictions`) the economic evaluation."""
     x_ho, r_ho = model_inputs(hold, features, config, scaler)
     raw_ho, _ = model_inputs(hold, features, config, scaler=None)  # the same rows, unscaled (the fast path's input)
     hold = hold.iloc[r_ho].reset_index(drop=True)
@@ -216,7 +260,8 @@ def train(frame: pd.DataFrame, features: list[str], config: ModelConfig = ModelC
     fast = FastPredictor.from_keras(model, config, features, scaler)
     importance = permutation_importance(fast.predict_proba, raw_ho, hold["label"].to_numpy(), features, seed=config.seed)
     drift = drift_report(pre, hold, proba, features, resamples=config.bootstrap, seed=config.seed)
-    result = TrainResult(model, config, features, scaler, fold_results, evaluation, epochs, hold, proba, len(r_pre),
-                         horizon, importance, drift)
+    economics = trade_holdout_predictions(last_fold, hold, preds, features, config) if last_fold is not None else None
+    result = TrainResult(model, config, features, scaler, folds, evaluation, epochs, hold, proba, train_rows,
+                         horizon, importance, drift, economics)
     log.info("%s", summary(result))
     return result

@@ -7,13 +7,11 @@ import tempfile
 import time
 from typing import Any
 
-from hft.errors import HftError
+from hft.model.registry import NoChampionError
 
 log = logging.getLogger(__name__)
 
-
-class NoChampionError(HftError, RuntimeError):
-    """The registry has no ``champion`` version to serve."""
+__all__ = ["ChampionModel", "NoChampionError"]
 
 
 class ChampionModel:

@@ -254,6 +254,8 @@ def test_fetch_dotted_and_dashed_tickers_accepted() -> None:
         {"t_dof": 2.0},
         {"market_beta_corr": 1.0},
         {"start_price_range": (10.0, 5.0)},
+        {"predictability_after": -0.5},
+        {"predictability_after": 1.1},
     ],
 )
 def test_config_invalid_values_raise_value_error(overrides: dict) -> None:
@@ -278,3 +280,22 @@ def test_fetch_tz_aware_bounds_converted_to_utc() -> None:
     bars = SyntheticSource().fetch(["AAA"], start, end, "1m")
     assert len(bars) == 30
     assert bars["ts"].iloc[0] == pd.Timestamp("2024-05-01 14:00", tz="UTC")
+
+
+def _lag_slope(bars: pd.DataFrame) -> float:
+    """Slope of the next 5-bar log return on the past 5-bar one (negative: mean reversion)."""
+    log_close = np.log(bars["close"].to_numpy())
+    past, future = log_close[5:-5] - log_close[:-10], log_close[10:] - log_close[5:-5]
+    return float(np.polyfit(past, future, 1)[0])
+
+
+def test_regime_change_turns_mean_reversion_into_trend_following_from_its_session_on() -> None:
+    start, end = datetime(2024, 1, 2), datetime(2024, 5, 1)
+    one = SyntheticConfig(predictability=0.3, start_price_range=HIGH_PRICES)
+    two = SyntheticConfig(predictability=0.3, start_price_range=HIGH_PRICES, regime_change="2024-03-01",
+                          predictability_after=-0.3)
+    a, b = (SyntheticSource(c).fetch(["AAA"], start, end, "1m") for c in (one, two))
+    change = b["ts"] >= pd.Timestamp("2024-03-01 14:30", tz="UTC")
+    pd.testing.assert_frame_equal(a[~change.to_numpy()], b[~change.to_numpy()])  # same market up to the change
+    assert not np.allclose(a.loc[change, "close"], b.loc[change, "close"])
+    assert _lag_slope(b[~change]) < -0.05 and _lag_slope(b[change]) > 0.05 and _lag_slope(a[change]) < -0.05

@@ -20,6 +20,11 @@ divided by its own volatility, summed, divided by sqrt(5)). It mean-reverts: aft
 bars drift down. The windows run across session boundaries; the overnight gap is not part of ``x``.
 ``p = 0`` gives no predictable drift; ``p`` must lie in [0, 1] (the recursion is stable there).
 
+A **regime change** (``regime_change``, a session date, with ``predictability_after``) switches ``p`` from that
+session's first bar on (the recursion carries on from the bars before it): a negative ``predictability_after``
+makes the same drift trend-following (``+|p| z_t``: after a 5-bar rise the next bars drift up), the market a
+model trained on the old regime gets backwards. It must lie in (-1/sqrt(5), 1] (stable).
+
 * ``eps_t = sqrt(rho) * f_t + sqrt(1 - rho) * e_{i,t}``: a one-factor model, ``rho = market_beta_corr``, with
   ``f`` (market, shared) and ``e`` (ticker) independent Student-t draws of ``t_dof`` degrees of freedom
   scaled to unit variance (fat tails).
@@ -56,7 +61,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
+from scipy.signal import lfilter, lfiltic
 
 from hft.config import TICKER_PATTERN
 from hft.data import calendar
@@ -96,6 +101,9 @@ class SyntheticConfig:
         start_price_range: (low, high) range of the log-uniform first open price.
         mean_volume: approximate mean volume per minute of bar, in shares.
         overnight_var_share: fraction of the daily variance carried by the overnight gap, in [0, 1).
+        regime_change: session date (``date`` or ISO string) from which ``predictability_after`` replaces
+            ``predictability``; None: one regime.
+        predictability_after: the predictability from ``regime_change`` on; negative is trend-following.
     """
 
     seed: int = 7
@@ -110,8 +118,12 @@ class SyntheticConfig:
     start_price_range: tuple[float, float] = (20.0, 500.0)
     mean_volume: int = 50_000
     overnight_var_share: float = 0.2
+    regime_change: date | str | None = None
+    predictability_after: float = 0.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.regime_change, str):
+            object.__setattr__(self, "regime_change", date.fromisoformat(self.regime_change))
         checks = [
             (0.0 <= self.predictability <= 1.0, "predictability must be in [0, 1]"),
             (self.annual_vol > 0, "annual_vol must be positive"),
@@ -124,6 +136,8 @@ class SyntheticConfig:
             (0 < self.start_price_range[0] <= self.start_price_range[1], "start_price_range must be 0 < low <= high"),
             (self.mean_volume > 0, "mean_volume must be positive"),
             (0.0 <= self.overnight_var_share < 1.0, "overnight_var_share must be in [0, 1)"),
+            (-1.0 / np.sqrt(_ZSCORE_WINDOW) < self.predictability_after <= 1.0,
+             "predictability_after must be in (-1/sqrt(5), 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -249,12 +263,26 @@ def _garch_variance(eps: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     return lfilter([1.0], [1.0, -beta], drive, axis=0)
 
 
-def _mean_reverting(innovations: np.ndarray, predictability: float) -> np.ndarray:
-    """Standardized returns ``x_t = innovations_t - p * (x_{t-1} + ... + x_{t-5}) / sqrt(5)``."""
-    if predictability == 0.0:
-        return innovations
+def _mean_reverting(innovations: np.ndarray, predictability: float, before: np.ndarray | None = None) -> np.ndarray:
+    """Standardized returns ``x_t = innovations_t - p * (x_{t-1} + ... + x_{t-5}) / sqrt(5)``, continuing from
+    the rows ``before`` (their last 5 are the first rows' past; none: a zero past)."""
     coef = predictability / np.sqrt(_ZSCORE_WINDOW)
-    return lfilter([1.0], [1.0] + [coef] * _ZSCORE_WINDOW, innovations, axis=0)
+    a = [1.0] + [coef] * _ZSCORE_WINDOW
+    if before is None or not len(before):
+        return innovations if predictability == 0.0 else lfilter([1.0], a, innovations, axis=0)
+    past = np.zeros((_ZSCORE_WINDOW, innovations.shape[1]))
+    tail = before[-_ZSCORE_WINDOW:][::-1]  # most recent first, as lfiltic wants
+    past[: len(tail)] = tail
+    zi = np.stack([lfiltic([1.0], a, past[:, k]) for k in range(innovations.shape[1])], axis=1)
+    return lfilter([1.0], a, innovations, axis=0, zi=zi)[0]
+
+
+def _regime_row(config: SyntheticConfig, grid: _Grid) -> int:
+    """The first bar of the regime change's session (or later), or the number of bars (no change in range)."""
+    if config.regime_change is None:
+        return len(grid.ts)
+    first = pd.Timestamp(config.regime_change, tz="America/New_York").tz_convert("UTC")
+    return int(np.searchsorted(grid.ts.asi8, first.value, side="left"))
 
 
 def _bridge_extremes(
@@ -326,7 +354,11 @@ def _simulate(
     intraday_var = per_day * (1.0 - config.overnight_var_share)
     shape = _u_shape(grid.position, _VOL_SMILE) if step.intraday else np.ones(len(grid.ts))
     sigma = (np.sqrt(intraday_var * grid.minutes / _REGULAR_SESSION_MINUTES) * shape)[:, None] * np.sqrt(variance)
-    x = _mean_reverting(draws.eps + draws.jumps / sigma, config.predictability)
+    innovations = draws.eps + draws.jumps / sigma
+    change = _regime_row(config, grid)
+    x = _mean_reverting(innovations[:change], config.predictability)
+    if change < len(innovations):
+        x = np.vstack([x, _mean_reverting(innovations[change:], config.predictability_after, x)])
     returns = sigma * x
 
     gap = np.zeros_like(returns)
