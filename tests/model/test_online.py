@@ -17,6 +17,10 @@ from hft.model.network import Scaler, WeightsFile
 from hft.model.online import replay, replay_table, warm_start
 from hft.model.training import train
 
+#: ~40 s (a champion, then ten days of retraining): in `make test-slow`; `make test` warm-starts through the
+#: model_retraining DAG (tests/integration/test_airflow_rest.py).
+pytestmark = pytest.mark.slow
+
 CHANGE = date(2024, 2, 1)  # from this session on the market trends where it used to revert
 
 
