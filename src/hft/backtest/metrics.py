@@ -256,7 +256,11 @@ def buy_and_hold_holdings(result: BacktestResult) -> pd.DataFrame:
     closes = closes_per_bar(result)
     if not len(closes.columns):
         return pd.DataFrame(index=result.equity.index)
-    entry = _buy_and_hold_entries(result, closes).set_index("ticker")
+    return _holdings(closes, _buy_and_hold_entries(result, closes).set_index("ticker"))
+
+
+def _holdings(closes: pd.DataFrame, entry: pd.DataFrame) -> pd.DataFrame:
+    """Shares per bar and ticker from each ticker's entry (``entry``: the entry fills by ticker) on."""
     return pd.DataFrame({t: np.where(closes.index >= entry.at[t, "ts"], entry.at[t, "qty"], 0) for t in closes.columns},
                         index=closes.index)
 
@@ -272,7 +276,7 @@ def buy_and_hold(result: BacktestResult) -> tuple[pd.Series, pd.DataFrame, pd.Da
     fills = _buy_and_hold_entries(result, closes)
     shares = fills.set_index("ticker")["qty"]
     entry = fills.set_index("ticker")
-    held = buy_and_hold_holdings(result)
+    held = _holdings(closes, entry)  # the entries just made, not computed again
     value = (held * closes.fillna(0.0)).sum(axis=1)
     spent = pd.DataFrame({t: np.where(closes.index >= entry.at[t, "ts"], entry.at[t, "notional"] + entry.at[t, "fee"], 0.0)
                           for t in tickers}, index=closes.index).sum(axis=1)

@@ -150,12 +150,11 @@ class Economics:
         return out
 
 
-def _sessions_and_trades(result: BacktestResult, resamples: int, seed: int):
+def _sessions_and_trades(result: BacktestResult, trades: pd.DataFrame, resamples: int, seed: int):
     initial = result.config.initial_capital
     daily = daily_equity(result.equity).to_numpy(np.float64)
     pnl = np.diff(np.r_[initial, daily])
     rets = daily_returns(result.equity, initial).to_numpy(np.float64)
-    _, trades = strategy_metrics(result)
     closed = trades.loc[trades["closed"], "pnl"].to_numpy(np.float64) if len(trades) else np.zeros(0)
     return {
         "sessions": len(daily),
@@ -171,7 +170,7 @@ def trade_holdout(name: str, rows: pd.DataFrame, proba: np.ndarray, thresholds: 
                   resamples: int = 1000, seed: int = 0) -> Economics:
     """``name``'s probabilities ``proba`` on the holdout ``rows`` traded with ``thresholds``, and its figures."""
     result = _trade(rows, proba, thresholds, config)
-    metrics, _ = strategy_metrics(result)
+    metrics, trades = strategy_metrics(result)
     bh = benchmark_metrics(result)
     exposure = metrics.mean_gross_exposure
     return Economics(
@@ -179,7 +178,7 @@ def trade_holdout(name: str, rows: pd.DataFrame, proba: np.ndarray, thresholds: 
         costs=metrics.costs, turnover_per_day=metrics.turnover_per_day, mean_gross_exposure=exposure,
         return_on_gross=metrics.return_on_gross, buy_and_hold_return_on_gross=bh.return_on_gross,
         matched_buy_and_hold_pnl=bh.return_on_gross * exposure if exposure > 0 else 0.0,
-        equity=result.equity, **_sessions_and_trades(result, resamples, seed),
+        equity=result.equity, **_sessions_and_trades(result, trades, resamples, seed),
     )
 
 
