@@ -7,6 +7,10 @@ generated into ``$HFT_HOME/secrets/kafka-password`` (0600); a client finds it th
 else that file under its own ``HFT_HOME``). With neither, a client connects without SASL: a Kafka of your own
 without authentication. The password is handed to the client libraries in memory (librdkafka's settings, the
 Kafka source's JAAS option, which Spark redacts) or in a 0600 file (the CLI tools'), never on a command line.
+
+When the deployment's hosts file says ``tls = true`` (:mod:`hft.tls`) the same login goes over TLS
+(``SASL_SSL``): the client checks the broker's certificate and address against the deployment's CA, handed
+over as PEM text (no file: a Spark executor on another machine needs none).
 """
 
 from __future__ import annotations
@@ -51,22 +55,73 @@ def client_config(bootstrap: str, extra: dict | None = None, auth: KafkaLogin | 
     with the ``extra`` settings on top."""
     auth = auth or login()
     conf: dict = {"bootstrap.servers": bootstrap}
+    ca = _tls_ca()
     if auth is not None:
-        conf.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": MECHANISM,
+        conf.update({"security.protocol": _protocol(auth, ca), "sasl.mechanism": MECHANISM,
                      "sasl.username": auth.username, "sasl.password": auth.password})
+    elif ca:
+        conf["security.protocol"] = "SSL"
+    if ca:
+        conf.update({"ssl.ca.pem": ca, "ssl.endpoint.identification.algorithm": "https"})
     conf.update(extra or {})
     return conf
+
+
+def _tls_ca() -> str | None:
+    """The deployment's CA certificate when it uses TLS (:func:`hft.tls.enabled`), else None."""
+    from hft import tls
+
+    return tls.ca_pem() if tls.enabled() else None
+
+
+def _protocol(auth: KafkaLogin | None, ca: str | None) -> str:
+    return ("SASL_" if auth is not None else "") + ("SSL" if ca else "PLAINTEXT")
 
 
 def java_properties(auth: KafkaLogin | None = None) -> dict[str, str]:
     """The same for Kafka's Java clients (the CLI tools' ``--command-config``; prefix ``kafka.`` for Spark's
     Kafka source and sink: :func:`spark_options`)."""
     auth = auth or login()
-    if auth is None:
-        return {}
-    return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": MECHANISM, "sasl.jaas.config": auth.jaas}
+    ca = _tls_ca()
+    props: dict[str, str] = {}
+    if auth is not None:
+        props.update({"security.protocol": _protocol(auth, ca), "sasl.mechanism": MECHANISM,
+                      "sasl.jaas.config": auth.jaas})
+    elif ca:
+        props["security.protocol"] = "SSL"
+    if ca:
+        props.update({"ssl.truststore.type": "PEM", "ssl.truststore.certificates": ca,
+                      "ssl.endpoint.identification.algorithm": "https"})
+    return props
 
 
 def spark_options(auth: KafkaLogin | None = None) -> dict[str, str]:
     """Options of Spark's Kafka source and sink that log in (Spark redacts values naming a password)."""
     return {f"kafka.{k}": v for k, v in java_properties(auth).items()}
+
+
+def properties_text(props: dict[str, str]) -> str:
+    """``props`` as a Java ``.properties`` file (backslashes and line breaks escaped: the PEM of the CA)."""
+    def escape(value: str) -> str:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+    return "".join(f"{key}={escape(value)}\n" for key, value in props.items())
+
+
+def main() -> None:
+    """``python -m hft.kafka_conn`` (infra/kafka/bin/kafka): the stack's bootstrap servers on the first line (the
+    hosts file's, else 127.0.0.1 and ``HFT_KAFKA_PORT``), then the Java clients' login (:func:`java_properties`;
+    nothing without one). Holds the password: the caller writes it to a 0600 file."""
+    import sys
+
+    from hft.errors import HftError
+    from hft.stack.config import StackConfig
+
+    try:
+        sys.stdout.write(StackConfig.from_env().kafka_bootstrap + "\n" + properties_text(java_properties()))
+    except HftError as e:
+        sys.exit(f"hft: {e}")
+
+
+if __name__ == "__main__":
+    main()

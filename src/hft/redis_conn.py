@@ -14,6 +14,10 @@ anonymous (``default``) user, only :data:`USER` with a password. The password ne
 goes on command lines and into logs): it is ``HFT_REDIS_PASSWORD`` when set, else read from the file the URL's
 ``password_file`` parameter names (the stack's URLs name ``$HFT_HOME/secrets/redis-password``, mode 0600), so
 a URL can be passed around and logged and a process that cannot read the file cannot log in.
+
+TLS: ``rediss://`` and ``rediss+sentinel://`` (the stack's URLs when its hosts file says ``tls = true``) connect
+over TLS to the nodes and the Sentinels alike, checking each server's certificate and address against the
+deployment's CA (:func:`hft.tls.ca_pem`), or against the file a ``ssl_ca_certs`` parameter of the URL names.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 from hft.errors import HftError
 
 SENTINEL_SCHEME = "redis+sentinel"
+#: The same over TLS (``rediss://`` for one node, as redis-py spells it).
+SENTINEL_TLS_SCHEME = "rediss+sentinel"
 #: The name the Sentinels know the stack's master by.
 MASTER_NAME = "hft"
 #: About how long a command keeps retrying while the Sentinels elect a new master (down-after 1 s, election
@@ -111,6 +117,24 @@ def _server_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=query))
 
 
+def is_sentinel(url: str) -> bool:
+    """``url`` names a master behind Sentinels (``redis+sentinel://`` or ``rediss+sentinel://``)."""
+    return urlsplit(url).scheme in (SENTINEL_SCHEME, SENTINEL_TLS_SCHEME)
+
+
+def tls_kwargs(url: str) -> dict[str, Any]:
+    """redis-py's TLS arguments for ``url``: none for ``redis://``; for ``rediss://`` and ``rediss+sentinel://``
+    the server's certificate and address checked against the deployment's CA (or the URL's ``ssl_ca_certs``)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("rediss", SENTINEL_TLS_SCHEME):
+        return {}
+    if "ssl_ca_certs" in parse_qs(parts.query):
+        return {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    from hft.tls import ca_pem
+
+    return {"ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_data": ca_pem()}
+
+
 @dataclass(frozen=True)
 class SentinelUrl:
     sentinels: tuple[tuple[str, int], ...]
@@ -126,8 +150,8 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     """``redis+sentinel://[user@]h1:p1,h2:p2/<master>/<db>[?password_file=PATH]`` (db optional, 0); the user
     and password: :func:`credentials`."""
     parts = urlsplit(url)
-    if parts.scheme != SENTINEL_SCHEME:
-        raise RedisUrlError(f"{url!r} is not a {SENTINEL_SCHEME}:// URL")
+    if not is_sentinel(url):
+        raise RedisUrlError(f"{url!r} is not a {SENTINEL_SCHEME}:// (or {SENTINEL_TLS_SCHEME}://) URL")
     sentinels = []
     for item in parts.netloc.rpartition("@")[2].split(","):
         host, _, port = item.rpartition(":")
@@ -142,7 +166,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
 
 def replicas_to_ack(url: str) -> int:
     """How many replicas must hold a write before it counts as done: 1 behind Sentinels, else 0."""
-    return 1 if url.startswith(SENTINEL_SCHEME + "://") else 0
+    return 1 if is_sentinel(url) else 0
 
 
 def sentinel(url: str, **kwargs: Any):
@@ -152,15 +176,17 @@ def sentinel(url: str, **kwargs: Any):
 
     parsed = parse_sentinel_url(url)
     login = credentials(url).kwargs()
+    tls = tls_kwargs(url)  # the nodes' connections: connect() gives them an SSL connection class
     return Sentinel(list(parsed.sentinels), socket_timeout=2, socket_connect_timeout=2,
-                    sentinel_kwargs={"socket_timeout": 2, "socket_connect_timeout": 2, **login},
-                    **login, **kwargs), parsed
+                    sentinel_kwargs={"socket_timeout": 2, "socket_connect_timeout": 2, **login, **tls,
+                                     **({"ssl": True} if tls else {})},
+                    **login, **tls, **kwargs), parsed
 
 
 def master_address(url: str) -> tuple[str, int]:
     """(host, port) of the Redis that takes writes: the Sentinels' master for a ``redis+sentinel://`` URL (raises
     redis-py's MasterNotFoundError when none is known), else the URL's own."""
-    if url.startswith(SENTINEL_SCHEME + "://"):
+    if is_sentinel(url):
         manager, parsed = sentinel(url)
         host, port = manager.discover_master(parsed.master)
         return str(host), int(port)
@@ -168,15 +194,17 @@ def master_address(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 6379
 
 
-def _master_connection_class():
+def _master_connection_class(tls: bool):
     from redis.exceptions import ConnectionError, ResponseError
-    from redis.sentinel import SentinelManagedConnection
+    from redis.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
+
+    base = SentinelManagedSSLConnection if tls else SentinelManagedConnection
 
     class NoReplicasYet(ConnectionError):
         """``NOREPLICAS``: the master refuses writes until a replica is in sync (``min-replicas-to-write``): just
         after a failover, the other replica is still moving to the new master. Retried like a lost connection."""
 
-    class MasterConnection(SentinelManagedConnection):
+    class MasterConnection(base):  # type: ignore[valid-type,misc]
         """Asks the Sentinels for the master on every socket connect. redis-py 8.1 does only in ``connect()``;
         a command's retry reconnects through ``connect_check_health()``, which kept dialling the dead master's
         address for the whole retry budget (seen: an executor's XREADGROUP gave up 23 s after a failover that
@@ -203,9 +231,9 @@ def connect(url: str, decode_responses: bool = True, **kwargs: Any):
     """A redis-py client for ``url`` (either kind, module docstring); ``kwargs`` as ``redis.Redis`` takes them."""
     import redis
 
-    if not url.startswith(SENTINEL_SCHEME + "://"):
+    if not is_sentinel(url):
         return redis.Redis.from_url(_server_url(url), decode_responses=decode_responses,
-                                    **credentials(url).kwargs(), **kwargs)
+                                    **credentials(url).kwargs(), **tls_kwargs(url), **kwargs)
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
     from redis.retry import Retry
@@ -217,13 +245,19 @@ def connect(url: str, decode_responses: bool = True, **kwargs: Any):
     kwargs.setdefault("socket_timeout", 5)
     kwargs.setdefault("socket_connect_timeout", 2)
     return manager.master_for(parsed.master, db=parsed.db, decode_responses=decode_responses, retry=retry,
-                              connection_class=_master_connection_class(), **kwargs)
+                              connection_class=_master_connection_class(bool(tls_kwargs(url))), **kwargs)
 
 
 def cli_login(url: str) -> tuple[list[str], dict[str, str]]:
-    """How ``redis-cli`` logs in as ``url``'s user: its arguments and environment (the password in
-    ``REDISCLI_AUTH``, never on the command line, where ``ps`` shows it)."""
+    """How ``redis-cli`` logs in as ``url``'s user: its arguments (over TLS for ``rediss``) and environment (the
+    password in ``REDISCLI_AUTH``, never on the command line, where ``ps`` shows it)."""
     login = credentials(url)
+    tls: list[str] = []
+    if tls_kwargs(url):
+        from hft.tls import ca_file
+
+        files = parse_qs(urlsplit(url).query).get("ssl_ca_certs")
+        tls = ["--tls", "--cacert", files[0] if files else str(ca_file())]
     if not login.username:
-        return [], {}
-    return ["--user", login.username], {"REDISCLI_AUTH": login.password or ""}
+        return tls, {}
+    return [*tls, "--user", login.username], {"REDISCLI_AUTH": login.password or ""}

@@ -2,7 +2,9 @@
 (``HFT_HOME``) on 127.0.0.2 and 127.0.0.3, each started by its own ``hft stack up --host``. Host a runs Kafka node 1,
 Redis, the Spark master and worker 1; host b Kafka node 2 and Spark worker 2. The same code as on one machine:
 every service binds its host's address only, the Kafka cluster spans both hosts (one cluster id, replicas on both),
-and the streaming job (tasks engine) runs on executors of both hosts and predicts every bar once."""
+and the streaming job (tasks engine) runs on executors of both hosts and predicts every bar once. The file says
+``tls = true``, as a deployment across machines would: Kafka's clients, brokers and controllers, Redis and Spark's
+RPC are encrypted, with the deployment's CA given to both hosts (hft.tls)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from unittest import mock
 
 import pytest
 
+from hft import tls
 from hft.redis_conn import connect
 from ports import free_kafka_ports, free_ports
 from stream_fixtures import expected_probabilities, ready_count, train_champion
@@ -36,6 +39,7 @@ def hosts_file(path: Path) -> Path:
     while any(p in (ui + 1, ui + 2) for p in (kafka, controller, metrics, redis, master)):
         redis, master, ui = free_ports(3)
     path.write_text(textwrap.dedent(f"""
+        tls = true
         [stack]
         kafka_brokers = 2
         kafka_cluster_id = "{new_kafka_cluster_id()}"
@@ -67,6 +71,7 @@ def hosts(tmp_path_factory):
     path = hosts_file(top / "hosts.toml")
     shared = {name: secrets.token_urlsafe(16) for name in  # the secrets every host is given (its environment)
               ("HFT_KAFKA_PASSWORD", "HFT_REDIS_PASSWORD", "HFT_SPARK_SECRET", "HFT_SPARK_UI_PASSWORD")}
+    shared[tls.CA_CERT_ENV], shared[tls.CA_KEY_ENV] = tls.new_ca("two hosts' CA")  # and the deployment's CA
     base = {k: v for k, v in os.environ.items() if not (k.startswith("HFT_") and k != "HFT_REPO_ROOT")}
     envs = {h: {**base, **shared, "HFT_HOME": str(top / h), "HFT_HOSTS_FILE": str(path), "HFT_HOST": h,
                 "HFT_BARS_PARTITIONS": "2", "MLFLOW_TRACKING_URI": f"sqlite:///{top / 'a' / 'mlflow.db'}"}
@@ -108,7 +113,12 @@ def test_kafka_spans_both_hosts_and_the_stream_runs_on_executors_of_both(hosts):
     from hft.streaming.store import RedisStore
 
     env, config, _ = hosts["a"]
+    for h in ADDRESS:  # Spark's RPC between the hosts' daemons, drivers and executors is encrypted
+        conf = (hosts[h][1].run_dir / "spark-conf" / "spark-defaults.conf").read_text()
+        assert "spark.network.crypto.enabled true" in conf.splitlines()
     with mock.patch.dict(os.environ, env, clear=True):
+        assert client_config(config.kafka_bootstrap)["security.protocol"] == "SASL_SSL"
+        assert config.redis_url.startswith("rediss://")
         admin = AdminClient(client_config(config.kafka_bootstrap))
         meta = admin.list_topics(timeout=10)
         assert {b.host for b in meta.brokers.values()} == {ADDRESS["a"], ADDRESS["b"]}

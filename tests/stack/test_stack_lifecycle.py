@@ -86,7 +86,7 @@ def test_service_dying_during_start_reports_its_log(config, tmp_path, monkeypatc
     # A checkout whose Redis template has a directive Redis refuses: redis-server exits at once.
     template = tmp_path / "checkout" / "infra" / "redis" / "redis.conf.template"
     template.parent.mkdir(parents=True)
-    template.write_text("bind 127.0.0.1\nport ${port}\ndir ${dir}\nnot-a-redis-directive yes\n")
+    template.write_text("bind 127.0.0.1\n${listen}\ndir ${dir}\nnot-a-redis-directive yes\n")
     monkeypatch.setenv("HFT_REPO_ROOT", str(tmp_path / "checkout"))
     with pytest.raises(StackError) as err:
         up(config, ["redis"])

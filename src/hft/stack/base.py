@@ -58,6 +58,19 @@ class Service:
         """The address this service binds (its host's in the hosts file; 127.0.0.1 without one)."""
         return self.config.address_of(self.name)
 
+    def tls_files(self):
+        """This host's TLS files (:func:`hft.tls.host_files`) when the deployment uses TLS, else None."""
+        if not self.config.tls:
+            return None
+        from hft.tls import TlsError, host_files
+
+        assert self.config.home is not None and self.config.hosts is not None
+        first = self.config.hosts.hosts[0].address == self.host_address  # the one that may make the CA
+        try:
+            return host_files(self.config.home, self.config.run_dir, self.host_address, create_ca=first)
+        except TlsError as e:
+            raise StackError(f"{self.name}: {e}") from None
+
     # Paths.
     @property
     def pid_file(self) -> Path:

@@ -313,6 +313,11 @@ class StackConfig:
         return host is not None and host.name == self.host
 
     @property
+    def tls(self) -> bool:
+        """The hosts file says ``tls = true``: Kafka, Redis and Spark encrypt their connections (:mod:`hft.tls`)."""
+        return self.hosts is not None and self.hosts.tls
+
+    @property
     def local_address(self) -> str:
         """This machine's address in the deployment (its host's), for what it serves itself (a Spark driver)."""
         return self.hosts.host(self.host).address if self.hosts is not None and self.host else HOST
@@ -432,10 +437,11 @@ class StackConfig:
         """What clients use (:func:`hft.redis_conn.connect`): the master through the Sentinels when the stack has
         replicas, else the one Redis."""
         if self.redis_replicas:
-            from hft.redis_conn import MASTER_NAME, SENTINEL_SCHEME, USER
+            from hft.redis_conn import MASTER_NAME, SENTINEL_SCHEME, SENTINEL_TLS_SCHEME, USER
 
             hosts = ",".join(f"{self.address_of(f'sentinel-{k}')}:{p}" for k, p in enumerate(self.redis_sentinels, 1))
-            return f"{SENTINEL_SCHEME}://{USER}@{hosts}/{MASTER_NAME}/0?{self._redis_password_query}"
+            scheme = SENTINEL_TLS_SCHEME if self.tls else SENTINEL_SCHEME
+            return f"{scheme}://{USER}@{hosts}/{MASTER_NAME}/0?{self._redis_password_query}"
         return self.redis_node_url(1)
 
     def redis_node_url(self, node: int) -> str:
@@ -449,7 +455,7 @@ class StackConfig:
         """The Redis node or Sentinel at ``address:port``, logged in as the stack's user."""
         from hft.redis_conn import USER
 
-        return f"redis://{USER}@{address}:{port}/0?{self._redis_password_query}"
+        return f"{'rediss' if self.tls else 'redis'}://{USER}@{address}:{port}/0?{self._redis_password_query}"
 
     @property
     def redis_password_file(self) -> Path:

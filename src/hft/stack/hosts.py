@@ -23,8 +23,10 @@ machine starts its part with ``hft stack up --host a`` (or ``HFT_HOST=a``), with
 client (the stream, the executor, the CLI) finds each service at its host's address through the same file.
 
 Services without authentication of their own (Elasticsearch and its shipper, the node and Redis exporters)
-may only be placed on loopback addresses. Hosts whose address leaves loopback carry the stack's logins (SASL,
-Redis ACLs, basic auth) but not TLS yet: such a file must say ``allow_plaintext = true`` (a private network).
+may only be placed on loopback addresses. ``tls = true`` at the top of the file encrypts Kafka's, Redis's and
+Spark's connections with the deployment's own CA (:mod:`hft.tls`). A file with a host whose address leaves
+loopback must say it, or ``allow_plaintext = true`` (logins still required, traffic in clear: a private network
+you trust).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class Hosts:
     hosts: tuple[Host, ...]
     settings: tuple[tuple[str, object], ...]
     allow_plaintext: bool = False
+    tls: bool = False
 
     def host(self, name: str) -> Host:
         for h in self.hosts:
@@ -102,11 +105,11 @@ class Hosts:
             if name in LOOPBACK_ONLY and not h.loopback:
                 raise HostsFileError(f"{self.path}: {name} has no login of its own and may only run on a loopback "
                                      f"address, not on host {h.name} ({h.address})")
-            if not h.loopback and not self.allow_plaintext:
+            if not h.loopback and not (self.tls or self.allow_plaintext):
                 raise HostsFileError(
-                    f"{self.path}: host {h.name} ({h.address}) is reachable from other machines, and the stack's "
-                    "connections are authenticated but not encrypted yet (no TLS): on a private network, say "
-                    "`allow_plaintext = true` at the top of the file")
+                    f"{self.path}: host {h.name} ({h.address}) is reachable from other machines: say `tls = true` "
+                    "at the top of the file (Kafka, Redis and Spark encrypted with the stack's CA), or "
+                    "`allow_plaintext = true` on a private network you trust (logins, but traffic in clear)")
         return where
 
 
@@ -124,12 +127,15 @@ def read(path: str | Path) -> Hosts:
         raise HostsFileError(f"{HOSTS_FILE_ENV}={path}: cannot read it ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
         raise HostsFileError(f"{path} is not valid TOML: {e}") from None
-    unknown = set(doc) - {"stack", "hosts", "allow_plaintext"}
+    unknown = set(doc) - {"stack", "hosts", "allow_plaintext", "tls"}
     if unknown:
-        raise HostsFileError(f"{path}: unknown section(s) {', '.join(sorted(unknown))} (stack, hosts, allow_plaintext)")
-    allow = doc.get("allow_plaintext", False)
-    if not isinstance(allow, bool):
-        raise HostsFileError(f"{path}: allow_plaintext must be true or false")
+        raise HostsFileError(f"{path}: unknown section(s) {', '.join(sorted(unknown))} "
+                             "(stack, hosts, allow_plaintext, tls)")
+    flags = {}
+    for flag in ("allow_plaintext", "tls"):
+        flags[flag] = doc.get(flag, False)
+        if not isinstance(flags[flag], bool):
+            raise HostsFileError(f"{path}: {flag} must be true or false")
     stack = doc.get("stack", {})
     if not isinstance(stack, dict):
         raise HostsFileError(f"{path}: [stack] must be a table of settings")
@@ -153,4 +159,4 @@ def read(path: str | Path) -> Hosts:
         if not isinstance(services, list) or not all(isinstance(s, str) for s in services):
             raise HostsFileError(f"{path}: [hosts.{name}] services must be a list of service names")
         hosts.append(Host(name, address, tuple(services)))
-    return Hosts(path, tuple(hosts), tuple(sorted(stack.items())), allow)
+    return Hosts(path, tuple(hosts), tuple(sorted(stack.items())), **flags)

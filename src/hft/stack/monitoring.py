@@ -202,9 +202,11 @@ class RedisExporter(_Exporter):
     def arguments(self) -> list[str]:
         from hft.redis_conn import USER
 
+        tls = self.tls_files()
+        scheme, ca = ("rediss", ["-tls-ca-cert-file", str(tls.ca)]) if tls is not None else ("redis", [])
         return ["-web.listen-address", f"{self.host_address}:{self.port()}",
-                "-redis.addr", f"redis://{self.config.redis_node_address(1)}:{self.config.redis_node_port(1)}",
-                "-redis.user", USER]
+                "-redis.addr", f"{scheme}://{self.config.redis_node_address(1)}:{self.config.redis_node_port(1)}",
+                "-redis.user", USER, *ca]
 
     def env(self) -> dict[str, str]:
         """The password in the environment (``REDIS_PASSWORD``), not on the command line."""

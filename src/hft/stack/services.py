@@ -144,7 +144,8 @@ class Kafka(Service):
         auth = self.login()
         render(infra_file("kafka", "server.properties.template"), self.properties, private=True,
                node_id=self.node, quorum=quorum, host=self.host_address, port=client, controller_port=controller, log_dirs=self.data_dir,
-               replicas=min(3, brokers), min_isr=2 if brokers >= 3 else 1, mechanism=MECHANISM, jaas=auth.jaas)
+               replicas=min(3, brokers), min_isr=2 if brokers >= 3 else 1, mechanism=MECHANISM, jaas=auth.jaas,
+               **self._tls_properties())
         if not (self.data_dir / "meta.properties").exists():
             self._format(auth)
         elif not self.scram_marker.exists():
@@ -155,6 +156,18 @@ class Kafka(Service):
         # The Prometheus JMX exporter in the broker's JVM: /metrics on its address (scraped as job "kafka").
         agent = f"-javaagent:{jmx_agent()}={self.host_address}:{metrics}:{infra_file('prometheus', 'jmx', 'kafka.yml')}"
         return [*jvm, agent, "kafka.Kafka", str(self.properties)], self.home
+
+    def _tls_properties(self) -> dict[str, str]:
+        """The listeners' protocols, and with TLS the node's key store (its certificate of the stack's CA) and
+        trust store (the CA)."""
+        tls = self.tls_files()
+        if tls is None:
+            return {"protocol_map": "CONTROLLER:PLAINTEXT,BROKER:SASL_PLAINTEXT", "tls": ""}
+        return {"protocol_map": "CONTROLLER:SSL,BROKER:SASL_SSL",
+                "tls": (f"ssl.keystore.type=PEM\nssl.keystore.location={tls.keystore}\n"
+                        f"ssl.truststore.type=PEM\nssl.truststore.location={tls.ca}\n"
+                        "ssl.endpoint.identification.algorithm=https\n"
+                        "listener.name.controller.ssl.client.auth=required\n")}
 
     @property
     def scram_marker(self) -> Path:
@@ -260,8 +273,8 @@ class Redis(Service):
             replication = "min-replicas-to-write 1\nmin-replicas-max-lag 10\n"
             if (host, port) != (self.host_address, self.port):
                 replication += f"replicaof {host} {port}\n"
-        render(infra_file("redis", "redis.conf.template"), conf, private=True, host=self.host_address, port=self.port,
-               dir=self.data_dir,
+        render(infra_file("redis", "redis.conf.template"), conf, private=True, host=self.host_address,
+               listen=_redis_listen(self, self.port), dir=self.data_dir,
                replication=replication, **_redis_login(self.config))
         if self.node == 1:
             (self.config.run_dir / "redis-replication.json").write_text(
@@ -330,7 +343,7 @@ class Sentinel(Service):
         conf = self.data_dir / "sentinel.conf"
         if not conf.exists():  # Sentinel keeps what it learned (the master now, the replicas) in this file
             render(infra_file("redis", "sentinel.conf.template"), conf, private=True, host=self.host_address,
-                   port=self.port, dir=self.data_dir, master=MASTER_NAME,
+                   listen=_redis_listen(self, self.port), dir=self.data_dir, master=MASTER_NAME,
                    master_host=self.config.redis_node_address(1), master_port=self.config.redis_node_port(1),
                    **_redis_login(self.config))
         return [_redis_binary(), str(conf), "--sentinel"], self.data_dir
@@ -357,6 +370,16 @@ def _redis_binary() -> str:
         if candidate and Path(candidate).exists():
             return candidate
     raise StackError(f"redis-server not found: {SETUP_HINT}")
+
+
+def _redis_listen(service: Service, port: int) -> str:
+    """A Redis node's or Sentinel's port lines: ``port N``, or with TLS only a TLS port with the host's
+    certificate, replication (and Sentinel's connections) over TLS too."""
+    tls = service.tls_files()
+    if tls is None:
+        return f"port {port}"
+    return (f"port 0\ntls-port {port}\ntls-cert-file {tls.cert}\ntls-key-file {tls.key}\n"
+            f"tls-ca-cert-file {tls.ca}\ntls-auth-clients no\ntls-replication yes")
 
 
 def _redis_login(config: StackConfig) -> dict[str, str]:

@@ -5,7 +5,8 @@ workers (``hft stack up --spark-workers N``), for the streaming job's ``tasks`` 
 Every process binds to loopback (``SPARK_LOCAL_IP``: RPC and web UIs alike), the UIs cannot kill
 applications and the master runs no REST submission server. Nobody joins uninvited: the master, the workers,
 the drivers and the executors authenticate each other (``spark.authenticate``) with the cluster's secret,
-``HFT_SPARK_SECRET`` or generated once into ``<HFT_HOME>/secrets/spark-secret``; the daemons read it from the
+``HFT_SPARK_SECRET`` or generated once into ``<HFT_HOME>/secrets/spark-secret`` (and with a hosts file's
+``tls = true`` encrypt their RPC with keys derived from it); the daemons read it from the
 0600 ``spark-defaults.conf`` of ``SPARK_CONF_DIR`` (:func:`auth_properties`), ``spark-submit`` from the same file
 (``--properties-file``), and a worker hands it to its executors in their environment (Spark's own way). The
 web UIs (and the master's ``/json``) ask for a login (:func:`ui_credentials`, the project's servlet filter).
@@ -79,8 +80,11 @@ def auth_properties(config) -> Path:
     user, password = ui_credentials(config)
     write_private(password_file, password + "\n")
     path = folder / "spark-defaults.conf"
+    # With TLS (a hosts file's tls = true): RPC and block transfers encrypted too (AES, keys from the secret).
+    crypto = "spark.network.crypto.enabled true\n" if config.tls else ""
     write_private(path, "spark.authenticate true\n"
                         f"spark.authenticate.secret {config_secret(config.home, 'spark-secret', 'HFT_SPARK_SECRET')}\n"
+                        f"{crypto}"
                         f"spark.ui.filters {UI_FILTER}\n"
                         f"spark.{UI_FILTER}.param.user {user}\n"
                         f"spark.{UI_FILTER}.param.passwordFile {password_file}\n")
