@@ -190,3 +190,48 @@ def test_the_hosts_file_takes_tls_and_wants_it_or_plaintext_beyond_loopback(tmp_
     (tmp_path / "bad.toml").write_text(f"tls = 'yes'\n{far}")
     with pytest.raises(HostsFileError, match="tls must be true or false"):
         read(tmp_path / "bad.toml")
+
+
+def test_postgres_urls_ask_for_verify_full_against_the_ca(home, tmp_path, monkeypatch):
+    from hft.backup import _pg
+    from hft.stack import StackConfig
+    from hft.stack.postgres import async_url, database_url, metadata_url
+
+    path = hosts_file(tmp_path / "hosts.toml")
+    path.write_text(path.read_text() + "metadata_db = 'postgres'\n")  # into [stack], the file's last table
+    monkeypatch.setenv("HFT_HOSTS_FILE", str(path))
+    monkeypatch.setenv("HFT_HOST", "a")
+    monkeypatch.setenv("HFT_POSTGRES_PASSWORD", "pg-password-123")
+    tls.ensure_ca(home)
+    config = StackConfig.from_env()
+    url = metadata_url(config, "mlflow")
+    ca = str(home / "secrets" / tls.CA_CERT_NAME)
+    assert url == database_url(config, "mlflow")
+    assert url.split("?")[0].endswith("@127.0.0.1:5433/mlflow")  # postgres is placed on no host: loopback
+    pg = _pg(url)  # what pg_dump and pg_restore get (the backup)
+    assert (pg["PGDATABASE"], pg["PGSSLMODE"], pg["PGSSLROOTCERT"]) == ("mlflow", "verify-full", ca)
+    assert async_url(url) == url.split("?")[0].replace("+psycopg2", "+asyncpg") + "?ssl=verify-full"
+    from hft.stack.airflow import airflow_env
+
+    env = airflow_env(config)  # Airflow's async engine: asyncpg's own spelling, the CA in PGSSLROOTCERT
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"].endswith("/airflow?ssl=verify-full")
+    assert env["PGSSLROOTCERT"] == ca
+    monkeypatch.delenv("HFT_HOSTS_FILE")
+    monkeypatch.setenv("HFT_METADATA_DB", "postgres")
+    plain = StackConfig.from_env()
+    assert "?" not in database_url(plain, "mlflow") and async_url(database_url(plain, "mlflow")) is None
+
+
+def test_the_web_config_serves_https_and_keeps_the_password_hash(home, tmp_path):
+    from hft.stack import StackConfig
+    from hft.stack.monitoring import write_web_config
+
+    config = StackConfig(run_dir=home / "run", home=home)
+    web, _ = write_web_config(tmp_path, config)
+    first = web.read_text()
+    assert "tls_server_config" not in first
+    files = tls.host_files(home, tmp_path, "127.0.0.1")
+    web, _ = write_web_config(tmp_path, config, files)
+    text = web.read_text()
+    assert f"cert_file: {files.cert}" in text and f"key_file: {files.key}" in text
+    assert first.splitlines()[-1] in text  # the same bcrypt hash: the password did not change

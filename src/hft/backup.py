@@ -126,10 +126,15 @@ def _sqlite_store(tracking_uri: str) -> Path:
 def _pg(url: str) -> dict[str, str]:
     """libpq's connection settings of a (SQLAlchemy) PostgreSQL URL; the password travels in PGPASSWORD, never
     on a command line."""
+    from urllib.parse import parse_qs
+
     parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    tls = {env: query[key][0] for key, env in (("sslmode", "PGSSLMODE"), ("sslrootcert", "PGSSLROOTCERT"))
+           if key in query}  # the stack's PostgreSQL over TLS (hft.stack.postgres.ssl_params)
     return {"PGHOST": parts.hostname or "127.0.0.1", "PGPORT": str(parts.port or 5432),
             "PGUSER": unquote(parts.username or ""), "PGPASSWORD": unquote(parts.password or ""),
-            "PGDATABASE": parts.path.lstrip("/").split("?", 1)[0]}
+            "PGDATABASE": parts.path.lstrip("/").split("?", 1)[0], **tls}
 
 
 def _pg_where(pg: dict[str, str]) -> str:
@@ -152,7 +157,8 @@ def _pg_connect(pg: dict[str, str], database: str | None = None):
 
     try:
         return psycopg2.connect(host=pg["PGHOST"], port=int(pg["PGPORT"]), user=pg["PGUSER"], password=pg["PGPASSWORD"],
-                                dbname=database or pg["PGDATABASE"], connect_timeout=5)
+                                dbname=database or pg["PGDATABASE"], connect_timeout=5,
+                                sslmode=pg.get("PGSSLMODE", "prefer"), sslrootcert=pg.get("PGSSLROOTCERT"))
     except psycopg2.OperationalError as exc:
         raise UserError(f"PostgreSQL at {pg['PGHOST']}:{pg['PGPORT']} is not reachable ({str(exc).strip()}): start it "
                         "first (`HFT_METADATA_DB=postgres hft stack up --services postgres`)") from None

@@ -6,6 +6,10 @@ controller listener SSL with client certificates (only the nodes, which hold a c
 talk to it); Redis's nodes and Sentinels take TLS connections only (and replicate over TLS); Spark encrypts
 its RPC (``spark.network.crypto.enabled``, keyed by the cluster's shared secret).
 
+The same switch serves the stack's web UIs and APIs over HTTPS with the host's certificate: MLflow, Airflow's API
+server, Prometheus, Alertmanager and the alert webhook (their clients in this package: :func:`urlopen`); and
+PostgreSQL takes TLS connections only (``sslmode=verify-full`` against the CA).
+
 The certificate authority is the deployment's, one for all its hosts: ``HFT_TLS_CA_CERT`` and
 ``HFT_TLS_CA_KEY`` (PEM text) when set, else the files ``$HFT_HOME/secrets/tls-ca.pem`` and ``tls-ca.key``
 (0600), which the first ``hft stack up`` of a TLS deployment generates (:func:`ensure_ca`); every other host
@@ -47,6 +51,23 @@ def enabled() -> bool:
     from hft.stack.hosts import read
 
     return read(path).tls
+
+
+def https_context(home: Path | None = None):
+    """An ``ssl.SSLContext`` that trusts the deployment's CA (the stack's HTTPS UIs and APIs), or None when TLS
+    is off."""
+    import ssl
+
+    return ssl.create_default_context(cadata=ca_pem(home)) if enabled() else None
+
+
+def urlopen(request, timeout: float):
+    """``urllib.request.urlopen`` that checks an ``https://`` server of the stack against the deployment's CA."""
+    import urllib.request
+
+    url = request if isinstance(request, str) else request.full_url
+    context = https_context() if url.startswith("https://") else None
+    return urllib.request.urlopen(request, timeout=timeout, context=context)
 
 
 def _secrets(home: Path | None) -> Path:
@@ -117,12 +138,16 @@ def ensure_ca(home: Path, create: bool = True) -> tuple[str, str]:
     return cert, key
 
 
-def new_ca(name: str = "hft stack CA") -> tuple[str, str]:
-    """A new self-signed CA: (certificate, key), PEM (EC P-256, valid :data:`CA_DAYS` days)."""
+def new_ca(name: str | None = None) -> tuple[str, str]:
+    """A new self-signed CA: (certificate, key), PEM (EC P-256, valid :data:`CA_DAYS` days), named ``name``,
+    else ``hft stack CA <8 random hex digits>`` (two deployments' CAs are told apart)."""
+    import secrets
+
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
+    name = name or f"hft stack CA {secrets.token_hex(4)}"
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     builder = (_builder(subject, subject, key.public_key(), CA_DAYS)

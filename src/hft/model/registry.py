@@ -74,8 +74,13 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
     if tracking_uri.startswith(("http://", "https://")):
         import requests
 
+        from hft import tls
+
+        if tracking_uri.startswith("https://") and tls.enabled():  # the stack's server: its CA, for MLflow too
+            os.environ.setdefault("MLFLOW_TRACKING_SERVER_CERT_PATH", str(tls.ca_file()))
+        verify = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
         try:
-            requests.get(tracking_uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
+            requests.get(tracking_uri.rstrip("/") + "/health", timeout=timeout_s, verify=verify).raise_for_status()
         except requests.RequestException as exc:
             raise RegistryError(f"MLflow tracking server {tracking_uri} is unreachable: {exc.__class__.__name__}") from None
     elif tracking_uri.startswith("sqlite:///"):

@@ -142,6 +142,29 @@ def handler_for(hook: Hook) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class HttpsServer(ThreadingHTTPServer):
+    """HTTPS: each connection's TLS handshake in its own thread, with a deadline (a client that connects and
+    says nothing holds one thread for 10 s, never the accepting loop)."""
+
+    def __init__(self, address, handler, context):
+        super().__init__(address, handler)
+        self.context = context
+
+    def finish_request(self, request, client_address) -> None:
+        import ssl
+
+        request.settimeout(10)
+        try:
+            secure = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            log.debug("TLS handshake with %s failed: %s", client_address[0], e)
+            return
+        try:
+            super().finish_request(secure, client_address)
+        finally:
+            secure.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     from hft.config import Settings
     from hft.observability.discovery import register
@@ -151,11 +174,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on (the stack's host)")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--redis", required=True, help="the Redis the executor reads its kill switch from")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM; with --tls-key)")
+    p.add_argument("--tls-key", help="the certificate's key (PEM)")
     args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
     configure_logging(service="hft-alert-hook")
     hook = Hook(webhook_token(Settings.from_env().home), args.redis, kill_switch_enabled())
-    server = ThreadingHTTPServer((args.host, args.port), handler_for(hook))
-    register("alert-hook", args.port, host=args.host)
+    if args.tls_cert:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server: ThreadingHTTPServer = HttpsServer((args.host, args.port), handler_for(hook), context)
+    else:
+        server = ThreadingHTTPServer((args.host, args.port), handler_for(hook))
+    register("alert-hook", args.port, host=args.host, scheme="https" if args.tls_cert else "http")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `hft stack down`: exit through atexit (target file)
     log.info("alert webhook on %s:%d (kill switch on critical model-aware alerts: %s)", args.host, args.port,
              "on" if hook.kill_switch else "off; HFT_KILL_SWITCH_ON_ALERT=1 turns it on")

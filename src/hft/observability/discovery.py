@@ -24,15 +24,18 @@ def targets_dir(home: Path | None = None) -> Path:
     return (home if home is not None else Settings.from_env().home) / "run" / "prometheus" / "targets"
 
 
-def register(component: str, port: int, home: Path | None = None, host: str = "127.0.0.1") -> Path:
-    """Announce ``host:port`` (this process's ``/metrics``) as a target with label ``component``."""
+def register(component: str, port: int, home: Path | None = None, host: str = "127.0.0.1",
+             scheme: str = "http") -> Path:
+    """Announce ``host:port`` (this process's ``/metrics``, over ``scheme``) as a target with label
+    ``component``."""
     if not _COMPONENT.fullmatch(component):
         raise ValueError(f"not a component name: {component!r}")
     folder = targets_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
     path = folder / f"{component}-{pid}-{port}.json"
-    entry = [{"targets": [f"{host}:{port}"], "labels": {"component": component, "pid": str(pid)}}]
+    labels = {"component": component, "pid": str(pid), **({"__scheme__": scheme} if scheme != "http" else {})}
+    entry = [{"targets": [f"{host}:{port}"], "labels": labels}]
     tmp = path.with_suffix(".tmp")  # Prometheus reads *.json only: never a half-written file
     tmp.write_text(json.dumps(entry))
     tmp.replace(path)

@@ -36,6 +36,7 @@ from hft.config import env_count, env_value
 from hft.stack.base import SETUP_HINT, Service, child_env, render, token, write_private
 from hft.stack.config import StackConfig, StackError, infra_file, repo_root
 from hft.stack.postgres import metadata_url, prepare_database
+from hft.tls import urlopen as tls_urlopen
 
 log = logging.getLogger("hft.stack")
 
@@ -109,6 +110,16 @@ def airflow_login(config: StackConfig) -> tuple[str, str]:
     return settings.admin_user, where
 
 
+def _async_db(config: StackConfig, db_url: str) -> dict[str, str]:
+    """With TLS to the stack's PostgreSQL: Airflow's async engine (asyncpg) gets its own URL and the CA."""
+    from hft.stack.postgres import async_url, ssl_params
+
+    url = async_url(db_url)
+    if url is None:
+        return {}
+    return {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": url, "PGSSLROOTCERT": ssl_params(config)["sslrootcert"]}
+
+
 def airflow_env(config: StackConfig) -> dict[str, str]:
     """The environment of every Airflow process of the stack (and of ``airflow`` commands run against it)."""
     home = config.airflow_home
@@ -123,6 +134,7 @@ def airflow_env(config: StackConfig) -> dict[str, str]:
         "AIRFLOW_HOME": str(home),
         "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.db_url,
+        **_async_db(config, settings.db_url),
         "PATH": f"{venv_bin}:{env.get('PATH', '')}",
         "HFT_HOME": str(config.home),
         "PYSPARK_PYTHON": env.get("PYSPARK_PYTHON") or sys.executable,
@@ -151,8 +163,11 @@ def _run_airflow(config: StackConfig, args: list[str], log_file: Path, timeout: 
     return proc.stdout + proc.stderr
 
 
-def bootstrap(config: StackConfig, log_file: Path) -> None:
+def bootstrap(config: StackConfig, log_file: Path, tls=None) -> None:
     """Write airflow.cfg; migrate the metadata database and create or reset the admin user when they changed.
+
+    With ``tls`` (the host's :class:`hft.tls.HostFiles`) the API server serves HTTPS only, and Airflow's own
+    clients of it (the task runners' execution API) trust the deployment's CA alone.
 
     Idempotent and cheap when nothing changed (a stamp of the database URL, Airflow's version and the admin
     credentials); ``airflow db migrate`` and ``airflow users create`` each take a few seconds otherwise.
@@ -164,7 +179,9 @@ def bootstrap(config: StackConfig, log_file: Path) -> None:
     (home / "logs").mkdir(parents=True, exist_ok=True)
     render(infra_file("airflow", "airflow.cfg.template"), home / "airflow.cfg",
            dags_folder=repo_root() / "dags", parallelism=settings.parallelism, base_url=config.airflow_url,
-           host=config.address_of("airflow-api"), port=config.airflow_port, log_folder=home / "logs")
+           host=config.address_of("airflow-api"), port=config.airflow_port, log_folder=home / "logs",
+           ssl="" if tls is None else (f"ssl_cert = {tls.cert}\nssl_key = {tls.key}\nssl_ca_file = {tls.ca}\n"
+                                       "client_use_public_certs = False"))
     user, password = admin_credentials(config)
     new_database = prepare_database(config, settings.db_url)
     stamp_file = home / ".bootstrap"
@@ -233,7 +250,7 @@ class _Airflow(Service):
         raise NotImplementedError
 
     def prepare(self) -> tuple[list[str], Path]:
-        bootstrap(self.config, self.log_file)
+        bootstrap(self.config, self.log_file, self.tls_files())
         return [str(_airflow_binary()), *self.command()], self.config.airflow_home
 
 
@@ -252,7 +269,7 @@ class AirflowApi(_Airflow):
 
     def health(self) -> tuple[bool, str]:
         try:
-            with urllib.request.urlopen(f"{self.config.airflow_url}/api/v2/monitor/health", timeout=5) as resp:
+            with tls_urlopen(f"{self.config.airflow_url}/api/v2/monitor/health", timeout=5) as resp:
                 body = json.loads(resp.read())
         except (urllib.error.URLError, OSError, ValueError) as e:
             return False, f"/api/v2/monitor/health failed: {e}"

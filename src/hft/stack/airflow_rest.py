@@ -17,6 +17,7 @@ import urllib.request
 from typing import Any
 
 from hft.errors import HftError
+from hft.tls import urlopen as tls_urlopen
 
 FINISHED = ("success", "failed")
 
@@ -47,7 +48,7 @@ class AirflowClient:
             headers["Authorization"] = f"Bearer {self.token()}"
         req = urllib.request.Request(f"{self.url}{path}", data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with tls_urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as e:
             detail = e.read().decode(errors="replace")[:500]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hft.stack import process
 from hft.stack.config import StackConfig, StackError
+from hft.tls import urlopen as tls_urlopen
 
 log = logging.getLogger("hft.stack")
 
@@ -181,7 +182,7 @@ def http_ok(url: str, timeout: float = 3.0, auth: tuple[str, str] | None = None)
     if auth:
         request.add_header("Authorization", basic_auth(*auth))
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
+        with tls_urlopen(request, timeout=timeout) as resp:
             return resp.status == 200, f"{url.rsplit('/', 1)[-1] or url}: {resp.status}"
     except (urllib.error.URLError, OSError) as e:
         return False, f"{url} failed: {e}"

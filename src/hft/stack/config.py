@@ -318,6 +318,12 @@ class StackConfig:
         return self.hosts is not None and self.hosts.tls
 
     @property
+    def http_scheme(self) -> str:
+        """``https`` with TLS (the UIs and APIs of MLflow, Airflow, Prometheus, Alertmanager, the alert hook), else
+        ``http``."""
+        return "https" if self.tls else "http"
+
+    @property
     def local_address(self) -> str:
         """This machine's address in the deployment (its host's), for what it serves itself (a Spark driver)."""
         return self.hosts.host(self.host).address if self.hosts is not None and self.host else HOST
@@ -476,11 +482,11 @@ class StackConfig:
 
     @property
     def mlflow_uri(self) -> str:
-        return f"http://{self.address_of('mlflow')}:{self.mlflow_port}"
+        return f"{self.http_scheme}://{self.address_of('mlflow')}:{self.mlflow_port}"
 
     @property
     def prometheus_url(self) -> str:
-        return f"http://{self.address_of('prometheus')}:{self.prometheus_port}"
+        return f"{self.http_scheme}://{self.address_of('prometheus')}:{self.prometheus_port}"
 
     @property
     def elasticsearch_url(self) -> str:
@@ -489,7 +495,7 @@ class StackConfig:
 
     @property
     def airflow_url(self) -> str:
-        return f"http://{self.address_of('airflow-api')}:{self.airflow_port}"
+        return f"{self.http_scheme}://{self.address_of('airflow-api')}:{self.airflow_port}"
 
     @property
     def airflow_home(self) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hft.stack.base import SETUP_HINT, Service, basic_auth, http_ok, mlflow_credentials, render, write_private
 from hft.stack.config import StackError, infra_file
+from hft.tls import urlopen as tls_urlopen
 
 #: How often Prometheus scrapes and evaluates the rules (the rules' `for:` durations assume it).
 SCRAPE_INTERVAL = "5s"
@@ -40,19 +41,22 @@ def ui_credentials(config) -> tuple[str, str]:
     return UI_USER, secret(config.home, "prometheus-password", "HFT_PROMETHEUS_PASSWORD")
 
 
-def write_web_config(folder: Path, config) -> tuple[Path, Path]:
-    """The servers' ``--web.config.file`` (basic auth: the bcrypt hash of the password, 0600) and a 0600 file
-    holding the password itself, for Prometheus's own requests (its self-scrape, its alerts to Alertmanager).
-    The hash is kept while the password still matches it (a new hash per start would only cost time)."""
-    import bcrypt
+def write_web_config(folder: Path, config, tls=None) -> tuple[Path, Path]:
+    """The servers' ``--web.config.file`` (basic auth: the bcrypt hash of the password, 0600; with ``tls``, the
+    host's :class:`hft.tls.HostFiles`, HTTPS only) and a 0600 file holding the password itself, for Prometheus's
+    own requests (its self-scrape, its alerts to Alertmanager). The hash is kept while the password still matches
+    it (a new hash per start would only cost time)."""
+    import re
 
+    import bcrypt
 
     user, password = ui_credentials(config)
     web, secret_file = folder / "web.yml", folder / "ui-password"
-    old = web.read_text().split(": ", 2)[-1].strip().strip("'") if web.exists() else ""
-    if not (old.startswith("$2") and bcrypt.checkpw(password.encode(), old.encode())):
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
-        write_private(web, f"basic_auth_users:\n  {user}: '{hashed}'\n")
+    found = re.search(r"^  \S+: '(\$2[^']+)'$", web.read_text(), re.M) if web.exists() else None
+    hashed = found.group(1) if found and bcrypt.checkpw(password.encode(), found.group(1).encode()) else \
+        bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+    https = f"tls_server_config:\n  cert_file: {tls.cert}\n  key_file: {tls.key}\n" if tls is not None else ""
+    write_private(web, f"{https}basic_auth_users:\n  {user}: '{hashed}'\n")
     write_private(secret_file, password)
     return web, secret_file
 
@@ -63,7 +67,7 @@ def prometheus_get(config, path: str, timeout: float = 10.0) -> bytes:
 
     request = urllib.request.Request(f"{config.prometheus_url}{path}")
     request.add_header("Authorization", basic_auth(*ui_credentials(config)))
-    with urllib.request.urlopen(request, timeout=timeout) as resp:
+    with tls_urlopen(request, timeout=timeout) as resp:
         return resp.read()
 
 
@@ -109,7 +113,8 @@ class Prometheus(Service):
         self.targets.mkdir(parents=True, exist_ok=True)
         prune(self.targets)  # processes that died since the last start: restarted, or gone for good
         rules = infra_file("prometheus", "prometheus.yml.template").parent / "rules"
-        web_config, _ = write_web_config(self.home, self.config)  # the UI and API behind basic auth
+        tls = self.tls_files()
+        web_config, _ = write_web_config(self.home, self.config, tls)  # the UI and API behind basic auth
         mlflow_user, mlflow_password = mlflow_credentials(self.config)
         write_private(self.home / "mlflow-password", mlflow_password)  # to scrape the tracking server
         render(infra_file("prometheus", "prometheus.yml.template"), self.config_file,
@@ -123,7 +128,9 @@ class Prometheus(Service):
                                            for n in range(1, self.config.kafka_brokers + 1)),
                mlflow_port=self.config.mlflow_port, mlflow_user=mlflow_user,
                mlflow_password_file=self.home / "mlflow-password",
-               ui_user=UI_USER, ui_password_file=self.home / "ui-password")
+               ui_user=UI_USER, ui_password_file=self.home / "ui-password", scheme=self.config.http_scheme,
+               # HTTPS servers of the stack (itself, Alertmanager, MLflow) checked against the deployment's CA
+               tls_config=f"{{ca_file: {tls.ca}}}" if tls is not None else "{}")
         promtool = shutil.which("promtool")
         if promtool:  # a broken config or rule file fails here, with promtool's words, not in the server log
             checked = subprocess.run([promtool, "check", "config", str(self.config_file)], capture_output=True,
@@ -235,7 +242,7 @@ class Alertmanager(Service):
         return {"HFT_ALERTMANAGER_PORT": self.config.alertmanager_port}
 
     def address(self) -> str:
-        return f"http://{self.host_address}:{self.config.alertmanager_port}"
+        return f"{self.config.http_scheme}://{self.host_address}:{self.config.alertmanager_port}"
 
     def markers(self) -> list[str]:
         return ["prometheus-alertmanager", f"--config.file={self.config_file}"]
@@ -252,10 +259,11 @@ class Alertmanager(Service):
         (self.home / "data").mkdir(parents=True, exist_ok=True)
         token_file = self.home / "webhook-token"
         write_private(token_file, webhook_token(self.config.home))
+        tls = self.tls_files()
         render(infra_file("alertmanager", "alertmanager.yml.template"), self.config_file,
                group_wait=GROUP_WAIT, group_interval=GROUP_INTERVAL, hook_url=AlertHook(self.config).address(),
-               token_file=token_file)
-        web_config, _ = write_web_config(self.home, self.config)
+               token_file=token_file, tls_config=f"{{ca_file: {tls.ca}}}" if tls is not None else "{}")
+        web_config, _ = write_web_config(self.home, self.config, tls)
         argv = [_program("prometheus-alertmanager"), f"--config.file={self.config_file}",
                 f"--web.config.file={web_config}",
                 f"--storage.path={self.home / 'data'}",
@@ -278,7 +286,7 @@ class AlertHook(Service):
         return {"HFT_ALERT_HOOK_PORT": self.config.alert_hook_port}
 
     def address(self) -> str:
-        return f"http://{self.host_address}:{self.config.alert_hook_port}/alerts"
+        return f"{self.config.http_scheme}://{self.host_address}:{self.config.alert_hook_port}/alerts"
 
     def markers(self) -> list[str]:
         return ["hft.observability.alert_hook", "--port", str(self.config.alert_hook_port)]
@@ -294,8 +302,10 @@ class AlertHook(Service):
     def prepare(self) -> tuple[list[str], Path]:
         import sys
 
+        tls = self.tls_files()
+        https = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)] if tls is not None else []
         return [sys.executable, "-m", "hft.observability.alert_hook", "--host", self.host_address,
-                "--port", str(self.config.alert_hook_port), "--redis", self.config.redis_url], self.config.run_dir
+                "--port", str(self.config.alert_hook_port), "--redis", self.config.redis_url, *https], self.config.run_dir
 
     def health(self) -> tuple[bool, str]:
-        return http_ok(f"http://{self.host_address}:{self.config.alert_hook_port}/health")
+        return http_ok(f"{self.config.http_scheme}://{self.host_address}:{self.config.alert_hook_port}/health")

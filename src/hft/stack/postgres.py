@@ -42,16 +42,37 @@ def password(config: StackConfig) -> str:
 
 
 def database_url(config: StackConfig, database: str, driver: str = "postgresql+psycopg2") -> str:
-    """The SQLAlchemy URL of one of the stack's databases (holds the password: never log it)."""
+    """The SQLAlchemy URL of one of the stack's databases (holds the password: never log it); with TLS it asks
+    libpq for ``sslmode=verify-full`` against the deployment's CA (asyncpg: :func:`async_url`)."""
+    query = "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in ssl_params(config).items()) if config.tls else ""
     return (f"{driver}://{USER}:{quote(password(config), safe='')}@{config.address_of('postgres')}:"
-            f"{config.postgres_port}/{database}")
+            f"{config.postgres_port}/{database}{query}")
+
+
+def ssl_params(config: StackConfig) -> dict[str, str]:
+    """libpq's TLS parameters for the stack's PostgreSQL: none without TLS; else the server's certificate and
+    address checked against the deployment's CA (a file on this machine: :func:`hft.tls.ca_file`)."""
+    if not config.tls:
+        return {}
+    from hft.tls import ca_file
+
+    return {"sslmode": "verify-full", "sslrootcert": str(ca_file(config.home))}
+
+
+def async_url(sync_url: str) -> str | None:
+    """The asyncpg URL of a TLS ``database_url`` (asyncpg takes ``ssl=verify-full`` and finds the CA in
+    ``PGSSLROOTCERT``, not libpq's parameters); None for a URL without them (Airflow derives its own)."""
+    if "sslmode=verify-full" not in sync_url:
+        return None
+    base = sync_url.split("?", 1)[0].replace("postgresql+psycopg2://", "postgresql+asyncpg://", 1)
+    return base + "?ssl=verify-full"
 
 
 def _connect(config: StackConfig, database: str = "postgres", timeout: int = 3):
     import psycopg2
 
     return psycopg2.connect(host=config.address_of("postgres"), port=config.postgres_port, user=USER, password=password(config),
-                            dbname=database, connect_timeout=timeout)
+                            dbname=database, connect_timeout=timeout, **ssl_params(config))
 
 
 def ensure_database(config: StackConfig, name: str) -> bool:
@@ -160,8 +181,37 @@ class Postgres(Service):
             "-c", f"listen_addresses={self.host_address}", "-c", f"port={self.config.postgres_port}",
             "-c", "unix_socket_directories=",  # TCP on its address only
             "-c", "log_destination=stderr", "-c", "logging_collector=off",  # into <run_dir>/postgres.log
+            "-c", f"hba_file={self._write_hba()}", *self._tls_options(),
         ]
         return argv, self.data_dir
+
+    def _server_file(self, name: str, text: str) -> Path:
+        """A file of the server's in its data folder: 0600, owned by the user it runs as."""
+        from hft.stack.base import write_private
+
+        path = self.data_dir / name
+        write_private(path, text)
+        _give_to_server_user(path)
+        return path
+
+    def _write_hba(self) -> Path:
+        """Who may connect (written on every start): any address that reaches the server's (it listens on its
+        host's only) as a role with its password (SCRAM); with TLS, encrypted connections only."""
+        kind = "hostssl" if self.config.tls else "host"
+        return self._server_file("hft_hba.conf", f"# written by hft.stack on every start\n"
+                                                 f"{kind} all all all scram-sha-256\n"
+                                                 + ("hostnossl all all all reject\n" if self.config.tls else ""))
+
+    def _tls_options(self) -> list[str]:
+        """With TLS: the host's certificate and key (copied into the data folder, where the server user may read
+        them, as PostgreSQL wants its key: 0600 and its own)."""
+        tls = self.tls_files()
+        if tls is None:
+            return ["-c", "ssl=off"]
+        cert = self._server_file("hft_server.crt", tls.cert.read_text())
+        key = self._server_file("hft_server.key", tls.key.read_text())
+        return ["-c", "ssl=on", "-c", f"ssl_cert_file={cert}", "-c", f"ssl_key_file={key}",
+                "-c", "ssl_min_protocol_version=TLSv1.2"]
 
     def _initdb(self, bindir: Path) -> None:
         fd, pwfile = tempfile.mkstemp(prefix="hft-pg-", text=True)

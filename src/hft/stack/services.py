@@ -52,6 +52,7 @@ from hft.stack.kafka import _ck, kafka_health
 from hft.stack.monitoring import AlertHook, Alertmanager, NodeExporter, Prometheus, RedisExporter
 from hft.stack.postgres import Postgres, metadata_url, prepare_database
 from hft.stack.spark_cluster import SparkMaster, SparkWorker
+from hft.tls import urlopen as tls_urlopen
 
 log = logging.getLogger("hft.stack")
 
@@ -462,6 +463,13 @@ class MLflow(Service):
             # /metrics for Prometheus (job mlflow); the multiprocess files live beside the other run data.
             "--expose-prometheus", str(self.config.run_dir / "mlflow-metrics"),
         ]
+        if self.host_address != "127.0.0.1":  # MLflow's DNS-rebinding guard knows loopback and private networks
+            port = self.config.mlflow_port
+            argv += ["--allowed-hosts", ",".join(f"{h},{h}:{port}" for h in (self.host_address, "127.0.0.1",
+                                                                            "localhost"))]
+        tls = self.tls_files()
+        if tls is not None:  # HTTPS only (uvicorn, MLflow's default server), with the host's certificate
+            argv += ["--uvicorn-opts", f"--ssl-certfile {tls.cert} --ssl-keyfile {tls.key}"]
         return argv, self.home
 
     def env(self) -> dict[str, str]:
@@ -479,7 +487,7 @@ class MLflow(Service):
 
     def health(self) -> tuple[bool, str]:
         try:
-            with urllib.request.urlopen(f"{self.config.mlflow_uri}/health", timeout=3) as resp:
+            with tls_urlopen(f"{self.config.mlflow_uri}/health", timeout=3) as resp:
                 body = resp.read(100).decode(errors="replace").strip()
                 return resp.status == 200, f"/health: {resp.status} {body}"
         except (urllib.error.URLError, OSError) as e:
