@@ -46,6 +46,34 @@ def test_reference_values_match_hand_computed_formulas(bars_factory):
     assert row["fwd_ret"] == pytest.approx(math.log(c[105] / c[100]), rel=1e-12)
 
 
+def test_reference_position_and_vwap_features_match_hand_computed_values(bars_factory):
+    bars = _one_session(bars_factory)
+    feats = compute_features(bars).set_index("ts")
+    c, h, lo, v = (bars[col].to_numpy(float) for col in ("close", "high", "low", "volume"))
+    row = feats.loc[bars["ts"].iloc[100]]
+    assert row["bar_pos"] == pytest.approx((c[100] - lo[100]) / (h[100] - lo[100]), rel=1e-12)
+    low, high = lo[71:101].min(), h[71:101].max()  # the 30 bars ending at t
+    assert row["range_pos_30"] == pytest.approx((c[100] - low) / (high - low), rel=1e-12)
+    typical = (h[71:101] + lo[71:101] + c[71:101]) / 3
+    vwap = (typical * v[71:101]).sum() / v[71:101].sum()
+    assert row["vwap_dist_30"] == pytest.approx(math.log(c[100] / vwap), rel=1e-9)
+    assert 0 <= feats["bar_pos"].min() and feats["bar_pos"].max() <= 1
+    assert feats["range_pos_30"].iloc[:29].isna().all() and feats["range_pos_30"].iloc[29:].between(0, 1).all()
+    assert feats["vwap_dist_30"].iloc[:29].isna().all() and feats["vwap_dist_30"].iloc[29:].notna().all()
+
+
+def test_reference_flat_bars_and_windows_without_volume_have_defined_positions(bars_factory):
+    bars = _one_session(bars_factory)
+    flat = bars.index[60:100]  # 40 bars that did not trade: one price, no volume
+    price = bars.loc[flat[0], "close"]
+    bars.loc[flat, ["open", "high", "low", "close"]] = price
+    bars.loc[flat, "volume"] = 0
+    feats = compute_features(bars).set_index("ts")
+    inside = feats.loc[bars.loc[flat[35:], "ts"]]  # windows of 30 bars all inside the flat stretch
+    assert (inside["bar_pos"] == 0.5).all() and (inside["range_pos_30"] == 0.5).all()
+    assert (inside["vwap_dist_30"] == 0.0).all()  # nothing traded: no distance, not a division by zero
+
+
 def test_reference_session_start_features_are_null_until_window_full(bars_factory):
     feats = compute_features(_one_session(bars_factory))
     assert feats["ret_1"].iloc[0] != feats["ret_1"].iloc[0]  # NaN on the session's first bar
@@ -131,6 +159,10 @@ def test_spark_features_equal_reference_across_tickers_gaps_and_missing_bars(spa
     bars = bars[rng.random(len(bars)) > 0.03].reset_index(drop=True)  # missing bars
     five = coerce_bars(bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-08", interval="5m", seed=9))
     bars = pd.concat([bars, five], ignore_index=True)
+    # a stretch of BBB that did not trade (one price, no volume): the 0.5 and 0.0 branches of both engines
+    flat = bars.index[(bars["ticker"] == "BBB") & (bars["ts"].dt.date == pd.Timestamp("2024-03-08").date())][50:95]
+    bars.loc[flat, ["open", "high", "low", "close"]] = bars.loc[flat[0], "close"]
+    bars.loc[flat, "volume"] = 0
     expected = compute_features(bars)
     sdf = spark.createDataFrame(bars, schema=bar_spark_schema())
     actual = spark_features.compute_features(sdf).toPandas()

@@ -290,7 +290,10 @@ def test_processor_serves_a_conv1d_champion_from_the_ticker_window_like_the_back
     want = dict(zip(zip(feats["ticker"][ok], feats["ts"][ok].dt.as_unit("ms").astype("int64")), expected[ok]))
     got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in store.stream()}
     assert got.keys() == want.keys() and len(got) > 0
-    assert max(abs(got[k] - want[k]) for k in got) < 1e-9
+    # the batch path runs the layers after the first in float32 (hft.model.fast): micro-batches of another size
+    # may round an output's last float32 bit otherwise (seen: 2**-29 on a probability near 0.03); features are
+    # equal to the batch job's (tests/streaming/test_messages_state.py)
+    assert max(abs(got[k] - want[k]) for k in got) < 1e-7
 
 
 def test_processor_stamps_each_stage_and_the_path_latency_is_observed_per_bar(store, bars_factory):

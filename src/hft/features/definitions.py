@@ -31,6 +31,14 @@ Features (w in ``vol_windows``, k in ``return_lags``)::
     volume_z       = (V_t - mean(V)) / std(V) over ``volume_window`` bars, 0 when std is 0
     tod_sin, tod_cos = sin, cos of 2 pi m / 390, m = minutes since 09:30 New York time
 
+Where the bar sits (W = the longest of ``vol_windows``, wv = ``volume_window``)::
+
+    bar_pos        = (C - L) / (H - L), 0.5 when H = L                  the close in its own bar's range
+    range_pos_W    = (C - min L) / (max H - min L) over W bars, 0.5 when max H = min L
+                                                                         the close in the window's range
+    vwap_dist_wv   = ln(C / VWAP), VWAP = sum(P V) / sum(V) over wv bars, P = (H + L + C) / 3;
+                     0 when the window traded nothing (sum V = 0)        distance from the rolling VWAP
+
 Label, ``horizon_minutes`` ahead (a whole number of bars for 1m and 5m bars)::
 
     fwd_ret = ln(C_{t+h} / C_t),  label = 1 if C_{t+h} > C_t else 0
@@ -83,7 +91,8 @@ class FeatureSpec:
         names = [f"ret_{k}" for k in self.return_lags]
         for stem in ("rv", "parkinson", "garman_klass", "rogers_satchell", "yang_zhang", "atr"):
             names += [f"{stem}_{w}" for w in self.vol_windows]
-        return names + ["hl_range", "volume_z", "tod_sin", "tod_cos"]
+        return names + ["hl_range", "volume_z", "tod_sin", "tod_cos", "bar_pos", f"range_pos_{max(self.vol_windows)}",
+                        f"vwap_dist_{self.volume_window}"]
 
     def output_columns(self) -> list[str]:
         return [*KEY_COLUMNS, *PASSTHROUGH_COLUMNS, *self.feature_names(), *LABEL_COLUMNS]

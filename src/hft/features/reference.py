@@ -50,6 +50,20 @@ def _var(v: np.ndarray) -> np.ndarray:
     return v.var(axis=-1, ddof=1)
 
 
+def _min(v: np.ndarray) -> np.ndarray:
+    return v.min(axis=-1)
+
+
+def _max(v: np.ndarray) -> np.ndarray:
+    return v.max(axis=-1)
+
+
+def _position(x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Where ``x`` sits in ``[low, high]`` (0 at the low, 1 at the high), 0.5 for an empty range; NaN stays."""
+    span = high - low
+    return np.where(np.isnan(span), np.nan, np.where(span > 0, (x - low) / np.where(span > 0, span, 1.0), 0.5))
+
+
 def _lag(x: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
     out = np.full(len(x), np.nan)
     out[k:] = x[:-k]
@@ -158,6 +172,12 @@ def feature_arrays(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, 
         angle = 2.0 * np.pi * minutes / SESSION_MINUTES
         out["tod_sin"] = np.sin(angle)
         out["tod_cos"] = np.cos(angle)
+        out["bar_pos"] = _position(c, lo, h)
+        wr = max(spec.vol_windows)
+        out[f"range_pos_{wr}"] = _position(c, _rolling(lo, pos, wr, _min), _rolling(h, pos, wr, _max))
+        traded = _rolling(v, pos, wv, _sum)
+        vwap = _rolling((h + lo + c) / 3.0 * v, pos, wv, _sum) / np.where(traded > 0, traded, 1.0)
+        out[f"vwap_dist_{wv}"] = np.where(np.isnan(traded), np.nan, np.where(traded > 0, np.log(c / vwap), 0.0))
 
     return out
 

@@ -63,6 +63,11 @@ def _full(col: str, w: int, value: str) -> str:
     return f"CASE WHEN pos >= {first} THEN {value} END"
 
 
+def _position(x: str, low: str, high: str) -> str:
+    """Where ``x`` sits in ``[low, high]``, 0.5 for an empty range (:func:`hft.features.reference._position`)."""
+    return f"CASE WHEN {high} > {low} THEN ({x} - {low}) / ({high} - {low}) ELSE {_num(0.5)} END"
+
+
 def _sqrt_pos(value: str) -> str:
     return f"sqrt(greatest({value}, {_num(0.0)}))"
 
@@ -113,6 +118,7 @@ def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> Data
         "ln(high / close) * ln(high / open) + ln(low / close) * ln(low / open) AS rs",
         "CASE WHEN close_1 IS NULL THEN high - low ELSE greatest(high, close_1) - least(low, close_1) END AS tr",
         "CAST(volume AS DOUBLE) AS v",
+        f"(high + low + close) / {_num(3.0)} * CAST(volume AS DOUBLE) AS pv",
     )
     squares = [f"{c} * {c} AS {c}_sq" for c in ("r1", "hl", "gap", "co", "v")]
     df = df.selectExpr("*", *squares, f"{_num(0.5)} * hl * hl - {_num(GK_CO_WEIGHT)} * co * co AS gk")
@@ -159,11 +165,21 @@ def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> Data
     angle = f"tod_minutes * {_num(2.0 * math.pi / SESSION_MINUTES)}"
     features["tod_sin"] = f"sin({angle})"
     features["tod_cos"] = f"cos({angle})"
+    features["bar_pos"] = _position("close", "low", "high")
+    wr = max(spec.vol_windows)
+    # min and max are no sums: a sliding frame of their own (same partitioning and order: no extra sort)
+    extremes = {f"low_min_{wr}": _over("min(low)", f" ROWS BETWEEN {wr - 1} PRECEDING AND CURRENT ROW"),
+                f"high_max_{wr}": _over("max(high)", f" ROWS BETWEEN {wr - 1} PRECEDING AND CURRENT ROW")}
+    features[f"range_pos_{wr}"] = _full("low", wr, _position("close", f"low_min_{wr}", f"high_max_{wr}"))
+    traded = wsum("v", wv)
+    features[f"vwap_dist_{wv}"] = _full("v", wv, f"CASE WHEN {traded} > 0 THEN ln(close / ({wsum('pv', wv)} / {traded}))"
+                                                 f" ELSE {_num(0.0)} END")
 
     # The bar's index in its session: a running count, evaluated with the running sums (row_number() would
     # be a frame of its own).
     pos = f"{_over('sum(1)', _RUNNING)} - 1 AS pos"
-    df = df.selectExpr("*", *(f"{expr} AS {name}" for name, expr in sums.items()), pos)
+    df = df.selectExpr("*", *(f"{expr} AS {name}" for name, expr in sums.items()), pos,
+                       *(f"{expr} AS {name}" for name, expr in extremes.items()))
     df = df.selectExpr(
         "*",
         *(f"{expr} AS {name}" for name, expr in lagged.items()),
