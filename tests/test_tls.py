@@ -235,3 +235,56 @@ def test_the_web_config_serves_https_and_keeps_the_password_hash(home, tmp_path)
     text = web.read_text()
     assert f"cert_file: {files.cert}" in text and f"key_file: {files.key}" in text
     assert first.splitlines()[-1] in text  # the same bcrypt hash: the password did not change
+
+
+def test_a_ca_from_the_environment_goes_to_a_file_of_this_users_home_for_path_only_clients(home, monkeypatch):
+    ca, _ = tls.new_ca()
+    monkeypatch.setenv(tls.CA_CERT_ENV, ca)
+    path = tls.ca_file(home)
+    assert path == home / "run" / "tls" / "client-ca.pem" and path.read_text() == ca
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.write_text("planted")  # changed behind our back: written again, never trusted as found
+    assert tls.ca_file(home).read_text() == ca
+
+
+def test_services_never_inherit_the_ca_key(home, monkeypatch):
+    from hft.stack.base import child_env
+
+    cert, key = tls.new_ca()
+    monkeypatch.setenv(tls.CA_CERT_ENV, cert)
+    monkeypatch.setenv(tls.CA_KEY_ENV, key)
+    env = child_env()
+    assert tls.CA_KEY_ENV not in env and env[tls.CA_CERT_ENV] == cert
+
+
+def test_sentinels_follow_the_hosts_files_tls_on_every_start(home, tmp_path, monkeypatch):
+    from hft.stack import StackConfig
+    from hft.stack.services import Sentinel
+    from hft.stack.spark_cluster import auth_properties
+
+    path = hosts_file(tmp_path / "hosts.toml")
+    path.write_text(path.read_text() + "redis_replicas = 2\nspark_workers = 1\n")
+    monkeypatch.setenv("HFT_HOSTS_FILE", str(path))
+    monkeypatch.setenv("HFT_HOST", "a")
+    config = StackConfig.from_env()
+    argv, _ = Sentinel(config, 1).prepare()
+    port = str(config.redis_sentinels[0])
+    assert argv[argv.index("--port") + 1] == "0" and argv[argv.index("--tls-port") + 1] == port
+    assert argv[argv.index("--tls-replication") + 1] == "yes"
+    conf = auth_properties(config).read_text().splitlines()
+    assert "spark.network.crypto.enabled true" in conf and "spark.network.crypto.saslFallback false" in conf
+    path.write_text(path.read_text().replace("tls = true", "allow_plaintext = true"))  # TLS switched off later:
+    config = StackConfig.from_env()  # the file Sentinel kept says tls-port; the command line undoes it
+    argv, _ = Sentinel(config, 1).prepare()
+    assert argv[argv.index("--port") + 1] == port and argv[argv.index("--tls-port") + 1] == "0"
+    assert argv[argv.index("--tls-replication") + 1] == "no"
+    assert "spark.network.crypto" not in auth_properties(config).read_text()
+
+
+def test_a_redis_url_may_name_its_own_ca_file_for_nodes_and_sentinels(home, monkeypatch):
+    from hft.redis_conn import _server_url, cli_login, tls_kwargs
+
+    url = "rediss+sentinel://h:1,h:2/hft/0?ssl_ca_certs=/etc/my-ca.pem"
+    assert tls_kwargs(url)["ssl_ca_certs"] == "/etc/my-ca.pem"
+    assert "ssl_ca_certs" not in _server_url("rediss://h:1/0?ssl_ca_certs=/etc/my-ca.pem&db=0")
+    assert cli_login("rediss://h:1/0?ssl_ca_certs=/etc/my-ca.pem")[0] == ["--tls", "--cacert", "/etc/my-ca.pem"]

@@ -111,9 +111,11 @@ def redacted(url: str) -> str:
 
 
 def _server_url(url: str) -> str:
-    """A ``redis://`` URL as redis-py takes it: without the user (given as arguments) and ``password_file``."""
+    """A ``redis://`` URL as redis-py takes it: without the user (given as arguments), ``password_file`` and
+    ``ssl_ca_certs`` (:func:`tls_kwargs` gives it)."""
     parts = urlsplit(url)
-    query = urlencode([(k, v) for k, vs in parse_qs(parts.query).items() if k != "password_file" for v in vs])
+    query = urlencode([(k, v) for k, vs in parse_qs(parts.query).items()
+                       if k not in ("password_file", "ssl_ca_certs") for v in vs])
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=query))
 
 
@@ -128,8 +130,9 @@ def tls_kwargs(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme not in ("rediss", SENTINEL_TLS_SCHEME):
         return {}
-    if "ssl_ca_certs" in parse_qs(parts.query):
-        return {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    files = parse_qs(parts.query).get("ssl_ca_certs")
+    if files:
+        return {"ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_certs": files[0]}
     from hft.tls import ca_pem
 
     return {"ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_data": ca_pem()}
@@ -256,8 +259,7 @@ def cli_login(url: str) -> tuple[list[str], dict[str, str]]:
     if tls_kwargs(url):
         from hft.tls import ca_file
 
-        files = parse_qs(urlsplit(url).query).get("ssl_ca_certs")
-        tls = ["--tls", "--cacert", files[0] if files else str(ca_file())]
+        tls = ["--tls", "--cacert", tls_kwargs(url).get("ssl_ca_certs") or str(ca_file())]
     if not login.username:
         return tls, {}
     return [*tls, "--user", login.username], {"REDISCLI_AUTH": login.password or ""}

@@ -12,11 +12,13 @@ PostgreSQL takes TLS connections only (``sslmode=verify-full`` against the CA).
 
 The certificate authority is the deployment's, one for all its hosts: ``HFT_TLS_CA_CERT`` and
 ``HFT_TLS_CA_KEY`` (PEM text) when set, else the files ``$HFT_HOME/secrets/tls-ca.pem`` and ``tls-ca.key``
-(0600), which the first ``hft stack up`` of a TLS deployment generates (:func:`ensure_ca`); every other host
+(0600), which the hosts file's first host generates at its first ``hft stack up`` (:func:`ensure_ca`); every other host
 gets the same two, as it gets the other secrets. Each host's ``hft stack up`` issues its services a
-certificate for its own address (:func:`host_files`, under ``<run dir>/tls``, reissued on every start), valid
-for server and client authentication. Clients (:func:`ca_pem`: the CA certificate alone, no key needed)
-check the server's certificate against the CA and its address against the certificate's.
+certificate for its own address (:func:`host_files`, under ``<run dir>/tls``, reissued when the address or the
+CA changes or it nears its end), valid for server and client authentication. The CA's key stays with
+``hft stack up``: the services it starts do not inherit ``HFT_TLS_CA_KEY`` (:func:`hft.stack.base.child_env`).
+Clients (:func:`ca_pem`: the CA certificate alone, no key needed) check the server's certificate against the CA
+and its address against the certificate's.
 """
 
 from __future__ import annotations
@@ -96,22 +98,20 @@ def ca_pem(home: Path | None = None) -> str:
 
 
 def ca_file(home: Path | None = None) -> Path:
-    """The CA certificate as a file, for tools that take only a path (``redis-cli``, the Redis exporter, Kafka's
-    CLI tools): ``<home>/secrets/tls-ca.pem`` when there, else :func:`ca_pem` written to a file in the temporary
-    folder named by its digest (a certificate, not a secret)."""
-    import hashlib
-    import tempfile
+    """The CA certificate as a file, for clients that take only a path (libpq's ``sslrootcert``, ``redis-cli``,
+    MLflow's client): ``<home>/secrets/tls-ca.pem`` when the environment does not give the CA, else the
+    environment's written (0600, atomically, when missing or different) to ``<home>/run/tls/client-ca.pem``:
+    a folder of this user's, never a shared one another user could plant a CA of theirs in first."""
+    from hft.stack.base import write_private
 
     if not os.environ.get(CA_CERT_ENV):
         path = _secrets(home) / CA_CERT_NAME
         if path.exists():
             return path
     pem = ca_pem(home)
-    path = Path(tempfile.gettempdir()) / f"hft-tls-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(pem)
-        tmp.replace(path)
+    path = _secrets(home).parent / "run" / "tls" / "client-ca.pem"
+    if not path.exists() or path.read_text() != pem:
+        write_private(path, pem)
     return path
 
 

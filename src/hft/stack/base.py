@@ -149,10 +149,15 @@ class Service:
 
 def child_env() -> dict[str, str]:
     """This process's environment for a service: the JVM's global option variables left out (they would
-    land on Kafka's and spark-submit's command lines)."""
+    land on Kafka's and spark-submit's command lines), and so is the deployment CA's key (``HFT_TLS_CA_KEY``:
+    only ``hft stack up`` issues certificates; a service, or the DAG code Airflow runs, holding it could
+    issue itself one for any address)."""
+    from hft.tls import CA_KEY_ENV
+
     env = dict(os.environ)
     env.pop("JAVA_TOOL_OPTIONS", None)
     env.pop("_JAVA_OPTIONS", None)
+    env.pop(CA_KEY_ENV, None)
     return env
 
 

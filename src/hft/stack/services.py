@@ -347,7 +347,11 @@ class Sentinel(Service):
                    listen=_redis_listen(self, self.port), dir=self.data_dir, master=MASTER_NAME,
                    master_host=self.config.redis_node_address(1), master_port=self.config.redis_node_port(1),
                    **_redis_login(self.config))
-        return [_redis_binary(), str(conf), "--sentinel"], self.data_dir
+        # The port and TLS settings on the command line: this file, which Sentinel rewrites with what it learned,
+        # is written once, and they must follow the hosts file's tls on every start.
+        undo = "tls-" in conf.read_text()
+        listen = [arg for k, v in _redis_listen_options(self, self.port, undo) for arg in (f"--{k}", v)]
+        return [_redis_binary(), str(conf), "--sentinel", *listen], self.data_dir
 
     def health(self) -> tuple[bool, str]:
         from hft.redis_conn import MASTER_NAME
@@ -373,14 +377,20 @@ def _redis_binary() -> str:
     raise StackError(f"redis-server not found: {SETUP_HINT}")
 
 
-def _redis_listen(service: Service, port: int) -> str:
-    """A Redis node's or Sentinel's port lines: ``port N``, or with TLS only a TLS port with the host's
-    certificate, replication (and Sentinel's connections) over TLS too."""
+def _redis_listen_options(service: Service, port: int, undo_tls: bool = False) -> list[tuple[str, str]]:
+    """A Redis node's or Sentinel's port settings: its port in clear, or with TLS only a TLS port with the host's
+    certificate, replication (and Sentinel's connections) over TLS too. ``undo_tls``: in clear, also switch off
+    the TLS settings a file kept from a start with TLS (given on the command line, they override it)."""
     tls = service.tls_files()
     if tls is None:
-        return f"port {port}"
-    return (f"port 0\ntls-port {port}\ntls-cert-file {tls.cert}\ntls-key-file {tls.key}\n"
-            f"tls-ca-cert-file {tls.ca}\ntls-auth-clients no\ntls-replication yes")
+        return [("port", str(port))] + ([("tls-port", "0"), ("tls-replication", "no")] if undo_tls else [])
+    return [("port", "0"), ("tls-port", str(port)), ("tls-cert-file", str(tls.cert)), ("tls-key-file", str(tls.key)),
+            ("tls-ca-cert-file", str(tls.ca)), ("tls-auth-clients", "no"), ("tls-replication", "yes")]
+
+
+def _redis_listen(service: Service, port: int) -> str:
+    """:func:`_redis_listen_options` as configuration file lines."""
+    return "\n".join(f"{k} {v}" for k, v in _redis_listen_options(service, port))
 
 
 def _redis_login(config: StackConfig) -> dict[str, str]:

@@ -81,7 +81,8 @@ def auth_properties(config) -> Path:
     write_private(password_file, password + "\n")
     path = folder / "spark-defaults.conf"
     # With TLS (a hosts file's tls = true): RPC and block transfers encrypted too (AES, keys from the secret).
-    crypto = "spark.network.crypto.enabled true\n" if config.tls else ""
+    # No fallback to SASL DIGEST-MD5 (unencrypted here) when the AES handshake fails: an attacker could force it.
+    crypto = "spark.network.crypto.enabled true\nspark.network.crypto.saslFallback false\n" if config.tls else ""
     write_private(path, "spark.authenticate true\n"
                         f"spark.authenticate.secret {config_secret(config.home, 'spark-secret', 'HFT_SPARK_SECRET')}\n"
                         f"{crypto}"
