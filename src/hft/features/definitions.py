@@ -72,7 +72,7 @@ def yang_zhang_k(window: int) -> float:
 class FeatureSpec:
     """Which lags and windows to compute (counts of bars) and the label horizon (minutes)."""
 
-    return_lags: tuple[int, ...] = (1, 5, 15, 30)
+    return_lags: tuple[int, ...] = (1, 5, 15)
     vol_windows: tuple[int, ...] = (5, 15, 30)
     volume_window: int = 30
     horizon_minutes: int = 5
