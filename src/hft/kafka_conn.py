@@ -56,11 +56,9 @@ def client_config(bootstrap: str, extra: dict | None = None, auth: KafkaLogin | 
     auth = auth or login()
     conf: dict = {"bootstrap.servers": bootstrap}
     ca = _tls_ca()
+    conf.update(_protocol(auth, ca))
     if auth is not None:
-        conf.update({"security.protocol": _protocol(auth, ca), "sasl.mechanism": MECHANISM,
-                     "sasl.username": auth.username, "sasl.password": auth.password})
-    elif ca:
-        conf["security.protocol"] = "SSL"
+        conf.update({"sasl.mechanism": MECHANISM, "sasl.username": auth.username, "sasl.password": auth.password})
     if ca:
         conf.update({"ssl.ca.pem": ca, "ssl.endpoint.identification.algorithm": "https"})
     conf.update(extra or {})
@@ -74,8 +72,12 @@ def _tls_ca() -> str | None:
     return tls.ca_pem() if tls.enabled() else None
 
 
-def _protocol(auth: KafkaLogin | None, ca: str | None) -> str:
-    return ("SASL_" if auth is not None else "") + ("SSL" if ca else "PLAINTEXT")
+def _protocol(auth: KafkaLogin | None, ca: str | None) -> dict[str, str]:
+    """``security.protocol`` (librdkafka and the Java clients spell it alike): SASL with a login, SSL with the
+    CA, both, or nothing at all (the clients' default, in clear)."""
+    if auth is None and not ca:
+        return {}
+    return {"security.protocol": ("SASL_" if auth is not None else "") + ("SSL" if ca else "PLAINTEXT")}
 
 
 def java_properties(auth: KafkaLogin | None = None) -> dict[str, str]:
@@ -83,12 +85,9 @@ def java_properties(auth: KafkaLogin | None = None) -> dict[str, str]:
     Kafka source and sink: :func:`spark_options`)."""
     auth = auth or login()
     ca = _tls_ca()
-    props: dict[str, str] = {}
+    props = _protocol(auth, ca)
     if auth is not None:
-        props.update({"security.protocol": _protocol(auth, ca), "sasl.mechanism": MECHANISM,
-                      "sasl.jaas.config": auth.jaas})
-    elif ca:
-        props["security.protocol"] = "SSL"
+        props.update({"sasl.mechanism": MECHANISM, "sasl.jaas.config": auth.jaas})
     if ca:
         props.update({"ssl.truststore.type": "PEM", "ssl.truststore.certificates": ca,
                       "ssl.endpoint.identification.algorithm": "https"})
