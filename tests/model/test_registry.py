@@ -84,6 +84,9 @@ def test_training_refuses_an_embargo_shorter_than_the_label_horizon(predictable_
     frame, features = prepare(predictable_table)
     with pytest.raises(DatasetError, match="shorter than the labels' horizon of 15 minutes"):
         train(frame, features, dataclasses.replace(FAST, embargo_minutes=5), horizon_minutes=15)
+    with pytest.raises(DatasetError, match="bootstrap_block_minutes=10 is shorter than the labels' horizon of 15"):
+        train(frame, features, dataclasses.replace(FAST, embargo_minutes=15, bootstrap_block_minutes=10),
+              horizon_minutes=15)
 
 
 def test_log_training_registers_challenger_with_artifacts(trained, uri):

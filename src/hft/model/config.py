@@ -33,6 +33,8 @@ class ModelConfig:
         embargo_minutes: gap between training labels and any later evaluation block; at least the
             label horizon so no training label window overlaps validation (purge + embargo).
         bootstrap: resamples for the confidence intervals.
+        bootstrap_block_minutes: the block bootstrap's wall-clock blocks (all tickers together; at least the
+            label horizon, see :mod:`hft.model.evaluation`).
         seed: makes training and bootstraps deterministic.
     """
 
@@ -53,6 +55,7 @@ class ModelConfig:
     holdout_fraction: float = 0.2
     embargo_minutes: int = 5
     bootstrap: int = 500
+    bootstrap_block_minutes: int = 30
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -70,6 +73,8 @@ class ModelConfig:
             raise ValueError("folds, epochs and batch_size must be positive, patience >= 0")
         if self.early_stopping not in ("auc", "loss"):
             raise ValueError(f"early_stopping must be auc or loss, not {self.early_stopping!r}")
+        if self.bootstrap < 1 or self.bootstrap_block_minutes < 1:
+            raise ValueError("bootstrap and bootstrap_block_minutes must be positive")
         if self.lookback < 2 or self.conv_kernel > self.lookback:
             raise ValueError("lookback must be >= 2 and >= conv_kernel")
 

@@ -44,7 +44,7 @@ from hft.backtest.metrics import (
     strategy_metrics,
 )
 from hft.features.definitions import FeatureSpec
-from hft.model.evaluation import Estimate, bootstrap
+from hft.model.evaluation import Estimate, blocks, bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -150,25 +150,32 @@ class Economics:
         return out
 
 
-def _sessions_and_trades(result: BacktestResult, trades: pd.DataFrame, resamples: int, seed: int):
+def _sessions_and_trades(result: BacktestResult, trades: pd.DataFrame, resamples: int, seed: int,
+                         block_minutes: int | None):
+    """Per-session figures resample sessions; per-trade figures resample the trades in blocks of
+    ``block_minutes`` of their entry times (trades of several tickers opened together share a market move;
+    None: single trades)."""
     initial = result.config.initial_capital
     daily = daily_equity(result.equity).to_numpy(np.float64)
     pnl = np.diff(np.r_[initial, daily])
     rets = daily_returns(result.equity, initial).to_numpy(np.float64)
-    closed = trades.loc[trades["closed"], "pnl"].to_numpy(np.float64) if len(trades) else np.zeros(0)
+    done = trades.loc[trades["closed"]] if len(trades) else trades
+    closed = done["pnl"].to_numpy(np.float64) if len(done) else np.zeros(0)
+    groups = blocks(done["entry_ts"], block_minutes) if block_minutes and len(done) else None
     return {
         "sessions": len(daily),
         "daily_pnl": bootstrap(lambda i: pnl[i].mean(), len(pnl), resamples, seed),
         "sharpe": bootstrap(lambda i: sharpe(rets[i], TRADING_DAYS), len(rets), resamples, seed),
         "trades": len(closed),
-        "pnl_per_trade": bootstrap(lambda i: closed[i].mean(), len(closed), resamples, seed),
-        "hit_rate": bootstrap(lambda i: (closed[i] > 0).mean(), len(closed), resamples, seed),
+        "pnl_per_trade": bootstrap(lambda i: closed[i].mean(), len(closed), resamples, seed, groups),
+        "hit_rate": bootstrap(lambda i: (closed[i] > 0).mean(), len(closed), resamples, seed, groups),
     }
 
 
 def trade_holdout(name: str, rows: pd.DataFrame, proba: np.ndarray, thresholds: Thresholds, config: BacktestConfig,
-                  resamples: int = 1000, seed: int = 0) -> Economics:
-    """``name``'s probabilities ``proba`` on the holdout ``rows`` traded with ``thresholds``, and its figures."""
+                  resamples: int = 1000, seed: int = 0, block_minutes: int | None = None) -> Economics:
+    """``name``'s probabilities ``proba`` on the holdout ``rows`` traded with ``thresholds``, and its figures
+    (``block_minutes``: the trades' bootstrap blocks, see :func:`_sessions_and_trades`)."""
     result = _trade(rows, proba, thresholds, config)
     metrics, trades = strategy_metrics(result)
     bh = benchmark_metrics(result)
@@ -178,7 +185,7 @@ def trade_holdout(name: str, rows: pd.DataFrame, proba: np.ndarray, thresholds: 
         costs=metrics.costs, turnover_per_day=metrics.turnover_per_day, mean_gross_exposure=exposure,
         return_on_gross=metrics.return_on_gross, buy_and_hold_return_on_gross=bh.return_on_gross,
         matched_buy_and_hold_pnl=bh.return_on_gross * exposure if exposure > 0 else 0.0,
-        equity=result.equity, **_sessions_and_trades(result, trades, resamples, seed),
+        equity=result.equity, **_sessions_and_trades(result, trades, resamples, seed, block_minutes),
     )
 
 
@@ -274,10 +281,12 @@ class EconomicReport:
 
 def economic_evaluation(valid_rows: pd.DataFrame, valid_proba: dict[str, np.ndarray], hold_rows: pd.DataFrame,
                         hold_proba: dict[str, np.ndarray], config: BacktestConfig | None = None,
-                        resamples: int = 1000, seed: int = 0, model_key: str = "model") -> EconomicReport:
+                        resamples: int = 1000, seed: int = 0, model_key: str = "model",
+                        block_minutes: int | None = None) -> EconomicReport:
     """Every predictor of ``hold_proba`` (probabilities on the holdout ``hold_rows``) traded over the holdout
     with thresholds chosen on its ``valid_proba`` of ``valid_rows`` (see the module docstring). ``config``:
-    capital, costs and overrides of the backtest (None: the live ``HFT_EXEC_*`` settings)."""
+    capital, costs and overrides of the backtest (None: the live ``HFT_EXEC_*`` settings); ``block_minutes``:
+    the per-trade figures' bootstrap blocks."""
     config = (config or BacktestConfig()).resolved()
     results, never = {}, []
     for name in [model_key, *(k for k in hold_proba if k != model_key)]:
@@ -287,7 +296,8 @@ def economic_evaluation(valid_rows: pd.DataFrame, valid_proba: dict[str, np.ndar
         if thresholds is None:
             never.append(name)
             continue
-        results[name] = trade_holdout(name, hold_rows, hold_proba[name], thresholds, config, resamples, seed)
+        results[name] = trade_holdout(name, hold_rows, hold_proba[name], thresholds, config, resamples, seed,
+                                      block_minutes)
     assert config.fee_bps is not None and config.slippage_bps is not None  # resolved
     report = EconomicReport(results, never, config.fee_bps, config.slippage_bps, model_key)
     log.info("%s", report.verdict())

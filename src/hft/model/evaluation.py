@@ -1,7 +1,14 @@
 """Honest evaluation: metrics with bootstrap confidence intervals, against baselines, on one holdout.
 
 "Beats" means the 95% bootstrap interval of the paired AUC difference (model minus baseline, same
-resampled rows) lies above zero. A model that does not beat a baseline is reported as such.
+resamples) lies above zero. A model that does not beat a baseline is reported as such.
+
+Rows of a bar table are not independent: a label looks several bars ahead, so consecutive labels of one ticker
+share most of their window, and the tickers move together in the same minutes. Resampling single rows then
+counts each piece of evidence several times and gives intervals too narrow to trust (a model with nothing to
+find "beat chance" on a synthetic market without a predictable part). The intervals here therefore come from a
+block bootstrap when the caller gives each row's block (:func:`blocks`: wall-clock slices shared by all
+tickers, at least the label horizon long; ``ModelConfig.bootstrap_block_minutes``).
 """
 
 from __future__ import annotations
@@ -149,63 +156,103 @@ class Evaluation:
         }
 
 
-def _bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+def blocks(ts, minutes: int) -> np.ndarray:
+    """Block number of each timestamp: the ``minutes``-long slice of wall-clock time it falls in (UTC epoch
+    minutes // ``minutes``). Rows of every ticker in the same slice share a block, so resampling blocks keeps
+    together what is correlated: labels whose horizons overlap (one ticker's consecutive bars) and the tickers'
+    moves in the same minutes (one market)."""
+    if minutes < 1:
+        raise ValueError(f"block length must be at least one minute, not {minutes}")
+    import pandas as pd
+
+    epoch_minutes = pd.to_datetime(pd.Series(ts), utc=True).astype("int64").to_numpy() // 60_000_000_000
+    return epoch_minutes // int(minutes)
 
 
-def bootstrap(statistic, n: int, resamples: int = 500, seed: int = 0) -> Estimate:
+def _resamples(n: int, resamples: int, seed: int, groups: np.ndarray | None = None):
+    """Row positions of each of ``resamples`` bootstrap resamples of ``n`` rows: rows drawn with replacement
+    (``groups`` None), or whole groups drawn with replacement, as many as there are groups, each bringing all
+    its rows (the block bootstrap: ``groups[i]`` is row i's block, e.g. from :func:`blocks`)."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        for _ in range(resamples):
+            yield rng.integers(0, n, size=n)
+        return
+    groups = np.asarray(groups)
+    if len(groups) != n:
+        raise ValueError(f"{len(groups)} group labels for {n} rows")
+    order = np.argsort(groups, kind="stable")
+    _, starts, counts = np.unique(groups[order], return_index=True, return_counts=True)
+    for _ in range(resamples):
+        drawn = rng.integers(0, len(starts), size=len(starts))
+        lengths = counts[drawn]
+        ends = np.cumsum(lengths)
+        # row k of the resample is row (k - where its block begins in the resample) of its drawn block
+        offsets = np.repeat(starts[drawn] - (ends - lengths), lengths)
+        yield order[offsets + np.arange(ends[-1] if len(ends) else 0)]
+
+
+def _interval(values: list[float] | np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap values (NaN where none is a number)."""
+    values = np.asarray(values, np.float64)
+    if not len(values) or np.isnan(values).all():
+        return float("nan"), float("nan")
+    low, high = np.nanpercentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def bootstrap(statistic, n: int, resamples: int = 500, seed: int = 0, groups: np.ndarray | None = None) -> Estimate:
     """``statistic(rows)`` over all ``n`` rows (``rows = np.arange(n)``) with the 95% percentile interval of
-    its values over ``resamples`` resamples of the rows with replacement (NaN: no rows, or no resample gave a
-    number)."""
+    its values over ``resamples`` bootstrap resamples (of rows, or of ``groups``' blocks: see :func:`_resamples`;
+    NaN: no rows, or no resample gave a number)."""
     nan = float("nan")
     if not n:
         return Estimate(nan, nan, nan)
     value = float(statistic(np.arange(n)))
-    boot = np.array([statistic(i) for i in _bootstrap_indices(n, resamples, seed)], np.float64)
-    if np.isnan(boot).all():
-        return Estimate(value, nan, nan)
-    return Estimate(value, *(float(v) for v in np.nanpercentile(boot, [2.5, 97.5])))
+    return Estimate(value, *_interval([statistic(i) for i in _resamples(n, resamples, seed, groups)]))
 
 
-def bootstrap_auc(y: np.ndarray, p: np.ndarray, resamples: int = 500, seed: int = 0) -> Estimate:
+def bootstrap_auc(y: np.ndarray, p: np.ndarray, resamples: int = 500, seed: int = 0,
+                  groups: np.ndarray | None = None) -> Estimate:
     """AUC of ``p`` on labels ``y`` with its 95% bootstrap interval (NaN when a class is missing)."""
     y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
-    return bootstrap(lambda i: auc(y[i], p[i]), len(y), resamples, seed)
+    return bootstrap(lambda i: auc(y[i], p[i]), len(y), resamples, seed, groups)
 
 
 def paired_auc_difference(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resamples: int = 1000,
-                          seed: int = 0) -> "Estimate":
+                          seed: int = 0, groups: np.ndarray | None = None) -> "Estimate":
     """AUC of ``p_a`` minus AUC of ``p_b`` on the same labels ``y``, with the 95% interval of the paired
-    bootstrap (both scored on each resample of the rows)."""
+    bootstrap (both scored on each resample, of rows or of ``groups``' blocks)."""
     y, p_a, p_b = (np.asarray(v, np.float64) for v in (y, p_a, p_b))
-    diff = np.array([auc(y[i], p_a[i]) - auc(y[i], p_b[i]) for i in _bootstrap_indices(len(y), resamples, seed)])
-    return Estimate(auc(y, p_a) - auc(y, p_b), *np.nanpercentile(diff, [2.5, 97.5]))
+    return bootstrap(lambda i: auc(y[i], p_a[i]) - auc(y[i], p_b[i]), len(y), resamples, seed, groups)
 
 
 def evaluate(
-    y: np.ndarray, predictions: dict[str, np.ndarray], resamples: int = 500, seed: int = 0, model_key: str = "model"
+    y: np.ndarray, predictions: dict[str, np.ndarray], resamples: int = 500, seed: int = 0, model_key: str = "model",
+    groups: np.ndarray | None = None,
 ) -> Evaluation:
     """Score every entry of ``predictions`` (probabilities of "up") on labels ``y``.
 
-    ``predictions[model_key]`` is compared with each other entry by the paired bootstrap.
+    ``predictions[model_key]`` is compared with each other entry by the paired bootstrap. ``groups``: each
+    row's block for the block bootstrap (see :func:`blocks`; None resamples single rows, right only for
+    independent rows).
     """
     y = np.asarray(y, np.float64)
-    idx = _bootstrap_indices(len(y), resamples, seed)
-    boot: dict[str, dict[str, np.ndarray]] = {}
-    scores: dict[str, dict[str, Estimate]] = {}
-    for name, p in predictions.items():
-        p = np.asarray(p, np.float64)
-        boot[name] = {m: np.array([fn(y[i], p[i]) for i in idx]) for m, fn in METRICS.items()}
-        scores[name] = {
-            m: Estimate(fn(y, p), *np.nanpercentile(boot[name][m], [2.5, 97.5])) for m, fn in METRICS.items()
-        }
+    preds = {name: np.asarray(p, np.float64) for name, p in predictions.items()}
+    boot: dict[str, dict[str, list[float]]] = {name: {m: [] for m in METRICS} for name in preds}
+    for i in _resamples(len(y), resamples, seed, groups):  # one resample at a time: every predictor, every metric
+        for name, p in preds.items():
+            for m, fn in METRICS.items():
+                boot[name][m].append(fn(y[i], p[i]))
+    scores = {name: {m: Estimate(fn(y, p), *_interval(boot[name][m])) for m, fn in METRICS.items()}
+              for name, p in preds.items()}
     comparisons = []
     for name in predictions:
         if name == model_key:
             continue
-        diff = boot[model_key]["auc"] - boot[name]["auc"]
+        diff = np.subtract(boot[model_key]["auc"], boot[name]["auc"])
         value = scores[model_key]["auc"].value - scores[name]["auc"].value
-        comparisons.append(Comparison(name, Estimate(value, *np.nanpercentile(diff, [2.5, 97.5]))))
+        comparisons.append(Comparison(name, Estimate(value, *_interval(diff))))
     return Evaluation(
         n=len(y),
         up_rate=float(y.mean()),

@@ -77,7 +77,7 @@ def replay(frame: pd.DataFrame, model, start: WeightsFile, days: int, sessions: 
            epochs: int = EPOCHS, margin: float = 0.001, resamples: int = 1000) -> list[Day]:
     """Daily retraining over the last ``days`` sessions of ``frame``, starting from the champion ``model``
     (see the module docstring). The gate is :func:`hft.model.registry.challenger_verdict`, as in the registry."""
-    from hft.model.evaluation import auc
+    from hft.model.evaluation import auc, blocks
     from hft.model.fast import FastPredictor
     from hft.model.registry import challenger_verdict
 
@@ -86,9 +86,11 @@ def replay(frame: pd.DataFrame, model, start: WeightsFile, days: int, sessions: 
     def scorer(m):
         return FastPredictor.from_keras(m, config, features, scaler)
 
-    def score(predictor, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def score(predictor, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Labels, probabilities and bootstrap blocks of the rows the predictor can score."""
         x, kept = model_inputs(rows, features, config, scaler=None)
-        return rows["label"].to_numpy()[kept], predictor.predict_proba(x)
+        groups = blocks(rows["ts"].to_numpy()[kept], config.bootstrap_block_minutes)
+        return rows["label"].to_numpy()[kept], predictor.predict_proba(x), groups
 
     frozen = current = scorer(model)
     current_model, out = model, []
@@ -97,14 +99,14 @@ def replay(frame: pd.DataFrame, model, start: WeightsFile, days: int, sessions: 
         raise DatasetError(f"replaying {days} days needs more sessions than the {len(dates)} of the feature table")
     for day in dates[-days:]:
         result = warm_start(frame[frame["date"] < day], current_model, start, sessions, epochs)
-        y_hold, p_champion = score(current, result.holdout)
+        y_hold, p_champion, groups = score(current, result.holdout)
         promoted, reason = challenger_verdict(y_hold, result.holdout_proba, p_champion, result.evaluation.to_dict(),
-                                              margin, "of the day before", resamples, config.seed)
+                                              margin, "of the day before", resamples, config.seed, groups)
         if promoted:
             current_model, current = result.model, scorer(result.model)
         today = frame[frame["date"] == day].reset_index(drop=True)
-        y, p_frozen = score(frozen, today)
-        _, p_online = score(current, today)
+        y, p_frozen, _ = score(frozen, today)
+        _, p_online, _ = score(current, today)
         out.append(Day(str(day), len(y), auc(y, p_frozen), auc(y, p_online), bool(promoted), reason))
         log.info("replay %s: frozen AUC %.4f, daily retraining %.4f (%s)", day, out[-1].frozen_auc,
                  out[-1].online_auc, "promoted" if promoted else "kept")

@@ -12,8 +12,9 @@
 * The gate (:func:`gate`) decides whether a version may become ``champion``. With no champion yet, it must
   beat the naive baselines (majority class, sign of last return: 95% CI of the AUC difference above zero)
   and must not be significantly worse than logistic regression. After that, the 95% interval of the paired
-  bootstrap of its AUC minus the champion's, on the *same* holdout rows, must lie above ``margin`` (its
-  lower end > margin), and it must still beat the naive baselines. Aliases, never the deprecated stages.
+  bootstrap of its AUC minus the champion's, on the *same* holdout rows (resampled in blocks of wall-clock
+  time: :mod:`hft.model.evaluation`), must lie above ``margin`` (its lower end > margin), and it must still
+  beat the naive baselines. Aliases, never the deprecated stages.
 * Promotions are recorded on the registered model (tag ``champion_history``), so ``rollback`` returns to the
   previous champion. Every operation is idempotent: re-running it changes nothing.
 """
@@ -273,6 +274,15 @@ def holdout_of(c, version: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def block_minutes_of(c, version: str) -> int:
+    """The bootstrap block length ``version`` was evaluated with (its run's ``bootstrap_block_minutes``
+    parameter; the default for runs logged before there was one)."""
+    from hft.model.config import ModelConfig
+
+    params = c.get_run(c.get_model_version(MODEL_NAME, version).run_id).data.params
+    return int(params.get("bootstrap_block_minutes", ModelConfig().bootstrap_block_minutes))
+
+
 def evaluation_of(c, version: str) -> dict:
     import mlflow
 
@@ -305,12 +315,14 @@ def first_model_verdict(evaluation: dict) -> tuple[bool, str]:
 
 
 def challenger_verdict(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, evaluation: dict,
-                       margin: float, champion_version: str, resamples: int = 1000, seed: int = 0) -> tuple[bool, str]:
+                       margin: float, champion_version: str, resamples: int = 1000, seed: int = 0,
+                       groups: np.ndarray | None = None) -> tuple[bool, str]:
     """Against a champion: the paired bootstrap interval of (challenger AUC - champion AUC) on the same rows
-    ``y`` must lie above ``margin``, and the challenger's ``evaluation`` must beat the naive baselines."""
+    ``y`` (resampled in ``groups``' blocks, see :func:`hft.model.evaluation.blocks`) must lie above ``margin``,
+    and the challenger's ``evaluation`` must beat the naive baselines."""
     from hft.model.evaluation import auc, paired_auc_difference
 
-    d = paired_auc_difference(y, challenger, champion, resamples, seed)
+    d = paired_auc_difference(y, challenger, champion, resamples, seed, groups)
     above = d.low > margin
     failed = _naive_failures(evaluation)
     reason = (f"challenger AUC {auc(y, challenger):.4f} vs champion v{champion_version} AUC {auc(y, champion):.4f} "
@@ -323,6 +335,7 @@ def challenger_verdict(y: np.ndarray, challenger: np.ndarray, champion: np.ndarr
 
 def gate(version: str, margin: float = 0.0, tracking_uri: str | None = None, resamples: int = 1000) -> GateDecision:
     """Decide whether ``version`` may become champion (see the module docstring)."""
+    from hft.model.evaluation import blocks
     from hft.model.fast import FastPredictor
     from hft.model.training import model_inputs
 
@@ -343,8 +356,9 @@ def gate(version: str, margin: float = 0.0, tracking_uri: str | None = None, res
     hold["date"] = hold["date"].astype(str)
     x, rows = model_inputs(hold, champ.features, champ.config, scaler=None)  # the champion's own input shape
     y = hold["label"].to_numpy()[rows]
+    groups = blocks(hold["ts"].to_numpy()[rows], block_minutes_of(c, version))
     ok, reason = challenger_verdict(y, hold["model_proba"].to_numpy()[rows], champ.predict_proba(x), evaluation,
-                                    margin, current, resamples)
+                                    margin, current, resamples, groups=groups)
     return GateDecision(str(version), ok, reason, current)
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from hft.model.config import ModelConfig
 from hft.model.dataset import DatasetError, holdout_split, walk_forward
 from hft.model.economics import EconomicReport, economic_evaluation
-from hft.model.evaluation import Evaluation, auc, evaluate, log_loss
+from hft.model.evaluation import Evaluation, auc, blocks, evaluate, log_loss
 from hft.model.fast import FastPredictor
 from hft.model.network import Scaler, build_network
 from hft.model.understanding import DriftReport, drift_report, permutation_importance, summary
@@ -180,7 +180,8 @@ def trade_holdout_predictions(last_fold, hold: pd.DataFrame, preds: dict[str, np
         log.info("economic evaluation skipped: the feature table has no %s column", ", ".join(needed))
         return None
     valid = {"model": p_va, **baselines(tr, va, features, scaler, config)}
-    return economic_evaluation(va, valid, hold, preds, resamples=config.bootstrap, seed=config.seed)
+    return economic_evaluation(va, valid, hold, preds, resamples=config.bootstrap, seed=config.seed,
+                               block_minutes=config.bootstrap_block_minutes)
 
 
 def seed_everything(seed: int) -> None:
@@ -195,13 +196,17 @@ def seed_everything(seed: int) -> None:
 
 def check_embargo(config: ModelConfig, horizon_minutes: int | None) -> int:
     """The labels' horizon (None: the default :class:`FeatureSpec`'s); DatasetError when the embargo is shorter
-    (a training label would then see into the validation block)."""
+    (a training label would then see into the validation block), or a bootstrap block shorter than it."""
     from hft.features.definitions import FeatureSpec
 
     horizon = FeatureSpec().horizon_minutes if horizon_minutes is None else int(horizon_minutes)
     if config.embargo_minutes < horizon:
         raise DatasetError(f"embargo_minutes={config.embargo_minutes} is shorter than the labels' horizon of "
                            f"{horizon} minutes: training labels would overlap validation (set embargo_minutes>={horizon})")
+    if config.bootstrap_block_minutes < horizon:
+        raise DatasetError(f"bootstrap_block_minutes={config.bootstrap_block_minutes} is shorter than the labels' "
+                           f"horizon of {horizon} minutes: overlapping labels would be resampled as independent "
+                           f"evidence and the intervals too narrow (set bootstrap_block_minutes>={horizon})")
     return horizon
 
 
@@ -254,12 +259,13 @@ def assess(model, config: ModelConfig, features: list[str], scaler: Scaler, pre:
     hold = hold.iloc[r_ho].reset_index(drop=True)
     proba = predict(model, x_ho)
     preds = {"model": proba, **baselines(pre, hold, features, scaler, config)}
-    evaluation = evaluate(hold["label"].to_numpy(), preds, resamples=config.bootstrap, seed=config.seed)
+    groups = blocks(hold["ts"], config.bootstrap_block_minutes)
+    evaluation = evaluate(hold["label"].to_numpy(), preds, resamples=config.bootstrap, seed=config.seed, groups=groups)
     log.info("holdout evaluation\n%s", evaluation.table())
     # the numpy fast path (the stream's, within 1e-5 of Keras) scores the shuffled copies ~50x faster than Keras
     fast = FastPredictor.from_keras(model, config, features, scaler)
     importance = permutation_importance(fast.predict_proba, raw_ho, hold["label"].to_numpy(), features, seed=config.seed)
-    drift = drift_report(pre, hold, proba, features, resamples=config.bootstrap, seed=config.seed)
+    drift = drift_report(pre, hold, proba, features, resamples=config.bootstrap, seed=config.seed, groups=groups)
     economics = trade_holdout_predictions(last_fold, hold, preds, features, config) if last_fold is not None else None
     result = TrainResult(model, config, features, scaler, folds, evaluation, epochs, hold, proba, train_rows,
                          horizon, importance, drift, economics)

@@ -90,9 +90,11 @@ class DriftReport:
 
 
 def drift_report(train: pd.DataFrame, hold: pd.DataFrame, proba: np.ndarray, features: list[str],
-                 sessions: int = RECENT_SESSIONS, resamples: int = 500, seed: int = 0) -> DriftReport:
+                 sessions: int = RECENT_SESSIONS, resamples: int = 500, seed: int = 0,
+                 groups: np.ndarray | None = None) -> DriftReport:
     """PSI of each feature between ``train`` and the last ``sessions`` sessions of ``hold`` (``proba``: the
-    model's probabilities for ``hold``'s rows), and the model's AUC there with its bootstrap interval."""
+    model's probabilities for ``hold``'s rows), and the model's AUC there with its bootstrap interval
+    (``groups``: each ``hold`` row's bootstrap block, see :func:`hft.model.evaluation.blocks`)."""
     days = sorted(hold["date"].astype(str).unique())
     recent_days = days[-sessions:]
     recent = hold["date"].astype(str).isin(recent_days).to_numpy()
@@ -101,7 +103,8 @@ def drift_report(train: pd.DataFrame, hold: pd.DataFrame, proba: np.ndarray, fea
         psi={f: psi(train[f].to_numpy(), hold.loc[recent, f].to_numpy()) for f in features},
         recent_sessions=recent_days,
         recent_rows=int(recent.sum()),
-        recent_auc=bootstrap_auc(y[recent], np.asarray(proba)[recent], resamples, seed),
+        recent_auc=bootstrap_auc(y[recent], np.asarray(proba)[recent], resamples, seed,
+                                 None if groups is None else np.asarray(groups)[recent]),
         holdout_auc=auc(y, proba),
     )
 
