@@ -2,7 +2,9 @@
 
 Reads clean bars from ``<lake>/bars`` (hive partitions interval/ticker/date), computes the features of
 :mod:`hft.features` with Spark, and writes the feature table partitioned by interval, ticker and date,
-overwriting only the dates it computed (safe to re-run)::
+overwriting only the dates it computed (safe to re-run). With ``--start`` it also reads the week before
+(:data:`hft.features.definitions.GAP_MAX_DAYS`): the overnight gap of the first session reads the previous
+one, so a day computed alone gets the features the whole history would give it::
 
     spark-submit --master 'local[*]' --driver-java-options -XX:-DontCompileHugeMethods \\
         jobs/volatility_features.py --input var/lake/bars --output var/lake/features --interval 1m \\
@@ -20,7 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import date
+from datetime import date, timedelta
 
 from hft.config import SPARK_LOCAL_CONF
 from hft.features import FeatureSpec
@@ -49,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(service="hft-volatility-features")
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
 
     from hft.data.lake import upgrade_format
+    from hft.features.definitions import GAP_MAX_DAYS
     from hft.features.spark import NoBarsError, compute_features, read_bars, write_features
     from hft.model.dataset import write_label_horizon
 
@@ -65,11 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         spec = FeatureSpec(horizon_minutes=args.horizon_minutes)
         spec.horizon_bars(args.interval)
         upgrade_format(args.input)  # a lake written before float64 volumes: Spark cannot read both side by side
-        bars = read_bars(spark, args.input, args.interval, args.start, args.end, args.tickers).cache()
-        n_bars = bars.count()
+        # the sessions before --start that a feature of its sessions reads (the overnight gap), not written
+        context = args.start - timedelta(days=GAP_MAX_DAYS) if args.start else None
+        bars = read_bars(spark, args.input, args.interval, context, args.end, args.tickers).cache()
+        n_bars = (bars.where(F.col("date") >= F.lit(args.start)) if args.start else bars).count()
         if n_bars == 0:
             raise NoBarsError(f"no {args.interval} bars under {args.input} for the requested dates/tickers")
-        features = compute_features(bars, spec).cache()
+        features = compute_features(bars, spec)
+        if args.start:
+            features = features.where(F.col("date") >= F.lit(args.start))
+        features = features.cache()
         n_rows = features.count()
         write_features(features, args.output)
         write_label_horizon(args.output, args.interval, spec.horizon_minutes)  # training checks its embargo

@@ -44,18 +44,32 @@ def ready_count(messages) -> int:
     return int(feats.dropna(subset=FeatureSpec().feature_names()).shape[0])
 
 
-def expected_probabilities(home, messages) -> dict:
+def with_history(messages, seen=()) -> list:
+    """The bars a stream that consumed ``seen`` (every bar published to it before, in order; may include
+    ``messages``) holds when ``messages`` arrive: once each. A feature reading an earlier session (the overnight
+    gap) needs them: the stream's state has them."""
+    out = {}
+    for m in [*seen, *messages]:
+        out.setdefault((m.ticker, m.interval, m.ts_ms), m)
+    return list(out.values())
+
+
+def expected_probabilities(home, messages, seen=()) -> dict:
     """(ticker, bar ms) -> the champion (version 1 of :func:`train_champion`) applied to the batch job's features
-    of ``messages``: what the stream must predict."""
+    of ``messages`` (computed over them and the bars ``seen`` before: :func:`with_history`): what the stream must
+    predict."""
     from hft.features.reference import compute_features
     from hft.model import registry
     from hft.model.fast import FastPredictor
     from hft.streaming.state import bars_frame
 
     champion = FastPredictor.from_weights_file(registry.weights_path(registry.client(), "1", str(home)))
-    feats = compute_features(bars_frame(messages), labelled_only=False).dropna(subset=champion.features)
-    return dict(zip(zip(feats["ticker"], feats["ts"].dt.as_unit("ms").astype("int64")),
-                    champion.predict_proba(feats[champion.features].to_numpy())))
+    feats = compute_features(bars_frame(with_history(messages, seen)), labelled_only=False)
+    feats = feats.dropna(subset=champion.features)
+    wanted = {(m.ticker, m.ts_ms) for m in messages}
+    out = dict(zip(zip(feats["ticker"], feats["ts"].dt.as_unit("ms").astype("int64")),
+                   champion.predict_proba(feats[champion.features].to_numpy())))
+    return {k: v for k, v in out.items() if (k[0], int(k[1])) in wanted}
 
 
 def consume(config, topic: str, expect: int, timeout_s: float = 30.0, parse=json.loads) -> list:

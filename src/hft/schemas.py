@@ -179,7 +179,8 @@ class RedisKeys:
 
     Streaming job (:mod:`hft.streaming.store`): ``predictions`` (stream), ``latest(ticker)`` (hash),
     ``pred_written`` (hash: series -> newest bar time written), ``state(interval, ticker)`` (hash: the
-    feature state's bars), ``heartbeat``, ``last_batch``, ``offsets`` (hash: topic:partition -> next offset).
+    feature state's bars), ``session_gaps`` (hash: series -> its session's overnight gap), ``heartbeat``,
+    ``last_batch``, ``offsets`` (hash: topic:partition -> next offset).
     Executor (:mod:`hft.execution.service`): ``orders`` (stream), ``positions``, ``exec_state`` (hashes),
     ``exec_published`` (publication cursor), ``exec_halt`` (kill switch), ``exec_silent_venues``.
     Executor hot standby (:mod:`hft.execution.leader`): ``exec_leader`` (the lease), ``exec_epoch`` (fencing
@@ -233,6 +234,11 @@ class RedisKeys:
 
     def state(self, interval: str, ticker: str) -> str:
         return f"{self.prefix}:state:{interval}:{ticker}"
+
+    @property
+    def session_gaps(self) -> str:
+        """A hash: ``{interval}:{ticker}`` -> ``[session day, overnight gap]`` of the series' newest session."""
+        return f"{self.prefix}:stream:session_gaps"
 
     @property
     def heartbeat(self) -> str:

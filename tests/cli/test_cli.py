@@ -121,6 +121,12 @@ def test_cli_features_runs_spark_job_and_rerun_is_idempotent(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = pd.read_parquet(tmp_path / "features" / "interval=1m")
     assert len(again) == len(features)
+    # ... with the same values: the day's overnight gap read the day before, which was not rewritten
+    key = ["ticker", "ts"]
+    before, after = (f.sort_values(key).reset_index(drop=True) for f in (features, again))
+    day = after["date"].astype(str) == "2024-03-08"
+    assert after.loc[day, "overnight_gap"].ne(0).all()
+    pd.testing.assert_series_equal(after["overnight_gap"], before["overnight_gap"])
 
 
 @pytest.mark.integration

@@ -74,6 +74,29 @@ def test_reference_flat_bars_and_windows_without_volume_have_defined_positions(b
     assert (inside["vwap_dist_30"] == 0.0).all()  # nothing traded: no distance, not a division by zero
 
 
+def test_reference_overnight_gap_is_the_sessions_first_open_over_the_previous_sessions_last_close(bars_factory):
+    # Thursday, Friday, then Monday (over the weekend), and 2024-03-20 after eight days without a session
+    bars = coerce_bars(pd.concat([bars_factory(tickers=("AAA", "BBB"), start="2024-03-07", end="2024-03-11"),
+                                  bars_factory(tickers=("AAA",), start="2024-03-20", end="2024-03-20", seed=4)]))
+    bars = bars[~((bars["ticker"] == "AAA") & (bars["ts"] == bars["ts"].min()))]  # AAA's first bar is missing
+    feats = compute_features(bars, labelled_only=False)
+    for ticker in ("AAA", "BBB"):
+        mine = bars[bars["ticker"] == ticker]
+        days = session_date(mine["ts"])
+        rows = feats[feats["ticker"] == ticker]
+        assert (rows.groupby("date")["overnight_gap"].nunique() == 1).all()  # one value per session
+        per_day = rows.groupby("date")["overnight_gap"].first()
+        dates = sorted(set(days))
+        assert per_day[dates[0]] == 0.0  # the series' first session: no gap known
+        for before, day in zip(dates, dates[1:]):
+            first_open = mine.loc[days == day, "open"].iloc[0]
+            last_close = mine.loc[days == before, "close"].iloc[-1]
+            expected = math.log(first_open / last_close) if (day - before).days <= 7 else 0.0
+            assert per_day[day] == pytest.approx(expected, rel=1e-12, abs=0), (ticker, day)
+    assert feats.loc[feats["date"] == pd.Timestamp("2024-03-20").date(), "overnight_gap"].eq(0.0).all()
+    assert feats.loc[feats["date"] == pd.Timestamp("2024-03-11").date(), "overnight_gap"].ne(0.0).all()
+
+
 def test_reference_session_start_features_are_null_until_window_full(bars_factory):
     feats = compute_features(_one_session(bars_factory))
     assert feats["ret_1"].iloc[0] != feats["ret_1"].iloc[0]  # NaN on the session's first bar
@@ -155,6 +178,8 @@ def test_spark_features_equal_reference_across_tickers_gaps_and_missing_bars(spa
     from hft.features import spark as spark_features
 
     bars = coerce_bars(bars_factory(tickers=("AAA", "BBB", "CCC"), start="2024-03-07", end="2024-03-11"))
+    later = coerce_bars(bars_factory(tickers=("AAA",), start="2024-03-20", end="2024-03-20", seed=5))
+    bars = pd.concat([bars, later], ignore_index=True)  # AAA back after eight days: no overnight gap
     rng = np.random.default_rng(3)
     bars = bars[rng.random(len(bars)) > 0.03].reset_index(drop=True)  # missing bars
     five = coerce_bars(bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-08", interval="5m", seed=9))

@@ -28,6 +28,11 @@ pytestmark = pytest.mark.integration
 TICKERS = ["AAA", "BBB"]
 
 
+#: Every valid bar published in this module, in order: what the stream's state has seen (see
+#: stream_fixtures.with_history).
+SENT: list = []
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     env = stream_env(tmp_path_factory.mktemp("home"))
@@ -60,6 +65,7 @@ def publish(config, messages, extra=()):
     from hft.streaming.kafka_io import TopicSink
     from hft.streaming.messages import BARS_TOPIC
 
+    SENT.extend(messages)
     result = send(messages, config.kafka_bootstrap)
     if extra:
         TopicSink(config.kafka_bootstrap, BARS_TOPIC).send(list(extra))
@@ -105,7 +111,7 @@ def test_tasks_engine_predicts_every_bar_like_the_batch_job_and_sends_bad_messag
     stream = store.stream()
     assert len(stream) == ready_count(messages)
     assert len({(e["ticker"], e["bar_ts"]) for e in stream}) == len(stream)
-    expected = expected_probabilities(env_vars["HFT_HOME"], messages)
+    expected = expected_probabilities(env_vars["HFT_HOME"], messages, SENT)
     got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in stream}
     assert got.keys() == expected.keys()
     # The features are the batch job's to 1e-9 (tests/streaming/test_keyed.py); the network's layers after the
@@ -175,7 +181,7 @@ def executor_pids(run_dir: Path) -> list[int]:
 def assert_every_bar_predicted_once_like_the_batch_job(env_vars, store, before: int, messages) -> None:
     day = store.stream()[before:]
     assert len({(e["ticker"], e["bar_ts"]) for e in day}) == len(day) == ready_count(messages)
-    expected = expected_probabilities(env_vars["HFT_HOME"], messages)
+    expected = expected_probabilities(env_vars["HFT_HOME"], messages, SENT)
     assert max(abs(float(e["probability"]) - expected[(e["ticker"], int(e["bar_ts"]))]) for e in day) < 1e-6
 
 

@@ -22,12 +22,25 @@ import pytest
 import hft_exec
 from hft.redis_conn import connect
 from ports import free_port
-from stream_fixtures import consume, expected_probabilities, files_holding, ready_count, stream_env, stream_stack
+from stream_fixtures import (
+    consume,
+    expected_probabilities,
+    files_holding,
+    ready_count,
+    stream_env,
+    stream_stack,
+    with_history,
+)
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 TICKERS = ["AAA", "BBB"]
+
+
+#: Every valid bar published in this module, in order: what the stream's state has seen (see
+#: stream_fixtures.with_history).
+SENT: list = []
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +58,7 @@ def _publish(config, messages, extra: list[tuple[bytes, bytes]] = ()):
     from hft.streaming.kafka_io import TopicSink
     from hft.streaming.messages import BARS_TOPIC
 
+    SENT.extend(messages)
     result = publish(messages, config.kafka_bootstrap)
     if extra:
         TopicSink(config.kafka_bootstrap, BARS_TOPIC).send(extra)
@@ -116,7 +130,7 @@ def test_stream_predicts_every_bar_and_sends_bad_messages_to_dlq(env):
         latest = store.latest(ticker)
         assert latest["model_version"] == "1" and 0 < float(latest["probability"]) < 1
     # Through Kafka and Spark, each probability equals the champion applied to the batch features.
-    expected = expected_probabilities(env_vars["HFT_HOME"], messages)
+    expected = expected_probabilities(env_vars["HFT_HOME"], messages, SENT)
     got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in stream}
     assert got.keys() == expected.keys()
     assert max(abs(got[k] - expected[k]) for k in got) < 1e-9
@@ -381,9 +395,9 @@ def test_stream_serves_a_conv1d_champion_from_the_ticker_window_like_the_backtes
     got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in store.stream()[before:]}
     assert {e["model_version"] for e in store.stream()[before:]} == {version}
     predictor = FastPredictor.from_weights_file(registry.weights_path(registry.client(), version, env_vars["HFT_HOME"]))
-    feats = features_for(bars_frame(messages))
+    feats = features_for(bars_frame(with_history(messages, SENT)))  # the earlier days' bars: the overnight gap
     expected = score(feats, predictor)
-    ok = np.isfinite(expected)
+    ok = np.isfinite(expected) & feats["ts"].isin(bars_frame(messages)["ts"]).to_numpy()
     want = dict(zip(zip(feats["ticker"][ok], feats["ts"][ok].dt.as_unit("ms").astype("int64")), expected[ok]))
     assert got.keys() == want.keys() and len(got) > 100
     # float32 layers after the first, batched differently: a wrong window would be off by ~1e-2

@@ -74,3 +74,25 @@ def test_drift_report_of_a_holdout_shorter_than_the_window_uses_all_of_it():
     report = drift_report(train, hold, np.full(len(hold), 0.5), ["a", "b"], sessions=5, resamples=50)
     assert report.recent_rows == len(hold) and report.recent_auc.value == pytest.approx(0.5)
     assert max(report.psi.values()) < PSI_SHIFTED
+
+
+def test_drift_of_a_per_session_feature_counts_sessions_and_is_not_judged_on_too_few():
+    """The overnight gap has one value per ticker and session: its PSI is over those values (not the rows that
+    repeat them), and NaN (never 'shifted') while the recent sessions hold fewer than MIN_SESSION_VALUES."""
+    from hft.model.understanding import MIN_SESSION_VALUES
+
+    rng = np.random.default_rng(4)
+
+    def table(days: int, tickers: int, scale: float, start: str) -> pd.DataFrame:
+        gaps = rng.normal(0, scale, (days, tickers))
+        return pd.DataFrame([{"ticker": f"T{t}", "date": str(pd.Timestamp(start) + pd.Timedelta(days=d))[:10],
+                              "overnight_gap": gaps[d, t], "label": int(rng.integers(0, 2))}
+                             for d in range(days) for t in range(tickers) for _ in range(30)])
+
+    train = table(40, 30, 0.01, "2024-01-01")
+    same, wider = table(5, 30, 0.01, "2024-03-01"), table(5, 30, 0.03, "2024-03-01")
+    few = table(5, 11, 0.03, "2024-03-01")
+    assert 5 * 11 < MIN_SESSION_VALUES <= 5 * 30
+    psi_of = {name: drift_report(train, hold, np.full(len(hold), 0.5), ["overnight_gap"], resamples=20)
+              .psi["overnight_gap"] for name, hold in {"same": same, "wider": wider, "few": few}.items()}
+    assert psi_of["same"] < PSI_SHIFTED < psi_of["wider"] and np.isnan(psi_of["few"])

@@ -39,6 +39,14 @@ Where the bar sits (W = the longest of ``vol_windows``, wv = ``volume_window``):
     vwap_dist_wv   = ln(C / VWAP), VWAP = sum(P V) / sum(V) over wv bars, P = (H + L + C) / 3;
                      0 when the window traded nothing (sum V = 0)        distance from the rolling VWAP
 
+Between sessions (the only feature that reads a bar of an earlier session)::
+
+    overnight_gap  = ln(O_first / C_last), O_first = the open of the session's first bar, C_last = the close
+                     of the series' last bar of its previous session, when that session is at most
+                     ``GAP_MAX_DAYS`` calendar days earlier; else 0, no gap known (the series' first
+                     session, a ticker back from a halt: its bars are still predicted); the same value on
+                     every bar of the session
+
 Label, ``horizon_minutes`` ahead (a whole number of bars for 1m and 5m bars)::
 
     fwd_ret = ln(C_{t+h} / C_t),  label = 1 if C_{t+h} > C_t else 0
@@ -57,6 +65,12 @@ from hft.schemas import Interval
 LN2 = math.log(2.0)
 GK_CO_WEIGHT = 2.0 * LN2 - 1.0
 SESSION_MINUTES = 390.0
+#: The overnight gap reaches back at most this many calendar days (the longest US market closure since 1933,
+#: 2001-09-11 to 09-17, is 7 days), so a job computing sessions from a date reads that much before it.
+GAP_MAX_DAYS = 7
+
+#: Features with one value per (ticker, session): a session, not a bar, is one observation of them.
+SESSION_FEATURES: tuple[str, ...] = ("overnight_gap",)
 
 #: Columns of the feature table besides the features themselves.
 KEY_COLUMNS: tuple[str, ...] = ("ticker", "ts", "date", "interval")
@@ -92,7 +106,7 @@ class FeatureSpec:
         for stem in ("rv", "parkinson", "garman_klass", "rogers_satchell", "yang_zhang", "atr"):
             names += [f"{stem}_{w}" for w in self.vol_windows]
         return names + ["hl_range", "volume_z", "tod_sin", "tod_cos", "bar_pos", f"range_pos_{max(self.vol_windows)}",
-                        f"vwap_dist_{self.volume_window}"]
+                        f"vwap_dist_{self.volume_window}", "overnight_gap"]
 
     def output_columns(self) -> list[str]:
         return [*KEY_COLUMNS, *PASSTHROUGH_COLUMNS, *self.feature_names(), *LABEL_COLUMNS]

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from hft.data.calendar import minutes_since_open, session_date
+from hft.data.calendar import exchange_days, minutes_since_open, session_date
 from hft.features.definitions import (
+    GAP_MAX_DAYS,
     GK_CO_WEIGHT,
     LN2,
     SESSION_MINUTES,
@@ -94,9 +95,11 @@ def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FeatureSpec(), labe
     ts = df["ts"]
     date = session_date(ts)
     pos = group_positions(pd.MultiIndex.from_arrays([df["ticker"], df["interval"], date]).factorize()[0])
+    series = pd.MultiIndex.from_arrays([df["ticker"], df["interval"]]).factorize()[0]
 
     o, h, lo, c = (df[col].to_numpy(np.float64) for col in ("open", "high", "low", "close"))
-    out = feature_arrays(o, h, lo, c, df["volume"].to_numpy(np.float64), pos, minutes_since_open(ts), spec)
+    out = feature_arrays(o, h, lo, c, df["volume"].to_numpy(np.float64), pos, minutes_since_open(ts), spec,
+                         series, exchange_days(ts))
 
     fwd_close = _future_close(df, spec)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -126,12 +129,23 @@ def group_positions(group: np.ndarray) -> np.ndarray:
     return np.arange(n) - np.maximum.accumulate(np.where(starts, np.arange(n), 0))
 
 
+def session_gap(o: np.ndarray, c: np.ndarray, pos: np.ndarray, series: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """The overnight gap of each row's session (see :mod:`hft.features.definitions`): the open of the row's
+    first bar in its group (``pos`` rows back) over the close of the row just before that one, when that row
+    is of the same ``series`` and its session ``day`` at most :data:`GAP_MAX_DAYS` earlier; else 0."""
+    first = np.arange(len(o)) - pos
+    prev = np.maximum(first - 1, 0)
+    ok = (first > 0) & (series[prev] == series) & (day[first] - day[prev] <= GAP_MAX_DAYS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, np.log(o[first] / c[prev]), 0.0)
+
+
 def feature_arrays(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, pos: np.ndarray,
-                   minutes: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> dict[str, np.ndarray]:
+                   minutes: np.ndarray, spec: FeatureSpec, series: np.ndarray, day: np.ndarray) -> dict[str, np.ndarray]:
     """Every feature of :meth:`FeatureSpec.feature_names` from float64 columns of bars sorted by series and
     time: ``pos`` is each row's index inside its (ticker, interval, session) group, ``minutes`` its minutes
-    since the session's open. The formulas' single implementation outside Spark (the batch path and the
-    streaming state both call it)."""
+    since the session's open, ``series`` its (ticker, interval) id and ``day`` its session's day number. The
+    formulas' single implementation outside Spark (the batch path and the streaming state both call it)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         prev_c = _lag(c, pos, 1)
         r1 = np.log(c / prev_c)
@@ -178,6 +192,7 @@ def feature_arrays(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, 
         traded = _rolling(v, pos, wv, _sum)
         vwap = _rolling((h + lo + c) / 3.0 * v, pos, wv, _sum) / np.where(traded > 0, traded, 1.0)
         out[f"vwap_dist_{wv}"] = np.where(np.isnan(traded), np.nan, np.where(traded > 0, np.log(c / vwap), 0.0))
+    out["overnight_gap"] = session_gap(o, c, pos, series, day)
 
     return out
 

@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from hft.data.calendar import EXCHANGE_TZ, REGULAR_OPEN
 from hft.errors import HftError
 from hft.features.definitions import (
+    GAP_MAX_DAYS,
     GK_CO_WEIGHT,
     LN2,
     SESSION_MINUTES,
@@ -90,6 +91,21 @@ def add_session_columns(bars: DataFrame) -> DataFrame:
     )
 
 
+def session_gaps(bars: DataFrame) -> DataFrame:
+    """``ticker, interval, date, overnight_gap``: one row per session of bars with :func:`add_session_columns`
+    (:func:`hft.features.reference.session_gap`). A per-session aggregate (first open, last close), lagged by
+    one session over each series: a small table, joined back to the bars (broadcast), where a window over the
+    whole series would need a second shuffle and sort of every bar."""
+    per_session = bars.groupBy("ticker", "interval", "date").agg(
+        F.expr("min_by(open, ts_us)").alias("first_open"), F.expr("max_by(close, ts_us)").alias("last_close"))
+    previous = "OVER (PARTITION BY ticker, interval ORDER BY date)"
+    return per_session.selectExpr(
+        "ticker", "interval", "date",
+        f"CASE WHEN datediff(date, lag(date, 1) {previous}) <= {GAP_MAX_DAYS} "
+        f"THEN ln(first_open / lag(last_close, 1) {previous}) ELSE {_num(0.0)} END AS overnight_gap",
+    )
+
+
 def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> DataFrame:
     """Feature table of canonical ``bars`` (columns of :data:`hft.schemas.BAR_SPARK_DDL`).
 
@@ -108,7 +124,8 @@ def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> Data
     job) before Spark did any work.
     """
     horizon_us = spec.horizon_minutes * 60 * 1_000_000
-    df = add_session_columns(bars).selectExpr("*", f"{_over('lag(close, 1)')} AS close_1")
+    sessions = add_session_columns(bars)
+    df = sessions.selectExpr("*", f"{_over('lag(close, 1)')} AS close_1")
     df = df.selectExpr(
         "*",
         "ln(close / close_1) AS r1",
@@ -187,8 +204,9 @@ def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> Data
         _over("first(close)", f" RANGE BETWEEN {horizon_us} FOLLOWING AND {horizon_us} FOLLOWING") + " AS fwd_close",
     )
     df = df.selectExpr("*", *(f"{expr} AS {name}" for name, expr in features.items()))
+    df = df.where("fwd_close IS NOT NULL").join(F.broadcast(session_gaps(sessions)), ["ticker", "interval", "date"])
     labels = {"fwd_ret": "ln(fwd_close / close) AS fwd_ret", "label": "CAST(fwd_close > close AS INT) AS label"}
-    return df.where("fwd_close IS NOT NULL").selectExpr(*(labels.get(c, c) for c in spec.output_columns()))
+    return df.selectExpr(*(labels.get(c, c) for c in spec.output_columns()))
 
 
 class NoBarsError(HftError, ValueError):

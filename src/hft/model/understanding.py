@@ -6,7 +6,9 @@
 * :func:`psi`: the population stability index of a feature between two samples, over the deciles of the
   first: ``sum((a - e) * ln(a / e))``. Rules of thumb: < 0.1 stable, 0.1-0.25 moved, > 0.25 shifted.
 * :func:`drift_report`: PSI of every feature between the training rows and the most recent sessions of the
-  holdout, and the model's AUC on those sessions (against its AUC on the whole holdout): a model whose recent
+  holdout (a feature with one value per session, such as the overnight gap, over its values per ticker and
+  session: NaN, not judged, with fewer than :data:`MIN_SESSION_VALUES` of them, whose PSI would exceed the
+  threshold by chance alone), and the model's AUC on those sessions (against its AUC on the whole holdout): a model whose recent
   AUC falls to chance, or whose inputs shifted, is one to retrain. Logged with each training run
   (``understanding.json``, metrics ``importance_<feature>``, ``psi_<feature>``, ``psi_max``, ``recent_auc``)
   and exported by the streaming job for the champion it serves (``hft_model_feature_psi{feature}``,
@@ -28,6 +30,10 @@ PSI_SHIFTED = 0.25
 #: Sessions at the end of the holdout that count as "recent".
 RECENT_SESSIONS = 5
 _FLOOR = 1e-4  # a share below this in a bin counts as this (ln(0) otherwise)
+#: The fewest (ticker, session) values a per-session feature's PSI is judged on: with n draws from an unchanged
+#: distribution over 10 bins, PSI is about chi2(9) / n, whose 95th percentile (16.9 / n) stays below
+#: PSI_SHIFTED from about 70 values on.
+MIN_SESSION_VALUES = 100
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
@@ -89,6 +95,17 @@ class DriftReport:
                 "recent_auc": vars(self.recent_auc), "holdout_auc": self.holdout_auc}
 
 
+def _feature_psi(train: pd.DataFrame, recent: pd.DataFrame, feature: str) -> float:
+    """:func:`psi` of ``feature`` between the two tables: over rows, or for a per-session feature over its
+    values per (ticker, session), NaN when the recent side has fewer than :data:`MIN_SESSION_VALUES`."""
+    from hft.features.definitions import SESSION_FEATURES
+
+    if feature not in SESSION_FEATURES:
+        return psi(train[feature].to_numpy(), recent[feature].to_numpy())
+    sessions = [t.groupby(["ticker", t["date"].astype(str)])[feature].first().to_numpy() for t in (train, recent)]
+    return psi(*sessions) if len(sessions[1]) >= MIN_SESSION_VALUES else float("nan")
+
+
 def drift_report(train: pd.DataFrame, hold: pd.DataFrame, proba: np.ndarray, features: list[str],
                  sessions: int = RECENT_SESSIONS, resamples: int = 500, seed: int = 0,
                  groups: np.ndarray | None = None) -> DriftReport:
@@ -100,7 +117,7 @@ def drift_report(train: pd.DataFrame, hold: pd.DataFrame, proba: np.ndarray, fea
     recent = hold["date"].astype(str).isin(recent_days).to_numpy()
     y = hold["label"].to_numpy()
     return DriftReport(
-        psi={f: psi(train[f].to_numpy(), hold.loc[recent, f].to_numpy()) for f in features},
+        psi={f: _feature_psi(train, hold.loc[recent], f) for f in features},
         recent_sessions=recent_days,
         recent_rows=int(recent.sum()),
         recent_auc=bootstrap_auc(y[recent], np.asarray(proba)[recent], resamples, seed,

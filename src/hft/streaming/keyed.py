@@ -75,10 +75,12 @@ def _champion(tracking_uri: str | None, refresh_s: float):
 
 
 def dump_state(state: FeatureState) -> str:
-    """One ticker's feature state as JSON: each interval's recent bars and its run of far-ahead bar times."""
+    """One ticker's feature state as JSON: each interval's recent bars, its newest session's overnight gap and
+    its run of far-ahead bar times."""
     return json.dumps({
         "bars": {interval: [[b.ts_ms, b.open, b.high, b.low, b.close, b.volume] for b in bars]
                  for (_, interval), bars in state.bars.items() if bars},
+        "gaps": {interval: list(gap) for (_, interval), gap in state.gaps.items()},
         "ahead": {interval: run for (_, interval), run in state.ahead.items() if run},
     })
 
@@ -87,9 +89,10 @@ def load_state(state: FeatureState, ticker: str, stored: str | None) -> FeatureS
     """``state`` holding the bars :func:`dump_state` stored for ``ticker`` (None: nothing yet)."""
     if stored:
         doc = json.loads(stored)
+        gaps = doc.get("gaps", {})
         for interval, rows in doc["bars"].items():
             state.load((ticker, interval), [BarMessage(ticker, interval, int(ts), o, h, lo, c, float(v))
-                                            for ts, o, h, lo, c, v in rows])
+                                            for ts, o, h, lo, c, v in rows], gaps.get(interval))
         for interval, run in doc.get("ahead", {}).items():
             state.ahead[(ticker, interval)] = [int(t) for t in run]
     return state

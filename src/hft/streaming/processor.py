@@ -156,8 +156,8 @@ class BatchProcessor:
             self.store.keep = max(self.store.keep, self._state.keep)
         missing = sorted({(b.ticker, b.interval) for b in bars} - self._loaded)
         if missing:
-            for key, history in self.store.load_state(missing).items():
-                self._state.load(key, history)
+            for key, (history, gap) in self.store.load_state(missing).items():
+                self._state.load(key, history, gap)
             self._loaded.update(missing)
         return self._state
 
@@ -169,7 +169,9 @@ class BatchProcessor:
         offsets: dict[tuple[str, int], int] = {}
         for rec in records:
             offsets[(rec.topic, rec.partition)] = rec.offset + 1
-        result.written = self.store.commit(batch_id, accepted, predictions, offsets)
+        gaps = {key: self._state.gaps[key] for key in {(b.ticker, b.interval) for b in accepted}
+                if self._state is not None and key in self._state.gaps}
+        result.written = self.store.commit(batch_id, accepted, predictions, offsets, gaps)
         result.stage_ns["committed"] = time.time_ns()
         result.stream_length = self.store.stream_length
         self._committed = {**(self._committed or {}), **offsets}

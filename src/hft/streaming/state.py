@@ -1,8 +1,12 @@
-"""Per-ticker feature state: the recent bars of each (ticker, interval) in the current session, so a new
-bar's features are computed exactly as the batch job computes them (same code: the reference engine).
+"""Per-ticker feature state: the recent bars of each (ticker, interval), so a new bar's features are computed
+exactly as the batch job computes them (same code: the reference engine).
 
 Windows never cross sessions, so a bar's features need at most ``spec.max_lookback`` bars of its own
-session: that is all the state keeps. Out-of-order and duplicate bars are refused with a reason, and so
+session: that is all the state keeps, across a session's end (the previous session's last bar gives the next
+session's overnight gap). The gap of a series' newest session is kept beside its bars (its first bar leaves
+the window long before the session ends): ``gaps``, one (session day, gap) per series, stored with the bars.
+
+Out-of-order and duplicate bars are refused with a reason, and so
 is a bar implausibly far ahead of its ticker's recent bars (``implausible_time``): it does not advance the
 state, so one bar stamped in the future cannot make every later real bar of its ticker ``out_of_order``.
 A real jump (a ticker back after a long halt, a replay that skips months) is recognised when
@@ -24,6 +28,8 @@ from hft.features.reference import feature_arrays, group_positions
 from hft.streaming.messages import BarMessage
 
 Key = tuple[str, str]  # (ticker, interval)
+#: A series' newest session (its day number) and its overnight gap (see :mod:`hft.features.definitions`).
+SessionGap = tuple[int, float]
 
 
 def bars_frame(bars: Iterable[BarMessage]) -> pd.DataFrame:
@@ -53,6 +59,8 @@ class FeatureState:
     confirm_ahead: int = 3
     #: Per series, the times of the far-ahead bars refused in a row (soft state: not persisted).
     ahead: dict[Key, list[int]] = field(default_factory=dict)
+    #: Per series, the overnight gap of its newest session (persisted with the bars).
+    gaps: dict[Key, SessionGap] = field(default_factory=dict)
 
     #: Feature rows per model input: 1 for ``mlp``, ``lookback`` for ``conv1d`` (the window of the last
     #: ``window`` bars of the same ticker and session, as in training). The state keeps enough bars for the
@@ -63,8 +71,10 @@ class FeatureState:
     def keep(self) -> int:
         return self.spec.max_lookback + self.window - 1
 
-    def load(self, key: Key, history: Iterable[BarMessage]) -> None:
+    def load(self, key: Key, history: Iterable[BarMessage], gap: SessionGap | None = None) -> None:
         self.bars[key] = sorted(history, key=lambda b: b.ts_ms)[-self.keep :]
+        if gap is not None:
+            self.gaps[key] = (int(gap[0]), float(gap[1]))
 
     def last_ts(self, key: Key) -> int | None:
         history = self.bars.get(key)
@@ -144,17 +154,41 @@ class FeatureState:
             key_id.extend([k] * (len(rows) - len(key_id)))
         ts = pd.DatetimeIndex(np.array([b.ts_ms for b in rows], dtype="datetime64[ms]")).tz_localize("UTC")
         day = exchange_days(ts)
-        group = np.asarray(key_id, np.int64) << np.int64(32) | (day - day.min())  # (series, session) ids
+        series_id = np.asarray(key_id, np.int64)
+        group = series_id << np.int64(32) | (day - day.min())  # (series, session) ids
         prices = np.array([(b.open, b.high, b.low, b.close, b.volume) for b in rows], dtype=np.float64)
         o, h, lo, c, v = prices.T
-        out = feature_arrays(o, h, lo, c, v, group_positions(group), minutes_since_open(ts), self.spec)
+        pos = group_positions(group)
+        out = feature_arrays(o, h, lo, c, v, pos, minutes_since_open(ts), self.spec, series_id, day)
+        self._session_gaps(out["overnight_gap"], list(series), series_id, day, pos, len(rows) - len(new), at)
         frame = pd.DataFrame({
             "ticker": [b.ticker for b in new], "interval": [b.interval for b in new],
             "ts": ts[at].as_unit("us"), "close": prices[at, 3], **{name: values[at] for name, values in out.items()},
         })
         windows = self._windows(out, names, group, at)
-        self._advance(new, day[at], {key: day[at[idx[0]] - 1] for key, idx in series.items() if self.bars.get(key)})
+        self._advance(new)
         return frame, windows
+
+    def _session_gaps(self, gap: np.ndarray, keys: list[Key], series_id: np.ndarray, day: np.ndarray,
+                      pos: np.ndarray, stored: int, at: np.ndarray) -> None:
+        """Correct ``gap`` (computed from the rows: each series' stored bars, then its new bars at ``at``) where
+        the rows no longer hold a session's first bar, then remember each series' newest session gap.
+
+        A session already under way takes its stored gap. One that starts in this batch (its first row is a new
+        bar) keeps the computed one: its previous row is the series' last stored bar. Any other (a state stored
+        before gaps were kept) has none known: 0."""
+        is_new = np.zeros(len(gap), bool)
+        is_new[at] = True
+        first = np.arange(len(gap)) - pos
+        for k, key in enumerate(keys):
+            rows = np.flatnonzero(series_id == k)
+            known = self.gaps.get(key)
+            stored_day = known[0] if known is not None else None
+            gap[rows[~is_new[first[rows]] & (day[rows] != stored_day)]] = 0.0
+            if known is not None:
+                gap[rows[day[rows] == stored_day]] = known[1]
+            newest = rows[-1]
+            self.gaps[key] = (int(day[newest]), float(gap[newest]))
 
     def _windows(self, out: dict[str, np.ndarray], names: list[str], group: np.ndarray, at: np.ndarray) -> np.ndarray:
         """Rows ``at - window + 1 .. at`` of the features ``names``, NaN where they leave ``at``'s group."""
@@ -168,15 +202,10 @@ class FeatureState:
         windows[~inside] = np.nan
         return windows
 
-    def _advance(self, new: list[BarMessage], days: np.ndarray, last_day: dict[Key, int]) -> None:
-        """Append the batch to the state (``days``: each new bar's session; ``last_day``: the session of
-        each touched series' newest stored bar); a bar of a new session clears its series' history first."""
-        current = dict(last_day)
-        for bar, d in zip(new, days):
-            key = (bar.ticker, bar.interval)
-            history = self.bars.setdefault(key, [])
-            if history and current.get(key) != d:
-                history.clear()  # a new session: earlier bars never enter its windows
+    def _advance(self, new: list[BarMessage]) -> None:
+        """Append the batch to the state, keeping each series' newest :attr:`keep` bars (of any session:
+        windows stop at the session's start by themselves)."""
+        for bar in new:
+            history = self.bars.setdefault((bar.ticker, bar.interval), [])
             history.append(bar)
-            current[key] = d
             del history[: -self.keep]

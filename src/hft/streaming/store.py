@@ -8,6 +8,8 @@ Keys (``{p}`` = prefix, default ``hft``)::
                                     time); never trimmed past what a consumer group has not acknowledged
     {p}:pred:written                hash: {ticker}:{interval} -> bar time (ms) of the newest prediction written
     {p}:state:{interval}:{ticker}   hash: bar time (ms) -> bar JSON, the recent bars of the feature state
+    {p}:stream:session_gaps         hash: {interval}:{ticker} -> [session day, overnight gap or null] of the
+                                    series' newest session (the feature state's, beside its bars)
     {p}:stream:last_batch           id of the last micro-batch fully committed (information only)
     {p}:stream:offsets              hash: {topic}:{partition} -> next Kafka offset to process
 
@@ -30,6 +32,7 @@ import time
 from hft.redis_conn import NotReplicatedError, wait_replicated
 from hft.schemas import Prediction, RedisKeys
 from hft.streaming.messages import BarMessage, encode_json
+from hft.streaming.state import SessionGap
 
 # Prediction is defined once, in hft.schemas
 __all__ = ["NotReplicatedError", "Prediction", "RedisStore", "entry_values"]
@@ -38,8 +41,9 @@ __all__ = ["NotReplicatedError", "Prediction", "RedisStore", "entry_values"]
 _COMMIT = """
 -- One call per micro-batch; a script runs alone, so the batch commits atomically. KEYS: the predictions
 -- stream, the written marks, the offsets hash, the last batch id (hft.schemas.RedisKeys names them all).
--- ARGV: the latest hashes' key prefix, ttl_s, stream_maxlen, state_keep, state_ttl_s, batch_id, then two JSON documents
--- (all values strings): {state_key: [bar_ts, bar_json, ...]} and [[field values in the order of names]].
+-- ARGV: the latest hashes' key prefix, ttl_s, stream_maxlen, state_keep, state_ttl_s, batch_id, then JSON documents
+-- (all values strings): {state_key: [bar_ts, bar_json, ...]}, [[field values in the order of names]], the
+-- offsets {topic:partition: next offset} and the session gaps {interval:ticker: gap_json} (KEYS[5]).
 -- State hashes keep their newest state_keep bars. A prediction is written only if its bar time is newer
 -- than its series' mark in KEYS[2] (then moved to it); returns how many were written.
 local names = {'ticker', 'interval', 'bar_ts', 'probability', 'model_version', 'close', 'volatility',
@@ -99,6 +103,15 @@ for tp, next_offset in pairs(cjson.decode(ARGV[9])) do  -- offsets only move for
   if tonumber(next_offset) > current then redis.call('HSET', offsets_key, tp, next_offset) end
 end
 redis.call('SET', KEYS[4], ARGV[6])
+local gaps = {}
+for series, gap in pairs(cjson.decode(ARGV[10])) do
+  gaps[#gaps + 1] = series
+  gaps[#gaps + 1] = gap
+end
+if #gaps > 0 then
+  each_chunk('HSET', KEYS[5], gaps)
+  redis.call('EXPIRE', KEYS[5], state_ttl)
+end
 -- Trim the stream to about maxlen entries, but never an entry a consumer group has not acknowledged (an
 -- executor that falls behind loses nothing; the stream grows instead, visible as its length). Amortised:
 -- only once it exceeds maxlen by a tenth, and then by MINID.
@@ -198,17 +211,22 @@ class RedisStore:
         value = self.r.get(self.keys.last_batch)
         return int(value) if value is not None else -1
 
-    def load_state(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[BarMessage]]:
+    def load_state(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[list[BarMessage], SessionGap | None]]:
+        """Each series' stored bars (in time order) and its newest session's overnight gap (None: not stored)."""
+        if not keys:
+            return {}
         pipe = self.r.pipeline(transaction=False)
         for ticker, interval in keys:
             pipe.hgetall(self._state_key(ticker, interval))
+        pipe.hmget(self.keys.session_gaps, [f"{interval}:{ticker}" for ticker, interval in keys])
+        *hashes, gaps = pipe.execute()
         out = {}
-        for (ticker, interval), raw in zip(keys, pipe.execute()):
+        for (ticker, interval), raw, gap in zip(keys, hashes, gaps):
             bars = []
             for ts, body in raw.items():
                 o, h, lo, c, v = json.loads(body)
                 bars.append(BarMessage(ticker, interval, int(ts), o, h, lo, c, float(v)))
-            out[(ticker, interval)] = sorted(bars, key=lambda b: b.ts_ms)
+            out[(ticker, interval)] = (sorted(bars, key=lambda b: b.ts_ms), tuple(json.loads(gap)) if gap else None)
         return out
 
     # -- commit --------------------------------------------------------------------------------------------
@@ -221,11 +239,12 @@ class RedisStore:
         return out
 
     def commit(self, batch_id: int, new_bars: list[BarMessage], predictions: list[Prediction],
-               offsets: dict[tuple[str, int], int] | None = None) -> int:
+               offsets: dict[tuple[str, int], int] | None = None,
+               gaps: dict[tuple[str, str], SessionGap] | None = None) -> int:
         """Atomically store the batch's bars in the state (keeping the newest ``keep`` per key: older ones
-        can never enter a window again), its predictions, the next offset of each partition it consumed
-        (``offsets``) and its id: one script call, three JSON arguments (packing one argument per value cost
-        more than the rest of the commit).
+        can never enter a window again) with the touched series' session ``gaps``, its predictions, the next
+        offset of each partition it consumed (``offsets``) and its id: one script call, four JSON arguments
+        (packing one argument per value cost more than the rest of the commit).
 
         Returns how many predictions were newly written (the rest had been written before)."""
         state: dict[str, list[str]] = {}
@@ -234,8 +253,11 @@ class RedisStore:
         now = time.time_ns()
         args = [self.keys.latest_prefix, self.ttl_s, self.maxlen, self.keep, STATE_TTL_S, batch_id,
                 encode_json(state), encode_json([entry_values(p, now) for p in predictions]),
-                encode_json({f"{t}:{p}": str(o) for (t, p), o in (offsets or {}).items()})]
-        keys = [self.keys.predictions, self.keys.pred_written, self.keys.offsets, self.keys.last_batch]
+                encode_json({f"{t}:{p}": str(o) for (t, p), o in (offsets or {}).items()}),
+                encode_json({f"{interval}:{ticker}": encode_json(list(gap)).decode()
+                             for (ticker, interval), gap in (gaps or {}).items()})]
+        keys = [self.keys.predictions, self.keys.pred_written, self.keys.offsets, self.keys.last_batch,
+                self.keys.session_gaps]
         written, length = self._commit(keys=keys, args=args)
         self.stream_length = int(length)
         self._replicated(batch_id)
