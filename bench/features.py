@@ -64,7 +64,16 @@ import pyarrow.parquet as pq
 
 from hft.data import calendar
 from hft.data.calendar import EXCHANGE_TZ
-from hft.features.definitions import GK_CO_WEIGHT, LN2, SESSION_MINUTES, FeatureSpec, yang_zhang_k
+from hft.features.definitions import (
+    GAP_MAX_DAYS,
+    GK_CO_WEIGHT,
+    LN2,
+    SESSION_MINUTES,
+    VOLUME_BUCKET_MINUTES,
+    VOLUME_NORM_DAYS,
+    FeatureSpec,
+    yang_zhang_k,
+)
 from hft.schemas import BAR_ARROW_SCHEMA
 
 log = logging.getLogger("bench.features")
@@ -241,17 +250,47 @@ def polars_plan(bars: pl.DataFrame, spec: FeatureSpec = SPEC) -> pl.LazyFrame:
     angle = 2.0 * math.pi * minutes / SESSION_MINUTES
     features["tod_sin"] = angle.sin()
     features["tod_cos"] = angle.cos()
+    features["bar_pos"] = _position(c, lo, h)
+    wr = max(spec.vol_windows)
+    features[f"range_pos_{wr}"] = inside(wr - 1, _position(c, lo.rolling_min(wr), h.rolling_max(wr)))
+    traded = _rolling_sum(v, wv)
+    vwap = ((h + lo + c) / 3.0 * v).rolling_sum(wv) / traded
+    features[f"vwap_dist_{wv}"] = inside(wv - 1, pl.when(traded > 0).then((c / vwap).log()).otherwise(0.0))
+
+    series = ("ticker", "interval")
+    sessions = (base.group_by(*keys).agg(first_open=o.first(), last_close=c.last()).sort(*keys)
+                .with_columns(prev_close=pl.col("last_close").shift(1).over(series),
+                              prev_date=pl.col("date").shift(1).over(series)))
+    sessions = sessions.select(*keys, overnight_gap=pl.when((pl.col("date") - pl.col("prev_date")).dt.total_days()
+                                                            <= GAP_MAX_DAYS)
+                               .then((pl.col("first_open") / pl.col("prev_close")).log()).otherwise(0.0))
+    slices = (base.with_columns(bucket=(minutes / VOLUME_BUCKET_MINUTES).floor().cast(pl.Int64), v=pl.col("volume").cast(pl.Float64))
+              .group_by(*keys, "bucket").agg(s=pl.col("v").sum(), n=pl.len().cast(pl.Float64)))
+    earlier = slices.rename({"date": "earlier", "s": "es", "n": "en"})
+    norms = (slices.join(earlier, on=[*series, "bucket"])
+             .filter(((pl.col("date") - pl.col("earlier")).dt.total_days()).is_between(1, VOLUME_NORM_DAYS))
+             .sort("earlier").group_by(*keys, "bucket").agg(ns=pl.col("es").sum(), nn=pl.col("en").sum()))
+    norm = pl.col("ns") / pl.col("nn")
+    context = (inputs.with_columns(bucket=(minutes / VOLUME_BUCKET_MINUTES).floor().cast(pl.Int64))
+               .join(sessions, on=list(keys), how="left", maintain_order="left")
+               .join(norms, on=[*keys, "bucket"], how="left", maintain_order="left")
+               .with_columns(volume_tod=pl.when(pl.col("nn") > 0).then(((v + 1.0) / (norm + 1.0)).log()).otherwise(0.0)))
 
     future = bars.lazy().select(
         "ticker", "interval", pl.col("ts") - pl.duration(minutes=spec.horizon_minutes), fwd_close=c
     )
     fwd = pl.col("fwd_close")
     return (
-        inputs.with_columns(**features)
+        context.with_columns(**features)
         .join(future, on=["ticker", "interval", "ts"], how="inner", maintain_order="left")
         .with_columns(fwd_ret=(fwd / c).log(), label=(fwd > c).cast(pl.Int32))
         .select(spec.output_columns())
     )
+
+
+def _position(x: pl.Expr, low: pl.Expr, high: pl.Expr) -> pl.Expr:
+    """Where ``x`` sits in ``[low, high]``, 0.5 for an empty range."""
+    return pl.when(high > low).then((x - low) / (high - low)).otherwise(0.5)
 
 
 def _rolling_sum(x: pl.Expr, w: int) -> pl.Expr:

@@ -2,9 +2,9 @@
 
 Reads clean bars from ``<lake>/bars`` (hive partitions interval/ticker/date), computes the features of
 :mod:`hft.features` with Spark, and writes the feature table partitioned by interval, ticker and date,
-overwriting only the dates it computed (safe to re-run). With ``--start`` it also reads the week before
-(:data:`hft.features.definitions.GAP_MAX_DAYS`): the overnight gap of the first session reads the previous
-one, so a day computed alone gets the features the whole history would give it::
+overwriting only the dates it computed (safe to re-run). With ``--start`` it also reads the two weeks before
+(:data:`hft.features.definitions.CONTEXT_DAYS`): the overnight gap and the time-of-day volume norm read earlier
+sessions, so a day computed alone gets the features the whole history would give it::
 
     spark-submit --master 'local[*]' --driver-java-options -XX:-DontCompileHugeMethods \\
         jobs/volatility_features.py --input var/lake/bars --output var/lake/features --interval 1m \\
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import functions as F
 
     from hft.data.lake import upgrade_format
-    from hft.features.definitions import GAP_MAX_DAYS
+    from hft.features.definitions import CONTEXT_DAYS
     from hft.features.spark import NoBarsError, compute_features, read_bars, write_features
     from hft.model.dataset import write_label_horizon
 
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = FeatureSpec(horizon_minutes=args.horizon_minutes)
         spec.horizon_bars(args.interval)
         upgrade_format(args.input)  # a lake written before float64 volumes: Spark cannot read both side by side
-        # the sessions before --start that a feature of its sessions reads (the overnight gap), not written
-        context = args.start - timedelta(days=GAP_MAX_DAYS) if args.start else None
+        # the sessions before --start that features of its sessions read (overnight gap, volume norm), not written
+        context = args.start - timedelta(days=CONTEXT_DAYS) if args.start else None
         bars = read_bars(spark, args.input, args.interval, context, args.end, args.tickers).cache()
         n_bars = (bars.where(F.col("date") >= F.lit(args.start)) if args.start else bars).count()
         if n_bars == 0:

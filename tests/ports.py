@@ -3,24 +3,45 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 
+def _ephemeral_start() -> int:
+    """The first port the kernel hands to client sockets (``ip_local_port_range``; 32768 when unknown)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+#: Test services listen on ports from here to below the ephemeral range: a port the kernel picked with
+#: ``bind(0)`` lies in the range every outgoing connection draws from, so between the pick and the service's
+#: start a client socket could take it ("port in use", seen in CI).
+_LOW = 20000
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct loopback ports that are free right now (all held open together while picking)."""
-    socks = []
+    """``n`` distinct loopback ports, below the ephemeral range, that are free right now (all held open together
+    while picking; drawn at random so that test processes side by side rarely try the same ones)."""
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    high = max(_LOW + 1000, _ephemeral_start())
+    socks: list[socket.socket] = []
     try:
-        for _ in range(n):
+        while len(socks) < n:
             s = socket.socket()
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", rng.randrange(_LOW, high)))
+            except OSError:  # taken (or held by us already): draw again
+                s.close()
+                continue
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:

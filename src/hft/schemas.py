@@ -179,7 +179,8 @@ class RedisKeys:
 
     Streaming job (:mod:`hft.streaming.store`): ``predictions`` (stream), ``latest(ticker)`` (hash),
     ``pred_written`` (hash: series -> newest bar time written), ``state(interval, ticker)`` (hash: the
-    feature state's bars), ``session_gaps`` (hash: series -> its session's overnight gap), ``heartbeat``,
+    feature state's bars), ``session_gaps`` (hash: series -> its session's overnight gap), ``volume(interval,
+    ticker)`` (hash: day -> the series' volume totals), ``heartbeat``,
     ``last_batch``, ``offsets`` (hash: topic:partition -> next offset).
     Executor (:mod:`hft.execution.service`): ``orders`` (stream), ``positions``, ``exec_state`` (hashes),
     ``exec_published`` (publication cursor), ``exec_halt`` (kill switch), ``exec_silent_venues``.
@@ -234,6 +235,10 @@ class RedisKeys:
 
     def state(self, interval: str, ticker: str) -> str:
         return f"{self.prefix}:state:{interval}:{ticker}"
+
+    def volume(self, interval: str, ticker: str) -> str:
+        """A hash: session day number -> the day's volume totals per slice of the session (``{slice: [sum, bars]}``)."""
+        return f"{self.prefix}:volume:{interval}:{ticker}"
 
     @property
     def session_gaps(self) -> str:

@@ -121,12 +121,12 @@ def test_cli_features_runs_spark_job_and_rerun_is_idempotent(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = pd.read_parquet(tmp_path / "features" / "interval=1m")
     assert len(again) == len(features)
-    # ... with the same values: the day's overnight gap read the day before, which was not rewritten
+    # ... with the same values: the day's overnight gap and volume norm read the day before, not rewritten
     key = ["ticker", "ts"]
     before, after = (f.sort_values(key).reset_index(drop=True) for f in (features, again))
     day = after["date"].astype(str) == "2024-03-08"
-    assert after.loc[day, "overnight_gap"].ne(0).all()
-    pd.testing.assert_series_equal(after["overnight_gap"], before["overnight_gap"])
+    assert after.loc[day, "overnight_gap"].ne(0).all() and after.loc[day, "volume_tod"].ne(0).all()
+    pd.testing.assert_frame_equal(after[["overnight_gap", "volume_tod"]], before[["overnight_gap", "volume_tod"]])
 
 
 @pytest.mark.integration

@@ -97,6 +97,29 @@ def test_reference_overnight_gap_is_the_sessions_first_open_over_the_previous_se
     assert feats.loc[feats["date"] == pd.Timestamp("2024-03-11").date(), "overnight_gap"].ne(0.0).all()
 
 
+def test_reference_volume_tod_compares_a_bar_with_its_slice_of_the_day_over_the_previous_two_weeks(bars_factory):
+    bars = coerce_bars(pd.concat([bars_factory(tickers=("AAA", "BBB"), start="2024-03-01", end="2024-03-19"),
+                                  bars_factory(tickers=("AAA",), start="2024-04-15", end="2024-04-15", seed=4)]))
+    bars = bars.assign(volume=bars["volume"] * np.random.default_rng(2).uniform(0.2, 3.0, len(bars)))
+    feats = compute_features(bars, labelled_only=False).set_index(["ticker", "ts"])
+    aaa = bars[bars["ticker"] == "AAA"].reset_index(drop=True)
+    days = np.array([d.toordinal() for d in session_date(aaa["ts"])])
+    bucket = np.floor(minutes_since_open(aaa["ts"]) / 30).astype(int)
+    checked = 0
+    for i in np.random.default_rng(0).choice(len(aaa), 40, replace=False):
+        prior = (bucket == bucket[i]) & (days < days[i]) & (days >= days[i] - 14)
+        got = feats.loc[("AAA", aaa["ts"][i]), "volume_tod"]
+        if prior.any():
+            norm = aaa["volume"][prior].mean()
+            assert got == pytest.approx(math.log((aaa["volume"][i] + 1) / (norm + 1)), rel=1e-9, abs=1e-12)
+            checked += 1
+        else:
+            assert got == 0.0  # the first session, and 2024-04-15 (nothing in the two weeks before)
+    assert checked > 20
+    first = feats.xs("AAA").loc[lambda f: f["date"] == pd.Timestamp("2024-03-01").date(), "volume_tod"]
+    assert (first == 0.0).all()
+
+
 def test_reference_session_start_features_are_null_until_window_full(bars_factory):
     feats = compute_features(_one_session(bars_factory))
     assert feats["ret_1"].iloc[0] != feats["ret_1"].iloc[0]  # NaN on the session's first bar
@@ -178,7 +201,7 @@ def test_spark_features_equal_reference_across_tickers_gaps_and_missing_bars(spa
     from hft.features import spark as spark_features
 
     bars = coerce_bars(bars_factory(tickers=("AAA", "BBB", "CCC"), start="2024-03-07", end="2024-03-11"))
-    later = coerce_bars(bars_factory(tickers=("AAA",), start="2024-03-20", end="2024-03-20", seed=5))
+    later = coerce_bars(bars_factory(tickers=("AAA",), start="2024-03-20", end="2024-03-21", seed=5))
     bars = pd.concat([bars, later], ignore_index=True)  # AAA back after eight days: no overnight gap
     rng = np.random.default_rng(3)
     bars = bars[rng.random(len(bars)) > 0.03].reset_index(drop=True)  # missing bars

@@ -68,20 +68,24 @@ def test_processor_predicts_every_ready_bar_like_batch_features(store, bars_fact
     assert store.r.ttl(store.latest_key("BBB")) > 0
 
 
-def test_processor_restarted_late_in_a_session_serves_its_overnight_gap_from_redis(store, bars_factory):
-    """The session's first bar left the stored window long before the restart: the gap comes back from Redis."""
-    bars = bars_factory(tickers=("AAA", "BBB"), start="2024-03-07", end="2024-03-08")
-    model = LinearModel(w=(-50.0, 40.0))
-    model.features = ["ret_5", "overnight_gap"]
+@pytest.mark.parametrize("features", [("ret_5", "overnight_gap"), ("overnight_gap", "volume_tod")])
+def test_processor_restarted_late_in_a_session_serves_what_it_read_of_earlier_sessions_from_redis(
+        store, bars_factory, features):
+    """The session's first bar left the stored window long before a restart, and the earlier sessions' bars
+    long before that: the overnight gap and the volume norm come back from Redis."""
+    bars = bars_factory(tickers=("AAA", "BBB"), start="2024-03-07", end="2024-03-11")
+    bars = bars.assign(volume=bars["volume"] * np.random.default_rng(1).uniform(0.2, 3.0, len(bars)))
+    model = LinearModel(w=(40.0, 1.0))
+    model.features = list(features)
     recs = records(bars)
     for batch_id, i in enumerate(range(0, len(recs), 37)):
-        if batch_id in (0, 5, 30, 35):  # a start, restarts in the first session and twice in the second (past its 31st bar)
+        if batch_id in (0, 5, 30, 35, 45, 60):  # a start, then restarts in every session, past its 31st bar
             proc, dead, _ = make(store, model=model)
         proc.process(batch_id, recs[i : i + 37])
     assert dead == []
     ready = compute_features(bars, labelled_only=False).dropna(subset=model.features)
-    second = ready[ready["date"] == pd.Timestamp("2024-03-08").date()]
-    assert second["overnight_gap"].ne(0).all() and (ready["date"] != second["date"].iloc[0]).any()
+    later = ready[ready["date"] > pd.Timestamp("2024-03-07").date()]
+    assert later["overnight_gap"].ne(0).all() and later["volume_tod"].ne(0).all()
     got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in store.stream()}
     keys = list(zip(ready["ticker"], ready["ts"].dt.as_unit("ms").astype("int64")))
     assert set(got) == set(keys)

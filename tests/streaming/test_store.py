@@ -30,15 +30,19 @@ def pred(ticker: str, i: int, interval: str = "1m", p: float = 0.5) -> Predictio
 
 
 def test_commit_keeps_the_newest_bars_per_series_and_loads_them_in_time_order(store):
-    store.commit(0, [bar("AAA", i) for i in (2, 0, 1)] + [bar("BBB", 0)], [], gaps={("AAA", "1m"): (19790, 0.0)})
-    store.commit(1, [bar("AAA", i) for i in (3, 4, 5)], [], gaps={("AAA", "1m"): (19790, -0.0125)})
+    store.commit(0, [bar("AAA", i) for i in (2, 0, 1)] + [bar("BBB", 0)], [], gaps={("AAA", "1m"): (19790, 0.0)},
+                 volume={("AAA", "1m"): (19770, {19770: {0: [50.0, 2.0]}, 19790: {0: [300.0, 3.0]}})})
+    store.commit(1, [bar("AAA", i) for i in (3, 4, 5)], [], gaps={("AAA", "1m"): (19790, -0.0125)},
+                 volume={("AAA", "1m"): (19776, {19790: {0: [612.0, 6.0]}})})
     loaded = store.load_state([("AAA", "1m"), ("BBB", "1m"), ("CCC", "1m")])
-    state = {key: bars for key, (bars, _) in loaded.items()}
+    state = {key: bars for key, (bars, _, _) in loaded.items()}
     assert [b.ts_ms for b in state[("AAA", "1m")]] == [T0 + i * MINUTE for i in (2, 3, 4, 5)]
     assert state[("AAA", "1m")][-1] == bar("AAA", 5)
     assert state[("BBB", "1m")] == [bar("BBB", 0)] and state[("CCC", "1m")] == []
     # the session gap beside the bars: the newest one committed, none where none was
     assert loaded[("AAA", "1m")][1] == (19790, -0.0125) and loaded[("BBB", "1m")][1] is None
+    # volume totals: the changed day rewritten, a day before the oldest kept dropped
+    assert loaded[("AAA", "1m")][2] == {19790: {"0": [612.0, 6.0]}} and loaded[("BBB", "1m")][2] == {}
     assert store.r.ttl(store.keys.session_gaps) > 0
     assert store.last_batch() == 1
 

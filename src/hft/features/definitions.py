@@ -39,7 +39,12 @@ Where the bar sits (W = the longest of ``vol_windows``, wv = ``volume_window``):
     vwap_dist_wv   = ln(C / VWAP), VWAP = sum(P V) / sum(V) over wv bars, P = (H + L + C) / 3;
                      0 when the window traded nothing (sum V = 0)        distance from the rolling VWAP
 
-Between sessions (the only feature that reads a bar of an earlier session)::
+Against the series' earlier sessions (the only features that read bars of an earlier session)::
+
+    volume_tod     = ln((V + 1) / (N + 1)), N = the mean volume per bar of the series' bars in the same
+                     ``VOLUME_BUCKET_MINUTES`` slice of the session (b = floor(m / 30), m = minutes since
+                     09:30 New York time) on its sessions of the ``VOLUME_NORM_DAYS`` calendar days before
+                     this one; 0 when there are none              volume against its time-of-day norm
 
     overnight_gap  = ln(O_first / C_last), O_first = the open of the session's first bar, C_last = the close
                      of the series' last bar of its previous session, when that session is at most
@@ -68,6 +73,11 @@ SESSION_MINUTES = 390.0
 #: The overnight gap reaches back at most this many calendar days (the longest US market closure since 1933,
 #: 2001-09-11 to 09-17, is 7 days), so a job computing sessions from a date reads that much before it.
 GAP_MAX_DAYS = 7
+#: The time-of-day volume norm: slices of the session (minutes) and how many calendar days back it reaches.
+VOLUME_BUCKET_MINUTES = 30
+VOLUME_NORM_DAYS = 14
+#: Calendar days before its first session that a job computing features must read (the longest reach back).
+CONTEXT_DAYS = max(GAP_MAX_DAYS, VOLUME_NORM_DAYS)
 
 #: Features with one value per (ticker, session): a session, not a bar, is one observation of them.
 SESSION_FEATURES: tuple[str, ...] = ("overnight_gap",)
@@ -106,7 +116,7 @@ class FeatureSpec:
         for stem in ("rv", "parkinson", "garman_klass", "rogers_satchell", "yang_zhang", "atr"):
             names += [f"{stem}_{w}" for w in self.vol_windows]
         return names + ["hl_range", "volume_z", "tod_sin", "tod_cos", "bar_pos", f"range_pos_{max(self.vol_windows)}",
-                        f"vwap_dist_{self.volume_window}", "overnight_gap"]
+                        f"vwap_dist_{self.volume_window}", "overnight_gap", "volume_tod"]
 
     def output_columns(self) -> list[str]:
         return [*KEY_COLUMNS, *PASSTHROUGH_COLUMNS, *self.feature_names(), *LABEL_COLUMNS]

@@ -16,6 +16,8 @@ from hft.features.definitions import (
     GK_CO_WEIGHT,
     LN2,
     SESSION_MINUTES,
+    VOLUME_BUCKET_MINUTES,
+    VOLUME_NORM_DAYS,
     FeatureSpec,
     yang_zhang_k,
 )
@@ -140,12 +142,57 @@ def session_gap(o: np.ndarray, c: np.ndarray, pos: np.ndarray, series: np.ndarra
         return np.where(ok, np.log(o[first] / c[prev]), 0.0)
 
 
+def time_bucket(minutes: np.ndarray) -> np.ndarray:
+    """The slice of the session (``VOLUME_BUCKET_MINUTES`` long, 0 from 09:30) of each minutes-since-open."""
+    return np.floor(np.asarray(minutes, np.float64) / VOLUME_BUCKET_MINUTES).astype(np.int64)
+
+
+def prior_day_sums(group: np.ndarray, day: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For rows sorted by (``group``, ``day``), one per pair: the sum of ``values`` over the rows of the same
+    group whose day is in ``[day - VOLUME_NORM_DAYS, day - 1]`` (0 where none). Each window holds at most
+    ``VOLUME_NORM_DAYS`` rows, summed oldest first."""
+    out = np.zeros(len(day), np.float64)
+    for k in range(VOLUME_NORM_DAYS, 0, -1):  # the row k places back, oldest first
+        if k >= len(day):
+            continue
+        inside = (group[k:] == group[:-k]) & (day[k:] - day[:-k] <= VOLUME_NORM_DAYS)
+        out[k:] += np.where(inside, values[:-k], 0.0)
+    return out
+
+
+def volume_norms(series: np.ndarray, day: np.ndarray, minutes: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each bar: the summed volume and the number of its series' bars in the same time-of-day slice on the
+    sessions of the ``VOLUME_NORM_DAYS`` days before its own (the norm of ``volume_tod``)."""
+    agg = (pd.DataFrame({"s": series, "b": time_bucket(minutes), "d": day, "v": v})
+           .groupby(["s", "b", "d"], sort=True)["v"].agg(["sum", "count"]))
+    return norms_from_slices(agg.index, agg["sum"].to_numpy(np.float64), agg["count"].to_numpy(np.float64),
+                             series, time_bucket(minutes), day)
+
+
+def norms_from_slices(slices: pd.MultiIndex, sums: np.ndarray, counts: np.ndarray, series: np.ndarray,
+                      bucket: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`volume_norms` from per-slice totals: ``slices`` (series, bucket, day) sorted and unique, with the
+    volume ``sums`` and bar ``counts`` of each; the norm of each queried (``series``, ``bucket``, ``day``)
+    (0, 0 for a slice not among them). The batch path aggregates its rows; the streaming state keeps the totals."""
+    if not len(slices):
+        return np.zeros(len(day)), np.zeros(len(day))
+    s, b, d = (slices.get_level_values(i).to_numpy(np.int64) for i in range(3))
+    group = np.r_[0, np.cumsum((s[1:] != s[:-1]) | (b[1:] != b[:-1]))]
+    prior_sums, prior_counts = prior_day_sums(group, d, sums), prior_day_sums(group, d, counts)
+    at = slices.get_indexer(pd.MultiIndex.from_arrays([series, bucket, day]))
+    found = at >= 0
+    return np.where(found, prior_sums[at], 0.0), np.where(found, prior_counts[at], 0.0)
+
+
 def feature_arrays(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, pos: np.ndarray,
-                   minutes: np.ndarray, spec: FeatureSpec, series: np.ndarray, day: np.ndarray) -> dict[str, np.ndarray]:
+                   minutes: np.ndarray, spec: FeatureSpec, series: np.ndarray, day: np.ndarray,
+                   volume_norm: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Every feature of :meth:`FeatureSpec.feature_names` from float64 columns of bars sorted by series and
     time: ``pos`` is each row's index inside its (ticker, interval, session) group, ``minutes`` its minutes
-    since the session's open, ``series`` its (ticker, interval) id and ``day`` its session's day number. The
-    formulas' single implementation outside Spark (the batch path and the streaming state both call it)."""
+    since the session's open, ``series`` its (ticker, interval) id and ``day`` its session's day number;
+    ``volume_norm``: :func:`volume_norms` of the rows, when the rows do not hold the earlier sessions (the
+    streaming state keeps them aside). The formulas' single implementation outside Spark (the batch path and
+    the streaming state both call it)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         prev_c = _lag(c, pos, 1)
         r1 = np.log(c / prev_c)
@@ -193,6 +240,10 @@ def feature_arrays(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, 
         vwap = _rolling((h + lo + c) / 3.0 * v, pos, wv, _sum) / np.where(traded > 0, traded, 1.0)
         out[f"vwap_dist_{wv}"] = np.where(np.isnan(traded), np.nan, np.where(traded > 0, np.log(c / vwap), 0.0))
     out["overnight_gap"] = session_gap(o, c, pos, series, day)
+    norm_sum, norm_count = volume_norms(series, day, minutes, v) if volume_norm is None else volume_norm
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = norm_sum / np.where(norm_count > 0, norm_count, 1.0)
+        out["volume_tod"] = np.where(norm_count > 0, np.log((v + 1.0) / (norm + 1.0)), 0.0)
 
     return out
 

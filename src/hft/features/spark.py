@@ -29,6 +29,8 @@ from hft.features.definitions import (
     GK_CO_WEIGHT,
     LN2,
     SESSION_MINUTES,
+    VOLUME_BUCKET_MINUTES,
+    VOLUME_NORM_DAYS,
     FeatureSpec,
     yang_zhang_k,
 )
@@ -91,16 +93,38 @@ def add_session_columns(bars: DataFrame) -> DataFrame:
     )
 
 
-def session_gaps(bars: DataFrame) -> DataFrame:
-    """``ticker, interval, date, overnight_gap``: one row per session of bars with :func:`add_session_columns`
-    (:func:`hft.features.reference.session_gap`). A per-session aggregate (first open, last close), lagged by
-    one session over each series: a small table, joined back to the bars (broadcast), where a window over the
-    whole series would need a second shuffle and sort of every bar."""
-    per_session = bars.groupBy("ticker", "interval", "date").agg(
-        F.expr("min_by(open, ts_us)").alias("first_open"), F.expr("max_by(close, ts_us)").alias("last_close"))
+#: The time-of-day slice of a bar (:func:`hft.features.reference.time_bucket`).
+_BUCKET = f"CAST(floor(tod_minutes / {_num(VOLUME_BUCKET_MINUTES)}) AS BIGINT)"
+
+
+def session_context(bars: DataFrame) -> DataFrame:
+    """What each session's bars read of the series' earlier sessions, one row per session of bars with
+    :func:`add_session_columns`: ``ticker, interval, date``, ``overnight_gap``
+    (:func:`hft.features.reference.session_gap`) and the time-of-day volume norm as maps from slice to summed
+    volume and bar count (``norm_sums``, ``norm_counts``: :func:`hft.features.reference.volume_norms`).
+
+    One aggregate of the bars per (session, slice), and both features from its small output in one lineage
+    (one more scan of the bars, not one per feature): the norm from a range window of ``VOLUME_NORM_DAYS`` days
+    over each series and slice, then per session the first open and last close, lagged one session over each
+    series for the gap. Joined back to the bars on the window's own keys (a broadcast of one row per session),
+    where a window over each whole series would sort every bar again."""
+    slices = bars.selectExpr("ticker", "interval", "date", "ts_us", "open", "close", f"{_BUCKET} AS bucket",
+                             "CAST(volume AS DOUBLE) AS v").groupBy("ticker", "interval", "date", "bucket").agg(
+        F.expr("min_by(open, ts_us)").alias("first_open"), F.min("ts_us").alias("first_ts"),
+        F.expr("max_by(close, ts_us)").alias("last_close"), F.max("ts_us").alias("last_ts"),
+        F.sum("v").alias("s"), F.count(F.lit(1)).alias("n"))
+    prior = (f"OVER (PARTITION BY ticker, interval, bucket ORDER BY unix_date(date) "
+             f"RANGE BETWEEN {VOLUME_NORM_DAYS} PRECEDING AND 1 PRECEDING)")
+    per_session = slices.selectExpr(
+        "*", f"coalesce(sum(s) {prior}, {_num(0.0)}) AS ns", f"coalesce(sum(n) {prior}, 0) AS nc",
+    ).groupBy("ticker", "interval", "date").agg(
+        F.expr("min_by(first_open, first_ts)").alias("first_open"),
+        F.expr("max_by(last_close, last_ts)").alias("last_close"),
+        F.expr("map_from_entries(collect_list(struct(bucket, ns)))").alias("norm_sums"),
+        F.expr("map_from_entries(collect_list(struct(bucket, nc)))").alias("norm_counts"))
     previous = "OVER (PARTITION BY ticker, interval ORDER BY date)"
     return per_session.selectExpr(
-        "ticker", "interval", "date",
+        "ticker", "interval", "date", "norm_sums", "norm_counts",
         f"CASE WHEN datediff(date, lag(date, 1) {previous}) <= {GAP_MAX_DAYS} "
         f"THEN ln(first_open / lag(last_close, 1) {previous}) ELSE {_num(0.0)} END AS overnight_gap",
     )
@@ -204,7 +228,11 @@ def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> Data
         _over("first(close)", f" RANGE BETWEEN {horizon_us} FOLLOWING AND {horizon_us} FOLLOWING") + " AS fwd_close",
     )
     df = df.selectExpr("*", *(f"{expr} AS {name}" for name, expr in features.items()))
-    df = df.where("fwd_close IS NOT NULL").join(F.broadcast(session_gaps(sessions)), ["ticker", "interval", "date"])
+    df = df.where("fwd_close IS NOT NULL").join(session_context(sessions), ["ticker", "interval", "date"])
+    df = df.selectExpr("*", f"{_BUCKET} AS bucket").selectExpr(
+        "*", "coalesce(element_at(norm_counts, bucket), 0) AS norm_n", "element_at(norm_sums, bucket) AS norm_s")
+    df = df.selectExpr("*", f"CASE WHEN norm_n > 0 THEN ln((v + {_num(1.0)}) / (norm_s / norm_n + {_num(1.0)})) "
+                            f"ELSE {_num(0.0)} END AS volume_tod")
     labels = {"fwd_ret": "ln(fwd_close / close) AS fwd_ret", "label": "CAST(fwd_close > close AS INT) AS label"}
     return df.selectExpr(*(labels.get(c, c) for c in spec.output_columns()))
 

@@ -81,6 +81,7 @@ def dump_state(state: FeatureState) -> str:
         "bars": {interval: [[b.ts_ms, b.open, b.high, b.low, b.close, b.volume] for b in bars]
                  for (_, interval), bars in state.bars.items() if bars},
         "gaps": {interval: list(gap) for (_, interval), gap in state.gaps.items()},
+        "volume": {interval: days for (_, interval), days in state.volume.items() if days},
         "ahead": {interval: run for (_, interval), run in state.ahead.items() if run},
     })
 
@@ -89,10 +90,10 @@ def load_state(state: FeatureState, ticker: str, stored: str | None) -> FeatureS
     """``state`` holding the bars :func:`dump_state` stored for ``ticker`` (None: nothing yet)."""
     if stored:
         doc = json.loads(stored)
-        gaps = doc.get("gaps", {})
+        gaps, volume = doc.get("gaps", {}), doc.get("volume", {})
         for interval, rows in doc["bars"].items():
             state.load((ticker, interval), [BarMessage(ticker, interval, int(ts), o, h, lo, c, float(v))
-                                            for ts, o, h, lo, c, v in rows], gaps.get(interval))
+                                            for ts, o, h, lo, c, v in rows], gaps.get(interval), volume.get(interval))
         for interval, run in doc.get("ahead", {}).items():
             state.ahead[(ticker, interval)] = [int(t) for t in run]
     return state

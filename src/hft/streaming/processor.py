@@ -156,8 +156,8 @@ class BatchProcessor:
             self.store.keep = max(self.store.keep, self._state.keep)
         missing = sorted({(b.ticker, b.interval) for b in bars} - self._loaded)
         if missing:
-            for key, (history, gap) in self.store.load_state(missing).items():
-                self._state.load(key, history, gap)
+            for key, (history, gap, volume) in self.store.load_state(missing).items():
+                self._state.load(key, history, gap, volume)
             self._loaded.update(missing)
         return self._state
 
@@ -169,9 +169,11 @@ class BatchProcessor:
         offsets: dict[tuple[str, int], int] = {}
         for rec in records:
             offsets[(rec.topic, rec.partition)] = rec.offset + 1
-        gaps = {key: self._state.gaps[key] for key in {(b.ticker, b.interval) for b in accepted}
-                if self._state is not None and key in self._state.gaps}
-        result.written = self.store.commit(batch_id, accepted, predictions, offsets, gaps)
+        state = self._state
+        touched = {(b.ticker, b.interval) for b in accepted} if state is not None else set()
+        gaps = {key: state.gaps[key] for key in touched if state is not None and key in state.gaps}
+        volume = {key: state.volume_to_store(key) for key in touched if state is not None and key in state.volume}
+        result.written = self.store.commit(batch_id, accepted, predictions, offsets, gaps, volume)
         result.stage_ns["committed"] = time.time_ns()
         result.stream_length = self.store.stream_length
         self._committed = {**(self._committed or {}), **offsets}

@@ -4,7 +4,9 @@ exactly as the batch job computes them (same code: the reference engine).
 Windows never cross sessions, so a bar's features need at most ``spec.max_lookback`` bars of its own
 session: that is all the state keeps, across a session's end (the previous session's last bar gives the next
 session's overnight gap). The gap of a series' newest session is kept beside its bars (its first bar leaves
-the window long before the session ends): ``gaps``, one (session day, gap) per series, stored with the bars.
+the window long before the session ends): ``gaps``, one (session day, gap) per series, stored with the bars,
+and so are the totals the time-of-day volume norm needs (``volume``: per series, day and slice of the session,
+the summed volume and bar count of the last ``VOLUME_NORM_DAYS`` days and the current one).
 
 Out-of-order and duplicate bars are refused with a reason, and so
 is a bar implausibly far ahead of its ticker's recent bars (``implausible_time``): it does not advance the
@@ -23,13 +25,15 @@ import numpy as np
 import pandas as pd
 
 from hft.data.calendar import exchange_days, minutes_since_open
-from hft.features.definitions import FeatureSpec
-from hft.features.reference import feature_arrays, group_positions
+from hft.features.definitions import VOLUME_NORM_DAYS, FeatureSpec
+from hft.features.reference import feature_arrays, group_positions, norms_from_slices, time_bucket
 from hft.streaming.messages import BarMessage
 
 Key = tuple[str, str]  # (ticker, interval)
 #: A series' newest session (its day number) and its overnight gap (see :mod:`hft.features.definitions`).
 SessionGap = tuple[int, float]
+#: A series' volume totals: day number -> slice of the session -> [summed volume, bars].
+VolumeDays = dict[int, dict[int, list[float]]]
 
 
 def bars_frame(bars: Iterable[BarMessage]) -> pd.DataFrame:
@@ -61,6 +65,12 @@ class FeatureState:
     ahead: dict[Key, list[int]] = field(default_factory=dict)
     #: Per series, the overnight gap of its newest session (persisted with the bars).
     gaps: dict[Key, SessionGap] = field(default_factory=dict)
+    #: Per series, the volume totals of its recent sessions (persisted with the bars).
+    volume: dict[Key, VolumeDays] = field(default_factory=dict)
+    #: Per series, the days of ``volume`` the last :meth:`features` call changed (what a commit must write).
+    volume_changed: dict[Key, set[int]] = field(default_factory=dict)
+    #: (series, day, slice) -> the norm's (summed volume, bars): fixed once the day has begun (soft state).
+    _norms: dict[tuple[Key, int, int], tuple[float, float]] = field(default_factory=dict, repr=False)
 
     #: Feature rows per model input: 1 for ``mlp``, ``lookback`` for ``conv1d`` (the window of the last
     #: ``window`` bars of the same ticker and session, as in training). The state keeps enough bars for the
@@ -71,10 +81,14 @@ class FeatureState:
     def keep(self) -> int:
         return self.spec.max_lookback + self.window - 1
 
-    def load(self, key: Key, history: Iterable[BarMessage], gap: SessionGap | None = None) -> None:
+    def load(self, key: Key, history: Iterable[BarMessage], gap: SessionGap | None = None,
+             volume: VolumeDays | None = None) -> None:
         self.bars[key] = sorted(history, key=lambda b: b.ts_ms)[-self.keep :]
         if gap is not None:
             self.gaps[key] = (int(gap[0]), float(gap[1]))
+        if volume:
+            self.volume[key] = {int(d): {int(b): [float(s), float(n)] for b, (s, n) in slices.items()}
+                                for d, slices in volume.items()}
 
     def last_ts(self, key: Key) -> int | None:
         history = self.bars.get(key)
@@ -159,8 +173,11 @@ class FeatureState:
         prices = np.array([(b.open, b.high, b.low, b.close, b.volume) for b in rows], dtype=np.float64)
         o, h, lo, c, v = prices.T
         pos = group_positions(group)
-        out = feature_arrays(o, h, lo, c, v, pos, minutes_since_open(ts), self.spec, series_id, day)
-        self._session_gaps(out["overnight_gap"], list(series), series_id, day, pos, len(rows) - len(new), at)
+        minutes = minutes_since_open(ts)
+        keys = list(series)
+        norms = self._volume_norms(keys, new, series_id, day[at], day, time_bucket(minutes), at)
+        out = feature_arrays(o, h, lo, c, v, pos, minutes, self.spec, series_id, day, norms)
+        self._session_gaps(out["overnight_gap"], keys, series_id, day, pos, at)
         frame = pd.DataFrame({
             "ticker": [b.ticker for b in new], "interval": [b.interval for b in new],
             "ts": ts[at].as_unit("us"), "close": prices[at, 3], **{name: values[at] for name, values in out.items()},
@@ -170,7 +187,7 @@ class FeatureState:
         return frame, windows
 
     def _session_gaps(self, gap: np.ndarray, keys: list[Key], series_id: np.ndarray, day: np.ndarray,
-                      pos: np.ndarray, stored: int, at: np.ndarray) -> None:
+                      pos: np.ndarray, at: np.ndarray) -> None:
         """Correct ``gap`` (computed from the rows: each series' stored bars, then its new bars at ``at``) where
         the rows no longer hold a session's first bar, then remember each series' newest session gap.
 
@@ -189,6 +206,54 @@ class FeatureState:
                 gap[rows[day[rows] == stored_day]] = known[1]
             newest = rows[-1]
             self.gaps[key] = (int(day[newest]), float(gap[newest]))
+
+    def _volume_norms(self, keys: list[Key], new: list[BarMessage], series_id: np.ndarray, new_days: np.ndarray,
+                      day: np.ndarray, bucket: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add the ``new`` bars to their series' volume totals, then the time-of-day norm of every row, then
+        forget the days no later bar can need.
+
+        A norm reads only days before its own, which take no more bars once a later one has begun (an older bar
+        is refused), so each (series, day, slice) is computed once, from the totals, and kept in :attr:`_norms`
+        until its series' next day: a batch costs a lookup per distinct (series, day, slice) of its rows."""
+        self.volume_changed = {}
+        began = False  # a series began a day: its norms of older days are dropped below
+        for bar, d, b in zip(new, new_days, bucket[at]):
+            key = (bar.ticker, bar.interval)
+            days = self.volume.setdefault(key, {})
+            began = began or int(d) not in days
+            total = days.setdefault(int(d), {}).setdefault(int(b), [0.0, 0.0])
+            total[0] += bar.volume
+            total[1] += 1.0
+            self.volume_changed.setdefault(key, set()).add(int(d))
+        combos, inverse = np.unique(np.column_stack([series_id, day, bucket]), axis=0, return_inverse=True)
+        wanted = [(keys[k], int(d), int(b)) for k, d, b in combos]
+        missing = [w for w in wanted if w not in self._norms]
+        if missing:
+            involved = {(key, b) for key, _, b in missing}
+            series_of = {key: k for k, key in enumerate(dict.fromkeys(key for key, _ in involved))}
+            entries = sorted((series_of[key], b, d, *self.volume[key][d][b]) for key, b in involved
+                             for d in self.volume.get(key, {}) if b in self.volume[key][d])
+            slices = pd.MultiIndex.from_tuples([e[:3] for e in entries]) if entries else \
+                pd.MultiIndex.from_arrays([[], [], []])
+            totals = np.array([e[3:] for e in entries], np.float64).reshape(-1, 2)
+            q = np.array([(series_of[key], b, d) for key, d, b in missing], np.int64).reshape(-1, 3)
+            sums, counts = norms_from_slices(slices, totals[:, 0], totals[:, 1], q[:, 0], q[:, 1], q[:, 2])
+            self._norms.update(((key, d, b), (float(s_), float(n_))) for (key, d, b), s_, n_ in zip(missing, sums, counts))
+        values = np.array([self._norms[w] for w in wanted], np.float64).reshape(-1, 2)[inverse.reshape(-1)]
+        newest = {key: max(self.volume[key]) for key in keys if self.volume.get(key)}
+        for key, last in newest.items():
+            days = self.volume[key]
+            for d in [d for d in days if d < last - VOLUME_NORM_DAYS]:
+                del days[d]
+        if began:
+            self._norms = {w: v for w, v in self._norms.items() if w[1] >= newest.get(w[0], w[1])}
+        return values[:, 0], values[:, 1]
+
+    def volume_to_store(self, key: Key) -> tuple[int, VolumeDays]:
+        """What a commit writes of ``key``'s volume totals: the oldest day kept, and the days the last
+        :meth:`features` call changed."""
+        days = self.volume.get(key, {})
+        return min(days, default=0), {d: days[d] for d in self.volume_changed.get(key, ()) if d in days}
 
     def _windows(self, out: dict[str, np.ndarray], names: list[str], group: np.ndarray, at: np.ndarray) -> np.ndarray:
         """Rows ``at - window + 1 .. at`` of the features ``names``, NaN where they leave ``at``'s group."""

@@ -8,8 +8,10 @@ Keys (``{p}`` = prefix, default ``hft``)::
                                     time); never trimmed past what a consumer group has not acknowledged
     {p}:pred:written                hash: {ticker}:{interval} -> bar time (ms) of the newest prediction written
     {p}:state:{interval}:{ticker}   hash: bar time (ms) -> bar JSON, the recent bars of the feature state
-    {p}:stream:session_gaps         hash: {interval}:{ticker} -> [session day, overnight gap or null] of the
+    {p}:stream:session_gaps         hash: {interval}:{ticker} -> [session day, overnight gap] of the
                                     series' newest session (the feature state's, beside its bars)
+    {p}:volume:{interval}:{ticker}  hash: session day number -> {slice: [summed volume, bars]}, the series'
+                                    volume totals of its recent sessions (the time-of-day volume norm)
     {p}:stream:last_batch           id of the last micro-batch fully committed (information only)
     {p}:stream:offsets              hash: {topic}:{partition} -> next Kafka offset to process
 
@@ -32,7 +34,10 @@ import time
 from hft.redis_conn import NotReplicatedError, wait_replicated
 from hft.schemas import Prediction, RedisKeys
 from hft.streaming.messages import BarMessage, encode_json
-from hft.streaming.state import SessionGap
+from hft.streaming.state import SessionGap, VolumeDays
+
+#: A series' stored state: its bars (time order), its newest session's overnight gap, its volume totals.
+SeriesState = tuple[list[BarMessage], SessionGap | None, VolumeDays]
 
 # Prediction is defined once, in hft.schemas
 __all__ = ["NotReplicatedError", "Prediction", "RedisStore", "entry_values"]
@@ -43,7 +48,8 @@ _COMMIT = """
 -- stream, the written marks, the offsets hash, the last batch id (hft.schemas.RedisKeys names them all).
 -- ARGV: the latest hashes' key prefix, ttl_s, stream_maxlen, state_keep, state_ttl_s, batch_id, then JSON documents
 -- (all values strings): {state_key: [bar_ts, bar_json, ...]}, [[field values in the order of names]], the
--- offsets {topic:partition: next offset} and the session gaps {interval:ticker: gap_json} (KEYS[5]).
+-- offsets {topic:partition: next offset}, the session gaps {interval:ticker: gap_json} (KEYS[5]) and the
+-- volume totals {volume_key: [oldest day kept, day, totals_json, ...]} (days before the oldest are dropped).
 -- State hashes keep their newest state_keep bars. A prediction is written only if its bar time is newer
 -- than its series' mark in KEYS[2] (then moved to it); returns how many were written.
 local names = {'ticker', 'interval', 'bar_ts', 'probability', 'model_version', 'close', 'volatility',
@@ -112,6 +118,16 @@ if #gaps > 0 then
   each_chunk('HSET', KEYS[5], gaps)
   redis.call('EXPIRE', KEYS[5], state_ttl)
 end
+for key, items in pairs(cjson.decode(ARGV[11])) do
+  local oldest = tonumber(items[1])
+  each_chunk('HSET', key, {unpack(items, 2)})
+  redis.call('EXPIRE', key, state_ttl)
+  local stale = {}
+  for _, day in ipairs(redis.call('HKEYS', key)) do
+    if tonumber(day) < oldest then stale[#stale + 1] = day end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+end
 -- Trim the stream to about maxlen entries, but never an entry a consumer group has not acknowledged (an
 -- executor that falls behind loses nothing; the stream grows instead, visible as its length). Amortised:
 -- only once it exceeds maxlen by a tenth, and then by MINID.
@@ -154,6 +170,11 @@ def entry_values(p: Prediction, written_ns: int) -> list[str]:
     return [p.ticker, p.interval, str(p.ts_ms), repr(float(p.probability)), p.model_version,
             repr(float(p.close)), repr(float(p.volatility)),
             str(p.produced_ns or ""), str(p.predicted_ns), str(written_ns)]
+
+
+def _volume_fields(days: VolumeDays) -> list[str]:
+    """Hash fields and values of a series' volume totals: day, ``{slice: [sum, bars]}`` JSON, ..."""
+    return [item for d, slices in days.items() for item in (str(d), encode_json(slices).decode())]
 
 
 def _bar_json(bar: BarMessage) -> str:
@@ -211,22 +232,25 @@ class RedisStore:
         value = self.r.get(self.keys.last_batch)
         return int(value) if value is not None else -1
 
-    def load_state(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[list[BarMessage], SessionGap | None]]:
-        """Each series' stored bars (in time order) and its newest session's overnight gap (None: not stored)."""
+    def load_state(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], SeriesState]:
+        """Each series' stored bars (in time order), its newest session's overnight gap (None: not stored) and
+        its volume totals."""
         if not keys:
             return {}
         pipe = self.r.pipeline(transaction=False)
         for ticker, interval in keys:
             pipe.hgetall(self._state_key(ticker, interval))
+            pipe.hgetall(self.keys.volume(interval, ticker))
         pipe.hmget(self.keys.session_gaps, [f"{interval}:{ticker}" for ticker, interval in keys])
         *hashes, gaps = pipe.execute()
         out = {}
-        for (ticker, interval), raw, gap in zip(keys, hashes, gaps):
+        for (ticker, interval), raw, volume, gap in zip(keys, hashes[::2], hashes[1::2], gaps):
             bars = []
             for ts, body in raw.items():
                 o, h, lo, c, v = json.loads(body)
                 bars.append(BarMessage(ticker, interval, int(ts), o, h, lo, c, float(v)))
-            out[(ticker, interval)] = (sorted(bars, key=lambda b: b.ts_ms), tuple(json.loads(gap)) if gap else None)
+            out[(ticker, interval)] = (sorted(bars, key=lambda b: b.ts_ms), tuple(json.loads(gap)) if gap else None,
+                                       {int(d): json.loads(body) for d, body in volume.items()})
         return out
 
     # -- commit --------------------------------------------------------------------------------------------
@@ -240,11 +264,13 @@ class RedisStore:
 
     def commit(self, batch_id: int, new_bars: list[BarMessage], predictions: list[Prediction],
                offsets: dict[tuple[str, int], int] | None = None,
-               gaps: dict[tuple[str, str], SessionGap] | None = None) -> int:
+               gaps: dict[tuple[str, str], SessionGap] | None = None,
+               volume: dict[tuple[str, str], tuple[int, VolumeDays]] | None = None) -> int:
         """Atomically store the batch's bars in the state (keeping the newest ``keep`` per key: older ones
-        can never enter a window again) with the touched series' session ``gaps``, its predictions, the next
-        offset of each partition it consumed (``offsets``) and its id: one script call, four JSON arguments
-        (packing one argument per value cost more than the rest of the commit).
+        can never enter a window again) with the touched series' session ``gaps`` and ``volume`` totals ((oldest
+        day kept, the days the batch changed): those days written, days before the oldest dropped), its predictions, the next offset of each
+        partition it consumed (``offsets``) and its id: one script call, five JSON arguments (packing one
+        argument per value cost more than the rest of the commit).
 
         Returns how many predictions were newly written (the rest had been written before)."""
         state: dict[str, list[str]] = {}
@@ -255,7 +281,9 @@ class RedisStore:
                 encode_json(state), encode_json([entry_values(p, now) for p in predictions]),
                 encode_json({f"{t}:{p}": str(o) for (t, p), o in (offsets or {}).items()}),
                 encode_json({f"{interval}:{ticker}": encode_json(list(gap)).decode()
-                             for (ticker, interval), gap in (gaps or {}).items()})]
+                             for (ticker, interval), gap in (gaps or {}).items()}),
+                encode_json({self.keys.volume(interval, ticker): [str(oldest), *_volume_fields(days)]
+                             for (ticker, interval), (oldest, days) in (volume or {}).items()})]
         keys = [self.keys.predictions, self.keys.pred_written, self.keys.offsets, self.keys.last_batch,
                 self.keys.session_gaps]
         written, length = self._commit(keys=keys, args=args)
