@@ -10,6 +10,7 @@ import pytest
 
 from bar_fixtures import make_bars
 from hft.backtest.predictions import PredictionsError, features_for, load_bars, predictions_from_bars
+from hft.data.calendar import session_date
 from hft.data.lake import BarLake
 from hft.features.definitions import FeatureSpec
 from hft.model.config import ModelConfig
@@ -70,6 +71,31 @@ def test_predictions_from_bars_conv1d_model_scores_full_windows_only(bars):
     # all features exist from bar 31 on; a window of 4 needs 3 more: 390 - 33 rows per ticker and session
     assert len(preds) == 2 * 2 * (390 - 33)
     assert (preds["probability"] == 0.5).all()
+
+
+def test_a_backtest_of_one_day_reads_the_days_before_for_its_features(tmp_path, bars):
+    """The overnight gap and the volume norm read earlier sessions: a backtest from 2024-03-08 gets the same
+    features (and so predictions) as one from 2024-03-07 has for 2024-03-08."""
+    from hft.features.definitions import CONTEXT_DAYS
+
+    BarLake(str(tmp_path)).write(bars)
+    day = pd.Timestamp("2024-03-08").date()
+    class Model:
+        features = ["overnight_gap", "volume_tod"]
+
+        def predict_proba(self, x):
+            return 1 / (1 + np.exp(-300 * x[:, 0] - x[:, 1]))
+
+    model = Model()
+    alone = load_bars(str(tmp_path), "1m", None, day, day, CONTEXT_DAYS)
+    assert set(session_date(alone["ts"])) == {pd.Timestamp("2024-03-07").date(), day}
+    preds, _ = predictions_from_bars(alone, model=lambda: (model, "1"), start=day)
+    full, _ = predictions_from_bars(bars, model=lambda: (model, "1"))
+    full = full[session_date(full["ts"]) == day].reset_index(drop=True)
+    assert len(preds) == len(full) > 0 and session_date(preds["ts"]).min() == day
+    pd.testing.assert_frame_equal(preds, full)
+    no_context, _ = predictions_from_bars(load_bars(str(tmp_path), "1m", None, day, day), model=lambda: (model, "1"))
+    assert not np.allclose(no_context["probability"].to_numpy(), full["probability"].to_numpy())
 
 
 def test_load_bars_unknown_ticker_raises_error(tmp_path, bars):

@@ -54,6 +54,9 @@ def test_blocks_are_wall_clock_slices_shared_by_every_ticker():
                          "2024-03-05 14:30"], utc=True)
     b = blocks(ts, 30)
     assert b[0] == b[1] == b[2] and b[3] == b[2] + 1 and b[4] > b[3]  # two tickers at 14:30 share a block
+    # whatever the timestamps' unit (bars and Parquet columns come in microseconds)
+    np.testing.assert_array_equal(blocks(pd.Series(ts).dt.as_unit("us"), 30), b)
+    np.testing.assert_array_equal(blocks(pd.Series(ts).dt.as_unit("s").to_numpy(), 30), b)
     with pytest.raises(ValueError, match="at least one minute"):
         blocks(ts, 0)
 

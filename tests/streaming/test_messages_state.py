@@ -203,6 +203,29 @@ def test_streaming_features_equal_batch_features_in_small_batches(bars_factory):
     assert len(got) == len(bars) and not math.isnan(got["rv_30"].iloc[-1])
 
 
+def test_a_features_call_that_raises_leaves_the_state_as_it_was_and_the_retry_counts_each_bar_once(bars_factory):
+    """The processor retries a failed batch bar by bar: the failed call must not have added the bars' volume
+    or moved a session gap (they would count twice, and a bar sent to the DLQ would count at all)."""
+    import copy
+
+    bars = bars_factory(tickers=("AAA", "BBB"), start="2024-03-07", end="2024-03-08")
+    bars = bars.assign(volume=bars["volume"] * np.random.default_rng(6).uniform(0.5, 1.5, len(bars)))
+    msgs = _messages(bars)
+    state = FeatureState()
+    state.features(state.admit(msgs[:790])[0])  # the first session and the second one's first bars
+    before = copy.deepcopy((state.volume, state.gaps, state.bars))
+    batch = state.admit(msgs[790:840])[0]
+    with pytest.raises(KeyError):
+        state.features_and_windows(batch, ["no_such_feature"])  # fails after the totals were updated
+    assert (state.volume, state.gaps, state.bars) == before
+    got = pd.concat([state.features([bar]) for bar in batch] + [state.features(state.admit(msgs[840:])[0])])
+    expected = compute_features(bars, labelled_only=False).set_index(["ticker", "ts"])
+    got = got.set_index(["ticker", "ts"])
+    for col in ("volume_tod", "overnight_gap"):
+        np.testing.assert_allclose(got[col].to_numpy(), expected.loc[got.index, col].to_numpy(), rtol=1e-9, atol=1e-12)
+    assert (got["volume_tod"] != 0).all()
+
+
 def test_paced_follows_bar_times_and_skips_closed_hours():
     from hft.streaming.collectors import paced
 

@@ -33,16 +33,23 @@ class PredictionsError(HftError, ValueError):
     """Bars or probabilities that cannot give predictions (nothing in range, missing columns...)."""
 
 
-def load_bars(lake_root: str, interval: str, tickers: list[str] | None, start: date, end: date) -> pd.DataFrame:
-    """Clean bars of the lake for session dates ``[start, end]``."""
+def load_bars(lake_root: str, interval: str, tickers: list[str] | None, start: date, end: date,
+              context_days: int = 0) -> pd.DataFrame:
+    """Clean bars of the lake for session dates ``[start, end]``, and of the ``context_days`` calendar days
+    before ``start`` (the earlier sessions some features read: ``hft.features.definitions.CONTEXT_DAYS``; drop
+    their rows after computing features, see :func:`predictions_from_bars`)."""
+    from datetime import timedelta
+
+    from hft.data.calendar import session_date
     from hft.data.lake import BarLake
 
-    bars = BarLake(lake_root).read(interval, tickers, start, end)
-    if bars.empty:
+    bars = BarLake(lake_root).read(interval, tickers, start - timedelta(days=context_days), end)
+    inside = bars[session_date(bars["ts"]) >= start] if context_days and not bars.empty else bars
+    if inside.empty:
         which = ",".join(tickers) if tickers else "any ticker"
         raise PredictionsError(f"no {interval} bars in the lake at {lake_root} for {which} between {start} and {end}")
     if tickers:
-        absent = sorted({t.upper() for t in tickers} - set(bars["ticker"].unique()))
+        absent = sorted({t.upper() for t in tickers} - set(inside["ticker"].unique()))
         if absent:
             raise PredictionsError(f"no {interval} bars between {start} and {end} for: {', '.join(absent)}")
     return bars
@@ -96,15 +103,19 @@ def predictions_from_bars(
     probabilities: pd.DataFrame | None = None,
     spec: FeatureSpec = FeatureSpec(),
     tracking_uri: str | None = None,
+    start: date | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """Backtest input (``ticker, ts, probability, close, volatility``, replay order) and where the
-    probabilities came from (``"model version N"`` or ``"precomputed"``).
+    probabilities came from (``"model version N"`` or ``"precomputed"``); with ``start``, only the bars of
+    sessions from ``start`` on (the earlier ones gave their features context).
 
     ``probabilities`` (``ticker, ts, probability``) wins over the model; otherwise ``model()`` gives
     ``(predictor, version)``, by default the registry's champion (:func:`champion`). Rows without a
     probability or a volatility are dropped (the executor could not size them).
     """
     feats = features_for(bars, spec)
+    if start is not None:
+        feats = feats[feats["date"] >= start].reset_index(drop=True)
     if probabilities is not None:
         missing = [c for c in ("ticker", "ts", "probability") if c not in probabilities.columns]
         if missing:

@@ -165,7 +165,7 @@ def blocks(ts, minutes: int) -> np.ndarray:
         raise ValueError(f"block length must be at least one minute, not {minutes}")
     import pandas as pd
 
-    epoch_minutes = pd.to_datetime(pd.Series(ts), utc=True).astype("int64").to_numpy() // 60_000_000_000
+    epoch_minutes = pd.to_datetime(pd.Series(ts), utc=True).dt.as_unit("ns").astype("int64").to_numpy() // 60_000_000_000
     return epoch_minutes // int(minutes)
 
 

@@ -67,7 +67,7 @@ class FeatureState:
     gaps: dict[Key, SessionGap] = field(default_factory=dict)
     #: Per series, the volume totals of its recent sessions (persisted with the bars).
     volume: dict[Key, VolumeDays] = field(default_factory=dict)
-    #: Per series, the days of ``volume`` the last :meth:`features` call changed (what a commit must write).
+    #: Per series, the days of ``volume`` changed since the last commit took them (:meth:`volume_to_store`).
     volume_changed: dict[Key, set[int]] = field(default_factory=dict)
     #: (series, day, slice) -> the norm's (summed volume, bars): fixed once the day has begun (soft state).
     _norms: dict[tuple[Key, int, int], tuple[float, float]] = field(default_factory=dict, repr=False)
@@ -175,16 +175,43 @@ class FeatureState:
         pos = group_positions(group)
         minutes = minutes_since_open(ts)
         keys = list(series)
-        norms = self._volume_norms(keys, new, series_id, day[at], day, time_bucket(minutes), at)
-        out = feature_arrays(o, h, lo, c, v, pos, minutes, self.spec, series_id, day, norms)
-        self._session_gaps(out["overnight_gap"], keys, series_id, day, pos, at)
-        frame = pd.DataFrame({
-            "ticker": [b.ticker for b in new], "interval": [b.interval for b in new],
-            "ts": ts[at].as_unit("us"), "close": prices[at, 3], **{name: values[at] for name, values in out.items()},
-        })
-        windows = self._windows(out, names, group, at)
+        # A call that raises leaves the state as it found it: the caller retries bar by bar (a bar that fails
+        # alone goes to the DLQ and must not count in the volume totals, nor any bar twice).
+        gaps_before = {key: self.gaps.get(key) for key in keys}
+        undo: dict[tuple[Key, int, int], list[float] | None] = {}
+        try:
+            norms = self._volume_norms(keys, new, series_id, day[at], day, time_bucket(minutes), at, undo)
+            out = feature_arrays(o, h, lo, c, v, pos, minutes, self.spec, series_id, day, norms)
+            self._session_gaps(out["overnight_gap"], keys, series_id, day, pos, at)
+            frame = pd.DataFrame({
+                "ticker": [b.ticker for b in new], "interval": [b.interval for b in new],
+                "ts": ts[at].as_unit("us"), "close": prices[at, 3],
+                **{name: values[at] for name, values in out.items()},
+            })
+            windows = self._windows(out, names, group, at)
+        except BaseException:
+            self._undo(gaps_before, undo)
+            raise
         self._advance(new)
+        self._forget_old_volume(keys, began=any(total is None for total in undo.values()))
         return frame, windows
+
+    def _undo(self, gaps: dict[Key, SessionGap | None], undo: dict[tuple[Key, int, int], list[float] | None]) -> None:
+        """Put back the session gaps and volume totals a failed call changed (the norms' cache, soft, is emptied)."""
+        for key, gap in gaps.items():
+            if gap is None:
+                self.gaps.pop(key, None)
+            else:
+                self.gaps[key] = gap
+        for (key, d, b), before in undo.items():
+            slices = self.volume[key][d]
+            if before is None:
+                del slices[b]
+                if not slices:
+                    del self.volume[key][d]
+            else:
+                slices[b] = before
+        self._norms = {}
 
     def _session_gaps(self, gap: np.ndarray, keys: list[Key], series_id: np.ndarray, day: np.ndarray,
                       pos: np.ndarray, at: np.ndarray) -> None:
@@ -208,20 +235,20 @@ class FeatureState:
             self.gaps[key] = (int(day[newest]), float(gap[newest]))
 
     def _volume_norms(self, keys: list[Key], new: list[BarMessage], series_id: np.ndarray, new_days: np.ndarray,
-                      day: np.ndarray, bucket: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Add the ``new`` bars to their series' volume totals, then the time-of-day norm of every row, then
-        forget the days no later bar can need.
+                      day: np.ndarray, bucket: np.ndarray, at: np.ndarray,
+                      undo: dict[tuple[Key, int, int], list[float] | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Add the ``new`` bars to their series' volume totals (each total's value before, None for a new one,
+        in ``undo``), then the time-of-day norm of every row.
 
         A norm reads only days before its own, which take no more bars once a later one has begun (an older bar
         is refused), so each (series, day, slice) is computed once, from the totals, and kept in :attr:`_norms`
         until its series' next day: a batch costs a lookup per distinct (series, day, slice) of its rows."""
-        self.volume_changed = {}
-        began = False  # a series began a day: its norms of older days are dropped below
         for bar, d, b in zip(new, new_days, bucket[at]):
             key = (bar.ticker, bar.interval)
-            days = self.volume.setdefault(key, {})
-            began = began or int(d) not in days
-            total = days.setdefault(int(d), {}).setdefault(int(b), [0.0, 0.0])
+            slices = self.volume.setdefault(key, {}).setdefault(int(d), {})
+            if (key, int(d), int(b)) not in undo:
+                undo[(key, int(d), int(b))] = list(slices[int(b)]) if int(b) in slices else None
+            total = slices.setdefault(int(b), [0.0, 0.0])
             total[0] += bar.volume
             total[1] += 1.0
             self.volume_changed.setdefault(key, set()).add(int(d))
@@ -240,6 +267,11 @@ class FeatureState:
             sums, counts = norms_from_slices(slices, totals[:, 0], totals[:, 1], q[:, 0], q[:, 1], q[:, 2])
             self._norms.update(((key, d, b), (float(s_), float(n_))) for (key, d, b), s_, n_ in zip(missing, sums, counts))
         values = np.array([self._norms[w] for w in wanted], np.float64).reshape(-1, 2)[inverse.reshape(-1)]
+        return values[:, 0], values[:, 1]
+
+    def _forget_old_volume(self, keys: list[Key], began: bool) -> None:
+        """Drop the volume totals no later bar can read, and (``began``: a new day or slice started) the
+        cached norms of days before their series' newest."""
         newest = {key: max(self.volume[key]) for key in keys if self.volume.get(key)}
         for key, last in newest.items():
             days = self.volume[key]
@@ -247,13 +279,12 @@ class FeatureState:
                 del days[d]
         if began:
             self._norms = {w: v for w, v in self._norms.items() if w[1] >= newest.get(w[0], w[1])}
-        return values[:, 0], values[:, 1]
 
     def volume_to_store(self, key: Key) -> tuple[int, VolumeDays]:
-        """What a commit writes of ``key``'s volume totals: the oldest day kept, and the days the last
-        :meth:`features` call changed."""
+        """What a commit writes of ``key``'s volume totals: the oldest day kept, and the days changed since the
+        last call for it (every :meth:`features` call since, bar-by-bar retries included)."""
         days = self.volume.get(key, {})
-        return min(days, default=0), {d: days[d] for d in self.volume_changed.get(key, ()) if d in days}
+        return min(days, default=0), {d: days[d] for d in self.volume_changed.pop(key, ()) if d in days}
 
     def _windows(self, out: dict[str, np.ndarray], names: list[str], group: np.ndarray, at: np.ndarray) -> np.ndarray:
         """Rows ``at - window + 1 .. at`` of the features ``names``, NaN where they leave ``at``'s group."""

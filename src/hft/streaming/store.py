@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import time
 
+from hft.features.definitions import VOLUME_NORM_DAYS
 from hft.redis_conn import NotReplicatedError, wait_replicated
 from hft.schemas import Prediction, RedisKeys
 from hft.streaming.messages import BarMessage, encode_json
@@ -161,7 +162,9 @@ if length > cap + math.max(1, math.floor(cap / 10)) then
 end
 return {written, length}
 """
-STATE_TTL_S = 7 * 86_400
+#: The feature state (bars, session gap, volume totals) of a series without a new bar expires after this long:
+#: past the time-of-day volume norm's reach, so a ticker back after a halt still finds the days it reads.
+STATE_TTL_S = (VOLUME_NORM_DAYS + 1) * 86_400
 
 
 def entry_values(p: Prediction, written_ns: int) -> list[str]:
