@@ -163,10 +163,11 @@ def prior_day_sums(group: np.ndarray, day: np.ndarray, values: np.ndarray) -> np
 def volume_norms(series: np.ndarray, day: np.ndarray, minutes: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each bar: the summed volume and the number of its series' bars in the same time-of-day slice on the
     sessions of the ``VOLUME_NORM_DAYS`` days before its own (the norm of ``volume_tod``)."""
-    agg = (pd.DataFrame({"s": series, "b": time_bucket(minutes), "d": day, "v": v})
+    bucket = time_bucket(minutes)
+    agg = (pd.DataFrame({"s": series, "b": bucket, "d": day, "v": v})
            .groupby(["s", "b", "d"], sort=True)["v"].agg(["sum", "count"]))
     return norms_from_slices(agg.index, agg["sum"].to_numpy(np.float64), agg["count"].to_numpy(np.float64),
-                             series, time_bucket(minutes), day)
+                             series, bucket, day)
 
 
 def norms_from_slices(slices: pd.MultiIndex, sums: np.ndarray, counts: np.ndarray, series: np.ndarray,

@@ -180,7 +180,8 @@ class FeatureState:
         gaps_before = {key: self.gaps.get(key) for key in keys}
         undo: dict[tuple[Key, int, int], list[float] | None] = {}
         try:
-            norms = self._volume_norms(keys, new, series_id, day[at], day, time_bucket(minutes), at, undo)
+            norms = self._volume_norms(keys, new, series_id, day[at], day, time_bucket(minutes), at, undo,
+                                       np.isin(group, group[at]))
             out = feature_arrays(o, h, lo, c, v, pos, minutes, self.spec, series_id, day, norms)
             self._session_gaps(out["overnight_gap"], keys, series_id, day, pos, at)
             frame = pd.DataFrame({
@@ -236,9 +237,11 @@ class FeatureState:
 
     def _volume_norms(self, keys: list[Key], new: list[BarMessage], series_id: np.ndarray, new_days: np.ndarray,
                       day: np.ndarray, bucket: np.ndarray, at: np.ndarray,
-                      undo: dict[tuple[Key, int, int], list[float] | None]) -> tuple[np.ndarray, np.ndarray]:
+                      undo: dict[tuple[Key, int, int], list[float] | None],
+                      read: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Add the ``new`` bars to their series' volume totals (each total's value before, None for a new one,
-        in ``undo``), then the time-of-day norm of every row.
+        in ``undo``), then the time-of-day norm of the rows ``read`` marks (those of a new bar's session: the
+        only ones a feature or a window reads; the stored bars of earlier sessions get 0).
 
         A norm reads only days before its own, which take no more bars once a later one has begun (an older bar
         is refused), so each (series, day, slice) is computed once, from the totals, and kept in :attr:`_norms`
@@ -252,7 +255,7 @@ class FeatureState:
             total[0] += bar.volume
             total[1] += 1.0
             self.volume_changed.setdefault(key, set()).add(int(d))
-        combos, inverse = np.unique(np.column_stack([series_id, day, bucket]), axis=0, return_inverse=True)
+        combos, inverse = np.unique(np.column_stack([series_id, day, bucket])[read], axis=0, return_inverse=True)
         wanted = [(keys[k], int(d), int(b)) for k, d, b in combos]
         missing = [w for w in wanted if w not in self._norms]
         if missing:
@@ -266,7 +269,8 @@ class FeatureState:
             q = np.array([(series_of[key], b, d) for key, d, b in missing], np.int64).reshape(-1, 3)
             sums, counts = norms_from_slices(slices, totals[:, 0], totals[:, 1], q[:, 0], q[:, 1], q[:, 2])
             self._norms.update(((key, d, b), (float(s_), float(n_))) for (key, d, b), s_, n_ in zip(missing, sums, counts))
-        values = np.array([self._norms[w] for w in wanted], np.float64).reshape(-1, 2)[inverse.reshape(-1)]
+        values = np.zeros((len(day), 2))
+        values[read] = np.array([self._norms[w] for w in wanted], np.float64).reshape(-1, 2)[inverse.reshape(-1)]
         return values[:, 0], values[:, 1]
 
     def _forget_old_volume(self, keys: list[Key], began: bool) -> None:
