@@ -43,7 +43,7 @@ def test_down_stops_everything_and_up_again_keeps_the_data(config):
     for name, pid in pids.items():
         assert not alive(pid), name
         assert not (config.run_dir / f"{name}.pid").exists()
-    for port in (config.kafka_port, config.kafka_controller_port, config.redis_port):
+    for port in (config.kafka_port, config.kafka_controller_port, config.kafka_metrics_port, config.redis_port):
         assert not port_in_use(port), port
     assert not any(s.running or s.healthy for s in status(config).values())
     assert down(config) == dict.fromkeys(set(ALL_SERVICES) - {"spark"}, "not running")  # no Spark cluster here

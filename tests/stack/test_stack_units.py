@@ -199,3 +199,31 @@ def test_kafka_stands_for_every_node_and_kafka_n_for_one(tmp_path):
     with pytest.raises(StackError, match="kafka-4"):
         _services(cfg, ["kafka-4"])
     assert TopicSpec(partitions=2, retention_ms=1).replication_factor == -1  # the cluster's default
+
+
+def test_a_process_whose_main_thread_exited_is_alive_until_its_last_thread_exits():
+    """A JVM stopping loses its main thread first: the leader shows as a zombie while other threads still hold
+    its sockets (``down`` returned, and the next ``up`` found the Kafka metrics port taken, in CI)."""
+    import subprocess
+    import time
+
+    from hft.stack.process import alive
+
+    code = ("import ctypes, os, threading, time\n"
+            "threading.Thread(target=lambda: (time.sleep(1.5), os._exit(0))).start()\n"
+            "ctypes.CDLL(None, use_errno=True).syscall(60, 0)\n")  # SYS_exit: ends the calling thread only
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":  # the leader is a zombie
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert alive(child.pid)  # ... and its other thread still runs
+        deadline = time.monotonic() + 10
+        while alive(child.pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert child.poll() == 0
+    finally:
+        child.kill()
+        child.wait()

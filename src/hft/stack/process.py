@@ -21,8 +21,12 @@ _children: dict[int, subprocess.Popen] = {}
 # -- /proc -----------------------------------------------------------------------------------------------------
 def _stat(pid: int) -> tuple[str, int, int] | None:
     """(state, process group, parent pid) of ``pid``, or None when there is no such process."""
+    return _stat_of(f"/proc/{pid}/stat")
+
+
+def _stat_of(path: str) -> tuple[str, int, int] | None:
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(path).read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     fields = raw[raw.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
@@ -39,11 +43,26 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _running(pid: int, state: str) -> bool:
+    """Whether process ``pid`` in ``state`` (its leading thread's) still runs: a zombie leader whose other threads
+    have not exited yet still holds its files and sockets (a JVM shutting down: its main thread is gone first)."""
+    if state == "X":
+        return False
+    if state != "Z":
+        return True
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            st = _stat_of(f"/proc/{pid}/task/{tid}/stat")
+            if st is not None and st[0] not in ("Z", "X"):
+                return True
+    return False
+
+
 def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not)."""
+    """Whether ``pid`` runs (a zombie does not, unless threads of it still run)."""
     _reap(pid)
     st = _stat(pid)
-    return st is not None and st[0] not in ("Z", "X")
+    return st is not None and _running(pid, st[0])
 
 
 def cmdline(pid: int) -> str:
@@ -67,7 +86,7 @@ def group_alive(pgid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             st = _stat(int(entry))
-            if st is not None and st[1] == pgid and st[0] not in ("Z", "X"):
+            if st is not None and st[1] == pgid and _running(int(entry), st[0]):
                 out.append(int(entry))
     return out
 
