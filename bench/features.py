@@ -65,6 +65,7 @@ import pyarrow.parquet as pq
 from hft.data import calendar
 from hft.data.calendar import EXCHANGE_TZ
 from hft.features.definitions import (
+    CONTEXT_MAX_LAG_BARS,
     GAP_MAX_DAYS,
     GK_CO_WEIGHT,
     LN2,
@@ -109,7 +110,7 @@ def sessions_for(size: int, tickers: int) -> list[date]:
 
 
 def bars_path(size: int, tickers: int) -> Path:
-    return CACHE_DIR / f"bars_1m_{tickers}x{len(sessions_for(size, tickers))}_{FIRST_SESSION:%Y%m%d}.parquet"
+    return CACHE_DIR / f"bars_1m_{tickers}x{len(sessions_for(size, tickers))}_{FIRST_SESSION:%Y%m%d}_index.parquet"
 
 
 def generate_bars(size: int, tickers: int) -> tuple[str, int]:
@@ -120,7 +121,7 @@ def generate_bars(size: int, tickers: int) -> tuple[str, int]:
     path = bars_path(size, tickers)
     if not path.exists():
         days = sessions_for(size, tickers)
-        names = [f"T{i:03d}" for i in range(tickers)]
+        names = [SPEC.market_ticker, *(f"T{i:03d}" for i in range(tickers - 1))]  # the index: market context
         start, end = pd.Timestamp(days[0], tz="UTC"), pd.Timestamp(days[-1] + timedelta(days=1), tz="UTC")
         source = SyntheticSource()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,13 +165,22 @@ def ticker_batches(tickers: np.ndarray, max_bars: int) -> list[tuple[int, int]]:
 def reference_features(frame: pd.DataFrame, batches: list[tuple[int, int]]) -> pd.DataFrame:
     """:func:`hft.features.reference.compute_features` over each batch of whole tickers, concatenated.
 
-    Groups and labels never span two tickers, so this is the table of one call on ``frame``
-    (:func:`verify` checks it); batches bound the memory, as one call needs about 1.4 KB per bar.
+    Groups and labels never span two tickers, and each batch also gets the index's bars (the market context of
+    its tickers; their rows kept once), so this is the table of one call on ``frame`` (:func:`verify` checks
+    it); batches bound the memory, as one call needs about 1.4 KB per bar.
     """
     from hft.features.reference import compute_features
 
-    parts = [compute_features(frame.iloc[start:stop], SPEC) for start, stop in batches]
-    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    if len(batches) == 1:
+        return compute_features(frame, SPEC)
+    index = frame[frame["ticker"] == SPEC.market_ticker]
+    parts = []
+    for start, stop in batches:
+        part = frame.iloc[start:stop]
+        mine = set(part["ticker"].unique())
+        feats = compute_features(pd.concat([part, index]) if SPEC.market_ticker not in mine else part, SPEC)
+        parts.append(feats[feats["ticker"].isin(mine)])
+    return pd.concat(parts, ignore_index=True)
 
 
 # ------------------------------------------------------------------------------------ polars engine
@@ -281,11 +291,36 @@ def polars_plan(bars: pl.DataFrame, spec: FeatureSpec = SPEC) -> pl.LazyFrame:
     )
     fwd = pl.col("fwd_close")
     return (
-        context.with_columns(**features)
+        _market_context(context.with_columns(**features), spec)
         .join(future, on=["ticker", "interval", "ts"], how="inner", maintain_order="left")
         .with_columns(fwd_ret=(fwd / c).log(), label=(fwd > c).cast(pl.Int32))
         .select(spec.output_columns())
     )
+
+
+def _market_context(frame: pl.LazyFrame, spec: FeatureSpec) -> pl.LazyFrame:
+    """The market context features: an as-of join (backward, within CONTEXT_MAX_LAG_BARS minutes: 1m bars only)
+    of each bar with its context ticker's bars of the same interval and session."""
+    roles = spec.context_names()
+    if not roles:
+        return frame
+    sectors = dict(spec.sectors)
+    tickers = sorted({*([spec.market_ticker] if spec.market_ticker else []), *sectors.values()})
+    own = (frame.filter(pl.col("ticker").is_in(tickers))
+           .select(pl.col("ticker").alias("_ctx"), "interval", "date", pl.col("ts").alias("_cts"),
+                   *(pl.col(c).alias(f"_c{i}") for i, c in enumerate(spec.context_sources())))
+           .sort("_cts"))
+    k = pl.col(f"ret_{max(spec.return_lags)}")
+    for role, names in roles.items():
+        ctx = pl.lit(spec.market_ticker) if role == "mkt" else pl.col("ticker").replace_strict(sectors, default=None)
+        found = pl.col("_cts").is_not_null()
+        frame = (frame.with_columns(_ctx=ctx).sort("ts")
+                 .join_asof(own, left_on="ts", right_on="_cts", by=["_ctx", "interval", "date"], strategy="backward",
+                            tolerance=f"{CONTEXT_MAX_LAG_BARS}m")
+                 .with_columns(**{names[i]: pl.when(found).then(pl.col(f"_c{i}")).otherwise(0.0) for i in range(3)},
+                               **{names[3]: pl.when(found).then(k - pl.col("_c1")).otherwise(0.0)})
+                 .drop("_ctx", "_cts", "_c0", "_c1", "_c2"))
+    return frame
 
 
 def _position(x: pl.Expr, low: pl.Expr, high: pl.Expr) -> pl.Expr:

@@ -71,13 +71,22 @@ def main(argv: list[str] | None = None) -> int:
         upgrade_format(args.input)  # a lake written before float64 volumes: Spark cannot read both side by side
         # the sessions before --start that features of its sessions read (overnight gap, volume norm), not written
         context = args.start - timedelta(days=CONTEXT_DAYS) if args.start else None
-        bars = read_bars(spark, args.input, args.interval, context, args.end, args.tickers).cache()
-        n_bars = (bars.where(F.col("date") >= F.lit(args.start)) if args.start else bars).count()
+        # with --tickers, the market's and sectors' bars too: their features' context (their rows not written)
+        read = spec.with_context(args.tickers) if args.tickers else None
+        bars = read_bars(spark, args.input, args.interval, context, args.end, read).cache()
+        mine = bars.where(F.col("ticker").isin(args.tickers)) if args.tickers else bars
+        n_bars = (mine.where(F.col("date") >= F.lit(args.start)) if args.start else mine).count()
         if n_bars == 0:
             raise NoBarsError(f"no {args.interval} bars under {args.input} for the requested dates/tickers")
+        if spec.market_ticker and not bars.where(F.col("ticker") == spec.market_ticker).limit(1).count():
+            log.warning("no %s bars for these dates: the market context features (mkt_*) are 0; ingest %s beside "
+                        "the tickers", spec.market_ticker, spec.market_ticker,
+                        extra={"hft": {"market_ticker": spec.market_ticker}})
         features = compute_features(bars, spec)
         if args.start:
             features = features.where(F.col("date") >= F.lit(args.start))
+        if args.tickers:
+            features = features.where(F.col("ticker").isin(args.tickers))
         features = features.cache()
         n_rows = features.count()
         write_features(features, args.output)

@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         register("spark-driver", args.jvm_metrics_port)
     from pyspark.sql import SparkSession
 
+    from hft.errors import UserError
     from hft.streaming.champion import NoChampionError
 
     spark = SparkSession.builder.appName("hft-predict-stream").getOrCreate()
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         query = sink(source(spark, args, starting_offsets(args, proc.store)), proc, args)
         wait(query, args.stop_when_idle, proc.store.mark_running)
         return 0
-    except NoChampionError as exc:
+    except (NoChampionError, UserError) as exc:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -278,7 +279,8 @@ def run_in_tasks(spark, args) -> None:
     from hft.streaming.store import RedisStore
 
     tracking_uri = args.tracking_uri or default_tracking_uri()  # the tasks get it, not the driver's environment
-    ChampionModel(tracking_uri)()  # fail at start, clearly, when there is no champion
+    predictor, _ = ChampionModel(tracking_uri)()  # fail at start, clearly, when there is no champion
+    keyed.check_universe(list(getattr(predictor, "features", [])), args.tickers)
     store = RedisStore.from_url(args.redis)
     if checkpoint_is_new(args.checkpoint) and store.r.hlen(store.keys.pred_written):
         log.warning("checkpoint %s is new: the feature state is rebuilt from %s offsets; predictions already in "

@@ -103,3 +103,25 @@ def test_load_bars_unknown_ticker_raises_error(tmp_path, bars):
     assert len(load_bars(str(tmp_path), "1m", ["aaa"], pd.Timestamp("2024-03-07").date(), pd.Timestamp("2024-03-07").date())) == 390
     with pytest.raises(PredictionsError, match="for: ZZZ"):
         load_bars(str(tmp_path), "1m", ["AAA", "ZZZ"], pd.Timestamp("2024-03-07").date(), pd.Timestamp("2024-03-08").date())
+
+
+def test_a_backtest_of_some_tickers_reads_the_index_for_their_market_context_and_trades_only_them(tmp_path):
+    lake = make_bars(tickers=("AAA", "BBB", "SPY"), start="2024-03-07", end="2024-03-08")
+    BarLake(str(tmp_path)).write(lake)
+    day = pd.Timestamp("2024-03-08").date()
+
+    class Model:
+        features = ["ret_5", "mkt_rel_15"]
+
+        def predict_proba(self, x):
+            return 1 / (1 + np.exp(-300 * x[:, 1]))
+
+    read = load_bars(str(tmp_path), "1m", ["AAA"], day, day, spec=FeatureSpec())
+    assert set(read["ticker"]) == {"AAA", "SPY"}  # BBB is not read
+    preds, _ = predictions_from_bars(read, model=lambda: (Model(), "1"), tickers=["AAA"])
+    full, _ = predictions_from_bars(lake[session_date(lake["ts"]) == day], model=lambda: (Model(), "1"))
+    full = full[full["ticker"] == "AAA"].reset_index(drop=True)
+    assert set(preds["ticker"]) == {"AAA"} and len(preds) == len(full) > 300
+    pd.testing.assert_frame_equal(preds, full)
+    without, _ = predictions_from_bars(load_bars(str(tmp_path), "1m", ["AAA"], day, day), model=lambda: (Model(), "1"))
+    assert not np.allclose(without["probability"].to_numpy(), full["probability"].to_numpy())  # SPY mattered

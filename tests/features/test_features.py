@@ -120,6 +120,60 @@ def test_reference_volume_tod_compares_a_bar_with_its_slice_of_the_day_over_the_
     assert (first == 0.0).all()
 
 
+def test_reference_market_context_reads_the_index_bar_of_the_same_minute_or_the_newest_of_the_last_five(bars_factory):
+    spec = FeatureSpec(sectors=(("AAA", "XLK"),))
+    bars = coerce_bars(pd.concat([bars_factory(tickers=("AAA", "BBB", "SPY", "XLK"), start="2024-03-07",
+                                               end="2024-03-08"),
+                                  bars_factory(tickers=("AAA", "SPY"), start="2024-03-08", end="2024-03-08",
+                                               interval="5m", seed=3)]))
+    one = (bars["interval"] == "1m").to_numpy()
+    spy_1m = bars.index[one & (bars["ticker"] == "SPY").to_numpy()]
+    missing = np.r_[spy_1m[100:103], spy_1m[200:207], spy_1m[390 + 50 : 390 + 52]]  # 3, then 7 in a row, then 2
+    bars = bars.drop(missing).reset_index(drop=True)
+    feats = compute_features(bars, spec, labelled_only=False).set_index(["ticker", "interval", "ts"])
+    assert spec.context_names() == {"mkt": ("mkt_ret_1", "mkt_ret_15", "mkt_rv_30", "mkt_rel_15"),
+                                    "sec": ("sec_ret_1", "sec_ret_15", "sec_rv_30", "sec_rel_15")}
+    ctx = {"mkt": "SPY", "sec": "XLK"}
+    checked = {"same minute": 0, "older": 0, "none": 0}
+    for (ticker, interval, ts), row in feats.iterrows():
+        for role, names in spec.context_names().items():
+            source = ctx[role] if role == "mkt" or ticker == "AAA" else None
+            step = pd.Timedelta(interval.replace("m", "min"))
+            found = next((ts - j * step for j in range(6) if source is not None
+                          and (source, interval, ts - j * step) in feats.index), None)
+            got = row[list(names)].to_numpy(float)
+            if found is None:
+                assert (got == 0.0).all(), (ticker, ts, role)
+                checked["none"] += source is not None
+                continue
+            checked["same minute" if found == ts else "older"] += 1
+            own = feats.loc[(source, interval, found), ["ret_1", "ret_15", "rv_30"]].to_numpy(float)
+            np.testing.assert_array_equal(got[:3], own)
+            np.testing.assert_allclose(got[3], row["ret_15"] - own[1], rtol=0, atol=0)
+    assert checked["older"] >= 3 * 4  # the 3 missing minutes, for AAA, BBB, XLK (mkt) and AAA (sec)
+    assert checked["none"] >= 4 * 1  # the 7th minute in a row of SPY missing, and the 5m XLK that is not
+    assert checked["same minute"] > 4000
+    # the index ETF reads itself, a ticker without a sector has no sector context, 5m bars read 5m bars
+    spy = feats.xs("SPY", level="ticker")
+    assert (spy["mkt_rel_15"].dropna() == 0).all() and (spy["sec_ret_1"] == 0).all()
+    assert (feats.xs("BBB", level="ticker")[["sec_ret_1", "sec_rv_30", "sec_rel_15"]] == 0).all().all()
+    five = feats.xs(("AAA", "5m"), level=("ticker", "interval"))
+    spy_five = feats.xs(("SPY", "5m"), level=("ticker", "interval"))
+    np.testing.assert_array_equal(five["mkt_ret_15"].to_numpy(), spy_five.loc[five.index, "ret_15"].to_numpy())
+    assert (five["sec_ret_1"] == 0).all()  # no 5m XLK bars
+    # the same rows without a market ticker or sectors: no context columns at all
+    plain = FeatureSpec(market_ticker=None)
+    assert not any(n.startswith(("mkt_", "sec_")) for n in plain.feature_names())
+    assert "mkt_ret_1" not in compute_features(bars, plain).columns
+
+
+def test_feature_spec_refuses_an_ambiguous_sector_map():
+    with pytest.raises(ValueError, match="twice"):
+        FeatureSpec(sectors=(("AAA", "XLK"), ("AAA", "XLF")))
+    with pytest.raises(ValueError, match="upper-case"):
+        FeatureSpec(market_ticker="spy")
+
+
 def test_reference_session_start_features_are_null_until_window_full(bars_factory):
     feats = compute_features(_one_session(bars_factory))
     assert feats["ret_1"].iloc[0] != feats["ret_1"].iloc[0]  # NaN on the session's first bar
@@ -163,7 +217,8 @@ def test_reference_daily_bars_raise_clear_error(bars_factory):
 
 
 def test_reference_features_at_t_unchanged_when_future_bars_altered(bars_factory):
-    bars = coerce_bars(bars_factory(tickers=("AAA", "BBB"), start="2024-03-07", end="2024-03-08"))
+    spec = FeatureSpec(sectors=(("AAA", "BBB"),))
+    bars = coerce_bars(bars_factory(tickers=("AAA", "BBB", "SPY"), start="2024-03-07", end="2024-03-08"))
     cut = bars["ts"].sort_values().iloc[len(bars) // 2]
     altered = bars.copy()
     future = altered["ts"] > cut
@@ -172,16 +227,17 @@ def test_reference_features_at_t_unchanged_when_future_bars_altered(bars_factory
     for col in ("open", "high", "low", "close"):
         altered.loc[future, col] *= scale
     altered.loc[future, "volume"] = rng.integers(0, 1_000_000, future.sum())
-    names = SPEC.feature_names()
-    a = compute_features(bars).set_index(["ticker", "ts"])[names]
-    b = compute_features(altered).set_index(["ticker", "ts"])[names]
+    names = spec.feature_names()
+    a = compute_features(bars, spec).set_index(["ticker", "ts"])[names]
+    b = compute_features(altered, spec).set_index(["ticker", "ts"])[names]
     past = a.index.get_level_values("ts") <= cut
     pd.testing.assert_frame_equal(a[past], b.loc[a.index[past]])
-    # ... and the alteration is visible after the cut, so the test can fail.
-    assert not np.allclose(a[~past]["rv_5"].fillna(0), b.loc[a.index[~past]]["rv_5"].fillna(0))
+    # ... and the alteration is visible after the cut (the index's too), so the test can fail.
+    for name in ("rv_5", "mkt_ret_15", "sec_rv_30"):
+        assert not np.allclose(a[~past][name].fillna(0), b.loc[a.index[~past]][name].fillna(0)), name
 
 
-def assert_features_close(expected: pd.DataFrame, actual: pd.DataFrame, rtol=1e-9, atol=1e-12):
+def assert_features_close(expected: pd.DataFrame, actual: pd.DataFrame, rtol=1e-9, atol=1e-12, spec=SPEC):
     key = ["ticker", "interval", "ts"]
     e = expected.sort_values(key).reset_index(drop=True)
     a = actual.sort_values(key).reset_index(drop=True)
@@ -189,7 +245,7 @@ def assert_features_close(expected: pd.DataFrame, actual: pd.DataFrame, rtol=1e-
     for col in ("ticker", "interval", "date", "volume", "label"):
         assert (e[col].to_numpy() == a[col].to_numpy()).all(), col
     assert (pd.to_datetime(e["ts"], utc=True) == pd.to_datetime(a["ts"], utc=True)).all()
-    for col in SPEC.feature_names() + ["close", "fwd_ret"]:
+    for col in spec.feature_names() + ["close", "fwd_ret"]:
         x, y = e[col].to_numpy(float), a[col].to_numpy(float)
         assert (np.isnan(x) == np.isnan(y)).all(), f"{col}: null patterns differ"
         ok = ~np.isnan(x)
@@ -200,23 +256,27 @@ def assert_features_close(expected: pd.DataFrame, actual: pd.DataFrame, rtol=1e-
 def test_spark_features_equal_reference_across_tickers_gaps_and_missing_bars(spark, bars_factory):
     from hft.features import spark as spark_features
 
-    bars = coerce_bars(bars_factory(tickers=("AAA", "BBB", "CCC"), start="2024-03-07", end="2024-03-11"))
+    spec = FeatureSpec(sectors=(("AAA", "CCC"), ("BBB", "XLF")))  # no XLF bars: BBB has no sector context
+    bars = coerce_bars(bars_factory(tickers=("AAA", "BBB", "CCC", "SPY"), start="2024-03-07", end="2024-03-11"))
     later = coerce_bars(bars_factory(tickers=("AAA",), start="2024-03-20", end="2024-03-21", seed=5))
     bars = pd.concat([bars, later], ignore_index=True)  # AAA back after eight days: no overnight gap
     rng = np.random.default_rng(3)
     bars = bars[rng.random(len(bars)) > 0.03].reset_index(drop=True)  # missing bars
-    five = coerce_bars(bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-08", interval="5m", seed=9))
+    five = coerce_bars(bars_factory(tickers=("AAA", "SPY"), start="2024-03-08", end="2024-03-08", interval="5m",
+                                    seed=9))
     bars = pd.concat([bars, five], ignore_index=True)
     # a stretch of BBB that did not trade (one price, no volume): the 0.5 and 0.0 branches of both engines
     flat = bars.index[(bars["ticker"] == "BBB") & (bars["ts"].dt.date == pd.Timestamp("2024-03-08").date())][50:95]
     bars.loc[flat, ["open", "high", "low", "close"]] = bars.loc[flat[0], "close"]
     bars.loc[flat, "volume"] = 0
-    expected = compute_features(bars)
+    expected = compute_features(bars, spec)
     sdf = spark.createDataFrame(bars, schema=bar_spark_schema())
-    actual = spark_features.compute_features(sdf).toPandas()
+    actual = spark_features.compute_features(sdf, spec).toPandas()
     actual["ts"] = pd.to_datetime(actual["ts"]).dt.tz_localize("UTC") if actual["ts"].dt.tz is None else actual["ts"]
     assert len(expected) > 3000
-    assert_features_close(expected, actual)
+    assert_features_close(expected, actual, spec=spec)
+    older = expected["mkt_ret_1"].ne(0) & expected["ticker"].ne("SPY")
+    assert older.sum() > 3000 and expected["sec_ret_15"].ne(0).sum() > 1000  # the context was there to compare
 
 
 @pytest.mark.spark

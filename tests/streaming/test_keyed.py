@@ -7,8 +7,9 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from hft.features.definitions import FeatureSpec
+from hft.features.definitions import CONTEXT_MAX_LAG_BARS, FeatureSpec
 from hft.features.reference import compute_features
 from hft.schemas import coerce_bars
 from hft.streaming.collectors import messages_from_bars
@@ -54,7 +55,67 @@ def test_a_tickers_features_through_the_stored_state_equal_the_batch_jobs_over_t
     feats = compute_features(bars, labelled_only=False).dropna(subset=Recording.features)
     assert [p.ts_ms for p in predictions] == list(feats["ts"].dt.as_unit("ms").astype("int64"))
     np.testing.assert_allclose(np.concatenate(model.rows), feats[Recording.features].to_numpy(), rtol=1e-9, atol=1e-12)
-    assert len(json.loads(stored)["bars"]["1m"]) == FeatureSpec().max_lookback  # only what a window needs
+    # only what a window needs, and the bars a market context may be stamped before a bar
+    assert len(json.loads(stored)["bars"]["1m"]) == FeatureSpec().max_lookback + CONTEXT_MAX_LAG_BARS
+
+
+def test_a_group_reads_the_market_context_routed_to_it_like_the_batch_job_over_what_had_arrived(bars_factory):
+    """The index's messages copied to AAA's group (context): AAA's features equal the batch job's over the bars that
+    had arrived by each micro-batch's end, through the stored state; the copies get no prediction and no DLQ record
+    (the originals are judged in SPY's own group), and the stored state keeps SPY's bars apart from AAA's."""
+    from hft.streaming.keyed import context_routes
+
+    assert context_routes(["AAA", "SPY", "BBB"]) == [("SPY", "AAA"), ("SPY", "BBB")]
+    bars = coerce_bars(bars_factory(tickers=("AAA", "SPY"), start="2024-03-07", end="2024-03-08"))
+    bars = bars.sort_values(["ts", "ticker"], kind="stable").reset_index(drop=True)
+    recs = records(bars)  # the same order: time, SPY after AAA at each minute
+    model = Recording()
+    model.features = ["ret_5", "mkt_ret_1", "mkt_rv_30", "mkt_rel_15"]
+    stored, arrived, checked = None, [], 0
+    rng = np.random.default_rng(3)
+    i = 0
+    while i < len(recs):
+        n = int(rng.integers(1, 30))
+        batch = recs[i : i + n]
+        mine = [r for r in batch if r.key == b"AAA"]
+        copies = [r for r in batch if r.key == b"SPY"] + [Record(b"SPY", b"not json", 0, 10**6 + i)]
+        before = len(model.rows)
+        p, dead, new = verdict("AAA", mine, stored, lambda: (model, "7"), None, context=copies)
+        assert dead == [] and all(x.ticker == "AAA" for x in p)
+        stored = new if new is not None else stored
+        arrived += batch
+        i += n
+        if p:
+            seen = compute_features(bars.iloc[: len(arrived)], labelled_only=False)
+            seen = seen.set_index(["ticker", "ts"]).loc[[("AAA", pd.Timestamp(x.ts_ms, unit="ms", tz="UTC")) for x in p]]
+            got = np.concatenate(model.rows[before:])
+            np.testing.assert_allclose(got, seen[model.features].to_numpy(), rtol=1e-9, atol=1e-12)
+            checked += len(p)
+    assert checked > 600
+    doc = json.loads(stored)
+    assert set(doc["bars"]) == {"1m"} and set(doc["context"]) == {"SPY"}
+    assert doc["context"]["SPY"]["1m"][-1][0] == json.loads(recs[-1].value)["ts"]
+
+
+def test_a_champion_reading_the_market_context_needs_a_universe_in_the_tasks_engine():
+    from hft.errors import UserError
+    from hft.streaming.keyed import check_universe
+
+    with pytest.raises(UserError, match="needs --tickers.*index"):
+        check_universe(["ret_5", "mkt_rel_15"], None)
+    check_universe(["ret_5", "mkt_rel_15"], ["AAA"])
+    check_universe(["ret_5", "rv_30"], None)  # no context read: any ticker is served
+
+
+@pytest.mark.spark
+def test_the_index_messages_are_copied_to_every_group_that_reads_them(spark):
+    from hft.streaming.keyed import routed
+
+    stream = spark.createDataFrame([(b"SPY", b'{"ticker": "SPY", "ts": 1}'), (b"AAA", b'{"ticker": "AAA", "ts": 1}'),
+                                    (b"X", b"not json")], "key BINARY, value BINARY")
+    rows = sorted((r.ticker, r.context, r.key) for r in routed(stream, ["AAA", "BBB", "SPY"]).collect())
+    assert rows == [("", False, b"X"), ("AAA", False, b"AAA"), ("AAA", True, b"SPY"), ("BBB", True, b"SPY"),
+                    ("SPY", False, b"SPY")]
 
 
 def test_bars_of_another_ticker_and_undecodable_messages_go_to_the_dlq_and_leave_the_state_alone(bars_factory):
@@ -91,7 +152,7 @@ def test_the_stateful_processor_keeps_its_state_and_says_nothing_while_bars_warm
     recs = records(bars)
     frame = lambda rs: pd.DataFrame({"key": [r.key for r in rs], "value": [r.value for r in rs],  # noqa: E731
                                      "topic": [r.topic for r in rs], "partition": [r.partition for r in rs],
-                                     "offset": [r.offset for r in rs], "ticker": "AAA"})
+                                     "offset": [r.offset for r in rs], "ticker": "AAA", "context": False})
     keyed._models[("test://", 5.0)] = lambda: (Recording(), "7")
     try:
         processor = keyed.TickerProcessor(["AAA"], "test://")

@@ -203,6 +203,60 @@ def test_streaming_features_equal_batch_features_in_small_batches(bars_factory):
     assert len(got) == len(bars) and not math.isnan(got["rv_30"].iloc[-1])
 
 
+def _arrival(msgs: list[BarMessage], late: str, bars_late: int) -> list[BarMessage]:
+    """``msgs`` (time order) with the bars of ``late`` delivered ``bars_late`` minutes after their time."""
+    delay = bars_late * 60_000 + 1
+    return sorted(msgs, key=lambda m: (m.ts_ms + (delay if m.ticker == late else 0), m.ticker))
+
+
+@pytest.mark.parametrize("late", [0, 2])
+def test_a_bar_sees_the_market_context_that_had_arrived_and_equals_the_batch_on_those_bars(bars_factory, late):
+    """Cross-ticker features in the stream: each bar's row equals the batch job's over the bars that had arrived by
+    the end of its micro-batch (the index's bar of the same minute when it came first, an older one when late)."""
+    from hft.features.definitions import FeatureSpec
+
+    spec = FeatureSpec(sectors=(("AAA", "XLK"),))
+    bars = bars_factory(tickers=("AAA", "BBB", "SPY", "XLK"), start="2024-03-07", end="2024-03-08")
+    rng = np.random.default_rng(7)
+    bars = coerce_bars(bars[rng.random(len(bars)) > 0.02])  # missing bars too
+    msgs = _arrival(_messages(bars), "SPY", late)
+    full = compute_features(bars, spec, labelled_only=False).set_index(["ticker", "ts"])
+    state = FeatureState(spec)
+    names = spec.feature_names()
+    arrived: list[BarMessage] = []
+    differs = rows = i = 0
+    while i < len(msgs):
+        n = int(rng.integers(1, 60))
+        accepted, refused = state.admit(msgs[i : i + n])
+        assert not refused
+        got = state.features(accepted).set_index(["ticker", "ts"])
+        arrived += accepted
+        i += n
+        if rng.random() > 0.25 and i < len(msgs):  # most batches checked: the batch job over what had arrived
+            continue
+        seen = compute_features(_frame(arrived), spec, labelled_only=False)
+        exp = seen.set_index(["ticker", "ts"]).loc[got.index, names]
+        for col in names:
+            x, y = exp[col].to_numpy(float), got[col].to_numpy(float)
+            assert (np.isnan(x) == np.isnan(y)).all(), col
+            ok = ~np.isnan(x)
+            np.testing.assert_allclose(y[ok], x[ok], rtol=1e-9, atol=1e-12, err_msg=col)
+        after = full.loc[got.index, "mkt_ret_1"].to_numpy(float)
+        differs += int((~np.isclose(after, got["mkt_ret_1"].to_numpy(float), equal_nan=True)).sum())
+        rows += len(got)
+    assert rows > 500
+    if late:  # the index's bars came late: many bars read an older one than the batch job over everything does
+        assert differs > 100
+    else:  # in time: only bars whose micro-batch ended before the index's bar of the minute came
+        assert differs < rows * 0.1
+
+
+def _frame(msgs: list[BarMessage]) -> pd.DataFrame:
+    from hft.streaming.state import bars_frame
+
+    return coerce_bars(bars_frame(msgs))
+
+
 def test_a_features_call_that_raises_leaves_the_state_as_it_was_and_the_retry_counts_each_bar_once(bars_factory):
     """The processor retries a failed batch bar by bar: the failed call must not have added the bars' volume
     or moved a session gap (they would count twice, and a bar sent to the DLQ would count at all)."""

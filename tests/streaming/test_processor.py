@@ -93,6 +93,35 @@ def test_processor_restarted_late_in_a_session_serves_what_it_read_of_earlier_se
                                rtol=1e-12)
 
 
+def test_processor_restarted_reads_the_index_series_from_redis_for_a_batch_without_index_bars(store, bars_factory):
+    """The index's bars came a little early (five at a time, before the ticker's bars of the same minutes): after a
+    restart, a batch holding only AAA bars still reads SPY's stored bars, and every prediction equals the batch
+    job's."""
+    bars = bars_factory(tickers=("AAA", "SPY"), start="2024-03-07", end="2024-03-08")
+    model = LinearModel(w=(40.0, 300.0))
+    model.features = ["ret_5", "mkt_rel_15"]
+    msgs = sorted(messages_from_bars(coerce_bars(bars)),
+                  key=lambda m: (m.ts_ms // 300_000 * 300_000 - 1 if m.ticker == "SPY" else m.ts_ms, m.ticker))
+    recs = [Record(m.ticker.encode(), encode_bar(m), 0, i) for i, m in enumerate(msgs)]
+    restarts = aaa_only = 0
+    for batch_id, i in enumerate(range(0, len(recs), 2)):
+        batch = recs[i : i + 2]
+        aaa_only += {r.key for r in batch} == {b"AAA"}
+        if batch_id == 0 or (aaa_only % 15 == 1 and {r.key for r in batch} == {b"AAA"}):
+            proc, dead, _ = make(store, model=model)  # a restart (nothing in memory) before a batch of AAA only
+            restarts += 1
+        proc.process(batch_id, batch)
+    assert dead == [] and restarts > 5
+    ready = compute_features(bars, labelled_only=False).dropna(subset=model.features)
+    ready = ready[ready["ticker"] == "AAA"]
+    assert ready["mkt_rel_15"].ne(0).mean() > 0.95  # read from SPY (cent prices: a few returns are equal)
+    got = {(e["ticker"], int(e["bar_ts"])): float(e["probability"]) for e in store.stream() if e["ticker"] == "AAA"}
+    keys = list(zip(ready["ticker"], ready["ts"].dt.as_unit("ms").astype("int64")))
+    assert set(got) == set(keys)
+    np.testing.assert_allclose([got[k] for k in keys], model.predict_proba(ready[model.features].to_numpy()),
+                               rtol=1e-12)
+
+
 def test_processor_replayed_batch_is_skipped_and_nothing_duplicated(store, bars_factory):
     bars = bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-08")
     proc, _, _ = make(store)

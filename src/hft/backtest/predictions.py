@@ -34,16 +34,19 @@ class PredictionsError(HftError, ValueError):
 
 
 def load_bars(lake_root: str, interval: str, tickers: list[str] | None, start: date, end: date,
-              context_days: int = 0) -> pd.DataFrame:
+              context_days: int = 0, spec: FeatureSpec | None = None) -> pd.DataFrame:
     """Clean bars of the lake for session dates ``[start, end]``, and of the ``context_days`` calendar days
     before ``start`` (the earlier sessions some features read: ``hft.features.definitions.CONTEXT_DAYS``; drop
-    their rows after computing features, see :func:`predictions_from_bars`)."""
+    their rows after computing features, see :func:`predictions_from_bars`); with ``spec``, the bars of the
+    market context tickers ``tickers``' features read too, when the lake has them (keep only ``tickers``'
+    predictions: ``predictions_from_bars(tickers=)``)."""
     from datetime import timedelta
 
     from hft.data.calendar import session_date
     from hft.data.lake import BarLake
 
-    bars = BarLake(lake_root).read(interval, tickers, start - timedelta(days=context_days), end)
+    read = spec.with_context(tickers) if tickers and spec is not None else tickers
+    bars = BarLake(lake_root).read(interval, read, start - timedelta(days=context_days), end)
     inside = bars[session_date(bars["ts"]) >= start] if context_days and not bars.empty else bars
     if inside.empty:
         which = ",".join(tickers) if tickers else "any ticker"
@@ -104,10 +107,12 @@ def predictions_from_bars(
     spec: FeatureSpec = FeatureSpec(),
     tracking_uri: str | None = None,
     start: date | None = None,
+    tickers: list[str] | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """Backtest input (``ticker, ts, probability, close, volatility``, replay order) and where the
     probabilities came from (``"model version N"`` or ``"precomputed"``); with ``start``, only the bars of
-    sessions from ``start`` on (the earlier ones gave their features context).
+    sessions from ``start`` on (the earlier ones gave their features context), and with ``tickers`` only
+    theirs (the others' bars gave market context).
 
     ``probabilities`` (``ticker, ts, probability``) wins over the model; otherwise ``model()`` gives
     ``(predictor, version)``, by default the registry's champion (:func:`champion`). Rows without a
@@ -116,6 +121,8 @@ def predictions_from_bars(
     feats = features_for(bars, spec)
     if start is not None:
         feats = feats[feats["date"] >= start].reset_index(drop=True)
+    if tickers:
+        feats = feats[feats["ticker"].isin([t.upper() for t in tickers])].reset_index(drop=True)
     if probabilities is not None:
         missing = [c for c in ("ticker", "ts", "probability") if c not in probabilities.columns]
         if missing:

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, settings=None) -> int:
     from hft.backtest.metrics import write_report
     from hft.backtest.predictions import PredictionsError, load_bars, predictions_from_bars
     from hft.config import Settings
-    from hft.features.definitions import CONTEXT_DAYS
+    from hft.features.definitions import CONTEXT_DAYS, FeatureSpec
 
     settings = settings or Settings.from_env()
     if args.end < args.start:
@@ -87,9 +87,11 @@ def run(args: argparse.Namespace, settings=None) -> int:
     except ValueError as exc:
         raise UserError(f"--venues: {exc}") from None
     try:
-        bars = load_bars(args.lake or settings.lake_root, args.interval, tickers, args.start, args.end, CONTEXT_DAYS)
+        bars = load_bars(args.lake or settings.lake_root, args.interval, tickers, args.start, args.end, CONTEXT_DAYS,
+                         FeatureSpec())
         predictions, source = predictions_from_bars(bars, probabilities=probabilities,
-                                                    tracking_uri=getattr(args, "tracking_uri", None), start=args.start)
+                                                    tracking_uri=getattr(args, "tracking_uri", None), start=args.start,
+                                                    tickers=tickers)
         result = run_backtest(predictions, config, tickers=sorted(set(predictions["ticker"])))
     except (PredictionsError, BacktestInputError) as exc:
         raise UserError(str(exc)) from None

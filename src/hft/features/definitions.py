@@ -52,6 +52,23 @@ Against the series' earlier sessions (the only features that read bars of an ear
                      session, a ticker back from a halt: its bars are still predicted); the same value on
                      every bar of the session
 
+Against the market (the only features that read bars of another ticker). Roles: ``mkt``, the index ETF
+``market_ticker`` (SPY) for every ticker; ``sec``, the ticker's sector ETF from ``sectors`` (only when a
+sector map is configured). With k1, K the shortest and longest of ``return_lags`` and W the longest of
+``vol_windows``::
+
+    {role}_ret_k1, {role}_ret_K, {role}_rv_W
+                   = the context ticker's own ret_k1, ret_K, rv_W at its bar C* of the same interval and session:
+                     the newest one stamped at t - j * interval for j = 0 .. ``CONTEXT_MAX_LAG_BARS`` (its bar
+                     of the same minute when there is one); NaN where C*'s own window is not full
+    {role}_rel_K   = ret_K - {role}_ret_K                               the ticker's return relative to it
+
+    All four are 0 when there is no such bar C* (the context ticker is not in the data, has no bar in those
+    minutes, or the ticker has no sector). A streaming job sees only what had arrived: C* is looked up among
+    the bars that arrived up to the end of the micro-batch that brought the bar (the batch job's value when
+    the context's bar of the minute came no later than the ticker's; an older one of the last
+    ``CONTEXT_MAX_LAG_BARS`` when it is late). The context ticker's own rows read themselves (rel = 0).
+
 Label, ``horizon_minutes`` ahead (a whole number of bars for 1m and 5m bars)::
 
     fwd_ret = ln(C_{t+h} / C_t),  label = 1 if C_{t+h} > C_t else 0
@@ -65,6 +82,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from hft.schemas import Interval
 
 LN2 = math.log(2.0)
@@ -76,6 +95,13 @@ GAP_MAX_DAYS = 7
 #: The time-of-day volume norm: slices of the session (minutes) and how many calendar days back it reaches.
 VOLUME_BUCKET_MINUTES = 30
 VOLUME_NORM_DAYS = 14
+#: The index ETF every ticker is compared with (``FeatureSpec.market_ticker``'s default).
+MARKET_TICKER = "SPY"
+#: How many bars back a context ticker's bar may be stamped and still stand for the market at a bar's time.
+CONTEXT_MAX_LAG_BARS = 5
+#: The feature-name prefixes of the market context's roles.
+CONTEXT_ROLES: tuple[str, ...] = ("mkt", "sec")
+
 #: Calendar days before its first session that a job computing features must read (the longest reach back).
 CONTEXT_DAYS = max(GAP_MAX_DAYS, VOLUME_NORM_DAYS)
 
@@ -100,6 +126,10 @@ class FeatureSpec:
     vol_windows: tuple[int, ...] = (5, 15, 30)
     volume_window: int = 30
     horizon_minutes: int = 5
+    #: The index ETF of the ``mkt`` context features (None: no market context).
+    market_ticker: str | None = MARKET_TICKER
+    #: (ticker, sector ETF) pairs: the ``sec`` context features exist only when this is not empty.
+    sectors: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.return_lags or min(self.return_lags) < 1:
@@ -110,13 +140,51 @@ class FeatureSpec:
             raise ValueError("volume_window must be at least 2 bars")
         if self.horizon_minutes < 1:
             raise ValueError("horizon_minutes must be positive")
+        tickers = [t for t, _ in self.sectors]
+        if len(set(tickers)) != len(tickers):
+            raise ValueError("sectors maps a ticker twice")
+        if any(not t or not etf or t != t.upper() or etf != etf.upper() for t, etf in self.sectors) or (
+                self.market_ticker is not None and self.market_ticker != self.market_ticker.upper()):
+            raise ValueError("market_ticker and sectors must be upper-case ticker symbols")
+
+    def context_tickers(self, tickers) -> dict[str, np.ndarray]:
+        """Per context role in use (``mkt``, ``sec``): the context ticker of each of ``tickers`` (an array of
+        ticker symbols; None where it has none)."""
+        tickers = np.asarray(tickers, dtype=object)
+        roles: dict[str, np.ndarray] = {}
+        if self.market_ticker is not None:
+            roles["mkt"] = np.full(len(tickers), self.market_ticker, dtype=object)
+        if self.sectors:
+            sector = dict(self.sectors)
+            roles["sec"] = np.array([sector.get(t) for t in tickers], dtype=object)
+        return roles
+
+    def with_context(self, tickers):
+        """``tickers`` and the context tickers their features read (the market's, their sectors'), sorted; a job
+        computing features of some tickers reads these bars (and writes only its own tickers' rows)."""
+        sector = dict(self.sectors)
+        needed = {*tickers, *(sector[t] for t in tickers if t in sector)}
+        if self.market_ticker is not None:
+            needed.add(self.market_ticker)
+        return sorted(needed)
+
+    def context_names(self) -> dict[str, tuple[str, str, str, str]]:
+        """Per context role in use: its features' names (ret_k1, ret_K, rv_W, rel_K)."""
+        k1, k, w = min(self.return_lags), max(self.return_lags), max(self.vol_windows)
+        roles = (["mkt"] if self.market_ticker is not None else []) + (["sec"] if self.sectors else [])
+        return {r: (f"{r}_ret_{k1}", f"{r}_ret_{k}", f"{r}_rv_{w}", f"{r}_rel_{k}") for r in roles}
+
+    def context_sources(self) -> tuple[str, str, str]:
+        """The context ticker's own features its role's first three features copy (ret_k1, ret_K, rv_W)."""
+        return f"ret_{min(self.return_lags)}", f"ret_{max(self.return_lags)}", f"rv_{max(self.vol_windows)}"
 
     def feature_names(self) -> list[str]:
         names = [f"ret_{k}" for k in self.return_lags]
         for stem in ("rv", "parkinson", "garman_klass", "rogers_satchell", "yang_zhang", "atr"):
             names += [f"{stem}_{w}" for w in self.vol_windows]
         return names + ["hl_range", "volume_z", "tod_sin", "tod_cos", "bar_pos", f"range_pos_{max(self.vol_windows)}",
-                        f"vwap_dist_{self.volume_window}", "overnight_gap", "volume_tod"]
+                        f"vwap_dist_{self.volume_window}", "overnight_gap", "volume_tod",
+                        *(name for names in self.context_names().values() for name in names)]
 
     def output_columns(self) -> list[str]:
         return [*KEY_COLUMNS, *PASSTHROUGH_COLUMNS, *self.feature_names(), *LABEL_COLUMNS]

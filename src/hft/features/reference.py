@@ -12,6 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from hft.data.calendar import exchange_days, minutes_since_open, session_date
 from hft.features.definitions import (
+    CONTEXT_MAX_LAG_BARS,
     GAP_MAX_DAYS,
     GK_CO_WEIGHT,
     LN2,
@@ -21,7 +22,7 @@ from hft.features.definitions import (
     FeatureSpec,
     yang_zhang_k,
 )
-from hft.schemas import coerce_bars
+from hft.schemas import Interval, coerce_bars
 
 _CHUNK = 1 << 20  # rows per block when reducing windows, bounds memory at ~CHUNK * w * 8 bytes
 
@@ -102,6 +103,9 @@ def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FeatureSpec(), labe
     o, h, lo, c = (df[col].to_numpy(np.float64) for col in ("open", "high", "low", "close"))
     out = feature_arrays(o, h, lo, c, df["volume"].to_numpy(np.float64), pos, minutes_since_open(ts), spec,
                          series, exchange_days(ts))
+
+    out.update(context_arrays(df["ticker"].to_numpy(object), df["interval"].to_numpy(object),
+                              ts.dt.as_unit("ns").astype("int64").to_numpy(), exchange_days(ts), out, spec))
 
     fwd_close = _future_close(df, spec)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -247,6 +251,47 @@ def feature_arrays(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, 
         out["volume_tod"] = np.where(norm_count > 0, np.log((v + 1.0) / (norm + 1.0)), 0.0)
 
     return out
+
+
+def context_arrays(ticker: np.ndarray, interval: np.ndarray, ts: np.ndarray, day: np.ndarray,
+                   out: dict[str, np.ndarray], spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """The market context features (:meth:`FeatureSpec.context_names`) of every row, from the rows' own features
+    ``out`` (:func:`feature_arrays`): each row reads the context ticker's row of the same interval and session
+    ``day`` stamped at ``ts - j * interval`` for the smallest j in 0..CONTEXT_MAX_LAG_BARS found among the
+    rows (``ts`` in nanoseconds; (ticker, interval, ts) unique). The batch path passes every bar; the
+    streaming state the bars that have arrived."""
+    roles = spec.context_names()
+    if not roles:
+        return {}
+    n = len(ticker)
+    pairs = pd.MultiIndex.from_arrays([ticker, interval])
+    code, uniques = pairs.factorize()
+    ts = np.asarray(ts, np.int64)
+    base = ts.min() if n else 0
+    # one int64 per row: (ticker, interval) code above the seconds since the first bar (< 2**40 s)
+    secs = (ts - base) // 1_000_000_000
+    index = pd.Index((code.astype(np.int64) << np.int64(40)) | secs)
+    step = pd.Series(interval).map(lambda i: Interval.parse(i).minutes * 60).to_numpy(np.int64)
+    own = [out[name] for name in spec.context_sources()]
+    k = max(spec.return_lags)
+    result: dict[str, np.ndarray] = {}
+    for role, ctx in spec.context_tickers(ticker).items():
+        ctx_code = uniques.get_indexer(pd.MultiIndex.from_arrays([ctx, interval])) if n else np.empty(0, np.int64)
+        found = np.full(n, -1, np.int64)
+        for j in range(CONTEXT_MAX_LAG_BARS + 1):
+            todo = np.flatnonzero((found < 0) & (ctx_code >= 0))
+            if not len(todo):
+                break
+            when = secs[todo] - j * step[todo]
+            at = index.get_indexer((ctx_code[todo].astype(np.int64) << np.int64(40)) | np.maximum(when, 0))
+            hit = (at >= 0) & (when >= 0) & (day[np.maximum(at, 0)] == day[todo])
+            found[todo[hit]] = at[hit]
+        has = found >= 0
+        names = roles[role]
+        for name, values in zip(names[:3], own):
+            result[name] = np.where(has, values[np.maximum(found, 0)], 0.0)
+        result[names[3]] = np.where(has, out[f"ret_{k}"] - result[names[1]], 0.0)
+    return result
 
 
 def _future_close(df: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:

@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from hft.data.calendar import EXCHANGE_TZ, REGULAR_OPEN
 from hft.errors import HftError
 from hft.features.definitions import (
+    CONTEXT_MAX_LAG_BARS,
     GAP_MAX_DAYS,
     GK_CO_WEIGHT,
     LN2,
@@ -34,6 +35,7 @@ from hft.features.definitions import (
     FeatureSpec,
     yang_zhang_k,
 )
+from hft.schemas import Interval
 
 #: The window of every feature: a ticker's bars of one session, in time order.
 _SESSION = "PARTITION BY ticker, interval, date ORDER BY ts_us"
@@ -128,6 +130,48 @@ def session_context(bars: DataFrame) -> DataFrame:
         f"CASE WHEN datediff(date, lag(date, 1) {previous}) <= {GAP_MAX_DAYS} "
         f"THEN ln(first_open / lag(last_close, 1) {previous}) ELSE {_num(0.0)} END AS overnight_gap",
     )
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def with_market_context(df: DataFrame, stamps: DataFrame, spec: FeatureSpec) -> DataFrame:
+    """``df`` (bars with their own features, every bar: the context reads bars without a label too) with the
+    market context features (:func:`hft.features.reference.context_arrays`).
+
+    The context tickers' rows are few (their window pass runs on them alone: the filter on the partitioning
+    column goes below the windows), and so are the bar times: ``stamps``, the distinct (interval, date,
+    ts_us) of the bars, each paired with the context bar it reads (the newest of ``ts - j * interval``,
+    j = 0..CONTEXT_MAX_LAG_BARS), then broadcast and joined to every bar on its time, once per role."""
+    roles = spec.context_names()
+    if not roles:
+        return df
+    sectors = dict(spec.sectors)
+    tickers = sorted({*([spec.market_ticker] if spec.market_ticker else []), *sectors.values()})
+    own = spec.context_sources()
+    ctx = df.where(F.col("ticker").isin(tickers)).selectExpr(
+        "ticker AS ctx", "interval", "date", "ts_us AS cts", *(f"{c} AS c{i}" for i, c in enumerate(own)))
+    step = "CASE interval " + " ".join(f"WHEN {_sql_str(i.value)} THEN {i.minutes * 60_000_000}"
+                                       for i in Interval if i.intraday) + " END"
+    matched = (stamps.selectExpr("*", f"explode(sequence(0, {CONTEXT_MAX_LAG_BARS})) AS j")
+               .selectExpr("*", f"ts_us - j * {step} AS cts")
+               .join(ctx, ["interval", "date", "cts"])
+               .groupBy("ctx", "interval", "date", "ts_us")
+               .agg(F.expr(f"min_by(struct({', '.join(f'c{i}' for i in range(len(own)))}), j)").alias("c")))
+    k = f"ret_{max(spec.return_lags)}"
+    for role, names in roles.items():
+        if role == "mkt":
+            df = df.withColumn("_ctx", F.lit(spec.market_ticker))
+        else:
+            pairs = ", ".join(f"{_sql_str(t)}, {_sql_str(e)}" for t, e in sorted(sectors.items()))
+            df = df.withColumn("_ctx", F.expr(f"element_at(map({pairs}), ticker)"))
+        found = F.broadcast(matched.withColumnRenamed("ctx", "_ctx").withColumnRenamed("c", "_c"))
+        df = df.join(found, ["_ctx", "interval", "date", "ts_us"], "left").selectExpr(
+            *(c for c in df.columns if c != "_ctx"),
+            *(f"CASE WHEN _c IS NULL THEN {_num(0.0)} ELSE _c.c{i} END AS {names[i]}" for i in range(3)),
+            f"CASE WHEN _c IS NULL THEN {_num(0.0)} ELSE {k} - _c.c1 END AS {names[3]}")
+    return df
 
 
 def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> DataFrame:
@@ -228,6 +272,7 @@ def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> Data
         _over("first(close)", f" RANGE BETWEEN {horizon_us} FOLLOWING AND {horizon_us} FOLLOWING") + " AS fwd_close",
     )
     df = df.selectExpr("*", *(f"{expr} AS {name}" for name, expr in features.items()))
+    df = with_market_context(df, sessions.select("interval", "date", "ts_us").distinct(), spec)
     df = df.where("fwd_close IS NOT NULL").join(session_context(sessions), ["ticker", "interval", "date"])
     df = df.selectExpr("*", f"{_BUCKET} AS bucket").selectExpr(
         "*", "coalesce(element_at(norm_counts, bucket), 0) AS norm_n", "element_at(norm_sums, bucket) AS norm_s")

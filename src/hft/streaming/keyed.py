@@ -16,6 +16,13 @@ the series' mark) and not sent to Kafka again; DLQ records may repeat (never los
 and so may the Kafka ``predictions`` records of a task that died between Kafka's acknowledgement and the
 Redis commit.
 
+Market context (the index ETF's features, read by every ticker's): a group sees only its own ticker's messages,
+so each message of a context ticker is also copied to the group of every ticker of ``--tickers`` that reads it
+(:func:`routed`, a broadcast join in the same micro-batch as the original): its bars enter the group's state
+(stored beside the ticker's, ``context`` in the JSON) and its features, exactly as the driver engine, which sees
+every ticker, computes them; a champion reading the context is refused without ``--tickers``
+(:func:`check_universe`).
+
 Differences from the driver engine, by design: a ticker seen for the first time is checked against the wall
 clock only (a group sees no other ticker, so not against the newest bar of the market); a message whose ticker
 Spark's parser reads differently from ours (a duplicated ``ticker`` field) goes to the DLQ as
@@ -37,6 +44,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
+from hft.errors import UserError
 from hft.features.definitions import FeatureSpec
 from hft.schemas import Prediction
 from hft.streaming.messages import DLQ_REASONS, BarMessage, prediction_record
@@ -74,15 +82,29 @@ def _champion(tracking_uri: str | None, refresh_s: float):
     return _models[key]
 
 
-def dump_state(state: FeatureState) -> str:
-    """One ticker's feature state as JSON: each interval's recent bars, its newest session's overnight gap and
-    its run of far-ahead bar times."""
+def _rows_of(bars: list[BarMessage]) -> list[list[float]]:
+    return [[b.ts_ms, b.open, b.high, b.low, b.close, b.volume] for b in bars]
+
+
+def _bars_of(ticker: str, interval: str, rows: list[list[float]]) -> list[BarMessage]:
+    return [BarMessage(ticker, interval, int(ts), o, h, lo, c, float(v)) for ts, o, h, lo, c, v in rows]
+
+
+def dump_state(state: FeatureState, ticker: str) -> str:
+    """``ticker``'s feature state as JSON: each interval's recent bars, its newest session's overnight gap, its
+    volume totals and its run of far-ahead bar times; and (``context``) the recent bars of the market context
+    tickers its group was sent, per ticker and interval."""
+    mine = lambda table: {i: v for (t, i), v in table.items() if t == ticker and v}  # noqa: E731
+    context: dict[str, dict[str, list]] = {}
+    for (t, interval), bars in state.bars.items():
+        if t != ticker and bars:
+            context.setdefault(t, {})[interval] = _rows_of(bars)
     return json.dumps({
-        "bars": {interval: [[b.ts_ms, b.open, b.high, b.low, b.close, b.volume] for b in bars]
-                 for (_, interval), bars in state.bars.items() if bars},
-        "gaps": {interval: list(gap) for (_, interval), gap in state.gaps.items()},
-        "volume": {interval: days for (_, interval), days in state.volume.items() if days},
-        "ahead": {interval: run for (_, interval), run in state.ahead.items() if run},
+        "bars": {interval: _rows_of(bars) for interval, bars in mine(state.bars).items()},
+        "gaps": {interval: list(gap) for interval, gap in mine(state.gaps).items()},
+        "volume": mine(state.volume),
+        "ahead": mine(state.ahead),
+        "context": context,
     })
 
 
@@ -92,18 +114,31 @@ def load_state(state: FeatureState, ticker: str, stored: str | None) -> FeatureS
         doc = json.loads(stored)
         gaps, volume = doc.get("gaps", {}), doc.get("volume", {})
         for interval, rows in doc["bars"].items():
-            state.load((ticker, interval), [BarMessage(ticker, interval, int(ts), o, h, lo, c, float(v))
-                                            for ts, o, h, lo, c, v in rows], gaps.get(interval), volume.get(interval))
+            state.load((ticker, interval), _bars_of(ticker, interval, rows), gaps.get(interval), volume.get(interval))
         for interval, run in doc.get("ahead", {}).items():
             state.ahead[(ticker, interval)] = [int(t) for t in run]
+        for other, series in doc.get("context", {}).items():
+            for interval, rows in series.items():
+                state.load((other, interval), _bars_of(other, interval, rows))
     return state
 
 
+def context_routes(tickers: Sequence[str], spec: FeatureSpec = FeatureSpec()) -> list[tuple[str, str]]:
+    """(context ticker, group) pairs: the groups each context ticker's messages are copied to (every ticker of
+    the universe whose features read it, itself excepted)."""
+    pairs: set[tuple[str, str]] = set()
+    for ctxs in spec.context_tickers(list(tickers)).values():
+        pairs.update((ctx, t) for ctx, t in zip(ctxs, tickers) if ctx is not None and ctx != t)
+    return sorted(pairs)
+
+
 def verdict(ticker: str, records: Sequence[Record], stored: str | None, model, known: frozenset[str] | None,
-            spec: FeatureSpec = FeatureSpec()) -> tuple[list[Prediction], list[tuple[bytes | None, bytes]], str | None]:
+            spec: FeatureSpec = FeatureSpec(), context: Sequence[Record] = (),
+            ) -> tuple[list[Prediction], list[tuple[bytes | None, bytes]], str | None]:
     """One ticker's records of a micro-batch (in Kafka order) against its stored state: the predictions, the DLQ
     records, and the state to store (None: unchanged). A message that decodes to another ticker than its group's
-    goes to the DLQ: its bar would otherwise enter another ticker's state."""
+    goes to the DLQ: its bar would otherwise enter another ticker's state. ``context``: the copies of the market
+    context tickers' records routed to this group (:func:`context_routes`), in Kafka order."""
     holder: list[FeatureState] = []
 
     def state_for(bars: list[BarMessage], window: int) -> FeatureState:
@@ -111,8 +146,8 @@ def verdict(ticker: str, records: Sequence[Record], stored: str | None, model, k
         return holder[-1]
 
     _, predictions, dead = evaluate(records, known, model, state_for, spec, BatchResult(-1, messages=len(records)),
-                                    ticker=ticker)
-    new_state = dump_state(holder[0]) if holder else None  # no bar decoded: the state was not consulted
+                                    ticker=ticker, context=context)
+    new_state = dump_state(holder[0], ticker) if holder else None  # no bar decoded: the state was not consulted
     return predictions, dead, (new_state if new_state != stored else None)
 
 
@@ -144,11 +179,14 @@ class TickerProcessor(StatefulProcessor):
 
     def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
         frame = pd.concat(list(rows), ignore_index=True).sort_values(["topic", "partition", "offset"], kind="stable")
+        copy = frame["context"].to_numpy(bool)
         records = [Record(k, v, int(p), int(o), t) for k, v, p, o, t in
                    zip(frame["key"], frame["value"], frame["partition"], frame["offset"], frame["topic"])]
         stored = self.state.get()
-        predictions, dead, new_state = verdict(key[0], records, stored[0] if stored else None,
-                                               _champion(self.tracking_uri, self.refresh_s), self.known)
+        predictions, dead, new_state = verdict(key[0], [r for r, c in zip(records, copy) if not c],
+                                               stored[0] if stored else None,
+                                               _champion(self.tracking_uri, self.refresh_s), self.known,
+                                               context=[r for r, c in zip(records, copy) if c])
         if new_state is not None:
             self.state.update((new_state,))
         if predictions or dead:  # nothing to say (bars warming up): no frame, whose empty columns Arrow cannot type
@@ -213,6 +251,33 @@ class TaskWriter:
             store.commit(self.epoch, [], new)
 
 
+def check_universe(features: Sequence[str], tickers: Sequence[str] | None, spec: FeatureSpec = FeatureSpec()) -> None:
+    """UserError when a model reading market context ``features`` would be served without a universe: the copies
+    of the index's messages are routed to the groups of ``--tickers`` only (without, every group would read no
+    context: 0, where the batch job and the driver engine read the index)."""
+    context = {name for names in spec.context_names().values() for name in names}
+    used = sorted(context & set(features))
+    if used and not tickers:
+        raise UserError(f"the champion reads the market context ({', '.join(used)}): the tasks engine needs "
+                        f"--tickers to send the index's bars to every ticker's group")
+
+
+def routed(stream, tickers: Sequence[str], spec: FeatureSpec = FeatureSpec()):
+    """``stream`` with each message's group (``ticker``: its ticker as Spark's JSON parser reads it) and ``context``
+    false, and a copy (``context`` true) of each market context ticker's message for every group of ``tickers``
+    that reads it (:func:`context_routes`): a group gets them in the same micro-batch as the original."""
+    from pyspark.sql import functions as F
+
+    grouped = stream.withColumn("ticker", F.expr(TICKER_SQL)).withColumn("context", F.lit(False))
+    routes = context_routes(tickers, spec)
+    if not routes:
+        return grouped
+    table = F.broadcast(stream.sparkSession.createDataFrame(routes, "source STRING, ticker STRING"))
+    copies = (stream.withColumn("source", F.expr(TICKER_SQL)).join(table, "source").drop("source")
+              .withColumn("context", F.lit(True)))
+    return grouped.unionByName(copies)
+
+
 def stateful_query(stream, args, tracking_uri: str | None):
     """The ``tasks`` engine on the Kafka source ``stream`` (key, value, topic, partition, offset)."""
     from pyspark.sql import functions as F
@@ -220,7 +285,7 @@ def stateful_query(stream, args, tracking_uri: str | None):
     processor = TickerProcessor(args.tickers, tracking_uri, args.model_refresh_s)
     count = lambda cond, name: F.count(F.when(cond, 1)).alias(name)  # noqa: E731
     return (
-        stream.withColumn("ticker", F.expr(TICKER_SQL))
+        routed(stream, args.tickers or [])
         .groupBy("ticker")
         .transformWithStateInPandas(processor, OUTPUT_DDL, "Append", "ProcessingTime")  # the state's TTL
         # each micro-batch's counts, in its progress report (record_progress): the tasks' work, counted once

@@ -154,7 +154,7 @@ class BatchProcessor:
         if self._state is None:
             self._state, self._loaded = FeatureState(self.spec, window=window), set()
             self.store.keep = max(self.store.keep, self._state.keep)
-        missing = sorted({(b.ticker, b.interval) for b in bars} - self._loaded)
+        missing = sorted(set(self._state.series_needed(bars)) - self._loaded)  # the market context's too
         if missing:
             for key, (history, gap, volume) in self.store.load_state(missing).items():
                 self._state.load(key, history, gap, volume)
@@ -218,6 +218,7 @@ DeadLetter = tuple[bytes | None, bytes]
 def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Callable[[], tuple[object, str]],
              state_for: Callable[[list[BarMessage], int], FeatureState], spec: FeatureSpec, result: BatchResult,
              drift: Callable[..., dict[str, float]] | None = None, ticker: str | None = None,
+             context: Sequence[Record] = (),
              ) -> tuple[list[BarMessage], list[Prediction], list[DeadLetter]]:
     """The verdict on ``records`` (in processing order), the same in every engine (the driver's micro-batch,
     the per-ticker stateful operator in Spark's tasks): decode and validate each, admit the bars into the
@@ -225,7 +226,10 @@ def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Cal
     ready ones with ``model()``'s predictor. Returns the admitted bars, the predictions and the DLQ records of
     everything refused, with its reason; counts and stage times go into ``result``. Nothing one message holds
     can raise here: it goes to the DLQ. ``ticker``: the only ticker these records may hold (a per-ticker engine's
-    group); a bar of another goes to the DLQ as ``invalid_field``."""
+    group); a bar of another goes to the DLQ as ``invalid_field``. ``context``: copies of the market context
+    tickers' records (a per-ticker engine routes them to every group that reads them): their bars enter the state
+    and the features with the others (as in the driver engine, which sees every ticker), but get no prediction,
+    no count and no DLQ record (their own group judges the originals)."""
     dead: list[DeadLetter] = []
 
     def reject(rec: Record, reason: str, detail: str) -> None:
@@ -249,6 +253,9 @@ def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Cal
             continue
         origin[id(bar)] = rec
         bars.append(bar)
+    extra = _context_bars(context, spec, ticker, now_ms)
+    bars += extra
+    copies = {id(bar) for bar in extra}
     if not bars:
         result.stage_ns["features"] = time.time_ns()
         return [], [], dead
@@ -259,9 +266,15 @@ def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Cal
     state = state_for(bars, shape[0] if len(shape) == 2 else 1)
     accepted, refused = state.admit(bars)
     for bar, reason, detail in refused:
-        reject(origin[id(bar)], reason, detail)
+        if id(bar) not in copies:
+            reject(origin[id(bar)], reason, detail)
     feats, x, accepted, failed = _features(state, accepted, names if len(shape) == 2 else [])
     result.stage_ns["features"] = time.time_ns()
+    if copies:  # the context's bars gave the others their market context: nothing more to do with them
+        mine = np.array([id(bar) not in copies for bar in accepted], bool)
+        feats, x = feats[mine].reset_index(drop=True), x[mine]
+        accepted = [bar for bar, keep in zip(accepted, mine) if keep]
+        failed = [(bar, detail) for bar, detail in failed if id(bar) not in copies]
     predictions: list[Prediction] = []
     if accepted:
         if len(shape) == 1:
@@ -286,6 +299,21 @@ def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Cal
         reject(origin[id(bar)], "processing_error", detail)
     result.accepted = len(accepted)
     return accepted, predictions, dead
+
+
+def _context_bars(records: Sequence[Record], spec: FeatureSpec, ticker: str | None, now_ms: int) -> list[BarMessage]:
+    """The bars of the context ``records`` routed to ``ticker``'s group that its features read (those of another
+    ticker, or that do not decode, are left to their own group, which sends them to the DLQ)."""
+    wanted = {ctx for ctxs in spec.context_tickers([ticker]).values() for ctx in ctxs if ctx is not None}
+    out = []
+    for rec in records:
+        try:
+            bar = decode_bar(rec.value, None, now_ms)
+        except Exception:  # noqa: BLE001 - the original, in its own group, goes to the DLQ
+            continue
+        if bar.ticker in wanted and bar.ticker != ticker:
+            out.append(bar)
+    return out
 
 
 def _features(state: FeatureState, accepted: list[BarMessage], names: list[str]):

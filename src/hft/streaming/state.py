@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from hft.data.calendar import exchange_days, minutes_since_open
-from hft.features.definitions import VOLUME_NORM_DAYS, FeatureSpec
-from hft.features.reference import feature_arrays, group_positions, norms_from_slices, time_bucket
+from hft.features.definitions import CONTEXT_MAX_LAG_BARS, VOLUME_NORM_DAYS, FeatureSpec
+from hft.features.reference import context_arrays, feature_arrays, group_positions, norms_from_slices, time_bucket
 from hft.streaming.messages import BarMessage
 
 Key = tuple[str, str]  # (ticker, interval)
@@ -79,7 +79,18 @@ class FeatureState:
 
     @property
     def keep(self) -> int:
-        return self.spec.max_lookback + self.window - 1
+        """Bars kept per series: a feature row's history, the window's rows before it, and the bars a market
+        context may be stamped before a bar (a context series' features of those bars are computed too)."""
+        return self.spec.max_lookback + self.window - 1 + CONTEXT_MAX_LAG_BARS
+
+    def series_needed(self, bars: Iterable[BarMessage]) -> list[Key]:
+        """The series the features of ``bars`` read: their own, then the market context's (the index ETF's and
+        their sectors' of the same interval) that are not among them."""
+        own = list(dict.fromkeys((b.ticker, b.interval) for b in bars))
+        context: dict[Key, None] = {}
+        for ctxs in self.spec.context_tickers([t for t, _ in own]).values():
+            context.update(((ctx, interval), None) for ctx, (_, interval) in zip(ctxs, own) if ctx is not None)
+        return own + [key for key in context if key not in set(own)]
 
     def load(self, key: Key, history: Iterable[BarMessage], gap: SessionGap | None = None,
              volume: VolumeDays | None = None) -> None:
@@ -158,6 +169,10 @@ class FeatureState:
         series: dict[Key, list[int]] = {}
         for i, bar in enumerate(new):
             series.setdefault((bar.ticker, bar.interval), []).append(i)
+        touched = len(series)
+        for key in self.series_needed(new)[touched:]:  # context series without new bars: their stored ones
+            if self.bars.get(key):
+                series[key] = []
         rows: list[BarMessage] = []
         key_id: list[int] = []
         at = np.empty(len(new), np.int64)  # row of each new bar
@@ -175,15 +190,19 @@ class FeatureState:
         pos = group_positions(group)
         minutes = minutes_since_open(ts)
         keys = list(series)
+        own = keys[:touched]  # the series of the new bars (the others only give context)
         # A call that raises leaves the state as it found it: the caller retries bar by bar (a bar that fails
         # alone goes to the DLQ and must not count in the volume totals, nor any bar twice).
-        gaps_before = {key: self.gaps.get(key) for key in keys}
+        gaps_before = {key: self.gaps.get(key) for key in own}
         undo: dict[tuple[Key, int, int], list[float] | None] = {}
         try:
             norms = self._volume_norms(keys, new, series_id, day[at], day, time_bucket(minutes), at, undo,
                                        np.isin(group, group[at]))
             out = feature_arrays(o, h, lo, c, v, pos, minutes, self.spec, series_id, day, norms)
-            self._session_gaps(out["overnight_gap"], keys, series_id, day, pos, at)
+            self._session_gaps(out["overnight_gap"], own, series_id, day, pos, at)
+            out.update(context_arrays(np.array([b.ticker for b in rows], object),
+                                      np.array([b.interval for b in rows], object), ts.as_unit("ns").asi8, day, out,
+                                      self.spec))
             frame = pd.DataFrame({
                 "ticker": [b.ticker for b in new], "interval": [b.interval for b in new],
                 "ts": ts[at].as_unit("us"), "close": prices[at, 3],
@@ -194,7 +213,7 @@ class FeatureState:
             self._undo(gaps_before, undo)
             raise
         self._advance(new)
-        self._forget_old_volume(keys, began=any(total is None for total in undo.values()))
+        self._forget_old_volume(own, began=any(total is None for total in undo.values()))
         return frame, windows
 
     def _undo(self, gaps: dict[Key, SessionGap | None], undo: dict[tuple[Key, int, int], list[float] | None]) -> None:
