@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hft.features.definitions import CONTEXT_MAX_LAG_BARS, FeatureSpec
+from hft.features.definitions import CONTEXT_MAX_LAG_BARS, CONTEXT_TRAIL_BARS, FeatureSpec
 from hft.features.reference import compute_features
 from hft.schemas import coerce_bars
 from hft.streaming.collectors import messages_from_bars
@@ -55,8 +55,7 @@ def test_a_tickers_features_through_the_stored_state_equal_the_batch_jobs_over_t
     feats = compute_features(bars, labelled_only=False).dropna(subset=Recording.features)
     assert [p.ts_ms for p in predictions] == list(feats["ts"].dt.as_unit("ms").astype("int64"))
     np.testing.assert_allclose(np.concatenate(model.rows), feats[Recording.features].to_numpy(), rtol=1e-9, atol=1e-12)
-    # only what a window needs, and the bars a market context may be stamped before a bar
-    assert len(json.loads(stored)["bars"]["1m"]) == FeatureSpec().max_lookback + CONTEXT_MAX_LAG_BARS
+    assert len(json.loads(stored)["bars"]["1m"]) == FeatureSpec().max_lookback  # only what a window needs
 
 
 def test_a_group_reads_the_market_context_routed_to_it_like_the_batch_job_over_what_had_arrived(bars_factory):
@@ -95,6 +94,12 @@ def test_a_group_reads_the_market_context_routed_to_it_like_the_batch_job_over_w
     doc = json.loads(stored)
     assert set(doc["bars"]) == {"1m"} and set(doc["context"]) == {"SPY"}
     assert doc["context"]["SPY"]["1m"][-1][0] == json.loads(recs[-1].value)["ts"]
+    # the index keeps the bars a ticker trailing it reads
+    assert len(doc["context"]["SPY"]["1m"]) == FeatureSpec().max_lookback + CONTEXT_MAX_LAG_BARS + CONTEXT_TRAIL_BARS
+    # the index's own group, outside the universe: its bars are read (state), never predicted nor refused
+    spy = [r for r in recs if r.key == b"SPY"][:80]
+    p, dead, spy_state = verdict("SPY", spy, None, lambda: (model, "7"), frozenset({"AAA"}))
+    assert p == [] and dead == [] and len(json.loads(spy_state)["bars"]["1m"]) == 80
 
 
 def test_a_champion_reading_the_market_context_needs_a_universe_in_the_tasks_engine():

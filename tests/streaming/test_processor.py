@@ -122,6 +122,29 @@ def test_processor_restarted_reads_the_index_series_from_redis_for_a_batch_witho
                                rtol=1e-12)
 
 
+def test_processor_reads_the_index_outside_the_universe_for_context_and_predicts_only_the_universe(
+        store, bars_factory):
+    bars = bars_factory(tickers=("AAA", "SPY"), start="2024-03-08", end="2024-03-08")
+    model = LinearModel(w=(40.0, 300.0))
+    model.features = ["ret_5", "mkt_rel_15"]
+    proc, dead, _ = make(store, model=model, known=frozenset({"AAA"}))
+    recs = records(bars)
+    for batch_id, i in enumerate(range(0, len(recs), 50)):
+        proc.process(batch_id, recs[i : i + 50])
+    assert dead == []  # SPY's bars are not unknown tickers: the universe's features read them
+    stream = store.stream()
+    assert {e["ticker"] for e in stream} == {"AAA"}
+    ready = compute_features(bars, labelled_only=False).dropna(subset=model.features)
+    ready = ready[ready["ticker"] == "AAA"]
+    got = {int(e["bar_ts"]): float(e["probability"]) for e in stream}
+    assert sorted(got) == sorted(ready["ts"].dt.as_unit("ms").astype("int64"))
+    np.testing.assert_allclose([got[int(ms)] for ms in ready["ts"].dt.as_unit("ms").astype("int64")],
+                               model.predict_proba(ready[model.features].to_numpy()), rtol=1e-12)
+    zzz = records(bars.assign(ticker="ZZZ").iloc[:1], start_offset=10**6)
+    proc.process(99, zzz)
+    assert [json.loads(v)["reason"] for _, v in dead] == ["unknown_ticker"]  # the universe still holds
+
+
 def test_processor_replayed_batch_is_skipped_and_nothing_duplicated(store, bars_factory):
     bars = bars_factory(tickers=("AAA",), start="2024-03-08", end="2024-03-08")
     proc, _, _ = make(store)

@@ -45,7 +45,7 @@ def load_bars(lake_root: str, interval: str, tickers: list[str] | None, start: d
     from hft.data.calendar import session_date
     from hft.data.lake import BarLake
 
-    read = spec.with_context(tickers) if tickers and spec is not None else tickers
+    read = spec.with_context([t.upper() for t in tickers]) if tickers and spec is not None else tickers
     bars = BarLake(lake_root).read(interval, read, start - timedelta(days=context_days), end)
     inside = bars[session_date(bars["ts"]) >= start] if context_days and not bars.empty else bars
     if inside.empty:

@@ -99,6 +99,9 @@ VOLUME_NORM_DAYS = 14
 MARKET_TICKER = "SPY"
 #: How many bars back a context ticker's bar may be stamped and still stand for the market at a bar's time.
 CONTEXT_MAX_LAG_BARS = 5
+#: How far (bars) a ticker's stream may trail its context tickers' and still read their bars: a streaming
+#: state keeps this many more of a context ticker's bars (a backlog's partitions advance unevenly).
+CONTEXT_TRAIL_BARS = 60
 #: The feature-name prefixes of the market context's roles.
 CONTEXT_ROLES: tuple[str, ...] = ("mkt", "sec")
 
@@ -167,6 +170,10 @@ class FeatureSpec:
         if self.market_ticker is not None:
             needed.add(self.market_ticker)
         return sorted(needed)
+
+    def is_context(self, ticker: str) -> bool:
+        """Whether other tickers' features read ``ticker``'s bars (the index ETF, a sector ETF)."""
+        return ticker == self.market_ticker or any(etf == ticker for _, etf in self.sectors)
 
     def context_names(self) -> dict[str, tuple[str, str, str, str]]:
         """Per context role in use: its features' names (ret_k1, ret_K, rv_W, rel_K)."""

@@ -271,7 +271,8 @@ def context_arrays(ticker: np.ndarray, interval: np.ndarray, ts: np.ndarray, day
     # one int64 per row: (ticker, interval) code above the seconds since the first bar (< 2**40 s)
     secs = (ts - base) // 1_000_000_000
     index = pd.Index((code.astype(np.int64) << np.int64(40)) | secs)
-    step = pd.Series(interval).map(lambda i: Interval.parse(i).minutes * 60).to_numpy(np.int64)
+    codes, kinds = pd.factorize(np.asarray(interval, dtype=object))
+    step = np.array([Interval.parse(i).minutes * 60 for i in kinds], np.int64)[codes] if n else np.empty(0, np.int64)
     own = [out[name] for name in spec.context_sources()]
     k = max(spec.return_lags)
     result: dict[str, np.ndarray] = {}

@@ -132,7 +132,8 @@ def session_context(bars: DataFrame) -> DataFrame:
     )
 
 
-def _sql_str(value: str) -> str:
+def sql_string(value: str) -> str:
+    """``value`` as a Spark SQL string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -152,7 +153,7 @@ def with_market_context(df: DataFrame, stamps: DataFrame, spec: FeatureSpec) -> 
     own = spec.context_sources()
     ctx = df.where(F.col("ticker").isin(tickers)).selectExpr(
         "ticker AS ctx", "interval", "date", "ts_us AS cts", *(f"{c} AS c{i}" for i, c in enumerate(own)))
-    step = "CASE interval " + " ".join(f"WHEN {_sql_str(i.value)} THEN {i.minutes * 60_000_000}"
+    step = "CASE interval " + " ".join(f"WHEN {sql_string(i.value)} THEN {i.minutes * 60_000_000}"
                                        for i in Interval if i.intraday) + " END"
     matched = (stamps.selectExpr("*", f"explode(sequence(0, {CONTEXT_MAX_LAG_BARS})) AS j")
                .selectExpr("*", f"ts_us - j * {step} AS cts")
@@ -164,8 +165,8 @@ def with_market_context(df: DataFrame, stamps: DataFrame, spec: FeatureSpec) -> 
         if role == "mkt":
             df = df.withColumn("_ctx", F.lit(spec.market_ticker))
         else:
-            pairs = ", ".join(f"{_sql_str(t)}, {_sql_str(e)}" for t, e in sorted(sectors.items()))
-            df = df.withColumn("_ctx", F.expr(f"element_at(map({pairs}), ticker)"))
+            pairs = ", ".join(f"{sql_string(t)}, {sql_string(e)}" for t, e in sorted(sectors.items()))
+            df = df.withColumn("_ctx", F.expr(f"try_element_at(map({pairs}), ticker)"))
         found = F.broadcast(matched.withColumnRenamed("ctx", "_ctx").withColumnRenamed("c", "_c"))
         df = df.join(found, ["_ctx", "interval", "date", "ts_us"], "left").selectExpr(
             *(c for c in df.columns if c != "_ctx"),

@@ -18,7 +18,7 @@ Redis commit.
 
 Market context (the index ETF's features, read by every ticker's): a group sees only its own ticker's messages,
 so each message of a context ticker is also copied to the group of every ticker of ``--tickers`` that reads it
-(:func:`routed`, a broadcast join in the same micro-batch as the original): its bars enter the group's state
+(:func:`routed`: each message exploded to its groups, in the same micro-batch as the original): its bars enter the group's state
 (stored beside the ticker's, ``context`` in the JSON) and its features, exactly as the driver engine, which sees
 every ticker, computes them; a champion reading the context is refused without ``--tickers``
 (:func:`check_universe`).
@@ -266,16 +266,22 @@ def routed(stream, tickers: Sequence[str], spec: FeatureSpec = FeatureSpec()):
     """``stream`` with each message's group (``ticker``: its ticker as Spark's JSON parser reads it) and ``context``
     false, and a copy (``context`` true) of each market context ticker's message for every group of ``tickers``
     that reads it (:func:`context_routes`): a group gets them in the same micro-batch as the original."""
-    from pyspark.sql import functions as F
+    groups: dict[str, list[str]] = {}
+    for source, group in context_routes(tickers, spec):
+        groups.setdefault(source, []).append(group)
+    if not groups:
+        return stream.selectExpr("*", f"{TICKER_SQL} AS ticker", "false AS context")
+    from hft.features.spark import sql_string as quote
 
-    grouped = stream.withColumn("ticker", F.expr(TICKER_SQL)).withColumn("context", F.lit(False))
-    routes = context_routes(tickers, spec)
-    if not routes:
-        return grouped
-    table = F.broadcast(stream.sparkSession.createDataFrame(routes, "source STRING, ticker STRING"))
-    copies = (stream.withColumn("source", F.expr(TICKER_SQL)).join(table, "source").drop("source")
-              .withColumn("context", F.lit(True)))
-    return grouped.unionByName(copies)
+    table = "map(" + ", ".join(f"{quote(source)}, array({', '.join(map(quote, to))})" for source, to in groups.items()) + ")"
+    # one scan of the source: each message exploded to its own group and its copies' (a union of two scans of the
+    # same source would read and parse every message twice, and count it twice in the progress reports)
+    copies = f"transform(coalesce(try_element_at({table}, _source), CAST(array() AS ARRAY<STRING>)), g -> " \
+             "named_struct('ticker', g, 'context', true))"
+    return (stream.selectExpr("*", f"{TICKER_SQL} AS _source")
+            .selectExpr(*stream.columns, f"explode(concat(array(named_struct('ticker', _source, 'context', false)), "
+                                         f"{copies})) AS _to")
+            .selectExpr(*stream.columns, "_to.ticker AS ticker", "_to.context AS context"))
 
 
 def stateful_query(stream, args, tracking_uri: str | None):

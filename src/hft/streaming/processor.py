@@ -147,13 +147,14 @@ class BatchProcessor:
     def _feature_state(self, bars, window: int) -> FeatureState:
         """The feature state holding every series of ``bars``, for a model taking ``window`` feature rows per
         input (conv1d: its lookback). A new window (the champion changed architecture) reloads the state from
-        Redis, whose per-series history grows to what the window needs (64 bars by default: lookbacks up to
-        34 bars are served from the first bar after a restart; longer ones warm up once)."""
+        Redis, whose per-series history grows to what the window needs (96 bars by default, what the index's
+        series keeps: lookbacks up to 66 bars are served from the first bar after a restart; longer ones warm up
+        once)."""
         if self._state is not None and self._state.window != window:
             self._state = None
         if self._state is None:
             self._state, self._loaded = FeatureState(self.spec, window=window), set()
-            self.store.keep = max(self.store.keep, self._state.keep)
+            self.store.keep = max(self.store.keep, self._state.context_keep)  # trimmed per series in memory
         missing = sorted(set(self._state.series_needed(bars)) - self._loaded)  # the market context's too
         if missing:
             for key, (history, gap, volume) in self.store.load_state(missing).items():
@@ -238,10 +239,13 @@ def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Cal
 
     result.stage_ns["consumed"] = time.time_ns()
     now_ms = result.stage_ns["consumed"] // 1_000_000
+    # the index (and sectors) of a universe are read even when not in it: their bars give the others their
+    # market context, and get no prediction
+    allowed = None if known is None else frozenset(spec.with_context(sorted(known)))
     bars, origin = [], {}
     for rec in records:
         try:
-            bar = decode_bar(rec.value, known, now_ms)
+            bar = decode_bar(rec.value, allowed, now_ms)
         except MessageError as err:
             reject(rec, err.reason, err.detail)
             continue
@@ -254,8 +258,9 @@ def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Cal
         origin[id(bar)] = rec
         bars.append(bar)
     extra = _context_bars(context, spec, ticker, now_ms)
-    bars += extra
+    bars = extra + bars  # first: a bar-by-bar retry (_features) still sees the batch's context
     copies = {id(bar) for bar in extra}
+    unpredicted = copies | {id(bar) for bar in bars if known is not None and bar.ticker not in known}
     if not bars:
         result.stage_ns["features"] = time.time_ns()
         return [], [], dead
@@ -270,11 +275,12 @@ def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Cal
             reject(origin[id(bar)], reason, detail)
     feats, x, accepted, failed = _features(state, accepted, names if len(shape) == 2 else [])
     result.stage_ns["features"] = time.time_ns()
-    if copies:  # the context's bars gave the others their market context: nothing more to do with them
-        mine = np.array([id(bar) not in copies for bar in accepted], bool)
+    failed = [(bar, detail) for bar, detail in failed if id(bar) not in copies]
+    admitted = [bar for bar in accepted if id(bar) not in copies]  # what this engine stores (the copies: their group)
+    if unpredicted:  # the context's bars gave the others their market context: no prediction of their own
+        mine = np.array([id(bar) not in unpredicted for bar in accepted], bool)
         feats, x = feats[mine].reset_index(drop=True), x[mine]
         accepted = [bar for bar, keep in zip(accepted, mine) if keep]
-        failed = [(bar, detail) for bar, detail in failed if id(bar) not in copies]
     predictions: list[Prediction] = []
     if accepted:
         if len(shape) == 1:
@@ -297,8 +303,8 @@ def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Cal
                                               bar.produced_ns, now, bar.close, float(v)))
     for bar, detail in failed:
         reject(origin[id(bar)], "processing_error", detail)
-    result.accepted = len(accepted)
-    return accepted, predictions, dead
+    result.accepted = len(admitted)
+    return admitted, predictions, dead
 
 
 def _context_bars(records: Sequence[Record], spec: FeatureSpec, ticker: str | None, now_ms: int) -> list[BarMessage]:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from hft.data.calendar import exchange_days, minutes_since_open
-from hft.features.definitions import CONTEXT_MAX_LAG_BARS, VOLUME_NORM_DAYS, FeatureSpec
+from hft.features.definitions import CONTEXT_MAX_LAG_BARS, CONTEXT_TRAIL_BARS, VOLUME_NORM_DAYS, FeatureSpec
 from hft.features.reference import context_arrays, feature_arrays, group_positions, norms_from_slices, time_bucket
 from hft.streaming.messages import BarMessage
 
@@ -79,9 +79,17 @@ class FeatureState:
 
     @property
     def keep(self) -> int:
-        """Bars kept per series: a feature row's history, the window's rows before it, and the bars a market
-        context may be stamped before a bar (a context series' features of those bars are computed too)."""
-        return self.spec.max_lookback + self.window - 1 + CONTEXT_MAX_LAG_BARS
+        """Bars kept per series: a feature row's history and the window's rows before it."""
+        return self.spec.max_lookback + self.window - 1
+
+    @property
+    def context_keep(self) -> int:
+        """Bars kept of a context ticker's series (the index's): its features are computed at the bars the others
+        read, up to ``CONTEXT_MAX_LAG_BARS`` before a bar that trails it by up to ``CONTEXT_TRAIL_BARS``."""
+        return self.keep + CONTEXT_MAX_LAG_BARS + CONTEXT_TRAIL_BARS
+
+    def keep_for(self, key: Key) -> int:
+        return self.context_keep if self.spec.is_context(key[0]) else self.keep
 
     def series_needed(self, bars: Iterable[BarMessage]) -> list[Key]:
         """The series the features of ``bars`` read: their own, then the market context's (the index ETF's and
@@ -94,7 +102,7 @@ class FeatureState:
 
     def load(self, key: Key, history: Iterable[BarMessage], gap: SessionGap | None = None,
              volume: VolumeDays | None = None) -> None:
-        self.bars[key] = sorted(history, key=lambda b: b.ts_ms)[-self.keep :]
+        self.bars[key] = sorted(history, key=lambda b: b.ts_ms)[-self.keep_for(key) :]
         if gap is not None:
             self.gaps[key] = (int(gap[0]), float(gap[1]))
         if volume:
@@ -322,9 +330,10 @@ class FeatureState:
         return windows
 
     def _advance(self, new: list[BarMessage]) -> None:
-        """Append the batch to the state, keeping each series' newest :attr:`keep` bars (of any session:
+        """Append the batch to the state, keeping each series' newest :meth:`keep_for` bars (of any session:
         windows stop at the session's start by themselves)."""
         for bar in new:
             history = self.bars.setdefault((bar.ticker, bar.interval), [])
             history.append(bar)
-            del history[: -self.keep]
+        for key in {(bar.ticker, bar.interval) for bar in new}:
+            del self.bars[key][: -self.keep_for(key)]
