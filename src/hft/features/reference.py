@@ -98,14 +98,14 @@ def compute_features(bars: pd.DataFrame, spec: FeatureSpec = FeatureSpec(), labe
     ts = df["ts"]
     date = session_date(ts)
     pos = group_positions(pd.MultiIndex.from_arrays([df["ticker"], df["interval"], date]).factorize()[0])
-    series = pd.MultiIndex.from_arrays([df["ticker"], df["interval"]]).factorize()[0]
+    series, series_keys = pd.MultiIndex.from_arrays([df["ticker"], df["interval"]]).factorize()
 
     o, h, lo, c = (df[col].to_numpy(np.float64) for col in ("open", "high", "low", "close"))
     out = feature_arrays(o, h, lo, c, df["volume"].to_numpy(np.float64), pos, minutes_since_open(ts), spec,
                          series, exchange_days(ts))
 
-    out.update(context_arrays(df["ticker"].to_numpy(object), df["interval"].to_numpy(object),
-                              ts.dt.as_unit("ns").astype("int64").to_numpy(), exchange_days(ts), out, spec))
+    out.update(context_arrays(series, list(series_keys), ts.dt.as_unit("ns").astype("int64").to_numpy(),
+                              exchange_days(ts), out, spec))
 
     fwd_close = _future_close(df, spec)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -253,38 +253,43 @@ def feature_arrays(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, 
     return out
 
 
-def context_arrays(ticker: np.ndarray, interval: np.ndarray, ts: np.ndarray, day: np.ndarray,
-                   out: dict[str, np.ndarray], spec: FeatureSpec) -> dict[str, np.ndarray]:
+def context_arrays(series: np.ndarray, keys, ts: np.ndarray, day: np.ndarray, out: dict[str, np.ndarray],
+                   spec: FeatureSpec) -> dict[str, np.ndarray]:
     """The market context features (:meth:`FeatureSpec.context_names`) of every row, from the rows' own features
     ``out`` (:func:`feature_arrays`): each row reads the context ticker's row of the same interval and session
     ``day`` stamped at ``ts - j * interval`` for the smallest j in 0..CONTEXT_MAX_LAG_BARS found among the
-    rows (``ts`` in nanoseconds; (ticker, interval, ts) unique). The batch path passes every bar; the
-    streaming state the bars that have arrived."""
+    rows. ``series``: each row's series id, ``keys[id]`` its (ticker, interval); ``ts`` in nanoseconds; (series,
+    ts) unique. The batch path passes every bar; the streaming state the bars that have arrived."""
     roles = spec.context_names()
     if not roles:
         return {}
-    n = len(ticker)
-    pairs = pd.MultiIndex.from_arrays([ticker, interval])
-    code, uniques = pairs.factorize()
+    n = len(series)
+    keys = [(str(t), str(i)) for t, i in keys]
+    code_of = {key: c for c, key in enumerate(keys)}
+    series = np.asarray(series, np.int64)
     ts = np.asarray(ts, np.int64)
-    base = ts.min() if n else 0
-    # one int64 per row: (ticker, interval) code above the seconds since the first bar (< 2**40 s)
-    secs = (ts - base) // 1_000_000_000
-    index = pd.Index((code.astype(np.int64) << np.int64(40)) | secs)
-    codes, kinds = pd.factorize(np.asarray(interval, dtype=object))
-    step = np.array([Interval.parse(i).minutes * 60 for i in kinds], np.int64)[codes] if n else np.empty(0, np.int64)
+    secs = (ts - (ts.min() if n else 0)) // 1_000_000_000  # seconds since the first row (< 2**40)
+    step = np.array([Interval.parse(i).minutes * 60 for _, i in keys], np.int64)[series] if keys else secs
+    # per role, each series' context series (-1: none); only the context series' rows are looked up
+    targets = {role: np.array([code_of.get((ctx, i), -1) if ctx is not None else -1
+                               for ctx, (_, i) in zip(ctxs, keys)], np.int64)
+               for role, ctxs in spec.context_tickers([t for t, _ in keys]).items()}
+    wanted = np.unique(np.concatenate([t[t >= 0] for t in targets.values()] + [np.empty(0, np.int64)]))
+    rows = np.flatnonzero(np.isin(series, wanted))
+    index = pd.Index((series[rows] << np.int64(40)) | secs[rows])
     own = [out[name] for name in spec.context_sources()]
     k = max(spec.return_lags)
     result: dict[str, np.ndarray] = {}
-    for role, ctx in spec.context_tickers(ticker).items():
-        ctx_code = uniques.get_indexer(pd.MultiIndex.from_arrays([ctx, interval])) if n else np.empty(0, np.int64)
+    for role, target in targets.items():
+        ctx_code = target[series] if len(target) else np.full(n, -1, np.int64)
         found = np.full(n, -1, np.int64)
         for j in range(CONTEXT_MAX_LAG_BARS + 1):
             todo = np.flatnonzero((found < 0) & (ctx_code >= 0))
             if not len(todo):
                 break
             when = secs[todo] - j * step[todo]
-            at = index.get_indexer((ctx_code[todo].astype(np.int64) << np.int64(40)) | np.maximum(when, 0))
+            at = index.get_indexer((ctx_code[todo] << np.int64(40)) | np.maximum(when, 0))
+            at = np.where(at >= 0, rows[np.maximum(at, 0)], -1) if len(rows) else at
             hit = (at >= 0) & (when >= 0) & (day[np.maximum(at, 0)] == day[todo])
             found[todo[hit]] = at[hit]
         has = found >= 0

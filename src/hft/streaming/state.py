@@ -208,9 +208,7 @@ class FeatureState:
                                        np.isin(group, group[at]))
             out = feature_arrays(o, h, lo, c, v, pos, minutes, self.spec, series_id, day, norms)
             self._session_gaps(out["overnight_gap"], own, series_id, day, pos, at)
-            out.update(context_arrays(np.array([b.ticker for b in rows], object),
-                                      np.array([b.interval for b in rows], object), ts.as_unit("ns").asi8, day, out,
-                                      self.spec))
+            out.update(context_arrays(series_id, keys, ts.as_unit("ns").asi8, day, out, self.spec))
             frame = pd.DataFrame({
                 "ticker": [b.ticker for b in new], "interval": [b.interval for b in new],
                 "ts": ts[at].as_unit("us"), "close": prices[at, 3],
