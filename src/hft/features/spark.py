@@ -137,42 +137,71 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def with_market_context(df: DataFrame, stamps: DataFrame, spec: FeatureSpec) -> DataFrame:
-    """``df`` (bars with their own features, every bar: the context reads bars without a label too) with the
-    market context features (:func:`hft.features.reference.context_arrays`).
+def _context_tickers(spec: FeatureSpec) -> list[str]:
+    return sorted({*([spec.market_ticker] if spec.market_ticker else []), *(etf for _, etf in spec.sectors)})
 
-    The context tickers' rows are few (their window pass runs on them alone: the filter on the partitioning
-    column goes below the windows), and so are the bar times: ``stamps``, the distinct (interval, date,
-    ts_us) of the bars, each paired with the context bar it reads (the newest of ``ts - j * interval``,
-    j = 0..CONTEXT_MAX_LAG_BARS), then broadcast and joined to every bar on its time, once per role."""
-    roles = spec.context_names()
-    if not roles:
-        return df
-    sectors = dict(spec.sectors)
-    tickers = sorted({*([spec.market_ticker] if spec.market_ticker else []), *sectors.values()})
+
+def _context_rows(sessions: DataFrame, spec: FeatureSpec) -> DataFrame:
+    """The context tickers' bars (few: the filter on the partitioning column reaches the scan)."""
+    return sessions.where(F.col("ticker").isin(_context_tickers(spec)))
+
+
+def _context_sources(rows: DataFrame, spec: FeatureSpec) -> DataFrame:
+    """``rows`` with the features the context copies (:meth:`FeatureSpec.context_sources`: ret_k1, ret_K, rv_W),
+    in a small window plan of their own (the whole :func:`_windowed` plan a second time, for a few rows, cost
+    more than the rest of the job: its generated code is compiled again)."""
+    k1, k, w = min(spec.return_lags), max(spec.return_lags), max(spec.vol_windows)
+    lags = sorted({1, k1, k})
+    df = rows.selectExpr("*", *(f"{_over(f'lag(close, {j})')} AS close_{j}" for j in lags),
+                         f"{_over('row_number()')} - 1 AS pos")
+    df = df.selectExpr("*", "ln(close / close_1) * ln(close / close_1) AS r1_sq")
+    frame = f" ROWS BETWEEN {w - 1} PRECEDING AND CURRENT ROW"
+    return df.selectExpr("*", f"ln(close / close_{k1}) AS ret_{k1}", *([f"ln(close / close_{k}) AS ret_{k}"] if k != k1 else []),
+                         f"{_full('r1_sq', w, _sqrt_pos(_over('sum(r1_sq)', frame)))} AS rv_{w}")
+
+
+def _with_context_values(sessions: DataFrame, context: DataFrame, spec: FeatureSpec) -> DataFrame:
+    """``sessions`` with, per context role, the context bar's own ret_k1, ret_K, rv_W (``_{role}_c0..2``) and
+    whether there is one (``_{role}_found``): :func:`hft.features.reference.context_arrays`.
+
+    ``context``: the context tickers' bars with their features (few). Each stands for its own time and the
+    next ``CONTEXT_MAX_LAG_BARS`` bar times (``cts + j * interval``); per time the one with the smallest j (the
+    newest at or before it), broadcast and joined to every bar on its time before the windows."""
     own = spec.context_sources()
-    ctx = df.where(F.col("ticker").isin(tickers)).selectExpr(
-        "ticker AS ctx", "interval", "date", "ts_us AS cts", *(f"{c} AS c{i}" for i, c in enumerate(own)))
+    ctx = context.selectExpr("ticker AS ctx", "interval", "date", "ts_us AS cts",
+                             *(f"{c} AS c{i}" for i, c in enumerate(own)))
     step = "CASE interval " + " ".join(f"WHEN {sql_string(i.value)} THEN {i.minutes * 60_000_000}"
                                        for i in Interval if i.intraday) + " END"
-    matched = (stamps.selectExpr("*", f"explode(sequence(0, {CONTEXT_MAX_LAG_BARS})) AS j")
-               .selectExpr("*", f"ts_us - j * {step} AS cts")
-               .join(ctx, ["interval", "date", "cts"])
+    # each context bar stands for the times of its next CONTEXT_MAX_LAG_BARS bars too; per time, the newest
+    matched = (ctx.selectExpr("*", f"explode(sequence(0, {CONTEXT_MAX_LAG_BARS})) AS j")
+               .selectExpr("*", f"cts + j * {step} AS ts_us")
                .groupBy("ctx", "interval", "date", "ts_us")
                .agg(F.expr(f"min_by(struct({', '.join(f'c{i}' for i in range(len(own)))}), j)").alias("c")))
-    k = f"ret_{max(spec.return_lags)}"
-    for role, names in roles.items():
+    sectors = dict(spec.sectors)
+    for role in spec.context_names():
         if role == "mkt":
-            df = df.withColumn("_ctx", F.lit(spec.market_ticker))
+            target = sql_string(spec.market_ticker or "")
         else:
             pairs = ", ".join(f"{sql_string(t)}, {sql_string(e)}" for t, e in sorted(sectors.items()))
-            df = df.withColumn("_ctx", F.expr(f"try_element_at(map({pairs}), ticker)"))
+            target = f"try_element_at(map({pairs}), ticker)"
         found = F.broadcast(matched.withColumnRenamed("ctx", "_ctx").withColumnRenamed("c", "_c"))
-        df = df.join(found, ["_ctx", "interval", "date", "ts_us"], "left").selectExpr(
-            *(c for c in df.columns if c != "_ctx"),
-            *(f"CASE WHEN _c IS NULL THEN {_num(0.0)} ELSE _c.c{i} END AS {names[i]}" for i in range(3)),
-            f"CASE WHEN _c IS NULL THEN {_num(0.0)} ELSE {k} - _c.c1 END AS {names[3]}")
-    return df
+        sessions = sessions.selectExpr("*", f"{target} AS _ctx").join(
+            found, ["_ctx", "interval", "date", "ts_us"], "left").selectExpr(
+            *(c for c in sessions.columns), f"_c IS NOT NULL AS _{role}_found",
+            *(f"_c.c{i} AS _{role}_c{i}" for i in range(len(own))))
+    return sessions
+
+
+def _context_features(spec: FeatureSpec) -> list[str]:
+    """The context features' expressions over the columns of :func:`_with_context_values` (0 without a context
+    bar; the relative return from the bar's own ret_K)."""
+    k = f"ret_{max(spec.return_lags)}"
+    out = []
+    for role, names in spec.context_names().items():
+        found = f"_{role}_found"
+        out += [f"CASE WHEN {found} THEN _{role}_c{i} ELSE {_num(0.0)} END AS {names[i]}" for i in range(3)]
+        out.append(f"CASE WHEN {found} THEN {k} - _{role}_c1 ELSE {_num(0.0)} END AS {names[3]}")
+    return out
 
 
 def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> DataFrame:
@@ -192,8 +221,25 @@ def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> Data
     dependency level: built with Column objects, the plan took ~5,700 py4j round trips (0.6-1 s of a 1M-bar
     job) before Spark did any work.
     """
-    horizon_us = spec.horizon_minutes * 60 * 1_000_000
     sessions = add_session_columns(bars)
+    plain = sessions
+    if spec.context_names():  # the context's values joined to the bars before the windows (a narrow stage)
+        sessions = _with_context_values(sessions, _context_sources(_context_rows(sessions, spec), spec), spec)
+    df = _windowed(sessions, spec)
+    df = df.selectExpr("*", *_context_features(spec))
+    df = df.where("fwd_close IS NOT NULL").join(session_context(plain), ["ticker", "interval", "date"])
+    df = df.selectExpr("*", f"{_BUCKET} AS bucket").selectExpr(
+        "*", "coalesce(element_at(norm_counts, bucket), 0) AS norm_n", "element_at(norm_sums, bucket) AS norm_s")
+    df = df.selectExpr("*", f"CASE WHEN norm_n > 0 THEN ln((v + {_num(1.0)}) / (norm_s / norm_n + {_num(1.0)})) "
+                            f"ELSE {_num(0.0)} END AS volume_tod")
+    labels = {"fwd_ret": "ln(fwd_close / close) AS fwd_ret", "label": "CAST(fwd_close > close AS INT) AS label"}
+    return df.selectExpr(*(labels.get(c, c) for c in spec.output_columns()))
+
+
+def _windowed(sessions: DataFrame, spec: FeatureSpec) -> DataFrame:
+    """The bars of ``sessions`` (:func:`add_session_columns`) with every per-session windowed feature and
+    ``fwd_close`` (the passes of :func:`compute_features`)."""
+    horizon_us = spec.horizon_minutes * 60 * 1_000_000
     df = sessions.selectExpr("*", f"{_over('lag(close, 1)')} AS close_1")
     df = df.selectExpr(
         "*",
@@ -272,15 +318,7 @@ def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> Data
         *(f"{_over(f'lag(close, {k})')} AS close_{k}" for k in spec.return_lags if k != 1),
         _over("first(close)", f" RANGE BETWEEN {horizon_us} FOLLOWING AND {horizon_us} FOLLOWING") + " AS fwd_close",
     )
-    df = df.selectExpr("*", *(f"{expr} AS {name}" for name, expr in features.items()))
-    df = with_market_context(df, sessions.select("interval", "date", "ts_us").distinct(), spec)
-    df = df.where("fwd_close IS NOT NULL").join(session_context(sessions), ["ticker", "interval", "date"])
-    df = df.selectExpr("*", f"{_BUCKET} AS bucket").selectExpr(
-        "*", "coalesce(element_at(norm_counts, bucket), 0) AS norm_n", "element_at(norm_sums, bucket) AS norm_s")
-    df = df.selectExpr("*", f"CASE WHEN norm_n > 0 THEN ln((v + {_num(1.0)}) / (norm_s / norm_n + {_num(1.0)})) "
-                            f"ELSE {_num(0.0)} END AS volume_tod")
-    labels = {"fwd_ret": "ln(fwd_close / close) AS fwd_ret", "label": "CAST(fwd_close > close AS INT) AS label"}
-    return df.selectExpr(*(labels.get(c, c) for c in spec.output_columns()))
+    return df.selectExpr("*", *(f"{expr} AS {name}" for name, expr in features.items()))
 
 
 class NoBarsError(HftError, ValueError):
