@@ -207,7 +207,9 @@ def _context_features(spec: FeatureSpec) -> list[str]:
 def compute_features(bars: DataFrame, spec: FeatureSpec = FeatureSpec()) -> DataFrame:
     """Feature table of canonical ``bars`` (columns of :data:`hft.schemas.BAR_SPARK_DDL`).
 
-    Same rows and values as :func:`hft.features.reference.compute_features`: only bars with a label.
+    Same rows and values as :func:`hft.features.reference.compute_features`: only bars with a label. The
+    market context's values are joined to the bars before the windows (:func:`_with_context_values`), the
+    session context after them (:func:`session_context`); :func:`_windowed` holds the window passes:
 
     Three window passes over the sorted sessions, all on the same partitioning and order (one shuffle, one
     sort): the previous close; the running sums of the per-bar terms (and the bar's position, a running
