@@ -305,8 +305,7 @@ def _market_context(frame: pl.LazyFrame, spec: FeatureSpec) -> pl.LazyFrame:
     if not roles:
         return frame
     sectors = dict(spec.sectors)
-    tickers = sorted({*([spec.market_ticker] if spec.market_ticker else []), *sectors.values()})
-    own = (frame.filter(pl.col("ticker").is_in(tickers))
+    own = (frame.filter(pl.col("ticker").is_in(list(spec.index_tickers)))
            .select(pl.col("ticker").alias("_ctx"), "interval", "date", pl.col("ts").alias("_cts"),
                    *(pl.col(c).alias(f"_c{i}") for i, c in enumerate(spec.context_sources())))
            .sort("_cts"))

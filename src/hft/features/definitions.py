@@ -171,9 +171,14 @@ class FeatureSpec:
             needed.add(self.market_ticker)
         return sorted(needed)
 
+    @property
+    def index_tickers(self) -> tuple[str, ...]:
+        """Every ticker whose bars other tickers' features read (the index ETF, the sector ETFs), sorted."""
+        return tuple(sorted({*([self.market_ticker] if self.market_ticker else []), *(e for _, e in self.sectors)}))
+
     def is_context(self, ticker: str) -> bool:
         """Whether other tickers' features read ``ticker``'s bars (the index ETF, a sector ETF)."""
-        return ticker == self.market_ticker or any(etf == ticker for _, etf in self.sectors)
+        return ticker in self.index_tickers
 
     def context_names(self) -> dict[str, tuple[str, str, str, str]]:
         """Per context role in use: its features' names (ret_k1, ret_K, rv_W, rel_K)."""

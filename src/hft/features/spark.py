@@ -137,13 +137,9 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _context_tickers(spec: FeatureSpec) -> list[str]:
-    return sorted({*([spec.market_ticker] if spec.market_ticker else []), *(etf for _, etf in spec.sectors)})
-
-
 def _context_rows(sessions: DataFrame, spec: FeatureSpec) -> DataFrame:
     """The context tickers' bars (few: the filter on the partitioning column reaches the scan)."""
-    return sessions.where(F.col("ticker").isin(_context_tickers(spec)))
+    return sessions.where(F.col("ticker").isin(list(spec.index_tickers)))
 
 
 def _context_sources(rows: DataFrame, spec: FeatureSpec) -> DataFrame:

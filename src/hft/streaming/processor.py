@@ -8,6 +8,7 @@ same features with the same model. The batch is idempotent by id (see :mod:`hft.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -241,7 +242,7 @@ def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Cal
     now_ms = result.stage_ns["consumed"] // 1_000_000
     # the index (and sectors) of a universe are read even when not in it: their bars give the others their
     # market context, and get no prediction
-    allowed = None if known is None else frozenset(spec.with_context(sorted(known)))
+    allowed = None if known is None else _readable(known, spec)
     bars, origin = [], {}
     for rec in records:
         try:
@@ -305,6 +306,13 @@ def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Cal
         reject(origin[id(bar)], "processing_error", detail)
     result.accepted = len(admitted)
     return admitted, predictions, dead
+
+
+@functools.lru_cache(maxsize=16)
+def _readable(known: frozenset[str], spec: FeatureSpec) -> frozenset[str]:
+    """The tickers a universe's engine decodes: ``known`` and the context tickers its features read (once per
+    universe, not per micro-batch and group: the tasks engine calls :func:`evaluate` for every ticker)."""
+    return frozenset(spec.with_context(sorted(known)))
 
 
 def _context_bars(records: Sequence[Record], spec: FeatureSpec, ticker: str | None, now_ms: int) -> list[BarMessage]:
