@@ -12,7 +12,9 @@ window of exact zeros (a flat price) still gives exactly zero.
 
 The wide window and projection code Spark generates for this plan is larger than HotSpot's 8000-byte
 "huge method" limit, above which the JIT leaves a method interpreted (about 3x slower here);
-:data:`hft.config.SPARK_LOCAL_CONF` lifts that limit for every Spark JVM the project starts.
+:data:`hft.config.SPARK_LOCAL_CONF` lifts that limit for every Spark JVM the project starts. It also lets
+Spark's cache of compiled classes hold more than this plan's ~120 (100 by default: every run compiled ~90 of
+them again, 10 s instead of 4.2 s on 1M bars).
 """
 
 from __future__ import annotations
