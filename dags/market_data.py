@@ -10,6 +10,10 @@ Runs once per weekday for the session of its logical date (``ds``, a New York da
 idempotent for its interval: re-running a date merges the same bars and overwrites that date's feature
 partitions. Tasks pass only paths and dates through XCom.
 
+The ingest fetches the tickers' market context too: the index ETF (``HFT_MARKET_TICKER``, SPY) and the
+sector ETFs of ``HFT_SECTORS`` (:meth:`hft.features.definitions.FeatureSpec.from_env`), whose bars the
+``mkt_*`` and ``sec_*`` features read.
+
 Configuration (environment): ``HFT_LAKE_ROOT`` (lake), ``HFT_TICKERS``, ``HFT_INTERVAL``,
 ``HFT_DAG_SOURCE`` (``synthetic`` by default, or ``yfinance``), and the Airflow connection
 ``spark_default`` whose host is the Spark master, e.g.
@@ -59,11 +63,14 @@ def market_data():
 
         from hft.config import parse_tickers
         from hft.data.ingest import stage_session
+        from hft.features.definitions import FeatureSpec
 
         settings = Settings.from_env()
         params = params or {}
         try:  # a bad parameter does not get better by retrying
             tickers = parse_tickers(params["tickers"], "param tickers") if params.get("tickers") else settings.tickers
+            # and the index's and sector ETFs' bars, which their market context features read
+            tickers = FeatureSpec.from_env().with_context(tickers)
         except ValueError as e:
             raise AirflowFailException(str(e)) from None
         source = params.get("source") or os.environ.get("HFT_DAG_SOURCE", "synthetic")

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     try:
-        spec = FeatureSpec(horizon_minutes=args.horizon_minutes)
+        spec = FeatureSpec.from_env(horizon_minutes=args.horizon_minutes)
         spec.horizon_bars(args.interval)
         upgrade_format(args.input)  # a lake written before float64 volumes: Spark cannot read both side by side
         # the sessions before --start that features of its sessions read (overnight gap, volume norm), not written

@@ -149,17 +149,19 @@ def source(spark, args, offsets: str, options: dict[str, str] | None = None):
     )
 
 
-def processor(args):
-    """The per-batch transform and sinks: DLQ, Redis, Kafka ``predictions``."""
+def processor(args, spec):
+    """The per-batch transform and sinks: DLQ, Redis, Kafka ``predictions``; the features of ``spec``
+    (:meth:`hft.features.definitions.FeatureSpec.from_env`)."""
     from hft.observability.metrics import record_batch
     from hft.streaming.champion import ChampionModel
     from hft.streaming.kafka_io import KafkaLag, TopicSink
     from hft.streaming.messages import BARS_TOPIC, DLQ_TOPIC, PREDICTIONS_TOPIC
-    from hft.streaming.processor import BatchProcessor
+    from hft.streaming.processor import BatchProcessor, check_features
     from hft.streaming.store import RedisStore
 
     model = ChampionModel(args.tracking_uri, refresh_s=args.model_refresh_s)
-    model()  # fail at start, clearly, when there is no champion
+    predictor, _ = model()  # fail at start, clearly, when there is no champion
+    check_features(list(getattr(predictor, "features", [])), spec)
     predictions = TopicSink(args.bootstrap, PREDICTIONS_TOPIC, "hft-stream-predictions")
     store = RedisStore.from_url(args.redis)
     lag = KafkaLag(args.bootstrap, BARS_TOPIC)
@@ -174,6 +176,7 @@ def processor(args):
         dlq=TopicSink(args.bootstrap, DLQ_TOPIC, "hft-stream-dlq").send,  # acknowledged before the commit
         publish=predictions.post,  # after the commit: not waited for (see BatchProcessor)
         known_tickers=args.tickers,
+        spec=spec,
         on_result=on_result,
         flush=predictions.flush,
     )
@@ -245,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import SparkSession
 
     from hft.errors import UserError
+    from hft.features.definitions import FeatureSpec
     from hft.streaming.champion import NoChampionError
 
     spark = SparkSession.builder.appName("hft-predict-stream").getOrCreate()
@@ -252,10 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet_spark_logs(spark)
     proc = None
     try:
+        spec = FeatureSpec.from_env()  # the market and sector context (HFT_MARKET_TICKER, HFT_SECTORS)
         if args.engine == "tasks":
-            run_in_tasks(spark, args)
+            run_in_tasks(spark, args, spec)
             return 0
-        proc = processor(args)
+        proc = processor(args, spec)
         query = sink(source(spark, args, starting_offsets(args, proc.store)), proc, args)
         wait(query, args.stop_when_idle, proc.store.mark_running)
         return 0
@@ -269,24 +274,26 @@ def main(argv: list[str] | None = None) -> int:
         spark.stop()
 
 
-def run_in_tasks(spark, args) -> None:
+def run_in_tasks(spark, args, spec) -> None:
     """The ``tasks`` engine (:mod:`hft.streaming.keyed`), until stopped. A new checkpoint holds no feature state:
     the job then starts from ``--starting-offsets`` and rebuilds it, the predictions Redis already holds being
     recognised and not written again."""
     from hft.model.registry import default_tracking_uri
     from hft.streaming import keyed
     from hft.streaming.champion import ChampionModel
+    from hft.streaming.processor import check_features
     from hft.streaming.store import RedisStore
 
     tracking_uri = args.tracking_uri or default_tracking_uri()  # the tasks get it, not the driver's environment
     predictor, _ = ChampionModel(tracking_uri)()  # fail at start, clearly, when there is no champion
-    keyed.check_universe(list(getattr(predictor, "features", [])), args.tickers)
+    check_features(list(getattr(predictor, "features", [])), spec)
+    keyed.check_universe(list(getattr(predictor, "features", [])), args.tickers, spec)
     store = RedisStore.from_url(args.redis)
     if checkpoint_is_new(args.checkpoint) and store.r.hlen(store.keys.pred_written):
         log.warning("checkpoint %s is new: the feature state is rebuilt from %s offsets; predictions already in "
                     "Redis are not written again", args.checkpoint, args.starting_offsets)
     keyed.configure(spark, args.state_partitions)
-    query = keyed.stateful_query(source(spark, args, args.starting_offsets), args, tracking_uri)
+    query = keyed.stateful_query(source(spark, args, args.starting_offsets), args, tracking_uri, spec)
     wait(query, args.stop_when_idle, store.mark_running, keyed.record_progress)
 
 

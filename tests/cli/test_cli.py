@@ -129,6 +129,28 @@ def test_cli_features_runs_spark_job_and_rerun_is_idempotent(tmp_path):
     pd.testing.assert_frame_equal(after[["overnight_gap", "volume_tod"]], before[["overnight_gap", "volume_tod"]])
 
 
+def test_cli_features_and_training_read_the_sector_map_from_the_environment(tmp_path, monkeypatch):
+    """HFT_SECTORS reaches the Spark job (sec_* columns, from the sector ETF's bars) and training's feature list."""
+    assert run("ingest", "--source", "synthetic", "--tickers", "AAA,BBB,SPY,XLK", "--start", "2024-03-07",
+               "--end", "2024-03-07", "--lake", str(tmp_path)).returncode == 0
+    sectors = {"HFT_SECTORS": "AAA:XLK,BBB:XLF"}  # no XLF bars: BBB's sec_* are 0
+    proc = run("features", "--lake", str(tmp_path), "--master", "local[2]", "--tickers", "AAA,BBB", env=sectors)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    features = pd.read_parquet(tmp_path / "features" / "interval=1m")
+    assert sorted(features["ticker"].unique()) == ["AAA", "BBB"]
+    aaa, bbb = (features[features["ticker"] == t].set_index("ts") for t in ("AAA", "BBB"))
+    xlk = BarLake(str(tmp_path)).read("1m", ["XLK"])
+    assert aaa["sec_ret_1"].ne(0).sum() > 300 and (bbb["sec_ret_1"] == 0).all()
+    close = xlk.set_index(pd.to_datetime(xlk["ts"], utc=True))["close"]
+    at = pd.to_datetime(aaa.index[5:], utc=True)  # each AAA bar reads XLK's bar of the same minute
+    np.testing.assert_allclose(aaa["sec_ret_1"].iloc[5:], np.log(close / close.shift(1)).loc[at], rtol=1e-9)
+    from hft.model.dataset import prepare
+
+    monkeypatch.setenv("HFT_SECTORS", sectors["HFT_SECTORS"])
+    _, names = prepare(features)
+    assert {"mkt_rel_15", "sec_ret_1", "sec_rel_15"} <= set(names)
+
+
 @pytest.mark.integration
 def test_cli_features_on_empty_lake_fails_clearly(tmp_path):
     proc = run("features", "--lake", str(tmp_path), "--master", "local[1]")

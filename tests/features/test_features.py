@@ -174,6 +174,30 @@ def test_feature_spec_refuses_an_ambiguous_sector_map():
         FeatureSpec(market_ticker="spy")
 
 
+def test_feature_spec_from_env_reads_the_market_ticker_and_the_sector_map(monkeypatch):
+    monkeypatch.delenv("HFT_MARKET_TICKER", raising=False)
+    monkeypatch.delenv("HFT_SECTORS", raising=False)
+    assert FeatureSpec.from_env() == FeatureSpec()
+    monkeypatch.setenv("HFT_SECTORS", " aapl:xlk, JPM:XLF ,")
+    monkeypatch.setenv("HFT_MARKET_TICKER", "qqq")
+    spec = FeatureSpec.from_env(horizon_minutes=10)
+    assert (spec.market_ticker, spec.sectors, spec.horizon_minutes) == ("QQQ", (("AAPL", "XLK"), ("JPM", "XLF")), 10)
+    assert spec.with_context(["AAPL", "MSFT"]) == ["AAPL", "MSFT", "QQQ", "XLK"]
+    assert {"mkt_rel_15", "sec_rel_15"} <= set(spec.feature_names())
+    monkeypatch.setenv("HFT_MARKET_TICKER", "None")
+    assert FeatureSpec.from_env().context_names().keys() == {"sec"}
+    for name, value, message in [("HFT_SECTORS", "AAPL=XLK", "TICKER:ETF"), ("HFT_SECTORS", "AAPL:XLK:XLF", "TICKER:ETF"),
+                                 ("HFT_SECTORS", "AAPL:XLK,AAPL:XLF", "twice"), ("HFT_SECTORS", "A$PL:XLK", "invalid ticker"),
+                                 ("HFT_SECTORS", ":XLK", "no tickers"), ("HFT_MARKET_TICKER", "SPY,QQQ", "one ticker"),
+                                 ("HFT_MARKET_TICKER", "SP Y", "invalid ticker")]:
+        monkeypatch.setenv("HFT_MARKET_TICKER", "SPY")
+        monkeypatch.setenv("HFT_SECTORS", "")
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValueError, match=message) as raised:
+            FeatureSpec.from_env()
+        assert name in str(raised.value)
+
+
 def test_reference_session_start_features_are_null_until_window_full(bars_factory):
     feats = compute_features(_one_session(bars_factory))
     assert feats["ret_1"].iloc[0] != feats["ret_1"].iloc[0]  # NaN on the session's first bar

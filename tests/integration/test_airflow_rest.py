@@ -67,9 +67,12 @@ def test_market_data_runs_when_triggered_and_on_its_schedule(ops_stack):
         assert client.wait("market_data", "rest-2024-03-08", timeout=420) == "success"
         states = {t: ti["state"] for t, ti in client.task_instances("market_data", "rest-2024-03-08").items()}
         assert states == {"ingest": "success", "validate": "success", "features": "success"}
-        assert "staged 780 bars" in client.task_log("market_data", "rest-2024-03-08", "ingest")
-        bars = pd.read_parquet(ops_stack.lake / "bars" / "interval=1m" / "ticker=AAA" / "date=2024-03-08")
-        assert len(bars) == 390
+        assert "staged 1170 bars" in client.task_log("market_data", "rest-2024-03-08", "ingest")  # AAA, BBB and SPY
+        for ticker in ("AAA", "SPY"):  # the index too: the market context features read it
+            bars = pd.read_parquet(ops_stack.lake / "bars" / "interval=1m" / f"ticker={ticker}" / "date=2024-03-08")
+            assert len(bars) == 390
+        features = pd.read_parquet(ops_stack.lake / "features" / "interval=1m")
+        assert features.loc[features["ticker"] == "AAA", "mkt_ret_1"].ne(0).sum() > 300
         # The schedule is real: unpaused, the scheduler creates the latest weekday's 22:00 run itself.
         scheduled = _wait_for_run(client, "market_data", "scheduled")
         assert scheduled["dag_run_id"].startswith("scheduled__")

@@ -112,6 +112,47 @@ def test_a_champion_reading_the_market_context_needs_a_universe_in_the_tasks_eng
     check_universe(["ret_5", "rv_30"], None)  # no context read: any ticker is served
 
 
+def test_a_champion_reading_context_features_the_stream_does_not_compute_is_refused_at_start():
+    from hft.errors import UserError
+    from hft.streaming.processor import check_features
+
+    sectors = FeatureSpec(sectors=(("AAA", "XLK"),))
+    with pytest.raises(UserError, match="reads sec_ret_1, sec_rel_15.*HFT_SECTORS"):
+        check_features(["ret_5", "mkt_rel_15", "sec_ret_1", "sec_rel_15"], FeatureSpec())
+    with pytest.raises(UserError, match="reads mkt_rel_15"):
+        check_features(["ret_5", "mkt_rel_15"], FeatureSpec(market_ticker=None))
+    check_features(["ret_5", "mkt_rel_15", "sec_ret_1", "sec_rel_15"], sectors)
+    check_features(["ret_5", "rv_30"], FeatureSpec(market_ticker=None))
+
+
+def test_the_stateful_processor_computes_the_features_of_its_spec_sector_context_included(bars_factory):
+    """The spec given to TickerProcessor (the driver's FeatureSpec.from_env()) is the one its groups compute: AAA's
+    sector context from the XLK copies routed to it, as the batch job computes it."""
+    from pyspark.sql.streaming.tws_tester import TwsTester
+
+    from hft.streaming import keyed
+
+    spec = FeatureSpec(sectors=(("AAA", "XLK"),))
+    bars = coerce_bars(bars_factory(tickers=("AAA", "SPY", "XLK"), start="2024-03-08", end="2024-03-08"))
+    bars = bars.sort_values(["ts", "ticker"], kind="stable").reset_index(drop=True)
+    recs = records(bars)
+    frame = pd.DataFrame({"key": [r.key for r in recs], "value": [r.value for r in recs], "topic": "market.bars",
+                          "partition": 0, "offset": range(len(recs)), "ticker": "AAA",
+                          "context": [r.key != b"AAA" for r in recs]})
+    model = Recording()
+    model.features = ["ret_5", "mkt_rel_15", "sec_ret_1", "sec_rv_30", "sec_rel_15"]
+    keyed._models[("test://", 5.0)] = lambda: (model, "7")
+    try:
+        out = TwsTester(keyed.TickerProcessor(["AAA"], "test://", spec=spec)).testInPandas("AAA", frame)
+    finally:
+        del keyed._models[("test://", 5.0)]
+    assert set(out["kind"]) == {"prediction"} and len(out) > 300
+    expected = compute_features(bars, spec, labelled_only=False).set_index(["ticker", "ts"])
+    expected = expected.loc[[("AAA", pd.Timestamp(t, unit="ms", tz="UTC")) for t in out["ts_ms"]], model.features]
+    np.testing.assert_allclose(np.concatenate(model.rows), expected.to_numpy(), rtol=1e-9, atol=1e-12)
+    assert expected["sec_ret_1"].ne(0).sum() > 300
+
+
 @pytest.mark.spark
 def test_the_index_messages_are_copied_to_every_group_that_reads_them(spark):
     from hft.streaming.keyed import routed

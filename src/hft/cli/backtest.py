@@ -87,9 +87,10 @@ def run(args: argparse.Namespace, settings=None) -> int:
     except ValueError as exc:
         raise UserError(f"--venues: {exc}") from None
     try:
+        spec = FeatureSpec.from_env()
         bars = load_bars(args.lake or settings.lake_root, args.interval, tickers, args.start, args.end, CONTEXT_DAYS,
-                         FeatureSpec())
-        predictions, source = predictions_from_bars(bars, probabilities=probabilities,
+                         spec)
+        predictions, source = predictions_from_bars(bars, probabilities=probabilities, spec=spec,
                                                     tracking_uri=getattr(args, "tracking_uri", None), start=args.start,
                                                     tickers=tickers)
         result = run_backtest(predictions, config, tickers=sorted(set(predictions["ticker"])))

@@ -126,7 +126,7 @@ def _feature_summary(features_root: str, out: Callable[[str], None]) -> None:
     from hft.features import FeatureSpec
 
     features = pd.read_parquet(join_uri(features_root, "interval=1m"))
-    spec = FeatureSpec()
+    spec = FeatureSpec.from_env()
     complete = features.dropna(subset=spec.feature_names())
     summary = features.groupby("ticker", observed=True).agg(
         rows=("label", "size"), sessions=("date", "nunique"), up_share=("label", "mean"),

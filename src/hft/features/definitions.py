@@ -79,11 +79,13 @@ session, missing bar) has no label and is dropped from the feature table.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from hft.errors import UserError
 from hft.schemas import Interval
 
 LN2 = math.log(2.0)
@@ -121,6 +123,10 @@ def yang_zhang_k(window: int) -> float:
     return 0.34 / (1.34 + (window + 1) / (window - 1))
 
 
+class FeatureConfigError(UserError, ValueError):
+    """The environment's feature settings (``HFT_MARKET_TICKER``, ``HFT_SECTORS``) are not valid."""
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """Which lags and windows to compute (counts of bars) and the label horizon (minutes)."""
@@ -149,6 +155,35 @@ class FeatureSpec:
         if any(not t or not etf or t != t.upper() or etf != etf.upper() for t, etf in self.sectors) or (
                 self.market_ticker is not None and self.market_ticker != self.market_ticker.upper()):
             raise ValueError("market_ticker and sectors must be upper-case ticker symbols")
+
+    @classmethod
+    def from_env(cls, **overrides) -> "FeatureSpec":
+        """The deployment's spec: the market context from ``HFT_MARKET_TICKER`` (a ticker, or ``none`` for no
+        market context; unset: ``MARKET_TICKER``) and ``HFT_SECTORS`` (``TICKER:ETF`` pairs, comma-separated:
+        ``AAPL:XLK,JPM:XLF``; unset: no sector context), then ``overrides``. Every job that computes features
+        (the feature job, training's feature list, both streaming engines, the backtest) builds its spec here,
+        once, and passes it down: a model trained with sector features is served with them. ValueError names
+        the variable and the bad entry (:class:`FeatureConfigError`)."""
+        from hft.config import env_value, parse_tickers
+
+        market = env_value("HFT_MARKET_TICKER", MARKET_TICKER).strip()
+        if "," in market:
+            raise FeatureConfigError(f"HFT_MARKET_TICKER: one ticker or 'none', got {market[:60]!r}")
+        pairs = []
+        try:
+            market_ticker = None if market.lower() == "none" else parse_tickers(market, "HFT_MARKET_TICKER")[0]
+            for entry in (e.strip() for e in env_value("HFT_SECTORS", "").split(",")):
+                if not entry:
+                    continue
+                ticker, sep, etf = entry.partition(":")
+                if not sep or ":" in etf:
+                    raise ValueError(f"HFT_SECTORS: expected TICKER:ETF pairs separated by commas, got {entry[:60]!r}")
+                pairs.append((parse_tickers(ticker, "HFT_SECTORS")[0], parse_tickers(etf, "HFT_SECTORS")[0]))
+            spec = cls(market_ticker=market_ticker, sectors=tuple(pairs))
+        except ValueError as exc:
+            message = str(exc) if str(exc).startswith("HFT_") else f"HFT_MARKET_TICKER / HFT_SECTORS: {exc}"
+            raise FeatureConfigError(message) from None
+        return dataclasses.replace(spec, **overrides)
 
     def context_tickers(self, tickers) -> dict[str, np.ndarray]:
         """Per context role in use (``mkt``, ``sec``): the context ticker of each of ``tickers`` (an array of

@@ -86,7 +86,7 @@ def prepare(table: pd.DataFrame, features: list[str] | None = None) -> tuple[pd.
     Raises :class:`DatasetError` naming missing columns, or when nothing usable is left. Rows with a
     null, NaN or infinite feature are dropped and counted (the early bars of each session have them).
     """
-    features = list(features or FeatureSpec().feature_names())
+    features = list(features or FeatureSpec.from_env().feature_names())
     missing = [c for c in (*REQUIRED, *features) if c not in table.columns]
     if missing:
         raise DatasetError(f"feature table is missing column(s): {', '.join(missing)}")

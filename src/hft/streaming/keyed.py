@@ -169,10 +169,12 @@ def _rows(predictions: list[Prediction], dead: list[tuple[bytes | None, bytes]])
 class TickerProcessor(StatefulProcessor):
     """``transformWithStateInPandas`` processor: one group per ticker (module docstring)."""
 
-    def __init__(self, known_tickers: Sequence[str] | None, tracking_uri: str | None, refresh_s: float = 5.0):
+    def __init__(self, known_tickers: Sequence[str] | None, tracking_uri: str | None, refresh_s: float = 5.0,
+                 spec: FeatureSpec = FeatureSpec()):
         self.known = frozenset(known_tickers) if known_tickers else None
         self.tracking_uri = tracking_uri
         self.refresh_s = refresh_s
+        self.spec = spec
 
     def init(self, handle) -> None:
         self.state = handle.getValueState("feature_state", STATE_SCHEMA, STATE_TTL_MS)
@@ -186,7 +188,7 @@ class TickerProcessor(StatefulProcessor):
         predictions, dead, new_state = verdict(key[0], [r for r, c in zip(records, copy) if not c],
                                                stored[0] if stored else None,
                                                _champion(self.tracking_uri, self.refresh_s), self.known,
-                                               context=[r for r, c in zip(records, copy) if c])
+                                               self.spec, context=[r for r, c in zip(records, copy) if c])
         if new_state is not None:
             self.state.update((new_state,))
         if predictions or dead:  # nothing to say (bars warming up): no frame, whose empty columns Arrow cannot type
@@ -284,14 +286,15 @@ def routed(stream, tickers: Sequence[str], spec: FeatureSpec = FeatureSpec()):
             .selectExpr(*stream.columns, "_to.ticker AS ticker", "_to.context AS context"))
 
 
-def stateful_query(stream, args, tracking_uri: str | None):
-    """The ``tasks`` engine on the Kafka source ``stream`` (key, value, topic, partition, offset)."""
+def stateful_query(stream, args, tracking_uri: str | None, spec: FeatureSpec):
+    """The ``tasks`` engine on the Kafka source ``stream`` (key, value, topic, partition, offset), computing the
+    features of ``spec`` (the driver's :meth:`FeatureSpec.from_env`, sent to the tasks with the processor)."""
     from pyspark.sql import functions as F
 
-    processor = TickerProcessor(args.tickers, tracking_uri, args.model_refresh_s)
+    processor = TickerProcessor(args.tickers, tracking_uri, args.model_refresh_s, spec)
     count = lambda cond, name: F.count(F.when(cond, 1)).alias(name)  # noqa: E731
     return (
-        routed(stream, args.tickers or [])
+        routed(stream, args.tickers or [], spec)
         .groupBy("ticker")
         .transformWithStateInPandas(processor, OUTPUT_DDL, "Append", "ProcessingTime")  # the state's TTL
         # each micro-batch's counts, in its progress report (record_progress): the tasks' work, counted once

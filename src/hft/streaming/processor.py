@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hft.features.definitions import FeatureSpec
+from hft.errors import UserError
+from hft.features.definitions import CONTEXT_ROLES, FeatureSpec
 from hft.schemas import Prediction
 from hft.streaming.drift import FeatureShift
 from hft.streaming.messages import BARS_TOPIC, BarMessage, MessageError, decode_bar, dlq_record, prediction_record
@@ -306,6 +307,17 @@ def evaluate(records: Sequence[Record], known: frozenset[str] | None, model: Cal
         reject(origin[id(bar)], "processing_error", detail)
     result.accepted = len(admitted)
     return admitted, predictions, dead
+
+
+def check_features(features: Sequence[str], spec: FeatureSpec) -> None:
+    """UserError when the champion reads market context features that ``spec`` does not compute: a model trained
+    with another ``HFT_MARKET_TICKER`` / ``HFT_SECTORS`` (:meth:`FeatureSpec.from_env`) than the stream's, whose
+    every batch would otherwise fail."""
+    computed = set(spec.feature_names())
+    missing = [f for f in features if f.startswith(tuple(f"{r}_" for r in CONTEXT_ROLES)) and f not in computed]
+    if missing:
+        raise UserError(f"the champion reads {', '.join(missing)}, which this job does not compute: start it with the "
+                        f"HFT_MARKET_TICKER and HFT_SECTORS its feature table was computed with")
 
 
 @functools.lru_cache(maxsize=16)
