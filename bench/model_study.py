@@ -61,11 +61,12 @@ EXPERIMENT = "hft-direction-study"
 
 def synthetic_table():
     from hft.data.sources.synthetic import SyntheticConfig, SyntheticSource
+    from hft.features.definitions import FeatureSpec
     from hft.features.reference import compute_features
 
     bars = SyntheticSource(SyntheticConfig()).fetch(["AAA", "BBB", "CCC", "DDD"], datetime(2024, 1, 2, tzinfo=timezone.utc),
                                                      datetime(2024, 3, 28, tzinfo=timezone.utc), "1m")
-    return compute_features(bars)
+    return compute_features(bars, FeatureSpec.from_env())
 
 
 def real_table(home: Path):

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
 
     from hft.data.sources.synthetic import SyntheticConfig, SyntheticSource
+    from hft.features.definitions import FeatureSpec
     from hft.features.reference import compute_features
     from hft.model.config import ModelConfig
     from hft.model.dataset import prepare
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     bars = SyntheticSource(market).fetch(tickers, datetime(2024, 1, 2, tzinfo=timezone.utc),
                                          datetime(2024, 4, 1, tzinfo=timezone.utc), "1m")
-    frame, features = prepare(compute_features(bars))
+    frame, features = prepare(compute_features(bars, FeatureSpec.from_env()))
     before = frame[frame["date"] < CHANGE].reset_index(drop=True)
     config = ModelConfig()
     champion = train(before, features, config)

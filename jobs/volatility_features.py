@@ -78,10 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         n_bars = (mine.where(F.col("date") >= F.lit(args.start)) if args.start else mine).count()
         if n_bars == 0:
             raise NoBarsError(f"no {args.interval} bars under {args.input} for the requested dates/tickers")
-        if spec.market_ticker and not bars.where(F.col("ticker") == spec.market_ticker).limit(1).count():
-            log.warning("no %s bars for these dates: the market context features (mkt_*) are 0; ingest %s beside "
-                        "the tickers", spec.market_ticker, spec.market_ticker,
-                        extra={"hft": {"market_ticker": spec.market_ticker}})
+        wanted = [t for t in spec.index_tickers if not args.tickers or t in set(read or ())]
+        present = {r.ticker for r in bars.where(F.col("ticker").isin(wanted)).select("ticker").distinct().collect()}
+        absent = sorted(set(wanted) - present)
+        if absent:  # the market (mkt_*) or sector (sec_*) context features that read them are 0
+            log.warning("no bars of %s for these dates: the market context features that read them (mkt_*, sec_*) "
+                        "are 0; ingest them beside the tickers", ", ".join(absent),
+                        extra={"hft": {"context_tickers_absent": absent}})
         features = compute_features(bars, spec)
         if args.start:
             features = features.where(F.col("date") >= F.lit(args.start))

@@ -159,9 +159,9 @@ def processor(args, spec):
     from hft.streaming.processor import BatchProcessor, check_features
     from hft.streaming.store import RedisStore
 
-    model = ChampionModel(args.tracking_uri, refresh_s=args.model_refresh_s)
-    predictor, _ = model()  # fail at start, clearly, when there is no champion
-    check_features(list(getattr(predictor, "features", [])), spec)
+    model = ChampionModel(args.tracking_uri, refresh_s=args.model_refresh_s,
+                          accept=lambda predictor: check_features(predictor.features, spec))
+    model()  # fail at start, clearly, when there is no champion (or none this job can serve)
     predictions = TopicSink(args.bootstrap, PREDICTIONS_TOPIC, "hft-stream-predictions")
     store = RedisStore.from_url(args.redis)
     lag = KafkaLag(args.bootstrap, BARS_TOPIC)
@@ -281,19 +281,17 @@ def run_in_tasks(spark, args, spec) -> None:
     from hft.model.registry import default_tracking_uri
     from hft.streaming import keyed
     from hft.streaming.champion import ChampionModel
-    from hft.streaming.processor import check_features
     from hft.streaming.store import RedisStore
 
     tracking_uri = args.tracking_uri or default_tracking_uri()  # the tasks get it, not the driver's environment
-    predictor, _ = ChampionModel(tracking_uri)()  # fail at start, clearly, when there is no champion
-    check_features(list(getattr(predictor, "features", [])), spec)
-    keyed.check_universe(list(getattr(predictor, "features", [])), args.tickers, spec)
+    # fail at start, clearly, when there is no champion (or none this job can serve)
+    _, served = ChampionModel(tracking_uri, accept=keyed.servable(spec, args.tickers))()
     store = RedisStore.from_url(args.redis)
     if checkpoint_is_new(args.checkpoint) and store.r.hlen(store.keys.pred_written):
         log.warning("checkpoint %s is new: the feature state is rebuilt from %s offsets; predictions already in "
                     "Redis are not written again", args.checkpoint, args.starting_offsets)
     keyed.configure(spark, args.state_partitions)
-    query = keyed.stateful_query(source(spark, args, args.starting_offsets), args, tracking_uri, spec)
+    query = keyed.stateful_query(source(spark, args, args.starting_offsets), args, tracking_uri, spec, served)
     wait(query, args.stop_when_idle, store.mark_running, keyed.record_progress)
 
 

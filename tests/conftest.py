@@ -17,6 +17,14 @@ from ports import free_port
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 
+@pytest.fixture(autouse=True)
+def _no_feature_settings(monkeypatch):
+    """The default feature spec in every test (FeatureSpec.from_env): a shell's HFT_SECTORS or HFT_MARKET_TICKER
+    must not change what the tests compute. A test sets them itself when it is about them."""
+    monkeypatch.delenv("HFT_SECTORS", raising=False)
+    monkeypatch.delenv("HFT_MARKET_TICKER", raising=False)
+
+
 @pytest.fixture
 def bars_factory():
     return make_bars

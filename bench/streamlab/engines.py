@@ -360,6 +360,7 @@ def ensure_champion(home: Path) -> str:
     from datetime import timezone
 
     from hft.data.sources.synthetic import SyntheticSource
+    from hft.features.definitions import FeatureSpec
     from hft.features.reference import compute_features
     from hft.model.config import ModelConfig
     from hft.model.dataset import prepare
@@ -368,7 +369,7 @@ def ensure_champion(home: Path) -> str:
     t0 = time.monotonic()
     bars = SyntheticSource().fetch(["AAA", "BBB"], datetime(2024, 1, 2, tzinfo=timezone.utc),
                                    datetime(2024, 1, 20, tzinfo=timezone.utc), "1m")
-    frame, features = prepare(compute_features(bars))
+    frame, features = prepare(compute_features(bars, FeatureSpec.from_env()))
     cfg = ModelConfig(epochs=1, folds=1, bootstrap=20, widths=(8, 16, 32, 64))
     reg = registry.log_training(train(frame, features, cfg), {}, None)
     registry.promote(reg.version, "bench")

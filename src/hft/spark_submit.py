@@ -84,6 +84,9 @@ def run_spark_job(script: str, job_args: list[str], master: str) -> None:
         tail = [line for line in lines if line.startswith("error:")]
         detail = tail[-1][len("error: "):] if tail else "\n".join(proc.stderr.splitlines()[-15:])
         raise JobError(f"spark job {script} failed (exit {proc.returncode}): {detail}")
+    for line in (proc.stdout + "\n" + proc.stderr).splitlines():  # the job's own warnings reach the user
+        if line.startswith("{") and '"log.level":"warning"' in line:
+            sys.stderr.write(line + "\n")
 
 
 def run_feature_job(lake_root: str, master: str, interval: str = "1m", output: str | None = None,

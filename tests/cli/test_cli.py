@@ -129,6 +129,7 @@ def test_cli_features_runs_spark_job_and_rerun_is_idempotent(tmp_path):
     pd.testing.assert_frame_equal(after[["overnight_gap", "volume_tod"]], before[["overnight_gap", "volume_tod"]])
 
 
+@pytest.mark.integration
 def test_cli_features_and_training_read_the_sector_map_from_the_environment(tmp_path, monkeypatch):
     """HFT_SECTORS reaches the Spark job (sec_* columns, from the sector ETF's bars) and training's feature list."""
     assert run("ingest", "--source", "synthetic", "--tickers", "AAA,BBB,SPY,XLK", "--start", "2024-03-07",
@@ -136,6 +137,7 @@ def test_cli_features_and_training_read_the_sector_map_from_the_environment(tmp_
     sectors = {"HFT_SECTORS": "AAA:XLK,BBB:XLF"}  # no XLF bars: BBB's sec_* are 0
     proc = run("features", "--lake", str(tmp_path), "--master", "local[2]", "--tickers", "AAA,BBB", env=sectors)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no bars of XLF for these dates" in proc.stderr + proc.stdout  # said, not silently 0
     features = pd.read_parquet(tmp_path / "features" / "interval=1m")
     assert sorted(features["ticker"].unique()) == ["AAA", "BBB"]
     aaa, bbb = (features[features["ticker"] == t].set_index("ts") for t in ("AAA", "BBB"))

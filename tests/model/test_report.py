@@ -78,3 +78,42 @@ def test_verdicts_descriptions_and_a_champion_moved_by_hand(two_versions, monkey
     registry.promote(v1, reason="back", tracking_uri=uri, by="gate")
     serving()
     assert STREAM_MODEL_GATE_APPROVED._value.get() == (1.0 if gate_status(c, v1) == "approved" else 0.0)
+
+
+def test_a_new_champion_the_stream_cannot_serve_is_refused_and_the_loaded_one_kept(two_versions, caplog):
+    """ChampionModel's accept (the streaming jobs': a model reading features the job does not compute): the first
+    champion refused is an error at start; a later one is refused once, logged, and the loaded version serves on."""
+    from hft.errors import UserError
+    from hft.streaming.champion import ChampionModel
+
+    uri, (v1, v2) = two_versions
+    c = registry.client(uri)
+    c.set_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION, v1)
+    checked = []
+
+    def accept(predictor) -> None:
+        checked.append(predictor)
+        if len(checked) > 1:
+            raise UserError("the champion reads sec_ret_1, which this job does not compute")
+
+    serving = ChampionModel(uri, refresh_s=0.0, accept=accept)
+    assert serving()[1] == v1
+    try:
+        c.set_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION, v2)
+        assert serving()[1] == v1 and serving()[1] == v1  # v2 refused, and not loaded again
+        assert len(checked) == 2
+        assert f"cannot serve {registry.MODEL_NAME} version {v2}, serving version {v1}" in caplog.text
+        with pytest.raises(UserError, match="sec_ret_1"):  # a job starting now has nothing it can serve
+            ChampionModel(uri, accept=lambda predictor: accept(predictor))()
+        # ...unless it has a fallback: a tasks-engine worker started now serves the version its driver accepted
+        calls: list = []
+
+        def refuse_the_champion(predictor) -> None:
+            calls.append(predictor)
+            if len(calls) == 1:
+                raise UserError("the champion reads sec_ret_1, which this job does not compute")
+
+        worker = ChampionModel(uri, refresh_s=0.0, accept=refuse_the_champion, fallback=v1)
+        assert worker()[1] == v1 and worker()[1] == v1 and len(calls) == 2
+    finally:
+        c.set_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION, v1)

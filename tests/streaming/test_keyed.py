@@ -123,6 +123,15 @@ def test_a_champion_reading_context_features_the_stream_does_not_compute_is_refu
         check_features(["ret_5", "mkt_rel_15"], FeatureSpec(market_ticker=None))
     check_features(["ret_5", "mkt_rel_15", "sec_ret_1", "sec_rel_15"], sectors)
     check_features(["ret_5", "rv_30"], FeatureSpec(market_ticker=None))
+    # the tasks engine's champion check (at start and on every reload in the workers): both
+    from hft.streaming.keyed import servable
+
+    reads = lambda *names: type("Predictor", (), {"features": list(names)})()  # noqa: E731
+    with pytest.raises(UserError, match="reads sec_ret_1"):
+        servable(FeatureSpec(), ["AAA"])(reads("ret_5", "sec_ret_1"))
+    with pytest.raises(UserError, match="needs --tickers"):
+        servable(sectors, None)(reads("ret_5", "sec_ret_1"))
+    servable(sectors, ["AAA"])(reads("ret_5", "sec_ret_1"))
 
 
 def test_the_stateful_processor_computes_the_features_of_its_spec_sector_context_included(bars_factory):
@@ -141,11 +150,12 @@ def test_the_stateful_processor_computes_the_features_of_its_spec_sector_context
                           "context": [r.key != b"AAA" for r in recs]})
     model = Recording()
     model.features = ["ret_5", "mkt_rel_15", "sec_ret_1", "sec_rv_30", "sec_rel_15"]
-    keyed._models[("test://", 5.0)] = lambda: (model, "7")
+    key = ("test://", 5.0, spec, frozenset({"AAA"}))  # the worker's champion for this spec and universe
+    keyed._models[key] = lambda: (model, "7")
     try:
         out = TwsTester(keyed.TickerProcessor(["AAA"], "test://", spec=spec)).testInPandas("AAA", frame)
     finally:
-        del keyed._models[("test://", 5.0)]
+        del keyed._models[key]
     assert set(out["kind"]) == {"prediction"} and len(out) > 300
     expected = compute_features(bars, spec, labelled_only=False).set_index(["ticker", "ts"])
     expected = expected.loc[[("AAA", pd.Timestamp(t, unit="ms", tz="UTC")) for t in out["ts_ms"]], model.features]
@@ -199,7 +209,8 @@ def test_the_stateful_processor_keeps_its_state_and_says_nothing_while_bars_warm
     frame = lambda rs: pd.DataFrame({"key": [r.key for r in rs], "value": [r.value for r in rs],  # noqa: E731
                                      "topic": [r.topic for r in rs], "partition": [r.partition for r in rs],
                                      "offset": [r.offset for r in rs], "ticker": "AAA", "context": False})
-    keyed._models[("test://", 5.0)] = lambda: (Recording(), "7")
+    key = ("test://", 5.0, FeatureSpec(), frozenset({"AAA"}))
+    keyed._models[key] = lambda: (Recording(), "7")
     try:
         processor = keyed.TickerProcessor(["AAA"], "test://")
         tester = TwsTester(processor)
@@ -208,7 +219,7 @@ def test_the_stateful_processor_keeps_its_state_and_says_nothing_while_bars_warm
         assert list(processor.handleInputRows(("AAA",), iter([frame(recs[:warming])]), None)) == []
         out = tester.testInPandas("AAA", frame(recs[warming:warming + 40] + [Record(b"AAA", b"[]", 0, 10**6)]))
     finally:
-        del keyed._models[("test://", 5.0)]
+        del keyed._models[key]
     assert list(out["kind"]) == ["dlq"] + ["prediction"] * 40 and out["reason"].iloc[0] == "not_json"
     assert list(out["ts_ms"].iloc[1:]) == [json.loads(r.value)["ts"] for r in recs[warming:warming + 40]]
     stored = json.loads(tester.peekValueState("feature_state", "AAA")[0])

@@ -10,15 +10,20 @@ from hft.errors import UserError
 
 
 def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
+    from hft.features.definitions import FeatureSpec
     from hft.observability.metrics import serve
     from hft.streaming import collectors
 
     bootstrap = args.bootstrap or stack_config().kafka_bootstrap
+    # the index's and sector ETFs' bars too: the market context features of the tickers read them in the stream
+    tickers = FeatureSpec.from_env().with_context(args.tickers)
+    if len(tickers) > len(args.tickers):
+        out(f"{args.source}: {','.join(tickers)} (the market context of --tickers included)")
     serve(args.metrics_port, "collector")
     if args.source == "yfinance":
         from hft.data.sources.yfinance import YFinanceSource
 
-        poller = collectors.YFinancePoller(args.tickers, args.interval, poll_s=args.poll_s,
+        poller = collectors.YFinancePoller(tickers, args.interval, poll_s=args.poll_s,
                                            source=YFinanceSource(regular_session_only=not args.extended_hours),
                                            state_path=settings.home / "collectors" / f"yfinance-{args.interval}.json")
         result = collectors.run_poller(poller, bootstrap, polls=args.polls)
@@ -28,9 +33,9 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
         if args.start > args.end:
             raise UserError(f"--start {args.start} is after --end {args.end}")
         if args.source == "replay":
-            messages = collectors.replay(args.lake or settings.lake_root, args.tickers, args.start, args.end, args.interval)
+            messages = collectors.replay(args.lake or settings.lake_root, tickers, args.start, args.end, args.interval)
         else:
-            messages = collectors.synthetic(args.tickers, args.start, args.end, args.interval)
+            messages = collectors.synthetic(tickers, args.start, args.end, args.interval)
         result = collectors.publish(collectors.paced(messages, args.speed), bootstrap, source=args.source,
                                     limit=args.limit)
     out(f"{args.source}: {result.sent} bars sent, {result.failed} failed in {result.seconds:.1f}s")

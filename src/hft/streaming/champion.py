@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
+from hft.errors import HftError
 from hft.model.registry import NoChampionError
 
 log = logging.getLogger(__name__)
@@ -17,10 +19,16 @@ __all__ = ["ChampionModel", "NoChampionError"]
 class ChampionModel:
     """Callable returning ``(FastPredictor, version)``; checks the alias at most every ``refresh_s``. The predictor's
     batch path runs on ``device`` (:data:`hft.model.fast.DEVICES`; None: ``HFT_INFERENCE_DEVICE``, default
-    ``auto``: the GPU when one is usable), logged and exported as ``hft_inference_device{device}``."""
+    ``auto``: the GPU when one is usable), logged and exported as ``hft_inference_device{device}``.
+
+    ``accept(predictor)`` raises (a :class:`hft.errors.UserError` saying why) for a model this job cannot serve,
+    e.g. one reading features it does not compute: a later champion is then refused (logged once) and the loaded
+    version goes on serving (``HftServingNotChampion`` alerts); the first one is an error, unless there is a
+    ``fallback`` version to serve instead (the tasks engine's Python workers, which start and restart at any time:
+    the version the driver accepted at start)."""
 
     def __init__(self, tracking_uri: str | None = None, alias: str = "champion", refresh_s: float = 5.0, clock=time.monotonic,
-                 device: str | None = None):
+                 device: str | None = None, accept: Callable[[Any], None] | None = None, fallback: str | None = None):
         from hft.config import env_value
         from hft.model.fast import DEVICES
 
@@ -35,6 +43,9 @@ class ChampionModel:
         self._version: str | None = None
         self._predictor: Any = None  # a FastPredictor once loaded
         self.gate_status = "unknown"  # the served version's gate verdict: approved, rejected or unknown
+        self.accept = accept
+        self.fallback = fallback
+        self._refused: str | None = None  # the version accept() refused last (not loaded again)
 
     def __call__(self):
         now = self.clock()
@@ -64,7 +75,7 @@ class ChampionModel:
             REGISTRY_CHAMPION_VERSION.set(float(version))
         except ValueError:
             pass
-        if version == self._version:
+        if version in (self._version, self._refused):
             return
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -75,6 +86,22 @@ class ChampionModel:
             log.error("cannot load %s version %s, still serving version %s: %s", registry.MODEL_NAME, version,
                       self._version, exc)
             return
+        if self.accept is not None:
+            try:
+                self.accept(predictor)
+            except HftError as exc:
+                fallback = self._predictor is None and self.fallback not in (None, version)
+                if self._predictor is None and not fallback:
+                    raise
+                self._refused = version
+                log.error("cannot serve %s version %s, serving version %s: %s", registry.MODEL_NAME, version,
+                          self.fallback if fallback else self._version, exc, extra={"hft": {"refused_version": version}})
+                if not fallback:
+                    return
+                version = str(self.fallback)
+                with tempfile.TemporaryDirectory() as tmp:
+                    predictor = FastPredictor.from_weights_file(registry.weights_path(client, version, tmp)).on(self.device)
+                self.accept(predictor)
         self.gate_status = self._audit(registry, client, version)
         log.info("serving %s version %s (was %s; gate %s) on %s", registry.MODEL_NAME, version, self._version,
                  self.gate_status, predictor.device,

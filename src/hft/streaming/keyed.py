@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,7 @@ from hft.errors import UserError
 from hft.features.definitions import FeatureSpec
 from hft.schemas import Prediction
 from hft.streaming.messages import DLQ_REASONS, BarMessage, prediction_record
-from hft.streaming.processor import BatchResult, Record, evaluate
+from hft.streaming.processor import BatchResult, Record, check_features, evaluate
 from hft.streaming.state import FeatureState
 from hft.streaming.store import STATE_TTL_S
 
@@ -70,16 +70,27 @@ OBSERVED = "hft_batch"
 #: The grouping column: the message's ticker as Spark's JSON parser reads it.
 TICKER_SQL = "coalesce(get_json_object(cast(value AS STRING), '$.ticker'), '')"
 
-_models: dict[tuple[str | None, float], object] = {}  # per Python worker: the champion, loaded once
+_models: dict[tuple, object] = {}  # per Python worker: the champion, loaded once
 
 
-def _champion(tracking_uri: str | None, refresh_s: float):
+def _champion(tracking_uri: str | None, refresh_s: float, spec: FeatureSpec, tickers: frozenset[str] | None,
+              fallback: str | None):
     from hft.streaming.champion import ChampionModel
 
-    key = (tracking_uri, refresh_s)
+    key = (tracking_uri, refresh_s, spec, tickers)
     if key not in _models:
-        _models[key] = ChampionModel(tracking_uri, refresh_s=refresh_s)
+        _models[key] = ChampionModel(tracking_uri, refresh_s=refresh_s, accept=servable(spec, tickers), fallback=fallback)
     return _models[key]
+
+
+def servable(spec: FeatureSpec, tickers: Collection[str] | None):
+    """The tasks engine's ``accept`` for :class:`hft.streaming.champion.ChampionModel`: a champion whose features
+    ``spec`` computes (:func:`hft.streaming.processor.check_features`) and, when it reads the market context, a
+    universe to route the index's bars to (:func:`check_universe`)."""
+    def accept(predictor) -> None:
+        check_features(predictor.features, spec)
+        check_universe(predictor.features, tickers, spec)
+    return accept
 
 
 def _rows_of(bars: list[BarMessage]) -> list[list[float]]:
@@ -170,11 +181,12 @@ class TickerProcessor(StatefulProcessor):
     """``transformWithStateInPandas`` processor: one group per ticker (module docstring)."""
 
     def __init__(self, known_tickers: Sequence[str] | None, tracking_uri: str | None, refresh_s: float = 5.0,
-                 spec: FeatureSpec = FeatureSpec()):
+                 spec: FeatureSpec = FeatureSpec(), served: str | None = None):
         self.known = frozenset(known_tickers) if known_tickers else None
         self.tracking_uri = tracking_uri
         self.refresh_s = refresh_s
         self.spec = spec
+        self.served = served  # the version the driver accepted at start: a worker's fallback (ChampionModel)
 
     def init(self, handle) -> None:
         self.state = handle.getValueState("feature_state", STATE_SCHEMA, STATE_TTL_MS)
@@ -187,7 +199,8 @@ class TickerProcessor(StatefulProcessor):
         stored = self.state.get()
         predictions, dead, new_state = verdict(key[0], [r for r, c in zip(records, copy) if not c],
                                                stored[0] if stored else None,
-                                               _champion(self.tracking_uri, self.refresh_s), self.known,
+                                               _champion(self.tracking_uri, self.refresh_s, self.spec, self.known, self.served),
+                                               self.known,
                                                self.spec, context=[r for r, c in zip(records, copy) if c])
         if new_state is not None:
             self.state.update((new_state,))
@@ -253,7 +266,7 @@ class TaskWriter:
             store.commit(self.epoch, [], new)
 
 
-def check_universe(features: Sequence[str], tickers: Sequence[str] | None, spec: FeatureSpec = FeatureSpec()) -> None:
+def check_universe(features: Sequence[str], tickers: Collection[str] | None, spec: FeatureSpec = FeatureSpec()) -> None:
     """UserError when a model reading market context ``features`` would be served without a universe: the copies
     of the index's messages are routed to the groups of ``--tickers`` only (without, every group would read no
     context: 0, where the batch job and the driver engine read the index)."""
@@ -286,12 +299,14 @@ def routed(stream, tickers: Sequence[str], spec: FeatureSpec = FeatureSpec()):
             .selectExpr(*stream.columns, "_to.ticker AS ticker", "_to.context AS context"))
 
 
-def stateful_query(stream, args, tracking_uri: str | None, spec: FeatureSpec):
+def stateful_query(stream, args, tracking_uri: str | None, spec: FeatureSpec, served: str | None = None):
     """The ``tasks`` engine on the Kafka source ``stream`` (key, value, topic, partition, offset), computing the
-    features of ``spec`` (the driver's :meth:`FeatureSpec.from_env`, sent to the tasks with the processor)."""
+    features of ``spec`` (the driver's :meth:`FeatureSpec.from_env`, sent to the tasks with the processor);
+    ``served``: the champion version the driver accepted, which a worker serves while the champion is one it
+    cannot."""
     from pyspark.sql import functions as F
 
-    processor = TickerProcessor(args.tickers, tracking_uri, args.model_refresh_s, spec)
+    processor = TickerProcessor(args.tickers, tracking_uri, args.model_refresh_s, spec, served)
     count = lambda cond, name: F.count(F.when(cond, 1)).alias(name)  # noqa: E731
     return (
         routed(stream, args.tickers or [], spec)
