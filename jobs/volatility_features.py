@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         n_bars = (mine.where(F.col("date") >= F.lit(args.start)) if args.start else mine).count()
         if n_bars == 0:
             raise NoBarsError(f"no {args.interval} bars under {args.input} for the requested dates/tickers")
-        wanted = [t for t in spec.index_tickers if not args.tickers or t in set(read or ())]
+        wanted = [t for t in spec.index_tickers if read is None or t in read]
         present = {r.ticker for r in bars.where(F.col("ticker").isin(wanted)).select("ticker").distinct().collect()}
         absent = sorted(set(wanted) - present)
         if absent:  # the market (mkt_*) or sector (sec_*) context features that read them are 0

@@ -43,7 +43,7 @@ class ChampionModel:
         self._version: str | None = None
         self._predictor: Any = None  # a FastPredictor once loaded
         self.gate_status = "unknown"  # the served version's gate verdict: approved, rejected or unknown
-        self.accept = accept
+        self.accept = accept or (lambda predictor: None)
         self.fallback = fallback
         self._refused: str | None = None  # the version accept() refused last (not loaded again)
 
@@ -56,7 +56,6 @@ class ChampionModel:
 
     def _refresh(self) -> None:
         from hft.model import registry
-        from hft.model.fast import FastPredictor
         from hft.observability.metrics import INFERENCE_DEVICE, REGISTRY_CHAMPION_VERSION
 
         try:
@@ -78,30 +77,27 @@ class ChampionModel:
         if version in (self._version, self._refused):
             return
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                predictor = FastPredictor.from_weights_file(registry.weights_path(client, version, tmp)).on(self.device)
+            predictor = self._load(registry, client, version)
         except Exception as exc:  # noqa: BLE001 - an unloadable new champion: keep serving (HftServingNotChampion)
             if self._predictor is None:
                 raise
             log.error("cannot load %s version %s, still serving version %s: %s", registry.MODEL_NAME, version,
                       self._version, exc)
             return
-        if self.accept is not None:
-            try:
-                self.accept(predictor)
-            except HftError as exc:
-                fallback = self._predictor is None and self.fallback not in (None, version)
-                if self._predictor is None and not fallback:
-                    raise
-                self._refused = version
-                log.error("cannot serve %s version %s, serving version %s: %s", registry.MODEL_NAME, version,
-                          self.fallback if fallback else self._version, exc, extra={"hft": {"refused_version": version}})
-                if not fallback:
-                    return
-                version = str(self.fallback)
-                with tempfile.TemporaryDirectory() as tmp:
-                    predictor = FastPredictor.from_weights_file(registry.weights_path(client, version, tmp)).on(self.device)
-                self.accept(predictor)
+        try:
+            self.accept(predictor)
+        except HftError as exc:
+            instead = self._version if self._predictor is not None else (
+                self.fallback if self.fallback != version else None)
+            if instead is None:
+                raise
+            self._refused = version
+            log.error("cannot serve %s version %s, serving version %s: %s", registry.MODEL_NAME, version, instead, exc,
+                      extra={"hft": {"refused_version": version}})
+            if self._predictor is not None:
+                return
+            version, predictor = instead, self._load(registry, client, instead)
+            self.accept(predictor)
         self.gate_status = self._audit(registry, client, version)
         log.info("serving %s version %s (was %s; gate %s) on %s", registry.MODEL_NAME, version, self._version,
                  self.gate_status, predictor.device,
@@ -109,6 +105,13 @@ class ChampionModel:
         INFERENCE_DEVICE.clear()
         INFERENCE_DEVICE.labels(predictor.device).set(1)
         self._predictor, self._version = predictor, version
+
+    def _load(self, registry, client, version: str):
+        """``version``'s weights from the registry as a predictor on this instance's device."""
+        from hft.model.fast import FastPredictor
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return FastPredictor.from_weights_file(registry.weights_path(client, version, tmp)).on(self.device)
 
     def _audit(self, registry, client, version: str) -> str:
         """Record an alias moved past hft (the MLflow UI); the version's gate verdict, also as a metric."""
