@@ -78,13 +78,13 @@ def run_spark_job(script: str, job_args: list[str], master: str) -> None:
     cmd = spark_submit_command(script, job_args, master)
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(cmd, env=spark_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        # spark-submit sends the Python driver's output to stdout; the job's last word is "error: ...".
-        lines = (proc.stdout + "\n" + proc.stderr).splitlines()
+    # spark-submit sends the Python driver's output to stdout
+    lines = (proc.stdout + "\n" + proc.stderr).splitlines()
+    if proc.returncode != 0:  # the job's last word is "error: ..."
         tail = [line for line in lines if line.startswith("error:")]
         detail = tail[-1][len("error: "):] if tail else "\n".join(proc.stderr.splitlines()[-15:])
         raise JobError(f"spark job {script} failed (exit {proc.returncode}): {detail}")
-    for line in (proc.stdout + "\n" + proc.stderr).splitlines():  # the job's own warnings reach the user
+    for line in lines:  # the job's own warnings reach the user
         if line.startswith("{") and '"log.level":"warning"' in line:
             sys.stderr.write(line + "\n")
 
